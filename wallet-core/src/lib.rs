@@ -1,0 +1,21 @@
+#![doc = "Kura's threshold-signing core. See the crate README."]
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![warn(missing_docs)]
+
+pub mod format;
+pub mod keygen;
+pub mod group;
+pub mod signing;
+pub mod suite;
+
+mod secret;
+
+pub use format::{FormatError, GroupId};
+pub use group::{GroupError, KeyShare, Label, PublicGroup};
+pub use secret::SecretBytes;
+pub use suite::{KuraSuite, Secp256k1, Secp256k1Tr, SuiteId};
+
+/// Re-export of the frost-core version Kura is built on.
+pub use frost_core;
