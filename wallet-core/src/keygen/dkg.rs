@@ -25,15 +25,15 @@ use crate::suite::KuraSuite;
 
 /// A participant's secret state between part 1 and part 2.
 pub struct Round1Secret<C: KuraSuite> {
-    label: Label,
-    secret: round1::SecretPackage<C>,
+    pub(super) label: Label,
+    pub(super) secret: round1::SecretPackage<C>,
 }
 
 /// A participant's secret state between part 2 and part 3.
 pub struct Round2Secret<C: KuraSuite> {
-    label: Label,
-    identifier: Identifier<C>,
-    secret: round2::SecretPackage<C>,
+    pub(super) label: Label,
+    pub(super) identifier: Identifier<C>,
+    pub(super) secret: round2::SecretPackage<C>,
 }
 
 impl<C: KuraSuite> fmt::Debug for Round1Secret<C> {
@@ -109,7 +109,7 @@ pub fn part1<C: KuraSuite, R: RngCore + CryptoRng>(
 /// Collects the peers' round-1 messages into frost's map, checking that there
 /// is exactly one from each of the other `n - 1` participants and that labels
 /// are unique.
-fn round1_map<C: KuraSuite>(
+pub(super) fn round1_map<C: KuraSuite>(
     me: &Identifier<C>,
     my_label: &Label,
     max_signers: u16,
@@ -188,25 +188,7 @@ pub fn part3<C: KuraSuite>(
 ) -> Result<(KeyShare<C>, PublicGroup<C>), KeygenError> {
     let me = secret.identifier;
     let r1 = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
-    let mut r2 = BTreeMap::new();
-    for m in round2 {
-        if m.to != me {
-            return Err(KeygenError::Messages(format!(
-                "a round-2 message from {} is addressed to {}, not to this participant",
-                describe(round1, &m.from),
-                describe(round1, &m.to)
-            )));
-        }
-        if !r1.contains_key(&m.from) {
-            return Err(KeygenError::Messages(format!(
-                "round-2 message from {}, who sent no round-1 message",
-                identifier_hex(&m.from)
-            )));
-        }
-        if r2.insert(m.from, m.package.clone()).is_some() {
-            return Err(GroupError::DuplicateIdentifier(identifier_hex(&m.from)).into());
-        }
-    }
+    let r2 = round2_map(&me, &r1, round1, round2)?;
     let (key_package, public_key_package) =
         frost_core::keys::dkg::part3(&secret.secret, &r1, &r2).map_err(|e| match e {
             frost_core::Error::InvalidSecretShare { culprit } => KeygenError::InvalidShare {
@@ -231,7 +213,36 @@ pub fn part3<C: KuraSuite>(
     Ok((share, group))
 }
 
-fn describe<C: KuraSuite>(round1: &[Round1Message<C>], id: &Identifier<C>) -> String {
+/// Collects the round-2 messages addressed to `me`, one per round-1 sender.
+pub(super) fn round2_map<C: KuraSuite>(
+    me: &Identifier<C>,
+    r1: &BTreeMap<Identifier<C>, round1::Package<C>>,
+    round1: &[Round1Message<C>],
+    round2: &[Round2Message<C>],
+) -> Result<BTreeMap<Identifier<C>, round2::Package<C>>, KeygenError> {
+    let mut r2 = BTreeMap::new();
+    for m in round2 {
+        if &m.to != me {
+            return Err(KeygenError::Messages(format!(
+                "a round-2 message from {} is addressed to {}, not to this participant",
+                describe(round1, &m.from),
+                describe(round1, &m.to)
+            )));
+        }
+        if !r1.contains_key(&m.from) {
+            return Err(KeygenError::Messages(format!(
+                "round-2 message from {}, who sent no round-1 message",
+                identifier_hex(&m.from)
+            )));
+        }
+        if r2.insert(m.from, m.package.clone()).is_some() {
+            return Err(GroupError::DuplicateIdentifier(identifier_hex(&m.from)).into());
+        }
+    }
+    Ok(r2)
+}
+
+pub(super) fn describe<C: KuraSuite>(round1: &[Round1Message<C>], id: &Identifier<C>) -> String {
     round1
         .iter()
         .find(|m| &m.from == id)

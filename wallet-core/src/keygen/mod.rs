@@ -14,6 +14,8 @@ use crate::group::{check_threshold, identifier_hex, GroupError, KeyShare, Label,
 use crate::suite::KuraSuite;
 
 pub mod dkg;
+pub mod refresh;
+pub mod repair;
 
 /// Why key generation failed.
 #[derive(Debug, thiserror::Error)]
