@@ -6,7 +6,9 @@
 
 pub mod format;
 pub mod keygen;
+pub mod keystore;
 pub mod group;
+pub mod identity;
 pub mod signing;
 pub mod suite;
 

@@ -36,3 +36,10 @@ impl fmt::Debug for SecretBytes {
         write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
     }
 }
+
+impl SecretBytes {
+    /// Unwraps into a zeroizing vector.
+    pub fn into_vec(self) -> zeroize::Zeroizing<Vec<u8>> {
+        self.0
+    }
+}

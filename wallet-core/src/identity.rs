@@ -1,0 +1,286 @@
+//! Participant identity keys: P-256 ECDSA, the algorithm PKCS#11 tokens
+//! commonly offer, so a token-held identity and a software one look the same
+//! to everyone who verifies them. Verification is pure software.
+//!
+//! Signatures are ECDSA over SHA-256 of the message, encoded as 64 bytes
+//! `r ‖ s` with low `s` (high-`s` signatures are refused, so a signature has
+//! one encoding). Messages are always a domain-separated canonical encoding
+//! (see [`crate::format::canonical_bytes`]).
+//!
+//! This module also seals messages *to* an identity key (P-256 ECDH, HKDF-SHA256,
+//! ChaCha20-Poly1305), for DKG round-2 shares that a courier must not read.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hkdf::Hkdf;
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::secret::SecretBytes;
+
+/// A participant's public identity key (SEC1 compressed P-256 point).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdentityPublicKey(p256::PublicKey);
+
+/// An identity signature: 64 bytes `r ‖ s`, low `s`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdentitySignature(p256::ecdsa::Signature);
+
+/// Why an identity operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// Bytes that are not a P-256 point.
+    #[error("not a valid P-256 identity public key")]
+    InvalidPublicKey,
+    /// Bytes that are not a 64-byte low-S signature.
+    #[error("not a valid identity signature (need 64 bytes r||s with low s)")]
+    InvalidSignature,
+    /// A signature that does not verify.
+    #[error("identity signature does not verify for this key and message")]
+    BadSignature,
+    /// A sealed message that does not open.
+    #[error("sealed message could not be opened: it was tampered with or sealed to another key")]
+    SealOpen,
+}
+
+impl IdentityPublicKey {
+    /// Parses a SEC1 (compressed or uncompressed) P-256 point.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidPublicKey`] for anything else, the identity included.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self, IdentityError> {
+        p256::PublicKey::from_sec1_bytes(bytes)
+            .map(IdentityPublicKey)
+            .map_err(|_| IdentityError::InvalidPublicKey)
+    }
+
+    /// The 33-byte compressed encoding.
+    pub fn to_sec1(&self) -> Vec<u8> {
+        self.0.to_encoded_point(true).as_bytes().to_vec()
+    }
+
+    /// Verifies `signature` over `message`.
+    ///
+    /// # Errors
+    /// [`IdentityError::BadSignature`] when it does not verify.
+    pub fn verify(&self, message: &[u8], signature: &IdentitySignature) -> Result<(), IdentityError> {
+        p256::ecdsa::VerifyingKey::from(self.0)
+            .verify(message, &signature.0)
+            .map_err(|_| IdentityError::BadSignature)
+    }
+
+    /// Seals `plaintext` so that only the holder of this identity's secret
+    /// key can open it. `context` is bound as associated data.
+    ///
+    /// # Errors
+    /// Does not fail for valid keys; the `Result` guards the AEAD call.
+    pub fn seal<R: RngCore + CryptoRng>(
+        &self,
+        plaintext: &[u8],
+        context: &[u8],
+        rng: &mut R,
+    ) -> Result<SealedMessage, IdentityError> {
+        let ephemeral = p256::ecdh::EphemeralSecret::random(rng);
+        let ephemeral_pk = p256::PublicKey::from(&ephemeral).to_encoded_point(true);
+        let shared = ephemeral.diffie_hellman(&self.0);
+        let key = seal_key(shared.raw_secret_bytes(), ephemeral_pk.as_bytes(), &self.to_sec1())?;
+        let ciphertext = ChaCha20Poly1305::new(&Key::from(*key))
+            .encrypt(&Nonce::default(), Payload { msg: plaintext, aad: context })
+            .map_err(|_| IdentityError::SealOpen)?;
+        Ok(SealedMessage {
+            ephemeral: ephemeral_pk.as_bytes().to_vec(),
+            ciphertext,
+        })
+    }
+}
+
+/// Derives the one-time AEAD key of a sealed message. Each key is used for
+/// exactly one message (the ephemeral key is fresh), so the zero nonce is safe.
+fn seal_key(shared: &[u8], ephemeral: &[u8], recipient: &[u8]) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
+    let mut info = b"kura/v1/seal\0".to_vec();
+    info.extend_from_slice(ephemeral);
+    info.extend_from_slice(recipient);
+    let mut key = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(None, shared)
+        .expand(&info, key.as_mut_slice())
+        .map_err(|_| IdentityError::SealOpen)?;
+    Ok(key)
+}
+
+/// Opens a sealed message given the raw ECDH shared secret with its
+/// ephemeral key. Keystores call this after computing the ECDH with their
+/// identity secret (in software or on a token).
+///
+/// # Errors
+/// [`IdentityError::SealOpen`] when the ciphertext or context was altered or
+/// the message was sealed to another key.
+pub fn open_with_shared_secret(
+    sealed: &SealedMessage,
+    shared_secret: &[u8],
+    recipient: &IdentityPublicKey,
+    context: &[u8],
+) -> Result<SecretBytes, IdentityError> {
+    let key = seal_key(shared_secret, &sealed.ephemeral, &recipient.to_sec1())?;
+    ChaCha20Poly1305::new(&Key::from(*key))
+        .decrypt(&Nonce::default(), Payload { msg: &sealed.ciphertext, aad: context })
+        .map(SecretBytes::new)
+        .map_err(|_| IdentityError::SealOpen)
+}
+
+/// A message sealed to an identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedMessage {
+    /// The sender's ephemeral P-256 public key (compressed).
+    #[serde(with = "crate::format::hex_bytes")]
+    pub ephemeral: Vec<u8>,
+    /// ChaCha20-Poly1305 ciphertext and tag.
+    #[serde(with = "crate::format::hex_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedMessage {
+    /// The sender's ephemeral public key.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidPublicKey`] when the field is not a point.
+    pub fn ephemeral_key(&self) -> Result<IdentityPublicKey, IdentityError> {
+        IdentityPublicKey::from_sec1(&self.ephemeral)
+    }
+}
+
+impl fmt::Display for IdentityPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.to_sec1()))
+    }
+}
+
+impl fmt::Debug for IdentityPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityPublicKey({self})")
+    }
+}
+
+impl Serialize for IdentityPublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdentityPublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = hex::decode(s).map_err(serde::de::Error::custom)?;
+        IdentityPublicKey::from_sec1(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+impl IdentitySignature {
+    /// Parses 64 bytes `r ‖ s`, refusing high `s`.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidSignature`] otherwise.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let sig = p256::ecdsa::Signature::from_slice(bytes).map_err(|_| IdentityError::InvalidSignature)?;
+        if sig.normalize_s().is_some() {
+            return Err(IdentityError::InvalidSignature);
+        }
+        Ok(IdentitySignature(sig))
+    }
+
+    /// Builds a signature from a token's raw ECDSA output, normalising `s`.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidSignature`] for bytes that are not `r ‖ s`.
+    pub fn from_raw_normalizing(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let sig = p256::ecdsa::Signature::from_slice(bytes).map_err(|_| IdentityError::InvalidSignature)?;
+        Ok(IdentitySignature(sig.normalize_s().unwrap_or(sig)))
+    }
+
+    /// The 64-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes().into()
+    }
+}
+
+impl fmt::Debug for IdentitySignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentitySignature({})", hex::encode(self.to_bytes()))
+    }
+}
+
+impl Serialize for IdentitySignature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.to_bytes()))
+    }
+}
+
+impl<'de> Deserialize<'de> for IdentitySignature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = hex::decode(s).map_err(serde::de::Error::custom)?;
+        IdentitySignature::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A software identity key pair. The secret scalar zeroizes on drop and is
+/// never shown by `Debug`.
+#[derive(Clone)]
+pub struct SoftwareIdentity(p256::ecdsa::SigningKey);
+
+impl SoftwareIdentity {
+    /// Generates a fresh identity.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        SoftwareIdentity(p256::ecdsa::SigningKey::random(rng))
+    }
+
+    /// Restores an identity from its 32-byte secret scalar.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidPublicKey`] for a zero or out-of-range scalar.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
+        p256::ecdsa::SigningKey::from_slice(bytes)
+            .map(SoftwareIdentity)
+            .map_err(|_| IdentityError::InvalidPublicKey)
+    }
+
+    /// The 32-byte secret scalar, in zeroizing memory.
+    pub fn secret_bytes(&self) -> SecretBytes {
+        SecretBytes::new(self.0.to_bytes().to_vec())
+    }
+
+    /// The public identity key.
+    pub fn public_key(&self) -> IdentityPublicKey {
+        IdentityPublicKey(p256::PublicKey::from(self.0.verifying_key()))
+    }
+
+    /// Signs `message` (ECDSA P-256 over SHA-256, low `s`).
+    pub fn sign(&self, message: &[u8]) -> IdentitySignature {
+        let sig: p256::ecdsa::Signature = self.0.sign(message);
+        IdentitySignature(sig.normalize_s().unwrap_or(sig))
+    }
+
+    /// Opens a message sealed to this identity.
+    ///
+    /// # Errors
+    /// [`IdentityError::SealOpen`] when it does not open.
+    pub fn open(&self, sealed: &SealedMessage, context: &[u8]) -> Result<SecretBytes, IdentityError> {
+        let ephemeral = sealed.ephemeral_key()?;
+        let secret = p256::SecretKey::from(self.0.as_nonzero_scalar());
+        let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), ephemeral.0.as_affine());
+        open_with_shared_secret(sealed, shared.raw_secret_bytes(), &self.public_key(), context)
+    }
+}
+
+impl fmt::Debug for SoftwareIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SoftwareIdentity({}, secret: <redacted>)", self.public_key())
+    }
+}
