@@ -7,10 +7,12 @@
 pub mod format;
 pub mod keygen;
 pub mod keystore;
+pub mod messages;
 pub mod group;
 pub mod identity;
 pub mod signing;
 pub mod suite;
+pub mod taproot;
 
 mod secret;
 
