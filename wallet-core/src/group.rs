@@ -84,7 +84,9 @@ pub enum GroupError {
     #[error("invalid participant label {0:?}: use 1 to 64 printable characters")]
     InvalidLabel(String),
     /// Threshold and participant count do not fit together.
-    #[error("invalid threshold {min_signers}-of-{max_signers}: need 2 <= t <= n <= {MAX_PARTICIPANTS}")]
+    #[error(
+        "invalid threshold {min_signers}-of-{max_signers}: need 2 <= t <= n <= {MAX_PARTICIPANTS}"
+    )]
     InvalidThreshold {
         /// t
         min_signers: u16,
@@ -109,6 +111,16 @@ pub enum GroupError {
     /// A malformed document.
     #[error(transparent)]
     Format(#[from] FormatError),
+}
+
+/// The last `n` characters of `s`, for short references in messages.
+pub(crate) fn tail(s: &str, n: usize) -> &str {
+    let start = s
+        .char_indices()
+        .rev()
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i);
+    s.get(start..).unwrap_or(s)
 }
 
 /// Hex of a FROST identifier, for messages and files.
@@ -142,7 +154,10 @@ impl<C: KuraSuite> fmt::Debug for PublicGroup<C> {
             .field("id", &self.id)
             .field("suite", &C::SUITE)
             .field("min_signers", &self.min_signers)
-            .field("participants", &self.participants.values().collect::<Vec<_>>())
+            .field(
+                "participants",
+                &self.participants.values().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -158,10 +173,11 @@ impl<C: KuraSuite> PublicGroup<C> {
         public_key_package: PublicKeyPackage<C>,
         labels: BTreeMap<Identifier<C>, Label>,
     ) -> Result<Self, GroupError> {
-        let max_signers = u16::try_from(public_key_package.verifying_shares().len()).unwrap_or(u16::MAX);
-        let min_signers = public_key_package
-            .min_signers()
-            .ok_or_else(|| GroupError::RosterMismatch("public key package has no threshold".into()))?;
+        let max_signers =
+            u16::try_from(public_key_package.verifying_shares().len()).unwrap_or(u16::MAX);
+        let min_signers = public_key_package.min_signers().ok_or_else(|| {
+            GroupError::RosterMismatch("public key package has no threshold".into())
+        })?;
         check_threshold(min_signers, max_signers)?;
         let mut seen = std::collections::BTreeSet::new();
         for label in labels.values() {
@@ -180,7 +196,10 @@ impl<C: KuraSuite> PublicGroup<C> {
                 public_key_package.verifying_shares().len()
             )));
         }
-        let id = GroupId::derive(C::SUITE, &verifying_key_bytes(public_key_package.verifying_key()));
+        let id = GroupId::derive(
+            C::SUITE,
+            &verifying_key_bytes(public_key_package.verifying_key()),
+        );
         let signing_package = C::signing_public_key_package(&public_key_package).into_owned();
         Ok(PublicGroup {
             id,
@@ -404,13 +423,16 @@ impl<C: KuraSuite> KeyShare<C> {
             None => return Err(GroupError::UnknownParticipant(identifier_hex(id))),
             Some(vs) if vs != self.key_package.verifying_share() => {
                 return Err(GroupError::ShareMismatch(
-                    "verifying share differs from the group's (an old share after a refresh?)".into(),
+                    "verifying share differs from the group's (an old share after a refresh?)"
+                        .into(),
                 ))
             }
             Some(_) => {}
         }
         if *self.key_package.min_signers() != group.min_signers() {
-            return Err(GroupError::ShareMismatch("threshold differs from the group's".into()));
+            return Err(GroupError::ShareMismatch(
+                "threshold differs from the group's".into(),
+            ));
         }
         Ok(())
     }

@@ -70,7 +70,11 @@ impl IdentityPublicKey {
     ///
     /// # Errors
     /// [`IdentityError::BadSignature`] when it does not verify.
-    pub fn verify(&self, message: &[u8], signature: &IdentitySignature) -> Result<(), IdentityError> {
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: &IdentitySignature,
+    ) -> Result<(), IdentityError> {
         p256::ecdsa::VerifyingKey::from(self.0)
             .verify(message, &signature.0)
             .map_err(|_| IdentityError::BadSignature)
@@ -90,9 +94,19 @@ impl IdentityPublicKey {
         let ephemeral = p256::ecdh::EphemeralSecret::random(rng);
         let ephemeral_pk = p256::PublicKey::from(&ephemeral).to_encoded_point(true);
         let shared = ephemeral.diffie_hellman(&self.0);
-        let key = seal_key(shared.raw_secret_bytes(), ephemeral_pk.as_bytes(), &self.to_sec1())?;
+        let key = seal_key(
+            shared.raw_secret_bytes(),
+            ephemeral_pk.as_bytes(),
+            &self.to_sec1(),
+        )?;
         let ciphertext = ChaCha20Poly1305::new(&Key::from(*key))
-            .encrypt(&Nonce::default(), Payload { msg: plaintext, aad: context })
+            .encrypt(
+                &Nonce::default(),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .map_err(|_| IdentityError::SealOpen)?;
         Ok(SealedMessage {
             ephemeral: ephemeral_pk.as_bytes().to_vec(),
@@ -103,7 +117,11 @@ impl IdentityPublicKey {
 
 /// Derives the one-time AEAD key of a sealed message. Each key is used for
 /// exactly one message (the ephemeral key is fresh), so the zero nonce is safe.
-fn seal_key(shared: &[u8], ephemeral: &[u8], recipient: &[u8]) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
+fn seal_key(
+    shared: &[u8],
+    ephemeral: &[u8],
+    recipient: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
     let mut info = b"kura/v1/seal\0".to_vec();
     info.extend_from_slice(ephemeral);
     info.extend_from_slice(recipient);
@@ -129,7 +147,13 @@ pub fn open_with_shared_secret(
 ) -> Result<SecretBytes, IdentityError> {
     let key = seal_key(shared_secret, &sealed.ephemeral, &recipient.to_sec1())?;
     ChaCha20Poly1305::new(&Key::from(*key))
-        .decrypt(&Nonce::default(), Payload { msg: &sealed.ciphertext, aad: context })
+        .decrypt(
+            &Nonce::default(),
+            Payload {
+                msg: &sealed.ciphertext,
+                aad: context,
+            },
+        )
         .map(SecretBytes::new)
         .map_err(|_| IdentityError::SealOpen)
 }
@@ -188,7 +212,8 @@ impl IdentitySignature {
     /// # Errors
     /// [`IdentityError::InvalidSignature`] otherwise.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
-        let sig = p256::ecdsa::Signature::from_slice(bytes).map_err(|_| IdentityError::InvalidSignature)?;
+        let sig = p256::ecdsa::Signature::from_slice(bytes)
+            .map_err(|_| IdentityError::InvalidSignature)?;
         if sig.normalize_s().is_some() {
             return Err(IdentityError::InvalidSignature);
         }
@@ -200,7 +225,8 @@ impl IdentitySignature {
     /// # Errors
     /// [`IdentityError::InvalidSignature`] for bytes that are not `r ‖ s`.
     pub fn from_raw_normalizing(bytes: &[u8]) -> Result<Self, IdentityError> {
-        let sig = p256::ecdsa::Signature::from_slice(bytes).map_err(|_| IdentityError::InvalidSignature)?;
+        let sig = p256::ecdsa::Signature::from_slice(bytes)
+            .map_err(|_| IdentityError::InvalidSignature)?;
         Ok(IdentitySignature(sig.normalize_s().unwrap_or(sig)))
     }
 
@@ -271,16 +297,30 @@ impl SoftwareIdentity {
     ///
     /// # Errors
     /// [`IdentityError::SealOpen`] when it does not open.
-    pub fn open(&self, sealed: &SealedMessage, context: &[u8]) -> Result<SecretBytes, IdentityError> {
+    pub fn open(
+        &self,
+        sealed: &SealedMessage,
+        context: &[u8],
+    ) -> Result<SecretBytes, IdentityError> {
         let ephemeral = sealed.ephemeral_key()?;
         let secret = p256::SecretKey::from(self.0.as_nonzero_scalar());
-        let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), ephemeral.0.as_affine());
-        open_with_shared_secret(sealed, shared.raw_secret_bytes(), &self.public_key(), context)
+        let shared =
+            p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), ephemeral.0.as_affine());
+        open_with_shared_secret(
+            sealed,
+            shared.raw_secret_bytes(),
+            &self.public_key(),
+            context,
+        )
     }
 }
 
 impl fmt::Debug for SoftwareIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SoftwareIdentity({}, secret: <redacted>)", self.public_key())
+        write!(
+            f,
+            "SoftwareIdentity({}, secret: <redacted>)",
+            self.public_key()
+        )
     }
 }

@@ -1,15 +1,28 @@
 #![doc = "Kura's threshold-signing core. See the crate README."]
 #![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 pub mod format;
+pub mod group;
+pub mod identity;
 pub mod keygen;
 pub mod keystore;
 pub mod messages;
-pub mod group;
-pub mod identity;
 pub mod signing;
 pub mod suite;
 pub mod taproot;

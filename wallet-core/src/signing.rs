@@ -122,7 +122,12 @@ pub struct Culprit {
 
 impl fmt::Display for Culprit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}…)", self.label, &self.identifier[self.identifier.len().saturating_sub(8)..])
+        write!(
+            f,
+            "{} (…{})",
+            self.label,
+            crate::group::tail(&self.identifier, 8)
+        )
     }
 }
 
@@ -160,7 +165,8 @@ pub fn commit<C: KuraSuite, R: RngCore + CryptoRng>(
     share: &KeyShare<C>,
     rng: &mut R,
 ) -> (Round1State<C>, SigningCommitments<C>) {
-    let (nonces, commitments) = frost_core::round1::commit(share.key_package().signing_share(), rng);
+    let (nonces, commitments) =
+        frost_core::round1::commit(share.key_package().signing_share(), rng);
     (
         Round1State {
             identifier: *share.identifier(),
@@ -256,7 +262,13 @@ pub fn sign<C: KuraSuite>(
     if state.identifier != *share.identifier() {
         return Err(SignError::WrongState(identifier_hex(&state.identifier)));
     }
-    check_package(share, group, package, expected_message, state.nonces.commitments())?;
+    check_package(
+        share,
+        group,
+        package,
+        expected_message,
+        state.nonces.commitments(),
+    )?;
     let key_package = share.signing_key_package();
     frost_core::round2::sign(package, &state.nonces, &key_package)
         .map_err(|e| SignError::Frost(e.to_string()))

@@ -55,7 +55,7 @@ impl PublicGroup<Secp256k1Tr> {
         let internal = compressed
             .get(1..)
             .and_then(|x| XOnlyPublicKey::from_slice(x).ok())
-            .unwrap_or_else(|| unreachable_key());
+            .unwrap_or_else(unreachable_key);
         let secp = Secp256k1::verification_only();
         let (output, _parity) = internal.tap_tweak(&secp, None);
         TaprootKeys { internal, output }
@@ -67,7 +67,8 @@ fn unreachable_key() -> XOnlyPublicKey {
     // The generator's x coordinate: a valid key, used only if the invariant
     // above were ever broken (it would then yield a foreign address, and
     // signatures that never verify, rather than a panic).
-    XOnlyPublicKey::from_slice(&bitcoin::secp256k1::constants::GENERATOR_X).expect("generator x is valid")
+    XOnlyPublicKey::from_slice(&bitcoin::secp256k1::constants::GENERATOR_X)
+        .expect("generator x is valid")
 }
 
 /// Verifies a 64-byte BIP340 signature over `message` (any length) under
@@ -75,7 +76,11 @@ fn unreachable_key() -> XOnlyPublicKey {
 ///
 /// # Errors
 /// [`VerifyError`] when the key or signature does not parse or it does not verify.
-pub fn verify_bip340(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<(), VerifyError> {
+pub fn verify_bip340(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), VerifyError> {
     let mut compressed = [0u8; 33];
     compressed[0] = 0x02;
     compressed[1..].copy_from_slice(public_key);

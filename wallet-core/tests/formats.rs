@@ -26,9 +26,15 @@ fn set(doc: &[u8], path: &[&str], value: serde_json::Value) -> Vec<u8> {
 fn group_and_share_round_trip() {
     let d = deal::<Secp256k1Tr>(2, 3, 1);
     let doc = d.group.to_document().unwrap();
-    assert_eq!(PublicGroup::<Secp256k1Tr>::from_document(&doc).unwrap(), d.group);
+    assert_eq!(
+        PublicGroup::<Secp256k1Tr>::from_document(&doc).unwrap(),
+        d.group
+    );
     let secret = d.shares[1].to_secret_document().unwrap();
-    assert_eq!(KeyShare::<Secp256k1Tr>::from_secret_document(secret.expose()).unwrap(), d.shares[1]);
+    assert_eq!(
+        KeyShare::<Secp256k1Tr>::from_secret_document(secret.expose()).unwrap(),
+        d.shares[1]
+    );
 }
 
 #[test]
@@ -37,23 +43,46 @@ fn envelope_errors_are_typed() {
     let doc = d.group.to_document().unwrap();
     let read = |b: &[u8]| PublicGroup::<Secp256k1Tr>::from_document(b).unwrap_err();
 
-    assert!(matches!(read(b"not json"), GroupError::Format(FormatError::Malformed(_))));
-    assert!(matches!(read(&doc[..doc.len() / 2]), GroupError::Format(FormatError::Malformed(_))));
-    assert!(matches!(read(b""), GroupError::Format(FormatError::Malformed(_))));
-    assert!(matches!(read(&set(&doc, &["format"], "kyra".into())), GroupError::Format(FormatError::NotKura(_))));
+    assert!(matches!(
+        read(b"not json"),
+        GroupError::Format(FormatError::Malformed(_))
+    ));
+    assert!(matches!(
+        read(&doc[..doc.len() / 2]),
+        GroupError::Format(FormatError::Malformed(_))
+    ));
+    assert!(matches!(
+        read(b""),
+        GroupError::Format(FormatError::Malformed(_))
+    ));
+    assert!(matches!(
+        read(&set(&doc, &["format"], "kyra".into())),
+        GroupError::Format(FormatError::NotKura(_))
+    ));
     match read(&set(&doc, &["version"], 2.into())) {
-        GroupError::Format(e @ FormatError::UnknownVersion { found: 2, supported: 1 }) => {
+        GroupError::Format(
+            e @ FormatError::UnknownVersion {
+                found: 2,
+                supported: 1,
+            },
+        ) => {
             assert!(e.to_string().contains("upgrade"), "{e}")
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(read(&set(&doc, &["kind"], "key-share".into())), GroupError::Format(FormatError::WrongKind { .. })));
+    assert!(matches!(
+        read(&set(&doc, &["kind"], "key-share".into())),
+        GroupError::Format(FormatError::WrongKind { .. })
+    ));
     assert!(matches!(
         PublicGroup::<Secp256k1>::from_document(&doc).unwrap_err(),
         GroupError::Format(FormatError::WrongSuite { .. })
     ));
     // Unknown fields are refused, not ignored.
-    assert!(matches!(read(&set(&doc, &["extra"], 1.into())), GroupError::Format(FormatError::Malformed(_))));
+    assert!(matches!(
+        read(&set(&doc, &["extra"], 1.into())),
+        GroupError::Format(FormatError::Malformed(_))
+    ));
     assert!(matches!(
         read(&set(&doc, &["body", "extra"], 1.into())),
         GroupError::Format(FormatError::Invalid { .. })
@@ -61,8 +90,14 @@ fn envelope_errors_are_typed() {
     // A group id that is not this key's.
     let other = deal::<Secp256k1Tr>(2, 3, 3);
     let wrong = set(&doc, &["group"], other.group.id().to_string().into());
-    assert!(matches!(read(&wrong), GroupError::Format(FormatError::WrongGroup { .. })));
-    assert!(matches!(read(&set(&doc, &["group"], "00".into())), GroupError::Format(FormatError::Malformed(_))));
+    assert!(matches!(
+        read(&wrong),
+        GroupError::Format(FormatError::WrongGroup { .. })
+    ));
+    assert!(matches!(
+        read(&set(&doc, &["group"], "00".into())),
+        GroupError::Format(FormatError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -75,22 +110,48 @@ fn invalid_points_and_scalars_are_refused() {
     // x = 0x0303…03 has no y on secp256k1; x = 0xff…ff is not a field element.
     let not_on_curve = format!("02{}", "03".repeat(32));
     let not_field = format!("02{}", "ff".repeat(32));
-    for bad in ["00".repeat(33), not_on_curve, not_field, format!("05{}", "11".repeat(32)), "02abcd".into()] {
+    for bad in [
+        "00".repeat(33),
+        not_on_curve,
+        not_field,
+        format!("05{}", "11".repeat(32)),
+        "02abcd".into(),
+    ] {
         let e = read(&set(&doc, &vk_path, bad.clone().into()));
-        assert!(matches!(e, GroupError::Format(FormatError::Invalid { .. })), "{bad}: {e:?}");
+        assert!(
+            matches!(e, GroupError::Format(FormatError::Invalid { .. })),
+            "{bad}: {e:?}"
+        );
     }
     // The same for a verifying share.
     let id = hex::encode(d.shares[0].identifier().serialize());
-    let e = read(&set(&doc, &["body", "public_key_package", "verifying_shares", &id], format!("02{}", "03".repeat(32)).into()));
-    assert!(matches!(e, GroupError::Format(FormatError::Invalid { .. })), "{e:?}");
+    let e = read(&set(
+        &doc,
+        &["body", "public_key_package", "verifying_shares", &id],
+        format!("02{}", "03".repeat(32)).into(),
+    ));
+    assert!(
+        matches!(e, GroupError::Format(FormatError::Invalid { .. })),
+        "{e:?}"
+    );
 
     // Key share: out-of-range scalar (the group order n) and zero.
     let secret = d.shares[0].to_secret_document().unwrap();
     let n = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
     for bad in [n.to_string(), "00".repeat(32), "ff".repeat(32)] {
-        let e = KeyShare::<Secp256k1Tr>::from_secret_document(&set(secret.expose(), &["body", "key_package", "signing_share"], bad.clone().into()))
-            .unwrap_err();
-        assert!(matches!(e, GroupError::Format(FormatError::Invalid { .. }) | GroupError::ShareMismatch(_)), "{bad}: {e:?}");
+        let e = KeyShare::<Secp256k1Tr>::from_secret_document(&set(
+            secret.expose(),
+            &["body", "key_package", "signing_share"],
+            bad.clone().into(),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                GroupError::Format(FormatError::Invalid { .. }) | GroupError::ShareMismatch(_)
+            ),
+            "{bad}: {e:?}"
+        );
     }
     // A valid scalar that is not this share: refused by the verifying-share check.
     let other = d.shares[1].key_package().signing_share().serialize();
@@ -112,17 +173,33 @@ fn roster_must_match_the_public_key_package() {
     let mut v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
     let first = v["body"]["participants"][0].clone();
     v["body"]["participants"][1] = first;
-    assert!(matches!(read(&serde_json::to_vec(&v).unwrap()), GroupError::DuplicateIdentifier(_)));
+    assert!(matches!(
+        read(&serde_json::to_vec(&v).unwrap()),
+        GroupError::DuplicateIdentifier(_)
+    ));
     // Missing participant.
     let mut v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
     v["body"]["participants"].as_array_mut().unwrap().pop();
-    assert!(matches!(read(&serde_json::to_vec(&v).unwrap()), GroupError::RosterMismatch(_)));
+    assert!(matches!(
+        read(&serde_json::to_vec(&v).unwrap()),
+        GroupError::RosterMismatch(_)
+    ));
     // Threshold out of line with the package.
-    assert!(matches!(read(&set(&doc, &["body", "min_signers"], 3.into())), GroupError::RosterMismatch(_)));
+    assert!(matches!(
+        read(&set(&doc, &["body", "min_signers"], 3.into())),
+        GroupError::RosterMismatch(_)
+    ));
     // Bad labels.
     for bad in ["", "tab\there", &"x".repeat(65)] {
-        let e = read(&set(&doc, &["body", "participants", "0", "label"], bad.into()));
-        assert!(matches!(e, GroupError::Format(FormatError::Invalid { .. })), "{bad:?}: {e:?}");
+        let e = read(&set(
+            &doc,
+            &["body", "participants", "0", "label"],
+            bad.into(),
+        ));
+        assert!(
+            matches!(e, GroupError::Format(FormatError::Invalid { .. })),
+            "{bad:?}: {e:?}"
+        );
     }
 }
 
@@ -133,9 +210,16 @@ fn round_messages_round_trip_and_duplicates_are_refused() {
     let mut r = rng(1);
     let (s0, c0) = signing::commit(&d.shares[0], &mut r);
     let (_s1, c1) = signing::commit(&d.shares[1], &mut r);
-    let cm = CommitmentsMessage { session, participant: *d.shares[0].identifier(), commitments: c0 };
+    let cm = CommitmentsMessage {
+        session,
+        participant: *d.shares[0].identifier(),
+        commitments: c0,
+    };
     let bytes = format::encode(d.group.id(), &cm).unwrap();
-    assert_eq!(format::decode_for_group::<CommitmentsMessage<Secp256k1>>(&bytes, d.group.id()).unwrap(), cm);
+    assert_eq!(
+        format::decode_for_group::<CommitmentsMessage<Secp256k1>>(&bytes, d.group.id()).unwrap(),
+        cm
+    );
     // Another group's document is refused.
     let other = deal::<Secp256k1>(2, 3, 7);
     assert!(matches!(
@@ -143,7 +227,11 @@ fn round_messages_round_trip_and_duplicates_are_refused() {
         Err(FormatError::WrongGroup { .. })
     ));
     // A commitment that is not a point.
-    let bad = set(&bytes, &["body", "commitments", "hiding"], format!("02{}", "03".repeat(32)).into());
+    let bad = set(
+        &bytes,
+        &["body", "commitments", "hiding"],
+        format!("02{}", "03".repeat(32)).into(),
+    );
     assert!(matches!(
         format::decode_for_group::<CommitmentsMessage<Secp256k1>>(&bad, d.group.id()),
         Err(FormatError::Invalid { .. })
@@ -154,8 +242,14 @@ fn round_messages_round_trip_and_duplicates_are_refused() {
         session,
         message: msg.clone(),
         commitments: vec![
-            PackageEntry { participant: *d.shares[0].identifier(), commitments: c0 },
-            PackageEntry { participant: *d.shares[1].identifier(), commitments: c1 },
+            PackageEntry {
+                participant: *d.shares[0].identifier(),
+                commitments: c0,
+            },
+            PackageEntry {
+                participant: *d.shares[1].identifier(),
+                commitments: c1,
+            },
         ],
     };
     let bytes = format::encode(d.group.id(), &pm).unwrap();
@@ -166,11 +260,21 @@ fn round_messages_round_trip_and_duplicates_are_refused() {
     // Participant 2 listed twice (a map would silently keep one).
     let mut dup = pm.clone();
     dup.commitments[0] = dup.commitments[1].clone();
-    assert!(matches!(dup.to_package(), Err(SignError::DuplicateSigner(_))));
+    assert!(matches!(
+        dup.to_package(),
+        Err(SignError::DuplicateSigner(_))
+    ));
 
-    let sm = ShareMessage { session, participant: *d.shares[0].identifier(), share };
+    let sm = ShareMessage {
+        session,
+        participant: *d.shares[0].identifier(),
+        share,
+    };
     let bytes = format::encode(d.group.id(), &sm).unwrap();
-    assert_eq!(format::decode_for_group::<ShareMessage<Secp256k1>>(&bytes, d.group.id()).unwrap(), sm);
+    assert_eq!(
+        format::decode_for_group::<ShareMessage<Secp256k1>>(&bytes, d.group.id()).unwrap(),
+        sm
+    );
     // An out-of-range share scalar.
     let n = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
     let bad = set(&bytes, &["body", "share"], n.into());
@@ -187,11 +291,16 @@ fn canonical_bytes_ignore_layout_and_separate_kinds() {
     let d = deal::<Secp256k1Tr>(2, 3, 8);
     let session = SessionId::from_bytes([1; 32]);
     let (_, c) = signing::commit(&d.shares[0], &mut rng(2));
-    let cm = CommitmentsMessage { session, participant: *d.shares[0].identifier(), commitments: c };
+    let cm = CommitmentsMessage {
+        session,
+        participant: *d.shares[0].identifier(),
+        commitments: c,
+    };
     let a = format::canonical_bytes(d.group.id(), &cm).unwrap();
     // Re-reading a pretty-printed document gives the same canonical bytes.
     let doc = format::encode(d.group.id(), &cm).unwrap();
-    let back = format::decode_for_group::<CommitmentsMessage<Secp256k1Tr>>(&doc, d.group.id()).unwrap();
+    let back =
+        format::decode_for_group::<CommitmentsMessage<Secp256k1Tr>>(&doc, d.group.id()).unwrap();
     assert_eq!(format::canonical_bytes(d.group.id(), &back).unwrap(), a);
     assert!(a.starts_with(b"kura/v1/signing-commitments\0"));
     assert!(!a.contains(&b'\n'));

@@ -72,15 +72,34 @@ fn dkg_refuses_bad_message_sets() {
     let mut r = rng(3);
     let ls = labels(3);
     let parts: Vec<_> = (0..3)
-        .map(|i| dkg::part1::<Secp256k1Tr, _>(Identifier::try_from(i as u16 + 1).unwrap(), ls[i].clone(), 3, 2, &mut r).unwrap())
+        .map(|i| {
+            dkg::part1::<Secp256k1Tr, _>(
+                Identifier::try_from(i as u16 + 1).unwrap(),
+                ls[i].clone(),
+                3,
+                2,
+                &mut r,
+            )
+            .unwrap()
+        })
         .collect();
     let msgs: Vec<_> = parts.iter().map(|(_, m)| m.clone()).collect();
     let mut parts = parts.into_iter();
     let (s1, _) = parts.next().unwrap();
 
     // A missing round-1 message.
-    let (s1b, _) = dkg::part1::<Secp256k1Tr, _>(Identifier::try_from(1u16).unwrap(), ls[0].clone(), 3, 2, &mut r).unwrap();
-    assert!(matches!(dkg::part2(s1b, &msgs[..2]), Err(KeygenError::Messages(_))));
+    let (s1b, _) = dkg::part1::<Secp256k1Tr, _>(
+        Identifier::try_from(1u16).unwrap(),
+        ls[0].clone(),
+        3,
+        2,
+        &mut r,
+    )
+    .unwrap();
+    assert!(matches!(
+        dkg::part2(s1b, &msgs[..2]),
+        Err(KeygenError::Messages(_))
+    ));
 
     // A forged proof of knowledge: signer-2's commitment with signer-3's proof.
     let mut forged = msgs.clone();
@@ -95,15 +114,22 @@ fn dkg_refuses_bad_message_sets() {
     let (s2, _) = parts.next().unwrap();
     let mut dup = msgs.clone();
     dup[2].label = dup[0].label.clone();
-    assert!(matches!(dkg::part2(s2, &dup), Err(KeygenError::Group(GroupError::DuplicateLabel(_)))));
+    assert!(matches!(
+        dkg::part2(s2, &dup),
+        Err(KeygenError::Group(GroupError::DuplicateLabel(_)))
+    ));
 }
 
 #[test]
 fn dkg_part3_names_the_sender_of_a_bad_share() {
     let mut r = rng(4);
     let ls = labels(3);
-    let ids: Vec<Identifier<Secp256k1Tr>> = (1..=3u16).map(|i| Identifier::try_from(i).unwrap()).collect();
-    let (s1, m1): (Vec<_>, Vec<_>) = (0..3).map(|i| dkg::part1(ids[i], ls[i].clone(), 3, 2, &mut r).unwrap()).unzip();
+    let ids: Vec<Identifier<Secp256k1Tr>> = (1..=3u16)
+        .map(|i| Identifier::try_from(i).unwrap())
+        .collect();
+    let (s1, m1): (Vec<_>, Vec<_>) = (0..3)
+        .map(|i| dkg::part1(ids[i], ls[i].clone(), 3, 2, &mut r).unwrap())
+        .unzip();
     let mut s2 = Vec::new();
     let mut m2 = Vec::new();
     for s in s1 {
@@ -118,19 +144,27 @@ fn dkg_part3_names_the_sender_of_a_bad_share() {
         .map(|m| {
             let mut m = m.clone();
             if m.from == ids[2] {
-                let other = m2.iter().find(|x| x.from == ids[2] && x.to == ids[1]).unwrap();
+                let other = m2
+                    .iter()
+                    .find(|x| x.from == ids[2] && x.to == ids[1])
+                    .unwrap();
                 m.package = other.package.clone();
             }
             m
         })
         .collect();
     match dkg::part3(&s2[0], &m1, &to1) {
-        Err(KeygenError::InvalidShare { culprit, .. }) => assert_eq!(culprit.as_deref(), Some("signer-3")),
+        Err(KeygenError::InvalidShare { culprit, .. }) => {
+            assert_eq!(culprit.as_deref(), Some("signer-3"))
+        }
         other => panic!("expected InvalidShare, got {other:?}"),
     }
     // A message addressed to someone else is refused.
     let wrong: Vec<_> = m2.iter().filter(|m| m.to == ids[1]).cloned().collect();
-    assert!(matches!(dkg::part3(&s2[0], &m1, &wrong), Err(KeygenError::Messages(_))));
+    assert!(matches!(
+        dkg::part3(&s2[0], &m1, &wrong),
+        Err(KeygenError::Messages(_))
+    ));
 }
 
 #[test]
@@ -139,16 +173,29 @@ fn dealer_with_custom_identifiers_and_bad_parameters() {
         .iter()
         .map(|s| Identifier::derive(s.as_bytes()).unwrap())
         .collect();
-    let d = keygen::dealer::<Secp256k1Tr, _>(2, &labels(3), Identifiers::Custom(&ids), &mut rng(1)).unwrap();
+    let d = keygen::dealer::<Secp256k1Tr, _>(2, &labels(3), Identifiers::Custom(&ids), &mut rng(1))
+        .unwrap();
     assert!(d.shares.iter().all(|s| ids.contains(s.identifier())));
     sign_with(&d.group, &[&d.shares[0], &d.shares[1]], MSG, 3).unwrap();
 
     for (t, n) in [(1, 3), (4, 3), (0, 0)] {
         let r = keygen::dealer::<Secp256k1Tr, _>(t, &labels(n), Identifiers::Default, &mut rng(1));
-        assert!(matches!(r, Err(KeygenError::Group(GroupError::InvalidThreshold { .. }))), "{t}-of-{n}");
+        assert!(
+            matches!(
+                r,
+                Err(KeygenError::Group(GroupError::InvalidThreshold { .. }))
+            ),
+            "{t}-of-{n}"
+        );
     }
     let dup = vec![ids[0], ids[0], ids[1]];
-    assert!(keygen::dealer::<Secp256k1Tr, _>(2, &labels(3), Identifiers::Custom(&dup), &mut rng(1)).is_err());
+    assert!(keygen::dealer::<Secp256k1Tr, _>(
+        2,
+        &labels(3),
+        Identifiers::Custom(&dup),
+        &mut rng(1)
+    )
+    .is_err());
     let mut same_labels = labels(3);
     same_labels[2] = same_labels[0].clone();
     assert!(matches!(
@@ -161,7 +208,10 @@ fn dealer_with_custom_identifiers_and_bad_parameters() {
 fn split_keeps_the_imported_key() {
     let key = SigningKey::<Secp256k1Tr>::new(&mut rng(9));
     let d = keygen::split(&key, 2, &labels(3), Identifiers::Default, &mut rng(2)).unwrap();
-    assert_eq!(d.group.verifying_key(), &wallet_core::frost_core::VerifyingKey::from(&key));
+    assert_eq!(
+        d.group.verifying_key(),
+        &wallet_core::frost_core::VerifyingKey::from(&key)
+    );
     let sig = sign_with(&d.group, &[&d.shares[1], &d.shares[2]], MSG, 3).unwrap();
     wallet_core::signing::verify(&d.group, MSG, &sig).unwrap();
 }
@@ -199,8 +249,15 @@ fn check_dealer_refresh<C: KuraSuite>() {
 /// An old share cannot sign with a new one: the signer refuses (its
 /// verifying share is not the refreshed group's), and a share forced through
 /// anyway is named as the culprit.
-fn check_no_mixing<C: KuraSuite>(old: &[KeyShare<C>], new: &[KeyShare<C>], new_group: &PublicGroup<C>) {
-    assert!(matches!(old[0].check_member_of(new_group), Err(GroupError::ShareMismatch(_))));
+fn check_no_mixing<C: KuraSuite>(
+    old: &[KeyShare<C>],
+    new: &[KeyShare<C>],
+    new_group: &PublicGroup<C>,
+) {
+    assert!(matches!(
+        old[0].check_member_of(new_group),
+        Err(GroupError::ShareMismatch(_))
+    ));
     let err = sign_with(new_group, &[&old[0], &new[1]], MSG, 6).unwrap_err();
     assert!(err.to_string().contains("verifying share differs"), "{err}");
 }
@@ -208,7 +265,10 @@ fn check_no_mixing<C: KuraSuite>(old: &[KeyShare<C>], new: &[KeyShare<C>], new_g
 fn check_dkg_refresh<C: KuraSuite>() {
     let (shares, group) = run_dkg::<C>(2, 3, 41);
     let mut r = rng(5);
-    let (s1, m1): (Vec<_>, Vec<_>) = shares.iter().map(|s| refresh::dkg_part1(s, &group, &mut r).unwrap()).unzip();
+    let (s1, m1): (Vec<_>, Vec<_>) = shares
+        .iter()
+        .map(|s| refresh::dkg_part1(s, &group, &mut r).unwrap())
+        .unzip();
     let mut s2 = Vec::new();
     let mut m2 = Vec::new();
     for s in s1 {
@@ -219,7 +279,11 @@ fn check_dkg_refresh<C: KuraSuite>() {
     let mut new = Vec::new();
     let mut new_group = None;
     for (s, old) in s2.iter().zip(&shares) {
-        let mine: Vec<_> = m2.iter().filter(|m| &m.to == old.identifier()).cloned().collect();
+        let mine: Vec<_> = m2
+            .iter()
+            .filter(|m| &m.to == old.identifier())
+            .cloned()
+            .collect();
         let (share, g) = refresh::dkg_finish(s, &m1, &mine, old, &group).unwrap();
         new.push(share);
         new_group = Some(g);
@@ -262,7 +326,10 @@ fn check_repair<C: KuraSuite>(shares: &[KeyShare<C>], group: &PublicGroup<C>) {
             to_helper.entry(to).or_default().push(delta);
         }
     }
-    let sigmas: Vec<_> = to_helper.values().map(|ds| repair::helper_sigma(ds)).collect();
+    let sigmas: Vec<_> = to_helper
+        .values()
+        .map(|ds| repair::helper_sigma(ds))
+        .collect();
     let repaired = repair::recover(&sigmas, &lost, group).unwrap();
     assert_eq!(repaired.key_package(), shares[0].key_package());
     let t = group.min_signers() as usize;

@@ -9,8 +9,8 @@ use age::secrecy::SecretString;
 use common::*;
 use wallet_core::identity::{IdentityError, IdentitySignature, SoftwareIdentity};
 use wallet_core::keystore::{
-    self, Keystore, KeystoreError, MemoryKeystore, SecretSlot, SessionId, SoftwareKeystore, StoredSignError,
-    WorkFactor,
+    self, Keystore, KeystoreError, MemoryKeystore, SecretSlot, SessionId, SoftwareKeystore,
+    StoredSignError, WorkFactor,
 };
 use wallet_core::signing::{self, SignError};
 use wallet_core::{Secp256k1Tr, SecretBytes};
@@ -40,9 +40,17 @@ fn persisted_rounds_sign_and_nonces_are_taken_once() {
     let mut commitments = BTreeMap::new();
     let mut shares = Vec::new();
     for (ks, share) in stores.iter().zip(&d.shares) {
-        let loaded = keystore::load_share::<Secp256k1Tr>(ks.as_ref(), &d.group, &hex::encode(share.identifier().serialize())).unwrap();
+        let loaded = keystore::load_share::<Secp256k1Tr>(
+            ks.as_ref(),
+            &d.group,
+            &hex::encode(share.identifier().serialize()),
+        )
+        .unwrap();
         assert_eq!(loaded.key_package(), share.key_package());
-        commitments.insert(*share.identifier(), keystore::commit(ks.as_ref(), &loaded, &session).unwrap());
+        commitments.insert(
+            *share.identifier(),
+            keystore::commit(ks.as_ref(), &loaded, &session).unwrap(),
+        );
         shares.push(loaded);
     }
     let package = signing::build_package(&d.group, commitments.clone(), MSG).unwrap();
@@ -50,8 +58,23 @@ fn persisted_rounds_sign_and_nonces_are_taken_once() {
     // A refused package leaves the nonces in place.
     let bad = signing::build_package(&d.group, commitments.clone(), b"other").unwrap();
     let own = &commitments[shares[0].identifier()];
-    let err = keystore::sign(stores[0].as_ref(), &shares[0], &d.group, &session, &bad, MSG, own).unwrap_err();
-    assert!(matches!(err, StoredSignError::Refused(SignError::MessageMismatch { .. })), "{err}");
+    let err = keystore::sign(
+        stores[0].as_ref(),
+        &shares[0],
+        &d.group,
+        &session,
+        &bad,
+        MSG,
+        own,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoredSignError::Refused(SignError::MessageMismatch { .. })
+        ),
+        "{err}"
+    );
 
     let mut sig_shares = BTreeMap::new();
     for (ks, share) in stores.iter().zip(&shares) {
@@ -59,8 +82,15 @@ fn persisted_rounds_sign_and_nonces_are_taken_once() {
         let s = keystore::sign(ks.as_ref(), share, &d.group, &session, &package, MSG, own).unwrap();
         sig_shares.insert(*share.identifier(), s);
         // The second use of the same session is refused.
-        let again = keystore::sign(ks.as_ref(), share, &d.group, &session, &package, MSG, own).unwrap_err();
-        assert!(matches!(again, StoredSignError::Keystore(KeystoreError::NoncesConsumed(_))), "{again}");
+        let again =
+            keystore::sign(ks.as_ref(), share, &d.group, &session, &package, MSG, own).unwrap_err();
+        assert!(
+            matches!(
+                again,
+                StoredSignError::Keystore(KeystoreError::NoncesConsumed(_))
+            ),
+            "{again}"
+        );
     }
     let sig = signing::aggregate(&d.group, &package, &sig_shares).unwrap();
     assert!(libsecp_verify_tr(&d.group, MSG, &sig));
@@ -85,7 +115,11 @@ fn two_racing_takers_get_one_nonce_set() {
                 std::thread::spawn(move || ks.take_nonces(&slot).is_ok())
             })
             .collect();
-        let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|&w| w).count();
+        let wins = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&w| w)
+            .count();
         assert_eq!(wins, 1, "round {round}");
     }
 }
@@ -104,12 +138,18 @@ fn a_take_interrupted_before_the_share_leaves_no_reusable_nonce() {
     drop(ks.take_nonces(&slot).unwrap());
     drop(ks);
     let reopened = SoftwareKeystore::open(&dir, &pass("correct horse")).unwrap();
-    assert!(matches!(reopened.take_nonces(&slot), Err(KeystoreError::NoncesConsumed(_))));
+    assert!(matches!(
+        reopened.take_nonces(&slot),
+        Err(KeystoreError::NoncesConsumed(_))
+    ));
     // And the session cannot be re-committed with fresh nonces under the same
     // slot while old ones exist.
     let s2 = SessionId::random();
     keystore::commit(&reopened, &d.shares[0], &s2).unwrap();
-    assert!(matches!(keystore::commit(&reopened, &d.shares[0], &s2), Err(KeystoreError::AlreadyExists(_))));
+    assert!(matches!(
+        keystore::commit(&reopened, &d.shares[0], &s2),
+        Err(KeystoreError::AlreadyExists(_))
+    ));
 }
 
 #[test]
@@ -117,7 +157,10 @@ fn wrong_passphrase_missing_keystore_and_no_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ks");
     software(&dir);
-    assert!(matches!(SoftwareKeystore::open(&dir, &pass("wrong")), Err(KeystoreError::WrongPassphrase)));
+    assert!(matches!(
+        SoftwareKeystore::open(&dir, &pass("wrong")),
+        Err(KeystoreError::WrongPassphrase)
+    ));
     assert!(matches!(
         SoftwareKeystore::open(&tmp.path().join("nowhere"), &pass("x")),
         Err(KeystoreError::NotFound(_))
@@ -162,15 +205,28 @@ fn tampered_or_moved_ciphertext_is_refused() {
     // Participant 1's ciphertext copied into participant 2's slot.
     std::fs::write(&file, &good).unwrap();
     let slot2 = SecretSlot::key_share(&d.shares[1]);
-    std::fs::copy(&file, dir.join("shares").join(format!("{}.age", slot2.name()))).unwrap();
+    std::fs::copy(
+        &file,
+        dir.join("shares").join(format!("{}.age", slot2.name())),
+    )
+    .unwrap();
     let id2 = hex::encode(d.shares[1].identifier().serialize());
     let err = keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &id2).unwrap_err();
     assert!(matches!(err, KeystoreError::Tampered(_)), "{err}");
 
     // Another keystore's key cannot read it.
     let other = software(&tmp.path().join("other"));
-    std::fs::copy(&file, tmp.path().join("other/shares").join(file.file_name().unwrap())).unwrap();
-    assert!(matches!(keystore::load_share::<Secp256k1Tr>(&other, &d.group, &id), Err(KeystoreError::Tampered(_))));
+    std::fs::copy(
+        &file,
+        tmp.path()
+            .join("other/shares")
+            .join(file.file_name().unwrap()),
+    )
+    .unwrap();
+    assert!(matches!(
+        keystore::load_share::<Secp256k1Tr>(&other, &d.group, &id),
+        Err(KeystoreError::Tampered(_))
+    ));
 }
 
 #[test]
@@ -185,8 +241,14 @@ fn nothing_on_disk_shows_the_share_and_debug_is_redacted() {
     let share_raw = d.shares[0].key_package().signing_share().serialize();
     for entry in walk(&dir) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(&share_hex), "{entry:?}");
-        assert!(!bytes.windows(32).any(|w| w == share_raw.as_slice()), "{entry:?}");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&share_hex),
+            "{entry:?}"
+        );
+        assert!(
+            !bytes.windows(32).any(|w| w == share_raw.as_slice()),
+            "{entry:?}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -197,7 +259,10 @@ fn nothing_on_disk_shows_the_share_and_debug_is_redacted() {
         }
     }
     let dbg = format!("{ks:?} {:?}", SecretBytes::new(share_raw.clone()));
-    assert!(!dbg.contains(&share_hex) && !dbg.contains("correct horse"), "{dbg}");
+    assert!(
+        !dbg.contains(&share_hex) && !dbg.contains("correct horse"),
+        "{dbg}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -219,28 +284,59 @@ fn identity_signatures_and_sealed_messages() {
     let alice = SoftwareIdentity::generate(&mut r);
     let bob = SoftwareIdentity::generate(&mut r);
     let sig = alice.sign(b"kura/v1/test\0hello");
-    alice.public_key().verify(b"kura/v1/test\0hello", &sig).unwrap();
-    assert!(matches!(alice.public_key().verify(b"kura/v1/test\0hellO", &sig), Err(IdentityError::BadSignature)));
-    assert!(bob.public_key().verify(b"kura/v1/test\0hello", &sig).is_err());
+    alice
+        .public_key()
+        .verify(b"kura/v1/test\0hello", &sig)
+        .unwrap();
+    assert!(matches!(
+        alice.public_key().verify(b"kura/v1/test\0hellO", &sig),
+        Err(IdentityError::BadSignature)
+    ));
+    assert!(bob
+        .public_key()
+        .verify(b"kura/v1/test\0hello", &sig)
+        .is_err());
 
     // A high-S encoding of a valid signature is refused (one encoding per signature).
     let bytes = sig.to_bytes();
-    let n = hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").unwrap();
+    let n =
+        hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").unwrap();
     let s_high = sub_be(&n, &bytes[32..]);
     let mut high = bytes.to_vec();
     high[32..].copy_from_slice(&s_high);
-    assert!(matches!(IdentitySignature::from_bytes(&high), Err(IdentityError::InvalidSignature)));
+    assert!(matches!(
+        IdentitySignature::from_bytes(&high),
+        Err(IdentityError::InvalidSignature)
+    ));
     assert_eq!(IdentitySignature::from_raw_normalizing(&high).unwrap(), sig);
 
-    let sealed = bob.public_key().seal(b"round-2 share", b"ctx", &mut r).unwrap();
-    assert_eq!(bob.open(&sealed, b"ctx").unwrap().expose(), b"round-2 share");
-    assert!(matches!(alice.open(&sealed, b"ctx"), Err(IdentityError::SealOpen)));
-    assert!(matches!(bob.open(&sealed, b"other ctx"), Err(IdentityError::SealOpen)));
+    let sealed = bob
+        .public_key()
+        .seal(b"round-2 share", b"ctx", &mut r)
+        .unwrap();
+    assert_eq!(
+        bob.open(&sealed, b"ctx").unwrap().expose(),
+        b"round-2 share"
+    );
+    assert!(matches!(
+        alice.open(&sealed, b"ctx"),
+        Err(IdentityError::SealOpen)
+    ));
+    assert!(matches!(
+        bob.open(&sealed, b"other ctx"),
+        Err(IdentityError::SealOpen)
+    ));
     let mut tampered = sealed.clone();
     tampered.ciphertext[0] ^= 1;
-    assert!(matches!(bob.open(&tampered, b"ctx"), Err(IdentityError::SealOpen)));
+    assert!(matches!(
+        bob.open(&tampered, b"ctx"),
+        Err(IdentityError::SealOpen)
+    ));
     let ks = MemoryKeystore::with_identity(bob.clone());
-    assert_eq!(ks.open_sealed(&sealed, b"ctx").unwrap().expose(), b"round-2 share");
+    assert_eq!(
+        ks.open_sealed(&sealed, b"ctx").unwrap().expose(),
+        b"round-2 share"
+    );
 }
 
 /// a - b for 32-byte big-endian numbers with a >= b.
@@ -249,7 +345,12 @@ fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut borrow = 0i16;
     for i in (0..32).rev() {
         let mut v = a[i] as i16 - b[i] as i16 - borrow;
-        borrow = if v < 0 { v += 256; 1 } else { 0 };
+        borrow = if v < 0 {
+            v += 256;
+            1
+        } else {
+            0
+        };
         out[i] = v as u8;
     }
     out

@@ -46,11 +46,13 @@ fn rfc9591_signature_is_65_bytes() {
     assert_eq!(d.group.output_key(), d.group.verifying_key());
 }
 
-/// Commitments of `signers` and their states, the package over `MSG`.
-fn round1<C: KuraSuite>(
-    d: &wallet_core::keygen::Dealt<C>,
-    idx: &[usize],
-) -> (Vec<signing::Round1State<C>>, BTreeMap<Identifier<C>, SigningCommitments<C>>) {
+type Round1<C> = (
+    Vec<signing::Round1State<C>>,
+    BTreeMap<Identifier<C>, SigningCommitments<C>>,
+);
+
+/// Round-1 states and commitments of the signers at `idx`.
+fn round1<C: KuraSuite>(d: &wallet_core::keygen::Dealt<C>, idx: &[usize]) -> Round1<C> {
     let mut r = rng(11);
     let mut states = Vec::new();
     let mut map = BTreeMap::new();
@@ -91,7 +93,10 @@ fn check_refusals<C: KuraSuite>() {
     let (mut st, map) = round1(&d, &[0]);
     let pkg = SigningPackage::new(map.clone(), MSG);
     let err = signing::sign(&d.shares[0], &d.group, &pkg, MSG, st.remove(0)).unwrap_err();
-    assert!(matches!(err, SignError::TooFewSigners { have: 1, need: 2 }), "{err}");
+    assert!(
+        matches!(err, SignError::TooFewSigners { have: 1, need: 2 }),
+        "{err}"
+    );
     assert!(matches!(
         signing::build_package(&d.group, map, MSG),
         Err(SignError::TooFewSigners { .. })
@@ -132,7 +137,10 @@ fn check_culprits<C: KuraSuite>() {
     let pkg = signing::build_package(&d.group, map, MSG).unwrap();
     let mut shares = BTreeMap::new();
     for (&i, st) in idx.iter().zip(states) {
-        shares.insert(*d.shares[i].identifier(), signing::sign(&d.shares[i], &d.group, &pkg, MSG, st).unwrap());
+        shares.insert(
+            *d.shares[i].identifier(),
+            signing::sign(&d.shares[i], &d.group, &pkg, MSG, st).unwrap(),
+        );
     }
     // Two malicious signers send a share for a different message's package.
     let mut bad = shares.clone();
@@ -154,7 +162,10 @@ fn check_culprits<C: KuraSuite>() {
     // A missing share is refused, not blamed.
     let mut short = shares.clone();
     short.pop_first();
-    assert!(matches!(signing::aggregate(&d.group, &pkg, &short), Err(AggregateError::SignerMismatch(_))));
+    assert!(matches!(
+        signing::aggregate(&d.group, &pkg, &short),
+        Err(AggregateError::SignerMismatch(_))
+    ));
     // The honest set aggregates.
     let sig = signing::aggregate(&d.group, &pkg, &shares).unwrap();
     signing::verify(&d.group, MSG, &sig).unwrap();
@@ -176,5 +187,8 @@ fn debug_output_redacts_secrets() {
     let (st, _) = signing::commit(&d.shares[0], &mut rng(1));
     let nonce_hex = hex::encode(st.nonces().hiding().serialize());
     let dbg = format!("{st:?}");
-    assert!(!dbg.contains(&nonce_hex) && dbg.contains("redacted"), "{dbg}");
+    assert!(
+        !dbg.contains(&nonce_hex) && dbg.contains("redacted"),
+        "{dbg}"
+    );
 }

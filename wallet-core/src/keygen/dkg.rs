@@ -38,13 +38,17 @@ pub struct Round2Secret<C: KuraSuite> {
 
 impl<C: KuraSuite> fmt::Debug for Round1Secret<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Round1Secret").field("label", &self.label).finish_non_exhaustive()
+        f.debug_struct("Round1Secret")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
     }
 }
 
 impl<C: KuraSuite> fmt::Debug for Round2Secret<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Round2Secret").field("label", &self.label).finish_non_exhaustive()
+        f.debug_struct("Round2Secret")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,15 +155,20 @@ pub fn part2<C: KuraSuite>(
 ) -> Result<(Round2Secret<C>, Vec<Round2Message<C>>), KeygenError> {
     let me = *secret.secret.identifier();
     let map = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
-    let (secret2, packages) = frost_core::keys::dkg::part2(secret.secret, &map).map_err(|e| match e {
-        frost_core::Error::InvalidProofOfKnowledge { culprit } => {
-            KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
-        }
-        other => KeygenError::Frost(other.to_string()),
-    })?;
+    let (secret2, packages) =
+        frost_core::keys::dkg::part2(secret.secret, &map).map_err(|e| match e {
+            frost_core::Error::InvalidProofOfKnowledge { culprit } => {
+                KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
+            }
+            other => KeygenError::Frost(other.to_string()),
+        })?;
     let messages = packages
         .into_iter()
-        .map(|(to, package)| Round2Message { from: me, to, package })
+        .map(|(to, package)| Round2Message {
+            from: me,
+            to,
+            package,
+        })
         .collect();
     Ok((
         Round2Secret {
@@ -189,8 +198,8 @@ pub fn part3<C: KuraSuite>(
     let me = secret.identifier;
     let r1 = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
     let r2 = round2_map(&me, &r1, round1, round2)?;
-    let (key_package, public_key_package) =
-        frost_core::keys::dkg::part3(&secret.secret, &r1, &r2).map_err(|e| match e {
+    let (key_package, public_key_package) = frost_core::keys::dkg::part3(&secret.secret, &r1, &r2)
+        .map_err(|e| match e {
             frost_core::Error::InvalidSecretShare { culprit } => KeygenError::InvalidShare {
                 participant: secret.label.to_string(),
                 culprit: culprit.map(|c| describe(round1, &c)),

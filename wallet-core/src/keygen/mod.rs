@@ -41,7 +41,9 @@ pub enum KeygenError {
         culprit: Option<String>,
     },
     /// A DKG participant's proof of knowledge does not verify.
-    #[error("proof of knowledge from {0} does not verify; exclude that participant and restart the DKG")]
+    #[error(
+        "proof of knowledge from {0} does not verify; exclude that participant and restart the DKG"
+    )]
     InvalidProofOfKnowledge(String),
     /// DKG messages missing, duplicated, or addressed to someone else.
     #[error("DKG messages do not fit: {0}")]
@@ -118,7 +120,8 @@ pub fn split<C: KuraSuite, R: RngCore + CryptoRng>(
             ids.to_vec()
         }
     };
-    let by_id: BTreeMap<Identifier<C>, Label> = ids.iter().copied().zip(labels.iter().cloned()).collect();
+    let by_id: BTreeMap<Identifier<C>, Label> =
+        ids.iter().copied().zip(labels.iter().cloned()).collect();
     if by_id.len() != ids.len() {
         return Err(GroupError::DuplicateIdentifier("in the identifier list".into()).into());
     }
@@ -153,10 +156,11 @@ pub fn receive_dealt_share<C: KuraSuite>(
         .label(&id)
         .cloned()
         .ok_or_else(|| GroupError::UnknownParticipant(identifier_hex(&id)))?;
-    let key_package = KeyPackage::try_from(secret_share).map_err(|_| KeygenError::InvalidShare {
-        participant: label.to_string(),
-        culprit: Some("the dealer".into()),
-    })?;
+    let key_package =
+        KeyPackage::try_from(secret_share).map_err(|_| KeygenError::InvalidShare {
+            participant: label.to_string(),
+            culprit: Some("the dealer".into()),
+        })?;
     let share = KeyShare::new(key_package, label)?;
     share.check_member_of(group)?;
     Ok(share)

@@ -12,7 +12,9 @@ use frost_core::keys::{KeyPackage, SecretShare, VerifyingShare};
 use frost_core::Identifier;
 use rand_core::{CryptoRng, RngCore};
 
-use super::dkg::{describe, round1_map, round2_map, Round1Message, Round1Secret, Round2Message, Round2Secret};
+use super::dkg::{
+    describe, round1_map, round2_map, Round1Message, Round1Secret, Round2Message, Round2Secret,
+};
 use super::KeygenError;
 use crate::group::{identifier_hex, GroupError, KeyShare, Label, PublicGroup};
 use crate::suite::KuraSuite;
@@ -38,9 +40,12 @@ pub fn dealer_refresh<C: KuraSuite, R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<DealerRefresh<C>, KeygenError> {
     let labels = kept_labels(group, keep)?;
-    let (shares, public_key_package) =
-        frost_core::keys::refresh::compute_refreshing_shares(group.public_key_package().clone(), keep, rng)
-            .map_err(|e| KeygenError::Frost(e.to_string()))?;
+    let (shares, public_key_package) = frost_core::keys::refresh::compute_refreshing_shares(
+        group.public_key_package().clone(),
+        keep,
+        rng,
+    )
+    .map_err(|e| KeygenError::Frost(e.to_string()))?;
     let new_group = PublicGroup::new(public_key_package, labels)?;
     Ok(DealerRefresh {
         group: new_group,
@@ -78,11 +83,13 @@ pub fn apply_dealer_refresh<C: KuraSuite>(
     if new_group.id() != current.group_id() {
         return Err(GroupError::ShareMismatch("the refresh is for another group".into()).into());
     }
-    let refreshed = frost_core::keys::refresh::refresh_share(refreshing_share, current.key_package())
-        .map_err(|_| KeygenError::InvalidShare {
-            participant: current.label().to_string(),
-            culprit: Some("the refresh dealer".into()),
-        })?;
+    let refreshed =
+        frost_core::keys::refresh::refresh_share(refreshing_share, current.key_package()).map_err(
+            |_| KeygenError::InvalidShare {
+                participant: current.label().to_string(),
+                culprit: Some("the refresh dealer".into()),
+            },
+        )?;
     // frost 3.0.0's `refresh_share` replaces the signing share but keeps the
     // old verifying share; rebuild the package so the two agree.
     let key_package = KeyPackage::new(
@@ -139,8 +146,8 @@ pub fn dkg_part2<C: KuraSuite>(
 ) -> Result<(Round2Secret<C>, Vec<Round2Message<C>>), KeygenError> {
     let me = *secret.secret.identifier();
     let map = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
-    let (secret2, packages) =
-        frost_core::keys::refresh::refresh_dkg_part2(secret.secret, &map).map_err(|e| match e {
+    let (secret2, packages) = frost_core::keys::refresh::refresh_dkg_part2(secret.secret, &map)
+        .map_err(|e| match e {
             frost_core::Error::InvalidProofOfKnowledge { culprit } => {
                 KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
             }
@@ -148,7 +155,11 @@ pub fn dkg_part2<C: KuraSuite>(
         })?;
     let messages = packages
         .into_iter()
-        .map(|(to, package)| Round2Message { from: me, to, package })
+        .map(|(to, package)| Round2Message {
+            from: me,
+            to,
+            package,
+        })
         .collect();
     Ok((
         Round2Secret {
@@ -175,7 +186,10 @@ pub fn dkg_finish<C: KuraSuite>(
 ) -> Result<(KeyShare<C>, PublicGroup<C>), KeygenError> {
     let me = secret.identifier;
     if &me != current.identifier() {
-        return Err(GroupError::ShareMismatch("refresh state belongs to another participant".into()).into());
+        return Err(GroupError::ShareMismatch(
+            "refresh state belongs to another participant".into(),
+        )
+        .into());
     }
     let r1 = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
     let r2 = round2_map(&me, &r1, round1, round2)?;

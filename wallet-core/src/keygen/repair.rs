@@ -40,7 +40,9 @@ pub fn helper_deltas<C: KuraSuite, R: RngCore + CryptoRng>(
             return Err(GroupError::UnknownParticipant(identifier_hex(h)).into());
         }
         if h == lost {
-            return Err(KeygenError::Messages("the participant being repaired cannot be a helper".into()));
+            return Err(KeygenError::Messages(
+                "the participant being repaired cannot be a helper".into(),
+            ));
         }
     }
     frost_core::keys::repairable::repair_share_part1(helpers, helper.key_package(), rng, *lost)
@@ -72,9 +74,11 @@ pub fn recover<C: KuraSuite>(
         frost_core::keys::repairable::repair_share_part3(sigmas, *lost, group.public_key_package())
             .map_err(|e| KeygenError::Frost(e.to_string()))?;
     let share = KeyShare::new(key_package, label.clone())?;
-    share.check_member_of(group).map_err(|_| KeygenError::InvalidShare {
-        participant: label.to_string(),
-        culprit: None,
-    })?;
+    share
+        .check_member_of(group)
+        .map_err(|_| KeygenError::InvalidShare {
+            participant: label.to_string(),
+            culprit: None,
+        })?;
     Ok(share)
 }

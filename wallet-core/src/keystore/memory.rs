@@ -51,7 +51,11 @@ impl Keystore for MemoryKeystore {
         "in-memory keystore".into()
     }
 
-    fn put_key_share(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
+    fn put_key_share(
+        &self,
+        slot: &SecretSlot,
+        document: &SecretBytes,
+    ) -> Result<(), KeystoreError> {
         lock(&self.shares).insert(slot.clone(), document.clone());
         Ok(())
     }
@@ -91,7 +95,11 @@ impl Keystore for MemoryKeystore {
         Ok(self.identity.sign(message))
     }
 
-    fn open_sealed(&self, sealed: &SealedMessage, context: &[u8]) -> Result<SecretBytes, KeystoreError> {
+    fn open_sealed(
+        &self,
+        sealed: &SealedMessage,
+        context: &[u8],
+    ) -> Result<SecretBytes, KeystoreError> {
         Ok(self.identity.open(sealed, context)?)
     }
 }

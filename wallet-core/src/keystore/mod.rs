@@ -94,7 +94,9 @@ impl Serialize for SessionId {
 
 impl<'de> Deserialize<'de> for SessionId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -130,7 +132,11 @@ pub struct SecretSlot {
 impl SecretSlot {
     /// The slot of `share`'s key package.
     pub fn key_share<C: KuraSuite>(share: &KeyShare<C>) -> Self {
-        Self::for_share(C::SUITE, *share.group_id(), identifier_hex(share.identifier()))
+        Self::for_share(
+            C::SUITE,
+            *share.group_id(),
+            identifier_hex(share.identifier()),
+        )
     }
 
     /// The slot of a key share by its parts.
@@ -180,7 +186,11 @@ impl SecretSlot {
     /// associated data.
     pub fn name(&self) -> String {
         let digest = Sha256::digest(self.associated_data());
-        format!("{}-{}", self.purpose.as_str(), hex::encode(&digest[..16]))
+        format!(
+            "{}-{}",
+            self.purpose.as_str(),
+            hex::encode(digest.get(..16).unwrap_or_default())
+        )
     }
 }
 
@@ -190,11 +200,15 @@ impl fmt::Display for SecretSlot {
             f,
             "{} of participant …{} in group {}",
             self.purpose.as_str(),
-            &self.participant[self.participant.len().saturating_sub(8)..],
+            crate::group::tail(&self.participant, 8),
             self.group.short()
         )?;
         if let Some(s) = &self.session {
-            write!(f, ", session {}", &s.to_string()[..8])?;
+            write!(
+                f,
+                ", session {}…",
+                hex::encode(s.0.get(..4).unwrap_or_default())
+            )?;
         }
         Ok(())
     }
@@ -254,7 +268,8 @@ pub trait Keystore {
     ///
     /// # Errors
     /// [`KeystoreError`] when the write fails; the old value then stays.
-    fn put_key_share(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError>;
+    fn put_key_share(&self, slot: &SecretSlot, document: &SecretBytes)
+        -> Result<(), KeystoreError>;
 
     /// Loads a key-share document into zeroizing memory.
     ///
@@ -297,7 +312,11 @@ pub trait Keystore {
     ///
     /// # Errors
     /// [`KeystoreError::Identity`] when it does not open.
-    fn open_sealed(&self, sealed: &SealedMessage, context: &[u8]) -> Result<SecretBytes, KeystoreError>;
+    fn open_sealed(
+        &self,
+        sealed: &SealedMessage,
+        context: &[u8],
+    ) -> Result<SecretBytes, KeystoreError>;
 }
 
 /// An RNG for nonce generation: ChaCha20 keyed with SHA-256 of 32 bytes from
@@ -326,7 +345,10 @@ pub fn nonce_rng(keystore: &dyn Keystore) -> Result<ChaCha20Rng, KeystoreError> 
 ///
 /// # Errors
 /// As [`Keystore::put_key_share`].
-pub fn put_share<C: KuraSuite>(keystore: &dyn Keystore, share: &KeyShare<C>) -> Result<(), KeystoreError> {
+pub fn put_share<C: KuraSuite>(
+    keystore: &dyn Keystore,
+    share: &KeyShare<C>,
+) -> Result<(), KeystoreError> {
     keystore.put_key_share(&SecretSlot::key_share(share), &share.to_secret_document()?)
 }
 
@@ -425,5 +447,11 @@ pub fn sign<C: KuraSuite>(
         return Err(SignError::CommitmentChanged.into());
     }
     let state = Round1State::from_nonces(body.participant, body.nonces);
-    Ok(signing::sign(share, group, package, expected_message, state)?)
+    Ok(signing::sign(
+        share,
+        group,
+        package,
+        expected_message,
+        state,
+    )?)
 }

@@ -69,7 +69,11 @@ impl SoftwareKeystore {
     ///
     /// # Errors
     /// [`KeystoreError::AlreadyExists`] when `dir` already has a keystore, or an I/O error.
-    pub fn create(dir: &Path, passphrase: &SecretString, work: WorkFactor) -> Result<Self, KeystoreError> {
+    pub fn create(
+        dir: &Path,
+        passphrase: &SecretString,
+        work: WorkFactor,
+    ) -> Result<Self, KeystoreError> {
         for sub in ["shares", "nonces"] {
             fs::create_dir_all(dir.join(sub)).map_err(io_err(dir))?;
         }
@@ -86,7 +90,8 @@ impl SoftwareKeystore {
         if let WorkFactor::LogN(n) = work {
             recipient.set_work_factor(n);
         }
-        let ct = age::encrypt(&recipient, plain.as_bytes()).map_err(|e| KeystoreError::Backend(e.to_string()))?;
+        let ct = age::encrypt(&recipient, plain.as_bytes())
+            .map_err(|e| KeystoreError::Backend(e.to_string()))?;
         write_atomic(&dir.join(KEY_FILE), &ct, false).map_err(|e| match e {
             KeystoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
                 KeystoreError::AlreadyExists(format!("a keystore in {}", dir.display()))
@@ -111,7 +116,10 @@ impl SoftwareKeystore {
         let ct = match fs::read(&path) {
             Ok(ct) => ct,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(KeystoreError::NotFound(format!("keystore in {}", dir.display())))
+                return Err(KeystoreError::NotFound(format!(
+                    "keystore in {}",
+                    dir.display()
+                )))
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
@@ -119,17 +127,23 @@ impl SoftwareKeystore {
         // Accept files made with age's default work factor on faster machines.
         identity.set_max_work_factor(22);
         let plain = SecretBytes::new(age::decrypt(&identity, &ct).map_err(|e| match e {
-            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => KeystoreError::WrongPassphrase,
+            age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
+                KeystoreError::WrongPassphrase
+            }
             other => KeystoreError::Backend(format!("cannot read {}: {other}", path.display())),
         })?);
-        let text = std::str::from_utf8(plain.expose()).map_err(|_| KeystoreError::Tampered("keystore key file".into()))?;
+        let text = std::str::from_utf8(plain.expose())
+            .map_err(|_| KeystoreError::Tampered("keystore key file".into()))?;
         let mut lines = text.lines();
         let tampered = || KeystoreError::Tampered("keystore key file".into());
         if lines.next() != Some(HEADER) {
             return Err(tampered());
         }
-        let at_rest = age::x25519::Identity::from_str(lines.next().ok_or_else(tampered)?).map_err(|_| tampered())?;
-        let id_bytes = zeroize::Zeroizing::new(hex::decode(lines.next().ok_or_else(tampered)?).map_err(|_| tampered())?);
+        let at_rest = age::x25519::Identity::from_str(lines.next().ok_or_else(tampered)?)
+            .map_err(|_| tampered())?;
+        let id_bytes = zeroize::Zeroizing::new(
+            hex::decode(lines.next().ok_or_else(tampered)?).map_err(|_| tampered())?,
+        );
         let identity = SoftwareIdentity::from_secret_bytes(&id_bytes).map_err(|_| tampered())?;
         Ok(SoftwareKeystore {
             dir: dir.to_owned(),
@@ -148,11 +162,13 @@ impl SoftwareKeystore {
 
     fn seal(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<Vec<u8>, KeystoreError> {
         let ad = slot.associated_data();
-        let mut plain = SecretBytes::new(Vec::with_capacity(4 + ad.len() + document.len())).into_vec();
+        let mut plain =
+            SecretBytes::new(Vec::with_capacity(4 + ad.len() + document.len())).into_vec();
         plain.extend_from_slice(&u32::try_from(ad.len()).unwrap_or(u32::MAX).to_be_bytes());
         plain.extend_from_slice(&ad);
         plain.extend_from_slice(document.expose());
-        age::encrypt(&self.at_rest.to_public(), &plain).map_err(|e| KeystoreError::Backend(e.to_string()))
+        age::encrypt(&self.at_rest.to_public(), &plain)
+            .map_err(|e| KeystoreError::Backend(e.to_string()))
     }
 
     fn unseal(&self, slot: &SecretSlot, ct: &[u8]) -> Result<SecretBytes, KeystoreError> {
@@ -160,12 +176,17 @@ impl SoftwareKeystore {
         let plain = SecretBytes::new(age::decrypt(&self.at_rest, ct).map_err(|_| tampered())?);
         let bytes = plain.expose();
         let ad = slot.associated_data();
-        let len_bytes: [u8; 4] = bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(tampered)?;
+        let len_bytes: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(tampered)?;
         let len = usize::try_from(u32::from_be_bytes(len_bytes)).map_err(|_| tampered())?;
         if len != ad.len() || bytes.get(4..4 + len) != Some(ad.as_slice()) {
             return Err(tampered());
         }
-        Ok(SecretBytes::new(bytes.get(4 + len..).unwrap_or_default().to_vec()))
+        Ok(SecretBytes::new(
+            bytes.get(4 + len..).unwrap_or_default().to_vec(),
+        ))
     }
 
     fn read(&self, path: &Path, slot: &SecretSlot) -> Result<Vec<u8>, KeystoreError> {
@@ -212,7 +233,9 @@ fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Keystore
 
 fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
     #[cfg(unix)]
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
     Ok(())
 }
 
@@ -221,7 +244,11 @@ impl Keystore for SoftwareKeystore {
         format!("software keystore at {}", self.dir.display())
     }
 
-    fn put_key_share(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
+    fn put_key_share(
+        &self,
+        slot: &SecretSlot,
+        document: &SecretBytes,
+    ) -> Result<(), KeystoreError> {
         let ct = self.seal(slot, document)?;
         write_atomic(&self.path(slot), &ct, true)
     }
@@ -285,7 +312,11 @@ impl Keystore for SoftwareKeystore {
         Ok(self.identity.sign(message))
     }
 
-    fn open_sealed(&self, sealed: &SealedMessage, context: &[u8]) -> Result<SecretBytes, KeystoreError> {
+    fn open_sealed(
+        &self,
+        sealed: &SealedMessage,
+        context: &[u8],
+    ) -> Result<SecretBytes, KeystoreError> {
         Ok(self.identity.open(sealed, context)?)
     }
 }

@@ -15,7 +15,9 @@ pub fn rng(seed: u64) -> StdRng {
 }
 
 pub fn labels(n: u16) -> Vec<Label> {
-    (1..=n).map(|i| Label::new(format!("signer-{i}")).unwrap()).collect()
+    (1..=n)
+        .map(|i| Label::new(format!("signer-{i}")).unwrap())
+        .collect()
 }
 
 pub fn deal<C: KuraSuite>(t: u16, n: u16, seed: u64) -> Dealt<C> {
@@ -48,11 +50,16 @@ pub fn sign_with<C: KuraSuite>(
 
 /// Checks a tr-suite signature with libsecp256k1's BIP340 verifier against
 /// the group's output key (x-only), independently of frost.
-pub fn libsecp_verify_tr(group: &PublicGroup<Secp256k1Tr>, msg32: &[u8; 32], sig: &Signature<Secp256k1Tr>) -> bool {
+pub fn libsecp_verify_tr(
+    group: &PublicGroup<Secp256k1Tr>,
+    msg32: &[u8; 32],
+    sig: &Signature<Secp256k1Tr>,
+) -> bool {
     use bitcoin::secp256k1::{schnorr, Message, Secp256k1, XOnlyPublicKey};
     let secp = Secp256k1::verification_only();
     let out = group.output_key().serialize().unwrap();
     let xonly = XOnlyPublicKey::from_slice(&out[1..]).unwrap();
     let sig = schnorr::Signature::from_slice(&sig.serialize().unwrap()).unwrap();
-    secp.verify_schnorr(&sig, &Message::from_digest(*msg32), &xonly).is_ok()
+    secp.verify_schnorr(&sig, &Message::from_digest(*msg32), &xonly)
+        .is_ok()
 }
