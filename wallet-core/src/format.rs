@@ -56,6 +56,11 @@ impl GroupId {
         GroupId(h.finalize().into())
     }
 
+    /// Wraps 32 bytes computed elsewhere (e.g. a DKG ceremony id).
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        GroupId(bytes)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -132,3 +132,69 @@ document_kind!(CommitmentsMessage, "signing-commitments");
 document_kind!(PackageMessage, "signing-package");
 document_kind!(ShareMessage, "signature-share");
 document_kind!(SignatureMessage, "signature");
+
+/// A DKG round-1 broadcast as a document. DKG documents name, in the
+/// envelope's `group` field, the *ceremony* ([`ceremony_id`]): the group key
+/// does not exist yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "C: KuraSuite", deny_unknown_fields)]
+pub struct DkgRound1Document<C: KuraSuite> {
+    /// The broadcast message.
+    pub message: crate::keygen::dkg::Round1Message<C>,
+}
+
+/// A DKG round-2 message sealed to its recipient's identity key, so whoever
+/// carries it learns nothing. The seal's associated data is
+/// [`dkg_round2_context`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "C: KuraSuite", deny_unknown_fields)]
+pub struct DkgRound2Document<C: KuraSuite> {
+    /// Sender.
+    pub from: Identifier<C>,
+    /// Recipient.
+    pub to: Identifier<C>,
+    /// The sealed `Round2Message` (JSON).
+    pub sealed: crate::identity::SealedMessage,
+}
+
+document_kind!(DkgRound1Document, "dkg-round1");
+document_kind!(DkgRound2Document, "dkg-round2");
+
+/// The id of a DKG ceremony: a hash of the suite, threshold, the
+/// participants' identifiers and labels, and a random nonce chosen by
+/// whoever convenes it. Every participant computes it from the same inputs
+/// and refuses documents of other ceremonies.
+pub fn ceremony_id<C: KuraSuite>(
+    min_signers: u16,
+    participants: &BTreeMap<Identifier<C>, crate::group::Label>,
+    nonce: &[u8; 32],
+) -> crate::format::GroupId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kura/ceremony-id/v1\0");
+    h.update(C::SUITE.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(min_signers.to_be_bytes());
+    for (id, label) in participants {
+        h.update(id.serialize());
+        h.update(label.as_str().as_bytes());
+        h.update([0u8]);
+    }
+    h.update(nonce);
+    crate::format::GroupId::from_bytes(h.finalize().into())
+}
+
+/// Associated data for sealing a DKG round-2 message: the ceremony, the
+/// sender and the recipient, so a sealed share cannot be replayed into
+/// another ceremony or re-addressed.
+pub fn dkg_round2_context<C: KuraSuite>(
+    ceremony: &crate::format::GroupId,
+    from: &Identifier<C>,
+    to: &Identifier<C>,
+) -> Vec<u8> {
+    let mut ctx = b"kura/v1/dkg-round2\0".to_vec();
+    ctx.extend_from_slice(ceremony.as_bytes());
+    ctx.extend_from_slice(&from.serialize());
+    ctx.extend_from_slice(&to.serialize());
+    ctx
+}
