@@ -36,3 +36,8 @@ pub use suite::{KuraSuite, Secp256k1, Secp256k1Tr, SuiteId};
 
 /// Re-export of the frost-core version Kura is built on.
 pub use frost_core;
+
+/// The README's library example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
