@@ -35,6 +35,7 @@ use crate::secret::SecretBytes;
 use crate::signing::{self, Round1State, SignError};
 use crate::suite::{KuraSuite, SuiteId};
 
+pub mod files;
 mod memory;
 mod software;
 

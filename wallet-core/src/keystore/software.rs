@@ -6,7 +6,7 @@
 //!                         (age scrypt)
 //! DIR/shares/<slot>.age   key-share documents, age-encrypted to the keystore key
 //! DIR/nonces/<slot>.age   round-1 nonces, likewise; deleted when taken
-//! DIR/nonces/.lock        serialises takes across processes
+//! DIR/nonces/.lock        serialises takes across processes (see [`super::files`])
 //! ```
 //!
 //! The passphrase is stretched once, when the keystore is opened; shares and
@@ -16,14 +16,15 @@
 //! to a temporary file, fsync, rename or link, fsync the directory), with
 //! mode 0600 on Unix.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use age::secrecy::{ExposeSecret, SecretString};
 use rand_core::{OsRng, RngCore};
 
+use super::files::{io_error, write_atomic, TakeOnceDir};
 use super::{Keystore, KeystoreError, SecretSlot};
 use crate::identity::{IdentityPublicKey, IdentitySignature, SealedMessage, SoftwareIdentity};
 use crate::secret::SecretBytes;
@@ -43,6 +44,7 @@ pub enum WorkFactor {
 /// A keystore of age-encrypted files under a passphrase.
 pub struct SoftwareKeystore {
     dir: PathBuf,
+    nonces: TakeOnceDir,
     at_rest: age::x25519::Identity,
     identity: SoftwareIdentity,
 }
@@ -53,13 +55,6 @@ impl std::fmt::Debug for SoftwareKeystore {
             .field("dir", &self.dir)
             .field("identity", &self.identity.public_key())
             .finish_non_exhaustive()
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeystoreError + '_ {
-    move |source| KeystoreError::Io {
-        path: path.display().to_string(),
-        source,
     }
 }
 
@@ -75,7 +70,7 @@ impl SoftwareKeystore {
         work: WorkFactor,
     ) -> Result<Self, KeystoreError> {
         for sub in ["shares", "nonces"] {
-            fs::create_dir_all(dir.join(sub)).map_err(io_err(dir))?;
+            fs::create_dir_all(dir.join(sub)).map_err(io_error(dir))?;
         }
         let at_rest = age::x25519::Identity::generate();
         let identity = SoftwareIdentity::generate(&mut OsRng);
@@ -100,6 +95,7 @@ impl SoftwareKeystore {
         })?;
         Ok(SoftwareKeystore {
             dir: dir.to_owned(),
+            nonces: TakeOnceDir::open(&dir.join("nonces"))?,
             at_rest,
             identity,
         })
@@ -121,7 +117,7 @@ impl SoftwareKeystore {
                     dir.display()
                 )))
             }
-            Err(e) => return Err(io_err(&path)(e)),
+            Err(e) => return Err(io_error(&path)(e)),
         };
         let mut identity = age::scrypt::Identity::new(passphrase.clone());
         // Accept files made with age's default work factor on faster machines.
@@ -147,17 +143,14 @@ impl SoftwareKeystore {
         let identity = SoftwareIdentity::from_secret_bytes(&id_bytes).map_err(|_| tampered())?;
         Ok(SoftwareKeystore {
             dir: dir.to_owned(),
+            nonces: TakeOnceDir::open(&dir.join("nonces"))?,
             at_rest,
             identity,
         })
     }
 
-    fn path(&self, slot: &SecretSlot) -> PathBuf {
-        let sub = match slot.purpose() {
-            super::Purpose::KeyShare => "shares",
-            super::Purpose::Nonces => "nonces",
-        };
-        self.dir.join(sub).join(format!("{}.age", slot.name()))
+    fn share_path(&self, slot: &SecretSlot) -> PathBuf {
+        self.dir.join("shares").join(format!("{}.age", slot.name()))
     }
 
     fn seal(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<Vec<u8>, KeystoreError> {
@@ -192,51 +185,9 @@ impl SoftwareKeystore {
     fn read(&self, path: &Path, slot: &SecretSlot) -> Result<Vec<u8>, KeystoreError> {
         fs::read(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => KeystoreError::NotFound(slot.to_string()),
-            _ => io_err(path)(e),
+            _ => io_error(path)(e),
         })
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or
-/// the new one, never a partial one. Without `replace`, an existing `path`
-/// is an `AlreadyExists` error.
-fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), KeystoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut rnd = [0u8; 8];
-    OsRng.fill_bytes(&mut rnd);
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        if replace {
-            fs::rename(&tmp, path)
-        } else {
-            // link() fails if `path` exists: no silent overwrite, no race.
-            fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp))
-        }
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
 }
 
 impl Keystore for SoftwareKeystore {
@@ -250,52 +201,28 @@ impl Keystore for SoftwareKeystore {
         document: &SecretBytes,
     ) -> Result<(), KeystoreError> {
         let ct = self.seal(slot, document)?;
-        write_atomic(&self.path(slot), &ct, true)
+        write_atomic(&self.share_path(slot), &ct, true)
     }
 
     fn key_share(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError> {
-        let path = self.path(slot);
+        let path = self.share_path(slot);
         let ct = self.read(&path, slot)?;
         self.unseal(slot, &ct)
     }
 
     fn put_nonces(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
         let ct = self.seal(slot, document)?;
-        write_atomic(&self.path(slot), &ct, false).map_err(|e| match e {
-            KeystoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
-                KeystoreError::AlreadyExists(slot.to_string())
-            }
+        self.nonces.put_new(&format!("{}.age", slot.name()), &ct).map_err(|e| match e {
+            KeystoreError::AlreadyExists(_) => KeystoreError::AlreadyExists(slot.to_string()),
             other => other,
         })
     }
 
     fn take_nonces(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError> {
-        let path = self.path(slot);
-        let lock_path = self.dir.join("nonces").join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        let ct = {
-            let mut f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(KeystoreError::NoncesConsumed(slot.to_string()))
-                }
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            let mut ct = Vec::new();
-            f.read_to_end(&mut ct).map_err(io_err(&path))?;
-            ct
-        };
-        // The removal is durable before anything is returned: a crash from
-        // here on loses this session, never reuses its nonces.
-        fs::remove_file(&path).map_err(io_err(&path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        drop(lock);
+        let ct = self
+            .nonces
+            .take(&format!("{}.age", slot.name()))?
+            .ok_or_else(|| KeystoreError::NoncesConsumed(slot.to_string()))?;
         self.unseal(slot, &ct)
     }
 
