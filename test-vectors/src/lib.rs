@@ -8,3 +8,7 @@ use std::path::PathBuf;
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+pub mod known_answer;
+pub mod outside;
+pub mod rng;
