@@ -66,6 +66,11 @@ impl IdentityPublicKey {
         self.0.to_encoded_point(true).as_bytes().to_vec()
     }
 
+    /// The 65-byte uncompressed encoding (`04 ‖ x ‖ y`), as PKCS#11 ECDH wants it.
+    pub fn to_sec1_uncompressed(&self) -> Vec<u8> {
+        self.0.to_encoded_point(false).as_bytes().to_vec()
+    }
+
     /// Verifies `signature` over `message`.
     ///
     /// # Errors

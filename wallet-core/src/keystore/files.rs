@@ -64,7 +64,6 @@ pub fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
     Ok(())
 }
 
-
 /// A directory of files each of which can be taken (read and deleted) at
 /// most once. Takes are serialised by an exclusive lock on `.lock` in the
 /// directory, which holds across processes; a taken file is deleted and the
@@ -82,7 +81,9 @@ impl TakeOnceDir {
     /// An I/O error creating it.
     pub fn open(dir: &Path) -> Result<Self, KeystoreError> {
         fs::create_dir_all(dir).map_err(io_error(dir))?;
-        Ok(TakeOnceDir { dir: dir.to_owned() })
+        Ok(TakeOnceDir {
+            dir: dir.to_owned(),
+        })
     }
 
     /// Stores a new entry; an existing `name` is [`KeystoreError::AlreadyExists`].

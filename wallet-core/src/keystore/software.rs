@@ -212,10 +212,12 @@ impl Keystore for SoftwareKeystore {
 
     fn put_nonces(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
         let ct = self.seal(slot, document)?;
-        self.nonces.put_new(&format!("{}.age", slot.name()), &ct).map_err(|e| match e {
-            KeystoreError::AlreadyExists(_) => KeystoreError::AlreadyExists(slot.to_string()),
-            other => other,
-        })
+        self.nonces
+            .put_new(&format!("{}.age", slot.name()), &ct)
+            .map_err(|e| match e {
+                KeystoreError::AlreadyExists(_) => KeystoreError::AlreadyExists(slot.to_string()),
+                other => other,
+            })
     }
 
     fn take_nonces(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError> {
