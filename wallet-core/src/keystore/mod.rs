@@ -153,10 +153,27 @@ impl SecretSlot {
 
     /// The slot of `share`'s nonces for `session`.
     pub fn nonces<C: KuraSuite>(share: &KeyShare<C>, session: &SessionId) -> Self {
+        Self::for_nonces(
+            C::SUITE,
+            *share.group_id(),
+            identifier_hex(share.identifier()),
+            *session,
+        )
+    }
+
+    /// The slot of a participant's nonces by its parts.
+    pub fn for_nonces(
+        suite: SuiteId,
+        group: GroupId,
+        participant: String,
+        session: SessionId,
+    ) -> Self {
         SecretSlot {
             purpose: Purpose::Nonces,
-            session: Some(*session),
-            ..Self::key_share(share)
+            suite,
+            group,
+            participant,
+            session: Some(session),
         }
     }
 

@@ -1,0 +1,91 @@
+//! One PKCS#11 context per module per process, shared; tokens found by label.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::slot::Slot;
+
+use crate::error::HsmError;
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Pkcs11>>> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Arc<Pkcs11>>>> = OnceLock::new();
+    CONTEXTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The process's context for `module`, loading and initialising it on first
+/// use. PKCS#11 allows one `C_Initialize` per process; every keystore on
+/// every token of the module shares this context.
+///
+/// # Errors
+/// [`HsmError::ModuleNotFound`] when the library cannot be loaded.
+pub fn context(module: &Path) -> Result<Arc<Pkcs11>, HsmError> {
+    let mut contexts = registry().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(ctx) = contexts.get(module) {
+        return Ok(Arc::clone(ctx));
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| HsmError::ModuleNotFound {
+        path: module.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(HsmError::pkcs11("C_Initialize")(e)),
+    }
+    let ctx = Arc::new(ctx);
+    contexts.insert(module.to_owned(), Arc::clone(&ctx));
+    Ok(ctx)
+}
+
+/// Finalizes every context no keystore still uses. Call once at shutdown;
+/// contexts still in use are left alone (and reported by the count).
+pub fn finalize_unused() -> usize {
+    let mut contexts = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut in_use = 0;
+    for (path, ctx) in std::mem::take(&mut *contexts) {
+        match Arc::try_unwrap(ctx) {
+            Ok(ctx) => {
+                let _ = ctx.finalize();
+            }
+            Err(ctx) => {
+                in_use += 1;
+                contexts.insert(path, ctx);
+            }
+        }
+    }
+    in_use
+}
+
+/// The slot holding the initialised token labelled `label`.
+///
+/// # Errors
+/// [`HsmError::TokenNotFound`] listing the labels present.
+pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(HsmError::pkcs11("C_GetSlotList"))?;
+    let mut available = Vec::new();
+    for slot in slots {
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
+        if !info.token_initialized() {
+            continue;
+        }
+        let found = info.label().trim_end();
+        if found == label {
+            return Ok(slot);
+        }
+        available.push(format!("{found:?}"));
+    }
+    Err(HsmError::TokenNotFound {
+        label: label.to_owned(),
+        available: if available.is_empty() {
+            "none".into()
+        } else {
+            available.join(", ")
+        },
+    })
+}

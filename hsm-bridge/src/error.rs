@@ -1,0 +1,106 @@
+//! The hsm-bridge error type.
+
+use wallet_core::keystore::KeystoreError;
+
+/// What went wrong talking to a PKCS#11 token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HsmError {
+    /// The module (shared library) could not be loaded.
+    #[error("PKCS#11 module {path} could not be loaded ({reason}); install SoftHSM2 (`apt-get install softhsm2`) or point module-path= / PKCS11_MODULE at your HSM's library")]
+    ModuleNotFound {
+        /// The module path tried.
+        path: String,
+        /// Why loading failed.
+        reason: String,
+    },
+    /// No token with the label.
+    #[error("no token labelled {label:?} (tokens present: {available}); check the token= part of the URI")]
+    TokenNotFound {
+        /// The label asked for.
+        label: String,
+        /// Labels of the tokens present.
+        available: String,
+    },
+    /// The PIN was refused.
+    #[error(
+        "wrong PIN for token {label:?}; Kura does not retry (repeated failures can lock the token)"
+    )]
+    WrongPin {
+        /// The token.
+        label: String,
+    },
+    /// The user PIN is locked.
+    #[error("the user PIN of token {label:?} is locked; its security officer must reset it")]
+    PinLocked {
+        /// The token.
+        label: String,
+    },
+    /// The token lacks Kura's keys.
+    #[error("token {label:?} has no {missing}; provision it for Kura first")]
+    NotProvisioned {
+        /// The token.
+        label: String,
+        /// What is missing.
+        missing: &'static str,
+    },
+    /// The token already has Kura's keys.
+    #[error("token {label:?} is already provisioned for Kura; refusing to create a second key-encryption key")]
+    AlreadyProvisioned {
+        /// The token.
+        label: String,
+    },
+    /// The token has no room.
+    #[error("token {label:?} is full; the previous state is unchanged — free space on the token and retry")]
+    TokenFull {
+        /// The token.
+        label: String,
+    },
+    /// A malformed URI.
+    #[error("invalid PKCS#11 URI {uri:?}: {reason}")]
+    InvalidUri {
+        /// The URI.
+        uri: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The PIN could not be obtained.
+    #[error("cannot read the PIN: {0}")]
+    Pin(String),
+    /// The token or module failed.
+    #[error("PKCS#11 {operation} failed: {source}")]
+    Pkcs11 {
+        /// The operation.
+        operation: &'static str,
+        /// The cryptoki error.
+        source: cryptoki::error::Error,
+    },
+    /// The local directory for nonce ciphertexts is unusable.
+    #[error("nonce directory {path} is unusable: {reason}")]
+    NonceDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token returned data Kura cannot use.
+    #[error("token returned unusable {0}")]
+    BadTokenData(&'static str),
+}
+
+impl HsmError {
+    pub(crate) fn pkcs11(
+        operation: &'static str,
+    ) -> impl FnOnce(cryptoki::error::Error) -> HsmError {
+        move |source| HsmError::Pkcs11 { operation, source }
+    }
+}
+
+impl From<HsmError> for KeystoreError {
+    fn from(e: HsmError) -> Self {
+        match e {
+            HsmError::WrongPin { .. } => KeystoreError::WrongPassphrase,
+            other => KeystoreError::Backend(other.to_string()),
+        }
+    }
+}
