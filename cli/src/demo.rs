@@ -188,7 +188,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
         keystore::put_share(&s.keystore, &share)?;
         if let Some(prev) = &group {
             if prev != &g {
-                return Err(refused(format!("participants derived different groups")));
+                return Err(refused("participants derived different groups"));
             }
         }
         group = Some(g);
@@ -260,7 +260,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             &session,
             &pkg,
             &message,
-            &commitments[&s.id],
+            commitments.get(&s.id).context("own commitments")?,
         ) {
             Err(StoredSignError::Refused(e @ SignError::MessageMismatch { .. })) => {
                 step(json, &format!("  {} refused: {e}", s.label));
@@ -289,7 +289,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             &session,
             &pkg,
             &message,
-            &commitments[&s.id],
+            commitments.get(&s.id).context("own commitments")?,
         )
         .map_err(|e| refused(format!("{}: {e}", s.label)))?;
         let doc = format::encode(
@@ -326,9 +326,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
         &sig_bytes,
     );
     if !libsecp_ok {
-        return Err(refused(format!(
-            "libsecp256k1 rejected the group signature"
-        )));
+        return Err(refused("libsecp256k1 rejected the group signature"));
     }
     // A replay of the same session is refused: the nonces are gone.
     let (s0, share0) = signer_and_share(&signers, &shares, 0)?;
@@ -339,10 +337,10 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
         &session,
         &package,
         &message,
-        &commitments[&s0.id],
+        commitments.get(&s0.id).context("own commitments")?,
     );
     if replay.is_ok() {
-        return Err(refused(format!("a nonce was used twice")));
+        return Err(refused("a nonce was used twice"));
     }
 
     if json {
