@@ -26,6 +26,7 @@ pub mod messages;
 pub mod signing;
 pub mod suite;
 pub mod taproot;
+pub mod withdrawal;
 
 mod secret;
 

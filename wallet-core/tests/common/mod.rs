@@ -63,3 +63,108 @@ pub fn libsecp_verify_tr(
     secp.verify_schnorr(&sig, &Message::from_digest(*msg32), &xonly)
         .is_ok()
 }
+
+/// A regtest coin paying `value` sats to `script`, from a synthetic funding
+/// transaction whose txid depends on `tag`.
+pub fn coin(
+    script: &bitcoin::ScriptBuf,
+    value: u64,
+    tag: u8,
+) -> (bitcoin::OutPoint, bitcoin::TxOut) {
+    use bitcoin::{
+        absolute, transaction, Amount, OutPoint, Sequence, Transaction, TxIn, TxOut, Witness,
+    };
+    let funding = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::hashes::Hash::from_byte_array([tag; 32]),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(value),
+            script_pubkey: script.clone(),
+        }],
+    };
+    (
+        OutPoint {
+            txid: funding.compute_txid(),
+            vout: 0,
+        },
+        funding.output[0].clone(),
+    )
+}
+
+/// A PSBT spending `coins` (with witness_utxo) to `outputs`.
+pub fn psbt(
+    coins: &[(bitcoin::OutPoint, bitcoin::TxOut)],
+    outputs: Vec<bitcoin::TxOut>,
+) -> bitcoin::psbt::Psbt {
+    use bitcoin::{absolute, transaction, Sequence, Transaction, TxIn, Witness};
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: coins
+            .iter()
+            .map(|(op, _)| TxIn {
+                previous_output: *op,
+                script_sig: bitcoin::ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            })
+            .collect(),
+        output: outputs,
+    };
+    let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
+    for (input, (_, txout)) in psbt.inputs.iter_mut().zip(coins) {
+        input.witness_utxo = Some(txout.clone());
+    }
+    psbt
+}
+
+/// An address that is not the group's (regtest P2TR of a fixed key).
+pub fn outside_address(tag: u8) -> bitcoin::Address {
+    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32]).unwrap());
+    bitcoin::Address::p2tr(
+        &secp,
+        kp.x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    )
+}
+
+/// Bitcoin Core's consensus check of every input of `tx` (Taproot rules, with
+/// all spent outputs — without them libbitcoinconsensus skips Taproot checks).
+pub fn consensus_verify(tx: &bitcoin::Transaction, spent: &[bitcoin::TxOut]) -> Result<(), String> {
+    let bytes = bitcoin::consensus::serialize(tx);
+    let scripts: Vec<Vec<u8>> = spent.iter().map(|o| o.script_pubkey.to_bytes()).collect();
+    let utxos: Vec<bitcoinconsensus::Utxo> = spent
+        .iter()
+        .zip(&scripts)
+        .map(|(o, s)| bitcoinconsensus::Utxo {
+            script_pubkey: s.as_ptr(),
+            script_pubkey_len: s.len() as u32,
+            value: o.value.to_sat() as i64,
+        })
+        .collect();
+    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
+    for (i, o) in spent.iter().enumerate() {
+        bitcoinconsensus::verify_with_flags(
+            &scripts[i],
+            o.value.to_sat(),
+            &bytes,
+            Some(&utxos),
+            i,
+            flags,
+        )
+        .map_err(|e| format!("input {i}: {e:?}"))?;
+    }
+    Ok(())
+}
