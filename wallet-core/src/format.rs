@@ -294,13 +294,23 @@ pub fn canonical_bytes<T: DocumentBody>(group: &GroupId, body: &T) -> Result<Vec
         group,
         body,
     };
-    // Going through `Value` sorts every object's keys (serde_json's map is a
-    // BTreeMap without the `preserve_order` feature), so the bytes depend on
-    // the content only, not on struct field order.
-    let value = serde_json::to_value(&out).map_err(|e| FormatError::Malformed(e.to_string()))?;
     let mut bytes = format!("kura/v{FORMAT_VERSION}/{}\0", T::KIND).into_bytes();
-    serde_json::to_writer(&mut bytes, &value).map_err(|e| FormatError::Malformed(e.to_string()))?;
+    write_canonical_json(&mut bytes, &out).map_err(|e| FormatError::Malformed(e.to_string()))?;
     Ok(bytes)
+}
+
+/// Appends `value` to `out` as compact JSON with every object's keys sorted,
+/// so that the bytes depend on the content only, not on struct field order.
+pub(crate) fn write_canonical_json<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), serde_json::Error> {
+    // Going through `Value` sorts every object's keys: serde_json's map is a
+    // BTreeMap without the `preserve_order` feature, and should another crate
+    // in the build turn that feature on, `sort_all_objects` sorts them anyway.
+    let mut value = serde_json::to_value(value)?;
+    value.sort_all_objects();
+    serde_json::to_writer(out, &value)
 }
 
 /// Serde helpers for hex-encoded byte strings.

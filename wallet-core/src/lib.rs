@@ -17,12 +17,14 @@
 )]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod format;
 pub mod group;
 pub mod identity;
 pub mod keygen;
 pub mod keystore;
 pub mod messages;
+pub mod policy;
 pub mod signing;
 pub mod suite;
 pub mod taproot;

@@ -1,7 +1,22 @@
 //! Withdrawals a compromised coordinator cannot redirect.
 //!
+//! ```text
+//! requester ── withdrawal-request ──▶ each signer: Signer::review / approve
+//!                                      (own PSBT reading, own policy, own sighashes)
+//!           ◀── withdrawal-approval ──
+//! coordinator: build_packages ── withdrawal-packages ──▶ each signer: Signer::sign
+//!           ◀── withdrawal-shares ───  (checks every approval and package first)
+//! coordinator: finalize_withdrawal ──▶ signed transaction
+//! ```
+//!
 //! - [`review`]: the signer's own reading of the PSBT and its sighashes.
-//! - [`finalize`]: the coordinator's last step, verifying every signature.
+//! - [`request`]: the signed documents that travel.
+//! - [`signer`]: a co-signer's checks, policy and audit.
+//! - [`coordinator`]: packages, aggregation, finalization.
+//! - [`finalize`]: the key-path witnesses, every signature verified first.
 
+pub mod coordinator;
 pub mod finalize;
+pub mod request;
 pub mod review;
+pub mod signer;

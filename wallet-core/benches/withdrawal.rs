@@ -1,0 +1,223 @@
+//! A whole 2-of-3 withdrawal (one input, two outputs) through wallet-core —
+//! request verification, PSBT review, policy, approvals with commitments,
+//! packages, checked shares, audit entries, aggregation and finalization —
+//! against raw frost signing of the same sighash, in one run.
+//!
+//! Audit logs are fsynced on every entry; they live in a temporary
+//! directory (`/dev/shm` when present, else the system temp dir).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bitcoin::{Amount, Network, TxOut};
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use wallet_core::audit::AuditLog;
+use wallet_core::frost_core::Identifier;
+use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
+use wallet_core::keygen::{self, Dealt, Identifiers};
+use wallet_core::keystore::{self, Keystore, MemoryKeystore};
+use wallet_core::policy::Policy;
+use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
+use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
+use wallet_core::withdrawal::signer::Signer;
+use wallet_core::{Label, Secp256k1Tr};
+
+const NOW: u64 = 1_790_000_000;
+
+fn address(tag: u8) -> bitcoin::Address {
+    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32]).unwrap());
+    bitcoin::Address::p2tr(&secp, kp.x_only_public_key().0, None, Network::Regtest)
+}
+
+fn psbt(d: &Dealt<Secp256k1Tr>, dest: &bitcoin::Address, n: u32) -> bitcoin::psbt::Psbt {
+    use bitcoin::{absolute, transaction, OutPoint, Sequence, Transaction, TxIn, Witness};
+    let own = d.group.taproot().script_pubkey();
+    let prev = TxOut {
+        value: Amount::from_sat(500_000),
+        script_pubkey: own.clone(),
+    };
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::hashes::Hash::from_byte_array([7; 32]),
+                vout: n,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: vec![
+            TxOut {
+                value: Amount::from_sat(200_000),
+                script_pubkey: dest.script_pubkey(),
+            },
+            TxOut {
+                value: Amount::from_sat(299_000),
+                script_pubkey: own,
+            },
+        ],
+    };
+    let mut p = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
+    p.inputs[0].witness_utxo = Some(prev);
+    p
+}
+
+fn tmpdir() -> PathBuf {
+    let shm = PathBuf::from("/dev/shm");
+    let base = if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("kura-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bench(c: &mut Criterion) {
+    let labels: Vec<_> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|l| Label::new(*l).unwrap())
+        .collect();
+    let d = keygen::dealer::<Secp256k1Tr, _>(
+        2,
+        &labels,
+        Identifiers::Default,
+        &mut StdRng::seed_from_u64(1),
+    )
+    .unwrap();
+    let stores: Vec<MemoryKeystore> = (0..3).map(|_| MemoryKeystore::new()).collect();
+    for (s, ks) in d.shares.iter().zip(&stores) {
+        keystore::put_share(ks, s).unwrap();
+    }
+    let identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey> = d
+        .shares
+        .iter()
+        .zip(&stores)
+        .map(|(s, ks)| (*s.identifier(), ks.identity_public_key().unwrap()))
+        .collect();
+    let requester = SoftwareIdentity::generate(&mut StdRng::seed_from_u64(2));
+    let requester_ks = MemoryKeystore::with_identity(requester.clone());
+    let dest = address(9);
+    let policy = Policy::from_toml(&format!(
+        "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"ops\"\nkey = \"{}\"\n[[destination]]\nlabel = \"x\"\naddress = \"{dest}\"\n[limits]\nper_transaction_sat = 100_000_000_000\nrolling_window_hours = 24\nrolling_window_sat = 2_000_000_000_000_000\nmax_fee_sat = 50_000\nmax_fee_rate_sat_per_vb = 200\n",
+        requester.public_key()
+    ))
+    .unwrap();
+    let dir = tmpdir();
+    let mut audits: Vec<AuditLog> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, ks)| {
+            AuditLog::open(
+                &dir.join(format!("audit-{i}.jsonl")),
+                &ks.identity_public_key().unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+
+    let mut g = c.benchmark_group("withdrawal-2-of-3-secp256k1-tr");
+    g.sample_size(30);
+    let mut n = 0u32;
+    g.bench_function("kura-wallet", |b| {
+        b.iter(|| {
+            n += 1;
+            let body = WithdrawalRequest {
+                request_id: format!("bench-{n}"),
+                requester: requester.public_key(),
+                created_at: NOW,
+                expires_at: NOW + 3600,
+                memo: String::new(),
+                psbt: psbt(&d, &dest, n).to_string(),
+            };
+            let req = Signed::sign(d.group.id(), body, &requester_ks).unwrap();
+            let mut approvals = Vec::new();
+            for i in [0usize, 2] {
+                let mut signer = Signer {
+                    group: &d.group,
+                    identities: &identities,
+                    share: &d.shares[i],
+                    keystore: &stores[i],
+                    policy: &policy,
+                    audit: &mut audits[i],
+                };
+                approvals.push(signer.approve(&req, NOW).unwrap());
+            }
+            let packages =
+                build_packages(&d.group, &identities, &req, &approvals, Network::Regtest).unwrap();
+            let mut shares = Vec::new();
+            for i in [0usize, 2] {
+                let mut signer = Signer {
+                    group: &d.group,
+                    identities: &identities,
+                    share: &d.shares[i],
+                    keystore: &stores[i],
+                    policy: &policy,
+                    audit: &mut audits[i],
+                };
+                shares.push(signer.sign(&req, &packages, NOW).unwrap());
+            }
+            finalize_withdrawal(
+                &d.group,
+                &identities,
+                &req,
+                &packages,
+                &shares,
+                Network::Regtest,
+            )
+            .unwrap();
+        })
+    });
+    let sighash = wallet_core::withdrawal::review::review(
+        &psbt(&d, &dest, 0),
+        &d.group.taproot(),
+        Network::Regtest,
+    )
+    .unwrap()
+    .inputs[0]
+        .sighash;
+    let mut rng = StdRng::seed_from_u64(3);
+    g.bench_function("raw-frost-same-sighash", |b| {
+        b.iter(|| {
+            let kps = [d.shares[0].key_package(), d.shares[2].key_package()];
+            let mut nonces = BTreeMap::new();
+            let mut commitments = BTreeMap::new();
+            for kp in kps {
+                let (nn, cc) = frost_secp256k1_tr::round1::commit(kp.signing_share(), &mut rng);
+                nonces.insert(*kp.identifier(), nn);
+                commitments.insert(*kp.identifier(), cc);
+            }
+            let package = frost_secp256k1_tr::SigningPackage::new(commitments, &sighash);
+            let mut shares = BTreeMap::new();
+            for kp in kps {
+                let s = frost_secp256k1_tr::round2::sign_with_tweak(
+                    &package,
+                    &nonces[kp.identifier()],
+                    kp,
+                    None,
+                )
+                .unwrap();
+                shares.insert(*kp.identifier(), s);
+            }
+            frost_secp256k1_tr::aggregate_with_tweak(
+                &package,
+                &shares,
+                d.group.public_key_package(),
+                None,
+            )
+            .unwrap();
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,182 @@
+//! The coordinator's side: untrusted, so everything it does is checked by
+//! the signers (packages) or by the math (aggregation, finalization). Its
+//! own checks here exist to fail early and to name culprits.
+
+use std::collections::BTreeMap;
+
+use bitcoin::psbt::Psbt;
+use bitcoin::Transaction;
+use frost_core::Identifier;
+
+use super::finalize::{finalize, FinalizeError};
+use super::request::{Approval, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares};
+use super::review::{parse_psbt, review, ReviewError};
+use super::signer::{verify_approvals, Refusal};
+use crate::format::FormatError;
+use crate::group::{identifier_hex, PublicGroup};
+use crate::identity::IdentityPublicKey;
+use crate::keystore::SessionId;
+use crate::messages::PackageMessage;
+use crate::signing::{self, AggregateError};
+use crate::suite::Secp256k1Tr;
+
+/// Why the coordinator could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// The request's signature does not verify.
+    #[error("the request's signature does not verify")]
+    BadRequest,
+    /// The PSBT does not pass review.
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    /// An approval does not hold up.
+    #[error(transparent)]
+    Approval(#[from] Refusal),
+    /// Not enough approvals.
+    #[error("{have} valid approvals, the group needs {need}")]
+    TooFewApprovals {
+        /// Approvals present.
+        have: usize,
+        /// The threshold.
+        need: u16,
+    },
+    /// A shares document that does not hold up.
+    #[error("shares from {participant} are not acceptable: {reason}")]
+    BadShares {
+        /// Who they claim to come from.
+        participant: String,
+        /// Why.
+        reason: String,
+    },
+    /// Aggregation failed, naming culprits where shares were invalid.
+    #[error("input {input}: {source}")]
+    Aggregate {
+        /// Input index.
+        input: usize,
+        /// The failure.
+        source: AggregateError,
+    },
+    /// Finalization failed.
+    #[error(transparent)]
+    Finalize(#[from] FinalizeError),
+    /// Internal encoding failure.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+fn request_parts(
+    group: &PublicGroup<Secp256k1Tr>,
+    request: &Signed<WithdrawalRequest>,
+    network: bitcoin::Network,
+) -> Result<(String, Psbt, Vec<[u8; 32]>), CoordinatorError> {
+    let body = request
+        .verify(group.id())
+        .map_err(|_| CoordinatorError::BadRequest)?;
+    let psbt = parse_psbt(&body.psbt)?;
+    let summary = review(&psbt, &group.taproot(), network)?;
+    Ok((
+        hex::encode(request.digest(group.id())?),
+        psbt,
+        summary.sighashes(),
+    ))
+}
+
+/// Builds one signing package per input from the signers' approvals. All
+/// valid approvals are used (at least `t`).
+///
+/// # Errors
+/// [`CoordinatorError`] for a bad request, a bad approval or too few.
+pub fn build_packages(
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    request: &Signed<WithdrawalRequest>,
+    approvals: &[Signed<Approval>],
+    network: bitcoin::Network,
+) -> Result<WithdrawalPackages, CoordinatorError> {
+    let (digest, _, sighashes) = request_parts(group, request, network)?;
+    let hex_sighashes: Vec<String> = sighashes.iter().map(hex::encode).collect();
+    let verified = verify_approvals(group, identities, &digest, &hex_sighashes, approvals)?;
+    if verified.len() < usize::from(group.min_signers()) {
+        return Err(CoordinatorError::TooFewApprovals {
+            have: verified.len(),
+            need: group.min_signers(),
+        });
+    }
+    let package_session = SessionId::from_bytes(request.digest(group.id())?);
+    let mut packages = Vec::with_capacity(sighashes.len());
+    for (i, sighash) in sighashes.iter().enumerate() {
+        let commitments = verified
+            .iter()
+            .filter_map(|(id, a)| a.commitments.get(i).map(|c| (*id, *c)))
+            .collect();
+        let package = signing::build_package(group, commitments, sighash).map_err(|e| {
+            CoordinatorError::Aggregate {
+                input: i,
+                source: e.into(),
+            }
+        })?;
+        packages.push(PackageMessage::from_package(
+            package_session.for_input(i),
+            &package,
+        ));
+    }
+    Ok(WithdrawalPackages {
+        request_digest: digest,
+        approvals: approvals.to_vec(),
+        packages,
+    })
+}
+
+/// Aggregates the signers' shares input by input (naming every culprit),
+/// puts the signatures into the PSBT, verifies and finalizes it.
+///
+/// # Errors
+/// [`CoordinatorError`]; [`CoordinatorError::Aggregate`] carries the
+/// culprits of an invalid share.
+pub fn finalize_withdrawal(
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    request: &Signed<WithdrawalRequest>,
+    packages: &WithdrawalPackages,
+    shares: &[Signed<WithdrawalShares>],
+    network: bitcoin::Network,
+) -> Result<(Psbt, Transaction), CoordinatorError> {
+    let (digest, mut psbt, sighashes) = request_parts(group, request, network)?;
+    let mut by_signer = BTreeMap::new();
+    for s in shares {
+        let who = identifier_hex(&s.body.participant);
+        let bad = |reason: &str| CoordinatorError::BadShares {
+            participant: group
+                .label(&s.body.participant)
+                .map_or(who.clone(), ToString::to_string),
+            reason: reason.to_owned(),
+        };
+        if identities.get(&s.body.participant) != Some(&s.signer) || s.verify(group.id()).is_err() {
+            return Err(bad("not signed by the member's identity key"));
+        }
+        if s.body.request_digest != digest {
+            return Err(bad("for another request"));
+        }
+        if s.body.shares.len() != sighashes.len() {
+            return Err(bad("not one share per input"));
+        }
+        by_signer.insert(s.body.participant, &s.body.shares);
+    }
+    let mut signatures = Vec::with_capacity(sighashes.len());
+    for (i, p) in packages.packages.iter().enumerate() {
+        let package = p.to_package().map_err(|e| CoordinatorError::Aggregate {
+            input: i,
+            source: e.into(),
+        })?;
+        let input_shares = by_signer
+            .iter()
+            .filter_map(|(id, v)| v.get(i).map(|s| (*id, *s)))
+            .collect();
+        let sig = signing::aggregate(group, &package, &input_shares)
+            .map_err(|source| CoordinatorError::Aggregate { input: i, source })?;
+        signatures.push(sig);
+    }
+    let tx = finalize(&mut psbt, &signatures, &group.taproot(), network)?;
+    Ok((psbt, tx))
+}

@@ -1,0 +1,196 @@
+//! The documents of a withdrawal, each signed by its author's identity key
+//! over canonical bytes (see [`crate::format::canonical_bytes`]).
+//!
+//! | kind | author | says |
+//! |---|---|---|
+//! | `withdrawal-request` | requester | "spend this PSBT", with id, times and memo |
+//! | `withdrawal-approval` | signer | "I computed these sighashes for that request, my policy (digest) allows it, here are my round-1 commitments, one per input" |
+//! | `withdrawal-packages` | coordinator (unsigned) | the approvals used and one signing package per input |
+//! | `withdrawal-shares` | signer | "here are my signature shares, one per input" |
+
+use frost_core::round1::SigningCommitments;
+use frost_core::round2::SignatureShare;
+use frost_core::Identifier;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::format::{self, DocumentBody, FormatError, GroupId};
+use crate::identity::{IdentityPublicKey, IdentitySignature};
+use crate::keystore::{Keystore, KeystoreError, SessionId};
+use crate::messages::PackageMessage;
+use crate::suite::{Secp256k1Tr, SuiteId};
+
+/// A document body signed by an identity key: `signature` covers
+/// [`format::canonical_bytes`] of `body` in the named group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed<T> {
+    /// The signed content.
+    pub body: T,
+    /// Who signed it.
+    pub signer: IdentityPublicKey,
+    /// The signature.
+    pub signature: IdentitySignature,
+}
+
+/// A signature that does not verify, or a document of the wrong signer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the {kind} document's identity signature does not verify")]
+pub struct BadSignature {
+    /// The document kind.
+    pub kind: &'static str,
+}
+
+impl<T: DocumentBody> Signed<T> {
+    /// Signs `body` with the keystore's identity key.
+    ///
+    /// # Errors
+    /// A keystore failure.
+    pub fn sign(group: &GroupId, body: T, keystore: &dyn Keystore) -> Result<Self, KeystoreError> {
+        let bytes = format::canonical_bytes(group, &body)?;
+        Ok(Signed {
+            signer: keystore.identity_public_key()?,
+            signature: keystore.sign_identity(&bytes)?,
+            body,
+        })
+    }
+
+    /// Checks the signature (by `self.signer`) over the body in `group`.
+    ///
+    /// # Errors
+    /// [`BadSignature`].
+    pub fn verify(&self, group: &GroupId) -> Result<&T, BadSignature> {
+        let bad = BadSignature { kind: T::KIND };
+        let bytes = format::canonical_bytes(group, &self.body).map_err(|_| bad.clone())?;
+        self.signer
+            .verify(&bytes, &self.signature)
+            .map_err(|_| bad)?;
+        Ok(&self.body)
+    }
+
+    /// SHA-256 of the signed canonical bytes: what approvals and audit
+    /// entries use to name a request.
+    ///
+    /// # Errors
+    /// Only on an internal serialization failure.
+    pub fn digest(&self, group: &GroupId) -> Result<[u8; 32], FormatError> {
+        Ok(Sha256::digest(format::canonical_bytes(group, &self.body)?).into())
+    }
+}
+
+impl Clone for BadSignature {
+    fn clone(&self) -> Self {
+        BadSignature { kind: self.kind }
+    }
+}
+
+impl<T: DocumentBody + DeserializeOwned> DocumentBody for Signed<T> {
+    const KIND: &'static str = T::KIND;
+    fn suite() -> SuiteId {
+        T::suite()
+    }
+}
+
+/// A request to spend a PSBT, made by an authorised requester.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalRequest {
+    /// Unique per requester; a signer signs each id at most once.
+    pub request_id: String,
+    /// The requester's identity key (must be in the signer's policy).
+    pub requester: IdentityPublicKey,
+    /// Unix seconds when made.
+    pub created_at: u64,
+    /// Unix seconds after which signers refuse it.
+    pub expires_at: u64,
+    /// A note for the people reviewing it (shown, never trusted).
+    pub memo: String,
+    /// The PSBT, base64.
+    pub psbt: String,
+}
+
+impl DocumentBody for WithdrawalRequest {
+    const KIND: &'static str = "withdrawal-request";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
+/// A signer's approval of a request: what it computed, under which policy,
+/// and its round-1 commitments (one per input).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The request's id.
+    pub request_id: String,
+    /// Hex SHA-256 of the signed request.
+    pub request_digest: String,
+    /// The approving participant.
+    pub participant: Identifier<Secp256k1Tr>,
+    /// Hex of each input's sighash, as this signer computed it.
+    pub sighashes: Vec<String>,
+    /// Hex digest of the policy that allowed it.
+    pub policy_digest: String,
+    /// This signer's nonce session (per input: [`SessionId::for_input`]).
+    pub session: SessionId,
+    /// Round-1 commitments, one per input.
+    pub commitments: Vec<SigningCommitments<Secp256k1Tr>>,
+}
+
+impl DocumentBody for Approval {
+    const KIND: &'static str = "withdrawal-approval";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
+/// The coordinator's signing packages for a request: the approvals it used
+/// and one package per input. Signers check every part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalPackages {
+    /// Hex SHA-256 of the signed request.
+    pub request_digest: String,
+    /// The signed approvals whose commitments the packages use.
+    pub approvals: Vec<Signed<Approval>>,
+    /// One signing package per input, in input order.
+    pub packages: Vec<PackageMessage<Secp256k1Tr>>,
+}
+
+impl DocumentBody for WithdrawalPackages {
+    const KIND: &'static str = "withdrawal-packages";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
+/// A signer's signature shares for a request, one per input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalShares {
+    /// Hex SHA-256 of the signed request.
+    pub request_digest: String,
+    /// The signing participant.
+    pub participant: Identifier<Secp256k1Tr>,
+    /// One share per input.
+    pub shares: Vec<SignatureShare<Secp256k1Tr>>,
+}
+
+impl DocumentBody for WithdrawalShares {
+    const KIND: &'static str = "withdrawal-shares";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
+impl SessionId {
+    /// The nonce session of input `index` within this session.
+    pub fn for_input(&self, index: usize) -> SessionId {
+        let mut h = Sha256::new();
+        h.update(b"kura/v1/input-session\0");
+        h.update(self.to_string().as_bytes());
+        h.update((index as u64).to_be_bytes());
+        SessionId::from_bytes(h.finalize().into())
+    }
+}

@@ -1,0 +1,566 @@
+//! A co-signer's side of a withdrawal. It trusts nothing it did not compute:
+//! it verifies the requester, reads the PSBT itself, evaluates its own
+//! policy on the parsed transaction, and releases signature shares only for
+//! the sighashes it computed, only against approvals it can verify, and only
+//! after the release is durably in its audit log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use frost_core::round1::SigningCommitments;
+use frost_core::Identifier;
+
+use super::request::{
+    Approval, BadSignature, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
+};
+use super::review::{parse_psbt, review, ReviewError, WithdrawalSummary};
+use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord};
+use crate::group::{identifier_hex, KeyShare, PublicGroup};
+use crate::identity::IdentityPublicKey;
+use crate::keystore::{self, Keystore, KeystoreError, SessionId, StoredSignError};
+use crate::policy::{Policy, PolicyRefusal};
+use crate::signing::{self, SignError};
+use crate::suite::Secp256k1Tr;
+
+/// Requests dated this far in the future are refused (clock skew allowance).
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Why a signer refused. Every refusal is also in its audit log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The requester's signature does not verify.
+    #[error("request signature does not verify")]
+    BadRequestSignature,
+    /// The requester is not in this signer's policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
+    /// The request expired.
+    #[error(
+        "request {request_id} expired at {expires_at} (now {now}); ask the requester for a new one"
+    )]
+    Expired {
+        /// The request.
+        request_id: String,
+        /// Its expiry.
+        expires_at: u64,
+        /// The signer's clock.
+        now: u64,
+    },
+    /// The request is dated in the future.
+    #[error("request {request_id} is dated {created_at}, after this signer's clock ({now}) plus {MAX_CLOCK_SKEW_SECS} s")]
+    NotYetValid {
+        /// The request.
+        request_id: String,
+        /// Its creation time.
+        created_at: u64,
+        /// The signer's clock.
+        now: u64,
+    },
+    /// This request id was already handled.
+    #[error("request {0} was already approved or signed by this signer; a request is honoured once (replays are refused even with an identical PSBT)")]
+    Replayed(String),
+    /// The PSBT does not pass review.
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    /// The packages are for another request.
+    #[error("the packages are for request digest {found}, not {expected}")]
+    WrongRequest {
+        /// This request's digest.
+        expected: String,
+        /// The packages' digest.
+        found: String,
+    },
+    /// An approval in the packages does not hold up.
+    #[error("approval from {participant} is not acceptable: {reason}")]
+    BadApproval {
+        /// Who it claims to come from.
+        participant: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// This signer's own approval is not among the packages' approvals.
+    #[error("the packages do not include this signer's own approval")]
+    MissingOwnApproval,
+    /// Fewer approvals than the threshold.
+    #[error("{have} approvals, the group needs {need}")]
+    TooFewApprovals {
+        /// Approvals present.
+        have: usize,
+        /// The threshold.
+        need: u16,
+    },
+    /// A package disagrees with the request or the approvals.
+    #[error("signing package for input {input} is not acceptable: {reason}")]
+    BadPackage {
+        /// Input index.
+        input: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A frost-level package refusal.
+    #[error("signing package for input {input} refused: {source}")]
+    Package {
+        /// Input index.
+        input: usize,
+        /// The refusal.
+        source: SignError,
+    },
+    /// Keystore failure (e.g. nonces already used).
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The audit log could not record the decision, so nothing is released.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A malformed document.
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
+}
+
+impl Refusal {
+    /// The rule name recorded in the audit log.
+    pub fn rule(&self) -> String {
+        match self {
+            Refusal::Policy(p) => p.rule.to_string(),
+            Refusal::BadRequestSignature => "request-signature".into(),
+            Refusal::Expired { .. } | Refusal::NotYetValid { .. } => "request-expiry".into(),
+            Refusal::Replayed(_) => "replay".into(),
+            Refusal::Review(_) => "psbt-review".into(),
+            Refusal::WrongRequest { .. }
+            | Refusal::BadApproval { .. }
+            | Refusal::MissingOwnApproval
+            | Refusal::TooFewApprovals { .. }
+            | Refusal::BadPackage { .. }
+            | Refusal::Package { .. } => "signing-package".into(),
+            Refusal::Keystore(_) => "keystore".into(),
+            Refusal::Audit(_) => "audit".into(),
+            Refusal::Format(_) => "format".into(),
+        }
+    }
+}
+
+/// What a signer learned from a request it accepts for review.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reviewed {
+    /// The request's id.
+    pub request_id: String,
+    /// SHA-256 of the signed request.
+    pub request_digest: [u8; 32],
+    /// The signer's own reading of the PSBT.
+    pub summary: WithdrawalSummary,
+}
+
+/// One co-signer: its group, its roster of identity keys, its key share and
+/// keystore, its policy and its audit log.
+pub struct Signer<'a> {
+    /// The group.
+    pub group: &'a PublicGroup<Secp256k1Tr>,
+    /// Every member's identity key (this signer's trusted roster).
+    pub identities: &'a BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    /// This signer's key share.
+    pub share: &'a KeyShare<Secp256k1Tr>,
+    /// Where its secrets live.
+    pub keystore: &'a dyn Keystore,
+    /// Its policy.
+    pub policy: &'a Policy,
+    /// Its audit log.
+    pub audit: &'a mut AuditLog,
+}
+
+impl std::fmt::Debug for Signer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("group", self.group.id())
+            .field("participant", self.share.label())
+            .field("keystore", &self.keystore.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex32(b: &[u8; 32]) -> String {
+    hex::encode(b)
+}
+
+impl Signer<'_> {
+    /// Checks a request and reads its PSBT: requester signature and
+    /// authorisation, times, PSBT review and policy. Records `request-seen`
+    /// or the refusal.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn review(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        now: u64,
+    ) -> Result<Reviewed, Refusal> {
+        match self.check_request(request, now) {
+            Ok(reviewed) => {
+                let record = AuditRecord::new(AuditEvent::RequestSeen)
+                    .with_request_id(reviewed.request_id.clone())
+                    .with_request_digest(hex32(&reviewed.request_digest))
+                    .with_sighashes(reviewed.summary.sighashes().iter().map(hex32).collect())
+                    .with_policy_digest(hex32(&self.policy.digest()));
+                self.audit.append(self.keystore, now, record)?;
+                Ok(reviewed)
+            }
+            Err(e) => Err(self.refuse(request, e, now)),
+        }
+    }
+
+    fn check_request(
+        &self,
+        request: &Signed<WithdrawalRequest>,
+        now: u64,
+    ) -> Result<Reviewed, Refusal> {
+        let group = self.group.id();
+        let body = request
+            .verify(group)
+            .map_err(|_| Refusal::BadRequestSignature)?;
+        if request.signer != body.requester {
+            return Err(Refusal::BadRequestSignature);
+        }
+        if now >= body.expires_at {
+            return Err(Refusal::Expired {
+                request_id: body.request_id.clone(),
+                expires_at: body.expires_at,
+                now,
+            });
+        }
+        if body.created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(Refusal::NotYetValid {
+                request_id: body.request_id.clone(),
+                created_at: body.created_at,
+                now,
+            });
+        }
+        let psbt = parse_psbt(&body.psbt)?;
+        let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
+        let window_start = now.saturating_sub(self.policy.rolling_window_secs());
+        let released = self.audit.amount_released_since(window_start);
+        self.policy.evaluate(&summary, &body.requester, released)?;
+        Ok(Reviewed {
+            request_id: body.request_id.clone(),
+            request_digest: request.digest(group)?,
+            summary,
+        })
+    }
+
+    /// Records a refusal and returns it (or the audit failure, if the
+    /// refusal could not be recorded).
+    fn refuse(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        refusal: Refusal,
+        now: u64,
+    ) -> Refusal {
+        let mut record = AuditRecord::new(AuditEvent::Refused {
+            rule: refusal.rule(),
+            reason: refusal.to_string(),
+        })
+        .with_request_id(request.body.request_id.clone())
+        .with_policy_digest(hex32(&self.policy.digest()));
+        if let Ok(d) = request.digest(self.group.id()) {
+            record = record.with_request_digest(hex32(&d));
+        }
+        match self.audit.append(self.keystore, now, record) {
+            Ok(_) => refusal,
+            Err(e) => Refusal::Audit(e),
+        }
+    }
+
+    /// Whether this signer already approved or signed request `id`.
+    fn handled(&self, id: &str, events: &[fn(&AuditEvent) -> bool]) -> bool {
+        self.audit.entries().iter().any(|e| {
+            e.record.request_id.as_deref() == Some(id) && events.iter().any(|f| f(&e.record.event))
+        })
+    }
+
+    /// Approves a request: everything [`Signer::review`] checks, plus that
+    /// this request id was never approved or signed before; then draws and
+    /// stores fresh nonces for every input and signs the approval. The
+    /// approval is recorded before it is returned.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn approve(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        now: u64,
+    ) -> Result<Signed<Approval>, Refusal> {
+        let approved_or_released: [fn(&AuditEvent) -> bool; 2] = [
+            |e| matches!(e, AuditEvent::Approved),
+            |e| matches!(e, AuditEvent::ShareReleased),
+        ];
+        let result = self.check_request(request, now).and_then(|r| {
+            if self.handled(&r.request_id, &approved_or_released) {
+                return Err(Refusal::Replayed(r.request_id));
+            }
+            Ok(r)
+        });
+        let reviewed = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.refuse(request, e, now)),
+        };
+        let session = SessionId::random();
+        let mut commitments = Vec::with_capacity(reviewed.summary.inputs.len());
+        for i in 0..reviewed.summary.inputs.len() {
+            commitments.push(keystore::commit(
+                self.keystore,
+                self.share,
+                &session.for_input(i),
+            )?);
+        }
+        let approval = Approval {
+            request_id: reviewed.request_id.clone(),
+            request_digest: hex32(&reviewed.request_digest),
+            participant: *self.share.identifier(),
+            sighashes: reviewed.summary.sighashes().iter().map(hex32).collect(),
+            policy_digest: hex32(&self.policy.digest()),
+            session,
+            commitments,
+        };
+        let record = AuditRecord::new(AuditEvent::Approved)
+            .with_request_id(reviewed.request_id.clone())
+            .with_request_digest(hex32(&reviewed.request_digest))
+            .with_sighashes(approval.sighashes.clone())
+            .with_policy_digest(approval.policy_digest.clone());
+        self.audit.append(self.keystore, now, record)?;
+        Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
+    }
+
+    /// Releases signature shares for the coordinator's packages, after
+    /// checking that they are for this request, that every approval in them
+    /// is a member's valid signature over the same request and sighashes,
+    /// that this signer's own approval is there, that at least `t` approve,
+    /// and that every package signs this signer's own sighash for its input
+    /// with exactly the approved commitments. Nonces are taken only after all
+    /// of that; the release is recorded (durably) before shares are returned.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn sign(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        packages: &WithdrawalPackages,
+        now: u64,
+    ) -> Result<Signed<WithdrawalShares>, Refusal> {
+        let released: [fn(&AuditEvent) -> bool; 1] = [|e| matches!(e, AuditEvent::ShareReleased)];
+        let checked = self
+            .check_request(request, now)
+            .and_then(|reviewed| {
+                if self.handled(&reviewed.request_id, &released) {
+                    return Err(Refusal::Replayed(reviewed.request_id));
+                }
+                Ok(reviewed)
+            })
+            .and_then(|reviewed| {
+                self.check_packages(&reviewed, packages)
+                    .map(|own| (reviewed, own))
+            });
+        let (reviewed, own) = match checked {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse(request, e, now)),
+        };
+        let sighashes = reviewed.summary.sighashes();
+        let mut frost_packages = Vec::with_capacity(sighashes.len());
+        for (i, p) in packages.packages.iter().enumerate() {
+            frost_packages.push(
+                p.to_package()
+                    .map_err(|source| Refusal::Package { input: i, source })?,
+            );
+        }
+        // All checks passed; now (and only now) the nonces are taken.
+        let mut shares = Vec::with_capacity(sighashes.len());
+        for (i, (package, sighash)) in frost_packages.iter().zip(&sighashes).enumerate() {
+            let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
+            let session = own.session.for_input(i);
+            let share = keystore::sign(
+                self.keystore,
+                self.share,
+                self.group,
+                &session,
+                package,
+                sighash,
+                own_c,
+            )
+            .map_err(|e| match e {
+                StoredSignError::Refused(source) => Refusal::Package { input: i, source },
+                StoredSignError::Keystore(k) => Refusal::Keystore(k),
+            })?;
+            shares.push(share);
+        }
+        let record = AuditRecord::new(AuditEvent::ShareReleased)
+            .with_request_id(reviewed.request_id.clone())
+            .with_request_digest(hex32(&reviewed.request_digest))
+            .with_sighashes(sighashes.iter().map(hex32).collect())
+            .with_policy_digest(hex32(&self.policy.digest()))
+            .with_amount_sat(reviewed.summary.amount_leaving().to_sat());
+        self.audit.append(self.keystore, now, record)?;
+        let body = WithdrawalShares {
+            request_digest: hex32(&reviewed.request_digest),
+            participant: *self.share.identifier(),
+            shares,
+        };
+        Ok(Signed::sign(self.group.id(), body, self.keystore)?)
+    }
+
+    /// Checks the packages against the reviewed request; returns this
+    /// signer's own approval.
+    fn check_packages(
+        &self,
+        reviewed: &Reviewed,
+        packages: &WithdrawalPackages,
+    ) -> Result<Approval, Refusal> {
+        let digest = hex32(&reviewed.request_digest);
+        if packages.request_digest != digest {
+            return Err(Refusal::WrongRequest {
+                expected: digest,
+                found: packages.request_digest.clone(),
+            });
+        }
+        let sighashes: Vec<String> = reviewed.summary.sighashes().iter().map(hex32).collect();
+        let approvals = verify_approvals(
+            self.group,
+            self.identities,
+            &digest,
+            &sighashes,
+            &packages.approvals,
+        )?;
+        let me = *self.share.identifier();
+        let own = approvals
+            .get(&me)
+            .cloned()
+            .ok_or(Refusal::MissingOwnApproval)?;
+        let own_key = self.keystore.identity_public_key()?;
+        if self.identities.get(&me) != Some(&own_key) {
+            return Err(Refusal::BadApproval {
+                participant: identifier_hex(&me),
+                reason: "this signer's identity key is not the roster's".into(),
+            });
+        }
+        if approvals.len() < usize::from(self.group.min_signers()) {
+            return Err(Refusal::TooFewApprovals {
+                have: approvals.len(),
+                need: self.group.min_signers(),
+            });
+        }
+        if packages.packages.len() != sighashes.len() {
+            return Err(Refusal::BadPackage {
+                input: packages.packages.len().min(sighashes.len()),
+                reason: format!(
+                    "{} packages for {} inputs",
+                    packages.packages.len(),
+                    sighashes.len()
+                ),
+            });
+        }
+        for (i, (p, sighash)) in packages
+            .packages
+            .iter()
+            .zip(reviewed.summary.sighashes())
+            .enumerate()
+        {
+            let package = p
+                .to_package()
+                .map_err(|source| Refusal::Package { input: i, source })?;
+            if package.message().as_slice() != sighash.as_slice() {
+                return Err(Refusal::Package {
+                    input: i,
+                    source: SignError::MessageMismatch {
+                        expected: hex32(&sighash),
+                        found: hex::encode(package.message()),
+                    },
+                });
+            }
+            let expected: BTreeMap<Identifier<Secp256k1Tr>, &SigningCommitments<Secp256k1Tr>> =
+                approvals
+                    .iter()
+                    .filter_map(|(id, a)| a.commitments.get(i).map(|c| (*id, c)))
+                    .collect();
+            let found: BTreeMap<_, _> = package
+                .signing_commitments()
+                .iter()
+                .map(|(id, c)| (*id, c))
+                .collect();
+            if expected != found {
+                let extra: Vec<_> = found
+                    .keys()
+                    .filter(|id| !expected.contains_key(*id))
+                    .map(identifier_hex)
+                    .collect();
+                return Err(Refusal::BadPackage {
+                    input: i,
+                    reason: if extra.is_empty() {
+                        "its commitments are not exactly those of the approvals (one dropped or substituted)".into()
+                    } else {
+                        format!(
+                            "it includes commitments without an approval: {}",
+                            extra.join(", ")
+                        )
+                    },
+                });
+            }
+            signing::check_package(
+                self.share,
+                self.group,
+                &package,
+                &sighash,
+                own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?,
+            )
+            .map_err(|source| Refusal::Package { input: i, source })?;
+        }
+        Ok(own)
+    }
+}
+
+/// Verifies signed approvals: each from a group member under its roster
+/// identity key, for request `digest` and exactly `sighashes`, with one
+/// commitment per input and no member twice.
+///
+/// # Errors
+/// [`Refusal::BadApproval`] naming the participant.
+pub fn verify_approvals(
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    digest: &str,
+    sighashes: &[String],
+    approvals: &[Signed<Approval>],
+) -> Result<BTreeMap<Identifier<Secp256k1Tr>, Approval>, Refusal> {
+    let mut out = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for signed in approvals {
+        let a = &signed.body;
+        let who = group.label(&a.participant).map_or_else(
+            || format!("non-member {}", identifier_hex(&a.participant)),
+            ToString::to_string,
+        );
+        let bad = |reason: &str| Refusal::BadApproval {
+            participant: who.clone(),
+            reason: reason.to_owned(),
+        };
+        let Some(key) = identities.get(&a.participant) else {
+            return Err(bad("not a member of this group's roster"));
+        };
+        if &signed.signer != key {
+            return Err(bad("signed by a key that is not the member's identity key"));
+        }
+        signed
+            .verify(group.id())
+            .map_err(|BadSignature { .. }| bad("identity signature does not verify"))?;
+        if a.request_digest != digest {
+            return Err(bad("it approves a different request"));
+        }
+        if a.sighashes != sighashes {
+            return Err(bad(
+                "its sighashes differ from the ones this signer computed",
+            ));
+        }
+        if a.commitments.len() != sighashes.len() {
+            return Err(bad("it has not exactly one commitment per input"));
+        }
+        if !seen.insert(a.participant) {
+            return Err(bad("the same member approves twice"));
+        }
+        out.insert(a.participant, a.clone());
+    }
+    Ok(out)
+}
