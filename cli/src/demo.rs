@@ -1,4 +1,13 @@
-//! `kura demo`: a whole 2-of-3 ceremony, every round a file under `--out`.
+//! `kura demo`: a whole 2-of-3 custody round on this machine, every round a
+//! file under `--out`.
+//!
+//! Three signers (each on its own SoftHSM2 token when the module is
+//! installed, else an encrypted software keystore), one requester, a DKG
+//! with sealed round-2 shares, a regtest coin synthesised for the group's
+//! address, a withdrawal PSBT to an allowlisted address with change,
+//! review, two approvals, packages, shares and finalization — every input
+//! verified by Bitcoin Core's consensus code — and then a coordinator that
+//! swaps the destination, refused by the signers with the reason.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -6,40 +15,115 @@ use std::path::Path;
 
 use age::secrecy::SecretString;
 use anyhow::{bail, Context};
-use bitcoin::Network;
+use bitcoin::{Amount, Network, TxOut};
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
+use wallet_core::audit::AuditLog;
 use wallet_core::format;
 use wallet_core::frost_core::Identifier;
+use wallet_core::identity::IdentityPublicKey;
 use wallet_core::keygen::dkg::{self, Round2Message};
-use wallet_core::keystore::{
-    self, Keystore, SessionId, SoftwareKeystore, StoredSignError, WorkFactor,
-};
+use wallet_core::keystore::{self, Keystore, SoftwareKeystore, WorkFactor};
 use wallet_core::messages::{
-    ceremony_id, dkg_round2_context, CommitmentsMessage, DkgRound1Document, DkgRound2Document,
-    PackageMessage, ShareMessage, SignatureMessage,
+    ceremony_id, dkg_round2_context, DkgRound1Document, DkgRound2Document,
 };
-use wallet_core::signing::{self, SignError};
+use wallet_core::policy::Policy;
+use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
+use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
+use wallet_core::withdrawal::review::review;
+use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
 
 use crate::refused;
 
 type Suite = Secp256k1Tr;
+const NETWORK: Network = Network::Regtest;
 
-struct Signer {
+struct Participant {
     label: Label,
     id: Identifier<Suite>,
-    keystore: SoftwareKeystore,
+    keystore: Box<dyn Keystore>,
+    home: std::path::PathBuf,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn step(json: bool, text: &str) {
-    if !json {
-        println!("• {text}");
+fn random_secret() -> SecretString {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    SecretString::from(hex::encode(b))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn step(&self, text: &str) {
+        if !self.json {
+            println!("• {text}");
+        }
     }
+}
+
+/// Keystores for the three signers: SoftHSM2 tokens under `out/softhsm`
+/// when the module is installed, software keystores otherwise.
+fn keystores(
+    out: &Path,
+    names: &[&str],
+    o: &Output,
+) -> anyhow::Result<(Vec<Box<dyn Keystore>>, &'static str)> {
+    let mut stores: Vec<Box<dyn Keystore>> = Vec::new();
+    let Some(module) = hsm_bridge::softhsm::module() else {
+        o.step("no SoftHSM2 module found (apt-get install softhsm2): using encrypted software keystores instead");
+        for name in names {
+            // Throwaway passphrases, held only in this process.
+            let ks = SoftwareKeystore::create(
+                &out.join("signers").join(name).join("keystore"),
+                &random_secret(),
+                WorkFactor::Default,
+            )
+            .with_context(|| format!("cannot create {name}'s keystore"))?;
+            stores.push(Box::new(ks));
+        }
+        return Ok((stores, "software keystores (age, scrypt)"));
+    };
+    let softhsm = hsm_bridge::softhsm::SoftHsm::create_in(&out.join("softhsm"))
+        .context("cannot set up SoftHSM2")?;
+    softhsm.activate();
+    let ctx = hsm_bridge::context::context(&module)?;
+    for name in names {
+        let label = format!("kura-{name}");
+        // Throwaway PINs, held only in this process: the demo's tokens are
+        // sealed for good when it exits.
+        let pin = random_secret();
+        hsm_bridge::softhsm::SoftHsm::init_token(&ctx, &label, &random_secret(), &pin)?;
+        let uri = hsm_bridge::Pkcs11Uri::parse(&format!(
+            "pkcs11:token={label}?module-path={}",
+            module.display()
+        ))?;
+        let ks = hsm_bridge::HsmKeystore::provision(
+            &uri,
+            &pin,
+            &out.join("signers").join(name).join("nonces"),
+        )?;
+        stores.push(Box::new(ks));
+    }
+    Ok((
+        stores,
+        "one SoftHSM2 token each (config: softhsm/softhsm2.conf)",
+    ))
 }
 
 pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
@@ -53,95 +137,326 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             out.display()
         );
     }
-    for sub in ["signers", "dkg", "signing", "attack"] {
-        fs::create_dir_all(out.join(sub))
-            .with_context(|| format!("cannot create {}", out.display()))?;
-    }
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let o = Output { json };
+    let names = ["alice", "bob", "carol"];
 
-    // 1. Three signers, each with an encrypted keystore and identity key.
-    step(
-        json,
-        "creating three signers with encrypted keystores (age, scrypt)…",
-    );
+    // 1. Signers, each with its keystore and identity key.
+    let (stores, keystore_kind) = keystores(out, &names, &o)?;
+    o.step(&format!("three signers, {keystore_kind}"));
     let mut signers = Vec::new();
-    let mut passphrases = Vec::new();
-    for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
+    for (i, (name, ks)) in names.iter().zip(stores).enumerate() {
         let home = out.join("signers").join(name);
-        // Throwaway passphrases, held only in this process: the demo's
-        // keystores are sealed for good when it exits.
-        let mut pw = [0u8; 24];
-        OsRng.fill_bytes(&mut pw);
-        let passphrase = SecretString::from(hex::encode(pw));
-        let keystore =
-            SoftwareKeystore::create(&home.join("keystore"), &passphrase, WorkFactor::Default)
-                .with_context(|| format!("cannot create {name}'s keystore"))?;
         write(
             &home.join("identity.pub"),
-            format!(
-                "{}\n",
-                keystore.identity_public_key().context("identity key")?
-            )
-            .as_bytes(),
+            format!("{}\n", ks.identity_public_key()?).as_bytes(),
         )?;
-        let id =
-            Identifier::try_from(u16::try_from(i + 1).unwrap_or(u16::MAX)).context("identifier")?;
-        signers.push(Signer {
-            label: Label::new(*name).context("label")?,
-            id,
-            keystore,
+        signers.push(Participant {
+            label: Label::new(*name)?,
+            id: Identifier::try_from(u16::try_from(i + 1)?)?,
+            keystore: ks,
+            home,
         });
-        passphrases.push(passphrase);
+    }
+    let requester = SoftwareKeystore::create(
+        &out.join("requester").join("keystore"),
+        &random_secret(),
+        WorkFactor::Default,
+    )?;
+    write(
+        &out.join("requester").join("identity.pub"),
+        format!("{}\n", requester.identity_public_key()?).as_bytes(),
+    )?;
+
+    // 2. DKG, every round a file; round-2 shares sealed to each recipient.
+    let (shares, group) = run_dkg(out, &signers, &o)?;
+    let identities: BTreeMap<Identifier<Suite>, IdentityPublicKey> = signers
+        .iter()
+        .map(|s| Ok((s.id, s.keystore.identity_public_key()?)))
+        .collect::<anyhow::Result<_>>()?;
+    write(&out.join("group.json"), &group.to_document()?)?;
+    let keys = group.taproot();
+    let address = keys.address(NETWORK);
+    o.step(&format!("group {} — address {address}", group.id().short()));
+
+    // 3. A funding coin for the group, and each signer's policy.
+    let (outpoint, coin) = funding_coin(&keys.script_pubkey(), 1_000_000);
+    let exchange = demo_address(0x11)?;
+    let attacker = demo_address(0x66)?;
+    let policy_text = format!(
+        "# {name}'s policy (written by kura demo)\nversion = 1\nnetwork = \"regtest\"\n\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{}\"\n\n[[destination]]\nlabel = \"exchange deposit\"\naddress = \"{exchange}\"\n\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n",
+        requester.identity_public_key()?,
+        name = "this signer"
+    );
+    let policy = Policy::from_toml(&policy_text)?;
+    for s in &signers {
+        write(&s.home.join("policy.toml"), policy_text.as_bytes())?;
     }
 
-    // 2. DKG, round files on disk; round-2 shares sealed to each recipient.
+    // 4. The requester's withdrawal: 300,000 sat to the exchange, change back.
+    let psbt = demo_psbt(
+        &(outpoint, coin.clone()),
+        vec![
+            TxOut {
+                value: Amount::from_sat(300_000),
+                script_pubkey: exchange.script_pubkey(),
+            },
+            TxOut {
+                value: Amount::from_sat(698_600),
+                script_pubkey: keys.script_pubkey(),
+            },
+        ],
+    )?;
+    let t = now();
+    let request = Signed::sign(
+        group.id(),
+        WithdrawalRequest {
+            request_id: format!("demo-{}", hex::encode(&group.id().as_bytes()[..4])),
+            requester: requester.identity_public_key()?,
+            created_at: t,
+            expires_at: t + 3600,
+            memo: "weekly transfer to the exchange".into(),
+            psbt: psbt.to_string(),
+        },
+        &requester,
+    )?;
+    write(
+        &out.join("withdrawal").join("request.json"),
+        &format::encode(group.id(), &request)?,
+    )?;
+    o.step("requester signed a withdrawal request (withdrawal/request.json)");
+
+    // 5. Review and approval by alice and carol, each with its own code,
+    //    policy and audit log.
+    let chosen = [0usize, 2];
+    let mut audits = Vec::new();
+    for s in &signers {
+        audits.push(AuditLog::open(
+            &s.home.join("audit.jsonl"),
+            &s.keystore.identity_public_key()?,
+        )?);
+    }
+    let mut approvals = Vec::new();
+    for &i in &chosen {
+        let s = signers.get(i).context("signer")?;
+        let mut signer = Signer {
+            group: &group,
+            identities: &identities,
+            share: shares.get(i).context("share")?,
+            keystore: s.keystore.as_ref(),
+            policy: &policy,
+            audit: audits.get_mut(i).context("audit log")?,
+        };
+        let reviewed = signer
+            .review(&request, t)
+            .map_err(|e| refused(format!("{}: {e}", s.label)))?;
+        if i == chosen[0] && !json {
+            println!("  {} reviews, from the PSBT itself:", s.label);
+            for line in reviewed.summary.to_string().lines() {
+                println!("    {line}");
+            }
+        }
+        let approval = signer
+            .approve(&request, t)
+            .map_err(|e| refused(format!("{}: {e}", s.label)))?;
+        write(
+            &out.join("withdrawal")
+                .join(format!("approval-{}.json", s.label)),
+            &format::encode(group.id(), &approval)?,
+        )?;
+        approvals.push(approval);
+    }
+    o.step("alice and carol approved (policy passed, nonces stored take-once)");
+    let packages = build_packages(&group, &identities, &request, &approvals, NETWORK)?;
+    write(
+        &out.join("withdrawal").join("packages.json"),
+        &format::encode(group.id(), &packages)?,
+    )?;
+
+    // 6. The attack first: the coordinator swaps the destination.
+    o.step("attack: the coordinator swaps the destination in the signing packages…");
+    let stolen = demo_psbt(
+        &(outpoint, coin.clone()),
+        vec![
+            TxOut {
+                value: Amount::from_sat(300_000),
+                script_pubkey: attacker.script_pubkey(),
+            },
+            TxOut {
+                value: Amount::from_sat(698_600),
+                script_pubkey: keys.script_pubkey(),
+            },
+        ],
+    )?;
+    let mut tampered = packages.clone();
+    for (p, sighash) in tampered
+        .packages
+        .iter_mut()
+        .zip(review(&stolen, &keys, NETWORK)?.sighashes())
+    {
+        p.message = sighash.to_vec();
+    }
+    write(
+        &out.join("attack").join("packages-tampered.json"),
+        &format::encode(group.id(), &tampered)?,
+    )?;
+    let mut refusals = Vec::new();
+    for &i in &chosen {
+        let s = signers.get(i).context("signer")?;
+        let mut signer = Signer {
+            group: &group,
+            identities: &identities,
+            share: shares.get(i).context("share")?,
+            keystore: s.keystore.as_ref(),
+            policy: &policy,
+            audit: audits.get_mut(i).context("audit log")?,
+        };
+        match signer.sign(&request, &tampered, t) {
+            Err(e @ Refusal::Package { .. }) => {
+                o.step(&format!("  {} refused: {e}", s.label));
+                refusals.push(format!("{}: {e}", s.label));
+            }
+            Ok(_) => return Err(refused(format!("{} signed a tampered package", s.label))),
+            Err(e) => bail!("{} failed unexpectedly: {e}", s.label),
+        }
+    }
+    write(
+        &out.join("attack").join("refusals.txt"),
+        (refusals.join("\n") + "\n").as_bytes(),
+    )?;
+
+    // 7. The honest packages: shares, aggregation, finalization.
+    let mut share_docs = Vec::new();
+    for &i in &chosen {
+        let s = signers.get(i).context("signer")?;
+        let mut signer = Signer {
+            group: &group,
+            identities: &identities,
+            share: shares.get(i).context("share")?,
+            keystore: s.keystore.as_ref(),
+            policy: &policy,
+            audit: audits.get_mut(i).context("audit log")?,
+        };
+        let doc = signer
+            .sign(&request, &packages, t)
+            .map_err(|e| refused(format!("{}: {e}", s.label)))?;
+        write(
+            &out.join("withdrawal")
+                .join(format!("shares-{}.json", s.label)),
+            &format::encode(group.id(), &doc)?,
+        )?;
+        share_docs.push(doc);
+    }
+    let (final_psbt, tx) = finalize_withdrawal(
+        &group,
+        &identities,
+        &request,
+        &packages,
+        &share_docs,
+        NETWORK,
+    )
+    .map_err(|e| refused(e.to_string()))?;
+    write(
+        &out.join("withdrawal.psbt"),
+        format!("{final_psbt}\n").as_bytes(),
+    )?;
+    write(
+        &out.join("withdrawal.tx"),
+        format!("{}\n", bitcoin::consensus::encode::serialize_hex(&tx)).as_bytes(),
+    )?;
+    consensus_verify(&tx, &[coin]).map_err(refused)?;
+    o.step("finalized; every input verified by Bitcoin Core's consensus code");
+    for (s, audit) in signers.iter().zip(&audits) {
+        let bytes = fs::read(audit.path()).unwrap_or_default();
+        wallet_core::audit::verify(&bytes, &s.keystore.identity_public_key()?)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    let summary = review(&psbt, &keys, NETWORK)?;
+
+    if json {
+        let v = serde_json::json!({
+            "type": "demo",
+            "data": {
+                "group": group.id().to_string(),
+                "address": address.to_string(),
+                "keystores": keystore_kind,
+                "txid": tx.compute_txid().to_string(),
+                "outputs": summary.outputs.iter().map(|o| serde_json::json!({
+                    "destination": o.destination.to_string(), "amount_sat": o.amount.to_sat(), "change": o.is_change
+                })).collect::<Vec<_>>(),
+                "fee_sat": summary.fee.to_sat(),
+                "signed_by": ["alice", "carol"],
+                "consensus_verified": true,
+                "attack_refused": refusals,
+                "out": out.display().to_string(),
+            }
+        });
+        println!("{v}");
+    } else {
+        println!();
+        println!("txid         {}", tx.compute_txid());
+        for o in &summary.outputs {
+            let what = if o.is_change {
+                "change back to the group"
+            } else {
+                "exchange deposit (allowlisted)"
+            };
+            println!(
+                "output {}     {} to {} — {what}",
+                o.index, o.amount, o.destination
+            );
+        }
+        println!(
+            "fee          {} ({:.1} sat/vB)",
+            summary.fee,
+            summary.fee_rate_sat_per_vb()
+        );
+        println!("signed by    alice, carol (2 of 3), {keystore_kind}");
+        println!("verified     Bitcoin Core consensus (libbitcoinconsensus, Taproot rules): ok");
+        println!("attack       destination swap refused by both signers");
+        println!("files        {} (withdrawal.psbt, withdrawal.tx, every round under withdrawal/ and dkg/)", out.display());
+    }
+    Ok(())
+}
+
+fn run_dkg(
+    out: &Path,
+    signers: &[Participant],
+    o: &Output,
+) -> anyhow::Result<(Vec<KeyShare<Suite>>, PublicGroup<Suite>)> {
     let roster: BTreeMap<_, _> = signers.iter().map(|s| (s.id, s.label.clone())).collect();
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
     let ceremony = ceremony_id::<Suite>(2, &roster, &nonce);
-    step(
-        json,
-        &format!(
-            "DKG ceremony {} (2-of-3): round 1 broadcasts…",
-            ceremony.short()
-        ),
-    );
+    o.step(&format!(
+        "DKG ceremony {} (2-of-3), round-2 shares sealed to each recipient's identity key",
+        ceremony.short()
+    ));
+    let dir = out.join("dkg");
     let mut r1_secrets = Vec::new();
-    let mut r1_messages = Vec::new();
-    for s in &signers {
-        let (secret, message) = dkg::part1::<Suite, _>(s.id, s.label.clone(), 3, 2, &mut OsRng)
-            .context("DKG part 1")?;
-        let doc = format::encode(&ceremony, &DkgRound1Document { message })?;
+    for s in signers {
+        let (secret, message) = dkg::part1::<Suite, _>(s.id, s.label.clone(), 3, 2, &mut OsRng)?;
         write(
-            &out.join("dkg").join(format!("round1-{}.json", s.label)),
-            &doc,
+            &dir.join(format!("round1-{}.json", s.label)),
+            &format::encode(&ceremony, &DkgRound1Document { message })?,
         )?;
         r1_secrets.push(secret);
     }
-    for s in &signers {
-        let bytes = fs::read(out.join("dkg").join(format!("round1-{}.json", s.label)))
-            .context("read round 1")?;
-        r1_messages
-            .push(format::decode_for_group::<DkgRound1Document<Suite>>(&bytes, &ceremony)?.message);
+    let mut r1 = Vec::new();
+    for s in signers {
+        let bytes = fs::read(dir.join(format!("round1-{}.json", s.label)))?;
+        r1.push(format::decode_for_group::<DkgRound1Document<Suite>>(&bytes, &ceremony)?.message);
     }
-    step(
-        json,
-        "round 2: each share sealed to its recipient's identity key…",
-    );
     let mut r2_secrets = Vec::new();
     for (s, secret) in signers.iter().zip(r1_secrets) {
-        let (secret2, messages) = dkg::part2(secret, &r1_messages).context("DKG part 2")?;
+        let (secret2, messages) = dkg::part2(secret, &r1)?;
         for m in messages {
             let to = signers.iter().find(|x| x.id == m.to).context("recipient")?;
-            let plain = serde_json::to_vec(&m).context("encode round 2")?;
-            let sealed = to
-                .keystore
-                .identity_public_key()?
-                .seal(
-                    &plain,
-                    &dkg_round2_context(&ceremony, &m.from, &m.to),
-                    &mut OsRng,
-                )
-                .context("seal")?;
+            let sealed = to.keystore.identity_public_key()?.seal(
+                &serde_json::to_vec(&m)?,
+                &dkg_round2_context(&ceremony, &m.from, &m.to),
+                &mut OsRng,
+            )?;
             let doc = format::encode(
                 &ceremony,
                 &DkgRound2Document::<Suite> {
@@ -151,21 +466,18 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
                 },
             )?;
             write(
-                &out.join("dkg")
-                    .join(format!("round2-{}-to-{}.json", s.label, to.label)),
+                &dir.join(format!("round2-{}-to-{}.json", s.label, to.label)),
                 &doc,
             )?;
         }
         r2_secrets.push(secret2);
     }
-    let mut group: Option<PublicGroup<Suite>> = None;
     let mut shares = Vec::new();
+    let mut group: Option<PublicGroup<Suite>> = None;
     for (s, secret2) in signers.iter().zip(&r2_secrets) {
         let mut received = Vec::new();
         for from in signers.iter().filter(|x| x.id != s.id) {
-            let path = out
-                .join("dkg")
-                .join(format!("round2-{}-to-{}.json", from.label, s.label));
+            let path = dir.join(format!("round2-{}-to-{}.json", from.label, s.label));
             let doc =
                 format::decode_for_group::<DkgRound2Document<Suite>>(&fs::read(&path)?, &ceremony)?;
             if doc.to != s.id || doc.from != from.id {
@@ -180,220 +492,116 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
                 &doc.sealed,
                 &dkg_round2_context(&ceremony, &doc.from, &doc.to),
             )?;
-            let m: Round2Message<Suite> =
-                serde_json::from_slice(plain.expose()).context("round 2 message")?;
-            received.push(m);
+            received.push(serde_json::from_slice::<Round2Message<Suite>>(
+                plain.expose(),
+            )?);
         }
-        let (share, g) = dkg::part3(secret2, &r1_messages, &received).context("DKG part 3")?;
-        keystore::put_share(&s.keystore, &share)?;
-        if let Some(prev) = &group {
-            if prev != &g {
-                return Err(refused("participants derived different groups"));
-            }
+        let (share, g) = dkg::part3(secret2, &r1, &received)?;
+        keystore::put_share(s.keystore.as_ref(), &share)?;
+        if group.as_ref().is_some_and(|prev| prev != &g) {
+            return Err(refused("participants derived different groups"));
         }
         group = Some(g);
         shares.push(share);
     }
-    let group = group.context("no group")?;
-    write(&out.join("group.json"), &group.to_document()?)?;
-    let taproot = group.taproot();
-    let address = taproot.address(Network::Regtest);
-    step(
-        json,
-        &format!("group {} ready: address {address}", group.id().short()),
-    );
-
-    // 3. Signing: alice and carol sign with persisted, take-once nonces.
-    let message: [u8; 32] = Sha256::digest(b"kura demo: withdrawal sighash stand-in").into();
-    let session = SessionId::random();
-    let chosen = [0usize, 2];
-    step(
-        json,
-        "signing session: alice and carol commit (nonces stored encrypted)…",
-    );
-    let mut commitments = BTreeMap::new();
-    for &i in &chosen {
-        let (s, share) = signer_and_share(&signers, &shares, i)?;
-        let c = keystore::commit(&s.keystore, share, &session)?;
-        let doc = format::encode(
-            group.id(),
-            &CommitmentsMessage {
-                session,
-                participant: s.id,
-                commitments: c,
-            },
-        )?;
-        write(
-            &out.join("signing")
-                .join(format!("commitments-{}.json", s.label)),
-            &doc,
-        )?;
-        commitments.insert(s.id, c);
-    }
-    let package =
-        signing::build_package(&group, commitments.clone(), &message).context("package")?;
-    let package_doc = format::encode(group.id(), &PackageMessage::from_package(session, &package))?;
-    write(&out.join("signing").join("package.json"), &package_doc)?;
-
-    // 4. The attack first: a coordinator swaps the message. Signers refuse
-    //    before their nonces are touched.
-    step(
-        json,
-        "attack: the coordinator sends a package for a different message…",
-    );
-    let mut tampered = PackageMessage::from_package(session, &package);
-    tampered.message = Sha256::digest(b"pay the attacker").to_vec();
-    let tampered_doc = format::encode(group.id(), &tampered)?;
-    write(
-        &out.join("attack").join("package-tampered.json"),
-        &tampered_doc,
-    )?;
-    let mut refusals = Vec::new();
-    for &i in &chosen {
-        let (s, share) = signer_and_share(&signers, &shares, i)?;
-        let pkg = format::decode_for_group::<PackageMessage<Suite>>(&tampered_doc, group.id())?
-            .to_package()?;
-        match keystore::sign(
-            &s.keystore,
-            share,
-            &group,
-            &session,
-            &pkg,
-            &message,
-            commitments.get(&s.id).context("own commitments")?,
-        ) {
-            Err(StoredSignError::Refused(e @ SignError::MessageMismatch { .. })) => {
-                step(json, &format!("  {} refused: {e}", s.label));
-                refusals.push(format!("{}: {e}", s.label));
-            }
-            Ok(_) => return Err(refused(format!("{} signed a tampered package", s.label))),
-            Err(e) => bail!("{} failed unexpectedly: {e}", s.label),
-        }
-    }
-    write(
-        &out.join("attack").join("refusals.txt"),
-        (refusals.join("\n") + "\n").as_bytes(),
-    )?;
-
-    // 5. The honest package: shares, aggregation, verification.
-    step(json, "honest package: shares, aggregation, verification…");
-    let mut sig_shares = BTreeMap::new();
-    for &i in &chosen {
-        let (s, share) = signer_and_share(&signers, &shares, i)?;
-        let pkg = format::decode_for_group::<PackageMessage<Suite>>(&package_doc, group.id())?
-            .to_package()?;
-        let sig_share = keystore::sign(
-            &s.keystore,
-            share,
-            &group,
-            &session,
-            &pkg,
-            &message,
-            commitments.get(&s.id).context("own commitments")?,
-        )
-        .map_err(|e| refused(format!("{}: {e}", s.label)))?;
-        let doc = format::encode(
-            group.id(),
-            &ShareMessage {
-                session,
-                participant: s.id,
-                share: sig_share,
-            },
-        )?;
-        write(
-            &out.join("signing").join(format!("share-{}.json", s.label)),
-            &doc,
-        )?;
-        sig_shares.insert(s.id, sig_share);
-    }
-    let signature =
-        signing::aggregate(&group, &package, &sig_shares).map_err(|e| refused(e.to_string()))?;
-    write(
-        &out.join("signing").join("signature.json"),
-        &format::encode(
-            group.id(),
-            &SignatureMessage {
-                session,
-                message: message.to_vec(),
-                signature,
-            },
-        )?,
-    )?;
-    let sig_bytes = signature.serialize().context("signature encoding")?;
-    let libsecp_ok = libsecp_verify(
-        &taproot.output_key().to_x_only_public_key(),
-        &message,
-        &sig_bytes,
-    );
-    if !libsecp_ok {
-        return Err(refused("libsecp256k1 rejected the group signature"));
-    }
-    // A replay of the same session is refused: the nonces are gone.
-    let (s0, share0) = signer_and_share(&signers, &shares, 0)?;
-    let replay = keystore::sign(
-        &s0.keystore,
-        share0,
-        &group,
-        &session,
-        &package,
-        &message,
-        commitments.get(&s0.id).context("own commitments")?,
-    );
-    if replay.is_ok() {
-        return Err(refused("a nonce was used twice"));
-    }
-
-    if json {
-        let summary = serde_json::json!({
-            "type": "demo",
-            "data": {
-                "group": group.id().to_string(),
-                "suite": "secp256k1-tr",
-                "threshold": "2-of-3",
-                "address_regtest": address.to_string(),
-                "internal_key": taproot.internal_key().to_string(),
-                "message": hex::encode(message),
-                "signature": hex::encode(&sig_bytes),
-                "signers": ["alice", "carol"],
-                "libsecp256k1_verified": libsecp_ok,
-                "attack_refused": refusals,
-                "out": out.display().to_string(),
-            }
-        });
-        println!("{summary}");
-    } else {
-        println!();
-        println!(
-            "group        {} (secp256k1-tr, 2-of-3: alice, bob, carol)",
-            group.id()
-        );
-        println!("address      {address} (regtest)");
-        println!("signed by    alice, carol");
-        println!("signature    {}", hex::encode(&sig_bytes));
-        println!("verified     libsecp256k1 BIP340 under the output key: ok");
-        println!("attack       tampered package refused by both signers");
-        println!("files        {}", out.display());
-    }
-    Ok(())
+    Ok((shares, group.context("no group")?))
 }
 
-fn signer_and_share<'a>(
-    signers: &'a [Signer],
-    shares: &'a [KeyShare<Suite>],
-    i: usize,
-) -> anyhow::Result<(&'a Signer, &'a KeyShare<Suite>)> {
-    Ok((
-        signers.get(i).context("signer")?,
-        shares.get(i).context("share")?,
+/// A regtest P2TR address of a fixed key (the demo's exchange and attacker).
+fn demo_address(tag: u8) -> anyhow::Result<bitcoin::Address> {
+    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32])?);
+    Ok(bitcoin::Address::p2tr(
+        &secp,
+        kp.x_only_public_key().0,
+        None,
+        NETWORK,
     ))
 }
 
-fn libsecp_verify(key: &bitcoin::secp256k1::XOnlyPublicKey, msg: &[u8; 32], sig: &[u8]) -> bool {
-    use bitcoin::secp256k1::{schnorr, Message, Secp256k1};
-    let Ok(sig) = schnorr::Signature::from_slice(sig) else {
-        return false;
+/// A synthetic regtest coin paying `value` to `script`.
+fn funding_coin(script: &bitcoin::ScriptBuf, value: u64) -> (bitcoin::OutPoint, TxOut) {
+    use bitcoin::{absolute, transaction, OutPoint, Sequence, Transaction, TxIn, Witness};
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let funding = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::hashes::Hash::from_byte_array(seed),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(value),
+            script_pubkey: script.clone(),
+        }],
     };
-    Secp256k1::verification_only()
-        .verify_schnorr(&sig, &Message::from_digest(*msg), key)
-        .is_ok()
+    let out = TxOut {
+        value: Amount::from_sat(value),
+        script_pubkey: script.clone(),
+    };
+    (
+        OutPoint {
+            txid: funding.compute_txid(),
+            vout: 0,
+        },
+        out,
+    )
+}
+
+fn demo_psbt(
+    coin: &(bitcoin::OutPoint, TxOut),
+    outputs: Vec<TxOut>,
+) -> anyhow::Result<bitcoin::psbt::Psbt> {
+    use bitcoin::{absolute, transaction, Sequence, Transaction, TxIn, Witness};
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: coin.0,
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: outputs,
+    };
+    let mut psbt = bitcoin::psbt::Psbt::from_unsigned_tx(tx)?;
+    if let Some(input) = psbt.inputs.first_mut() {
+        input.witness_utxo = Some(coin.1.clone());
+    }
+    Ok(psbt)
+}
+
+/// Bitcoin Core's consensus check of every input (Taproot flag, all spent outputs).
+fn consensus_verify(tx: &bitcoin::Transaction, spent: &[TxOut]) -> Result<(), String> {
+    let bytes = bitcoin::consensus::serialize(tx);
+    let scripts: Vec<Vec<u8>> = spent.iter().map(|o| o.script_pubkey.to_bytes()).collect();
+    let utxos: Vec<bitcoinconsensus::Utxo> = spent
+        .iter()
+        .zip(&scripts)
+        .map(|(o, s)| bitcoinconsensus::Utxo {
+            script_pubkey: s.as_ptr(),
+            script_pubkey_len: u32::try_from(s.len()).unwrap_or(u32::MAX),
+            value: i64::try_from(o.value.to_sat()).unwrap_or(i64::MAX),
+        })
+        .collect();
+    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
+    for (i, (o, script)) in spent.iter().zip(&scripts).enumerate() {
+        bitcoinconsensus::verify_with_flags(
+            script,
+            o.value.to_sat(),
+            &bytes,
+            Some(&utxos),
+            i,
+            flags,
+        )
+        .map_err(|e| format!("Bitcoin Core rejects input {i}: {e:?}"))?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ fn kura() -> Command {
 }
 
 #[test]
-fn demo_signs_verifies_and_refuses_the_attack() {
+fn demo_withdraws_verifies_under_core_and_refuses_the_attack() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
     let run = kura()
@@ -23,20 +23,54 @@ fn demo_signs_verifies_and_refuses_the_attack() {
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(v["type"], "demo");
     let d = &v["data"];
-    assert_eq!(d["libsecp256k1_verified"], true);
+    assert_eq!(d["consensus_verified"], true);
     assert_eq!(d["attack_refused"].as_array().unwrap().len(), 2);
-    assert!(d["address_regtest"].as_str().unwrap().starts_with("bcrt1p"));
-    assert_eq!(d["signature"].as_str().unwrap().len(), 128);
+    for refusal in d["attack_refused"].as_array().unwrap() {
+        assert!(
+            refusal
+                .as_str()
+                .unwrap()
+                .contains("differs from the message this signer computed"),
+            "{refusal}"
+        );
+    }
+    assert!(d["address"].as_str().unwrap().starts_with("bcrt1p"));
+    // SoftHSM2 is installed by scripts/test: the signers are on tokens.
+    assert!(
+        d["keystores"].as_str().unwrap().contains("SoftHSM2"),
+        "{}",
+        d["keystores"]
+    );
+    let outputs = d["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0]["amount_sat"], 300_000);
+    assert_eq!(outputs[1]["change"], true);
+    assert_eq!(d["fee_sat"], 1_400);
 
-    // Every round left its file, and no file shows a secret in the clear.
+    // The finalized PSBT and raw transaction, and every round's file.
+    let tx_hex = std::fs::read_to_string(out.join("withdrawal.tx")).unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(tx_hex.trim()).unwrap();
+    assert_eq!(tx.compute_txid().to_string(), d["txid"].as_str().unwrap());
+    assert_eq!(tx.input[0].witness.len(), 1);
+    let psbt: bitcoin::psbt::Psbt = std::fs::read_to_string(out.join("withdrawal.psbt"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(psbt.extract_tx().unwrap(), tx);
     for f in [
         "group.json",
         "dkg/round1-bob.json",
         "dkg/round2-carol-to-alice.json",
-        "signing/package.json",
-        "signing/share-alice.json",
-        "signing/signature.json",
-        "attack/package-tampered.json",
+        "withdrawal/request.json",
+        "withdrawal/approval-alice.json",
+        "withdrawal/packages.json",
+        "withdrawal/shares-carol.json",
+        "attack/packages-tampered.json",
+        "signers/alice/audit.jsonl",
+        "signers/alice/policy.toml",
+        "softhsm/softhsm2.conf",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -44,6 +78,21 @@ fn demo_signs_verifies_and_refuses_the_attack() {
     assert!(
         sealed.contains("\"sealed\"") && !sealed.contains("signing_share"),
         "{sealed}"
+    );
+    // alice's audit log: approved, refused (the attack), share released.
+    let audit = std::fs::read_to_string(out.join("signers/alice/audit.jsonl")).unwrap();
+    let events: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["record"]["event"]["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["request-seen", "approved", "refused", "share-released"]
     );
 
     // A second run into the same directory is a usage error (exit 2) and
