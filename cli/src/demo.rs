@@ -33,7 +33,7 @@ use wallet_core::withdrawal::review::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
 
-use crate::refused;
+use crate::{now, refused};
 
 type Suite = Secp256k1Tr;
 const NETWORK: Network = Network::Regtest;
@@ -56,13 +56,6 @@ fn random_secret() -> SecretString {
     let mut b = [0u8; 16];
     OsRng.fill_bytes(&mut b);
     SecretString::from(hex::encode(b))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 struct Output {

@@ -1,7 +1,8 @@
 //! `kura`: the command line of the Kura threshold custody wallet.
 //!
-//! Exit codes: 0 success; 1 refused by a check (policy, tampering,
-//! mismatch); 2 usage or input error.
+//! Every round is a file that can be carried between machines. Exit codes:
+//! 0 success; 1 refused by a check (policy, tampering, mismatch); 2 usage or
+//! input error. `--json` prints one line `{"type": …, "data": …}`.
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -11,32 +12,39 @@
     clippy::indexing_slicing
 )]
 
+mod cmd;
 mod demo;
+mod home;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use secrets::SecretArgs;
+
 /// Kura: threshold custody with FROST, where every co-signer checks what it signs.
 #[derive(Debug, Parser)]
-#[command(name = "kura", version, about)]
+#[command(
+    name = "kura",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 refused by a check, 2 usage or input error."
+)]
 struct Cli {
-    /// Print machine-readable JSON instead of text.
+    /// Print one machine-readable JSON line instead of text.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a complete 2-of-3 ceremony on this machine and write every round file.
-    ///
-    /// Three signers with encrypted keystores run a DKG whose round-2 shares are
-    /// sealed to each recipient, then two of them sign with persisted, take-once
-    /// nonces; the signature is checked by libsecp256k1. Finally a coordinator
-    /// tampers with a signing package and the signers refuse it.
+    /// Run a complete 2-of-3 custody round on this machine and write every round file.
     ///
     /// Example: kura demo --out /tmp/kura-demo
     Demo {
@@ -44,6 +52,242 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// A co-signer's home: keystore, identity, group, policy, audit log.
+    #[command(subcommand)]
+    Signer(SignerCmd),
+    /// A requester's home: the identity that signs withdrawal requests.
+    #[command(subcommand)]
+    Requester(RequesterCmd),
+    /// Key generation.
+    #[command(subcommand)]
+    Keygen(KeygenCmd),
+    /// The group wallet's address.
+    #[command(subcommand)]
+    Wallet(WalletCmd),
+    /// Withdrawal requests (requester).
+    #[command(subcommand)]
+    Withdraw(WithdrawCmd),
+    /// Review, approve and sign (signer).
+    #[command(subcommand)]
+    Sign(SignCmd),
+    /// Build packages and finalize (coordinator).
+    #[command(subcommand)]
+    Coordinate(CoordinateCmd),
+    /// Read and verify a signer's audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Check a policy file.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Check a PKCS#11 token.
+    #[command(subcommand)]
+    Hsm(HsmCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum SignerCmd {
+    /// Create a signer home with a new keystore and identity key; prints the identity card to share.
+    ///
+    /// Example: kura signer init --home alice --label alice --software --passphrase-file alice.pass
+    Init {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long)]
+        label: String,
+        /// Keep secrets in an age-encrypted software keystore (passphrase).
+        #[arg(long, conflicts_with = "hsm", required_unless_present = "hsm")]
+        software: bool,
+        /// Keep secrets on this PKCS#11 token, e.g. pkcs11:token=kura-alice?module-path=/usr/lib/softhsm/libsofthsm2.so
+        #[arg(long, value_name = "PKCS11-URI")]
+        hsm: Option<String>,
+    },
+    /// Import this signer's sealed share from a dealer (with the group and roster files).
+    ///
+    /// Example: kura signer import --home alice --group out/group.json --roster out/roster.json --share out/share-alice.json --passphrase-file alice.pass
+    Import {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        roster: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        share: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RequesterCmd {
+    /// Create a requester home (software keystore) and identity card.
+    ///
+    /// Example: kura requester init --home ops --label treasury-ops --passphrase-env OPS_PASS
+    Init {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long)]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeygenCmd {
+    /// Trusted-dealer keygen (tests, migrations): group, roster and one share sealed to each signer's card.
+    ///
+    /// Example: kura keygen dealer --threshold 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --out group
+    Dealer {
+        #[arg(long, short = 't')]
+        threshold: u16,
+        /// A signer's identity card (repeat, one per signer).
+        #[arg(long = "card", value_name = "FILE", required = true)]
+        cards: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WalletCmd {
+    /// The group's P2TR address.
+    ///
+    /// Example: kura wallet address --group group.json --network regtest
+    Address {
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, default_value = "bitcoin")]
+        network: bitcoin::Network,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WithdrawCmd {
+    /// Sign a withdrawal request for a PSBT (base64 file).
+    ///
+    /// Example: kura withdraw request --home ops --group group.json --psbt w.psbt --id w-42 --out w-42.request.json --passphrase-env OPS_PASS
+    Request {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        psbt: PathBuf,
+        /// A unique request id; signers honour each id once.
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Seconds until signers refuse the request.
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SignCmd {
+    /// Show what the request really spends and the policy verdict (writes only the audit log).
+    ///
+    /// Example: kura sign review --home alice w-42.request.json --passphrase-file alice.pass
+    Review {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        request: PathBuf,
+    },
+    /// Approve a request: commitments for every input, signed (asks for confirmation on a terminal).
+    ///
+    /// Example: kura sign approve --home alice w-42.request.json --out w-42.alice.approval.json --yes --passphrase-file alice.pass
+    Approve {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        request: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Approve without asking (automation).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check the coordinator's packages and release signature shares.
+    ///
+    /// Example: kura sign share --home alice w-42.request.json w-42.packages.json --out w-42.alice.shares.json --passphrase-file alice.pass
+    Share {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        request: PathBuf,
+        packages: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CoordinateCmd {
+    /// Build one signing package per input from the approvals.
+    ///
+    /// Example: kura coordinate package --group group.json --roster roster.json w-42.request.json a.json c.json --out w-42.packages.json
+    Package {
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        roster: PathBuf,
+        request: PathBuf,
+        #[arg(required = true)]
+        approvals: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, default_value = "bitcoin")]
+        network: bitcoin::Network,
+    },
+    /// Aggregate the shares (naming any cheater), finalize the PSBT and extract the transaction.
+    ///
+    /// Example: kura coordinate finalize --group group.json --roster roster.json w-42.request.json w-42.packages.json a.shares.json c.shares.json --psbt-out w-42.final.psbt --tx-out w-42.tx
+    Finalize {
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        roster: PathBuf,
+        request: PathBuf,
+        packages: PathBuf,
+        #[arg(required = true)]
+        shares: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        psbt_out: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        tx_out: PathBuf,
+        #[arg(long, default_value = "bitcoin")]
+        network: bitcoin::Network,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the hash chain and signatures; names the first broken entry.
+    ///
+    /// Example: kura audit verify --home alice
+    Verify {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+    },
+    /// List the entries (after verifying them).
+    Show {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Parse and validate a policy file.
+    ///
+    /// Example: kura policy check alice/policy.toml
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum HsmCmd {
+    /// Report which mechanisms Kura needs a token lacks.
+    ///
+    /// Example: kura hsm check 'pkcs11:token=kura-alice?module-path=/usr/lib/softhsm/libsofthsm2.so'
+    Check { uri: String },
 }
 
 /// A check refused: the command exits with code 1 (any other error is 2).
@@ -63,20 +307,130 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(message.into()))
 }
 
+/// Prints a command's result as text or as one JSON line.
+#[derive(Debug)]
+pub struct Reporter {
+    json: bool,
+}
+
+impl Reporter {
+    pub fn done(&self, kind: &str, data: serde_json::Value, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::json!({"type": kind, "data": data}));
+        } else {
+            println!("{text}");
+        }
+        Ok(())
+    }
+}
+
+/// Unix seconds. `KURA_NOW` overrides the clock (for tests of expiry).
+pub fn now() -> u64 {
+    if let Some(t) = std::env::var("KURA_NOW").ok().and_then(|v| v.parse().ok()) {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let r = Reporter { json: cli.json };
+    let s = &cli.secrets;
+    match cli.command {
+        Command::Demo { out } => demo::run(&out, cli.json),
+        Command::Signer(SignerCmd::Init {
+            home, label, hsm, ..
+        }) => cmd::misc::init(&home, "signer", &label, hsm.as_deref(), s, &r),
+        Command::Signer(SignerCmd::Import {
+            home,
+            group,
+            roster,
+            share,
+        }) => cmd::keygen::import(&home, &group, &roster, &share, s, &r),
+        Command::Requester(RequesterCmd::Init { home, label }) => {
+            cmd::misc::init(&home, "requester", &label, None, s, &r)
+        }
+        Command::Keygen(KeygenCmd::Dealer {
+            threshold,
+            cards,
+            out,
+        }) => cmd::keygen::dealer(threshold, &cards, &out, &r),
+        Command::Wallet(WalletCmd::Address { group, network }) => {
+            cmd::misc::address(&group, network, &r)
+        }
+        Command::Withdraw(WithdrawCmd::Request {
+            home,
+            group,
+            psbt,
+            id,
+            memo,
+            expires_in,
+            out,
+        }) => cmd::sign::request(&home, &group, &psbt, &id, &memo, expires_in, &out, s, &r),
+        Command::Sign(SignCmd::Review { home, request }) => {
+            cmd::sign::review(&home, &request, s, &r)
+        }
+        Command::Sign(SignCmd::Approve {
+            home,
+            request,
+            out,
+            yes,
+        }) => cmd::sign::approve(&home, &request, &out, yes, s, &r),
+        Command::Sign(SignCmd::Share {
+            home,
+            request,
+            packages,
+            out,
+        }) => cmd::sign::share(&home, &request, &packages, &out, s, &r),
+        Command::Coordinate(CoordinateCmd::Package {
+            group,
+            roster,
+            request,
+            approvals,
+            out,
+            network,
+        }) => cmd::coordinate::package(&group, &roster, &request, &approvals, &out, network, &r),
+        Command::Coordinate(CoordinateCmd::Finalize {
+            group,
+            roster,
+            request,
+            packages,
+            shares,
+            psbt_out,
+            tx_out,
+            network,
+        }) => cmd::coordinate::finalize(
+            &group, &roster, &request, &packages, &shares, &psbt_out, &tx_out, network, &r,
+        ),
+        Command::Audit(AuditCmd::Verify { home }) => cmd::misc::audit_verify(&home, &r),
+        Command::Audit(AuditCmd::Show { home }) => cmd::misc::audit_show(&home, &r),
+        Command::Policy(PolicyCmd::Check { file }) => cmd::misc::policy_check(&file, &r),
+        Command::Hsm(HsmCmd::Check { uri }) => cmd::misc::hsm_check(&uri, &r),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo { out } => demo::run(&out, cli.json),
-    };
-    match result {
+    let json = cli.json;
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<Refused>().is_some() => {
-            eprintln!("kura: refused: {e:#}");
-            ExitCode::from(1)
-        }
         Err(e) => {
-            eprintln!("kura: error: {e:#}");
-            ExitCode::from(2)
+            let code = if e.downcast_ref::<Refused>().is_some() {
+                1
+            } else {
+                2
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}})
+                );
+            }
+            let kind = if code == 1 { "refused" } else { "error" };
+            eprintln!("kura: {kind}: {e:#}");
+            ExitCode::from(code)
         }
     }
 }

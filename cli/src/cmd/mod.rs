@@ -1,0 +1,6 @@
+//! The `kura` subcommands.
+
+pub mod coordinate;
+pub mod keygen;
+pub mod misc;
+pub mod sign;

@@ -1,0 +1,284 @@
+//! A participant's home directory: its configuration, keystore, identity
+//! card, and (for signers) group, roster, policy and audit log.
+//!
+//! ```text
+//! HOME/kura.json       role, label, which keystore (software or a PKCS#11 URI)
+//! HOME/identity.json   the public identity card others import
+//! HOME/keystore/       software keystore (age files), or HOME/nonces/ with a token
+//! HOME/group.json      the group (after keygen)
+//! HOME/roster.json     members' identity keys (after keygen)
+//! HOME/policy.toml     the signer's policy (written by its operator)
+//! HOME/audit.jsonl     the signer's audit log
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use wallet_core::format::{self, DocumentBody};
+use wallet_core::frost_core::Identifier;
+use wallet_core::identity::IdentityPublicKey;
+use wallet_core::keystore::{Keystore, SoftwareKeystore, WorkFactor};
+use wallet_core::{Label, PublicGroup, Secp256k1Tr, SuiteId};
+
+use crate::secrets::SecretArgs;
+
+/// Which keystore a home uses.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KeystoreConfig {
+    /// age-encrypted files under HOME/keystore.
+    Software,
+    /// A PKCS#11 token.
+    Pkcs11 {
+        /// The token's URI.
+        uri: String,
+    },
+}
+
+/// HOME/kura.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeConfig {
+    /// Format version (1).
+    pub kura_home: u32,
+    /// `signer` or `requester`.
+    pub role: String,
+    /// The participant's label.
+    pub label: Label,
+    /// Its keystore.
+    pub keystore: KeystoreConfig,
+}
+
+/// A public identity card: who, which role, which key.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityCard {
+    /// Format version (1).
+    pub kura_identity_card: u32,
+    /// Label.
+    pub label: Label,
+    /// `signer` or `requester`.
+    pub role: String,
+    /// P-256 identity public key.
+    pub key: IdentityPublicKey,
+}
+
+/// One roster entry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RosterEntry {
+    /// FROST identifier.
+    pub participant: Identifier<Secp256k1Tr>,
+    /// Label.
+    pub label: Label,
+    /// Identity key.
+    pub key: IdentityPublicKey,
+}
+
+/// The group's roster of identity keys (a `roster` document).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Roster {
+    /// Members.
+    pub members: Vec<RosterEntry>,
+}
+
+impl DocumentBody for Roster {
+    const KIND: &'static str = "roster";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
+impl Roster {
+    /// Identity keys by identifier, checked against the group's members.
+    pub fn identities(
+        &self,
+        group: &PublicGroup<Secp256k1Tr>,
+    ) -> anyhow::Result<BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>> {
+        let mut map = BTreeMap::new();
+        for m in &self.members {
+            if group.label(&m.participant) != Some(&m.label) {
+                bail!(
+                    "roster entry {:?} is not a member of group {} under that label",
+                    m.label.as_str(),
+                    group.id().short()
+                );
+            }
+            if map.insert(m.participant, m.key).is_some() {
+                bail!("roster lists {:?} twice", m.label.as_str());
+            }
+        }
+        if map.len() != group.participants().len() {
+            bail!(
+                "roster has {} members, the group {}",
+                map.len(),
+                group.participants().len()
+            );
+        }
+        Ok(map)
+    }
+}
+
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Writes a new file (refuses to overwrite, so nothing that could be mistaken
+/// for a previous step's output is replaced).
+pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn read_group(path: &Path) -> anyhow::Result<PublicGroup<Secp256k1Tr>> {
+    PublicGroup::from_document(&read(path)?)
+        .with_context(|| format!("{} is not a valid group file", path.display()))
+}
+
+pub fn read_roster(
+    path: &Path,
+    group: &PublicGroup<Secp256k1Tr>,
+) -> anyhow::Result<BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>> {
+    let roster =
+        format::decode_for_group::<Roster>(&read(path)?, group.id()).with_context(|| {
+            format!(
+                "{} is not a valid roster for group {}",
+                path.display(),
+                group.id().short()
+            )
+        })?;
+    roster.identities(group)
+}
+
+pub fn read_card(path: &Path) -> anyhow::Result<IdentityCard> {
+    let card: IdentityCard = serde_json::from_slice(&read(path)?)
+        .with_context(|| format!("{} is not an identity card", path.display()))?;
+    if card.kura_identity_card != 1 {
+        bail!(
+            "{}: unsupported identity card version {}",
+            path.display(),
+            card.kura_identity_card
+        );
+    }
+    Ok(card)
+}
+
+/// An opened home.
+pub struct Home {
+    pub dir: PathBuf,
+    pub config: HomeConfig,
+    pub keystore: Box<dyn Keystore>,
+}
+
+impl Home {
+    /// Creates a home with a new keystore and identity key.
+    pub fn init(
+        dir: &Path,
+        role: &str,
+        label: &str,
+        hsm: Option<&str>,
+        secrets: &SecretArgs,
+    ) -> anyhow::Result<Home> {
+        if dir.join("kura.json").exists() {
+            bail!("{} is already a Kura home", dir.display());
+        }
+        let label = Label::new(label)?;
+        let (keystore, config): (Box<dyn Keystore>, KeystoreConfig) = match hsm {
+            None => {
+                let pass = secrets.passphrase()?;
+                let ks =
+                    SoftwareKeystore::create(&dir.join("keystore"), &pass, WorkFactor::Default)?;
+                (Box::new(ks), KeystoreConfig::Software)
+            }
+            Some(uri) => {
+                let parsed = hsm_bridge::Pkcs11Uri::parse(uri)?;
+                let ks = hsm_bridge::HsmKeystore::provision(
+                    &parsed,
+                    &secrets.pin()?,
+                    &dir.join("nonces"),
+                )?;
+                (
+                    Box::new(ks),
+                    KeystoreConfig::Pkcs11 {
+                        uri: uri.to_owned(),
+                    },
+                )
+            }
+        };
+        let config = HomeConfig {
+            kura_home: 1,
+            role: role.to_owned(),
+            label: label.clone(),
+            keystore: config,
+        };
+        write_new(&dir.join("kura.json"), &serde_json::to_vec_pretty(&config)?)?;
+        let card = IdentityCard {
+            kura_identity_card: 1,
+            label,
+            role: role.to_owned(),
+            key: keystore.identity_public_key()?,
+        };
+        write_new(
+            &dir.join("identity.json"),
+            &serde_json::to_vec_pretty(&card)?,
+        )?;
+        Ok(Home {
+            dir: dir.to_owned(),
+            config,
+            keystore,
+        })
+    }
+
+    /// Opens a home and unlocks its keystore.
+    pub fn open(dir: &Path, role: &str, secrets: &SecretArgs) -> anyhow::Result<Home> {
+        let config: HomeConfig = serde_json::from_slice(&read(&dir.join("kura.json"))?)
+            .with_context(|| {
+                format!(
+                    "{} is not a valid Kura home configuration",
+                    dir.join("kura.json").display()
+                )
+            })?;
+        if config.kura_home != 1 {
+            bail!("unsupported home version {}", config.kura_home);
+        }
+        if config.role != role {
+            bail!(
+                "{} is a {} home, not a {role} home",
+                dir.display(),
+                config.role
+            );
+        }
+        let keystore: Box<dyn Keystore> = match &config.keystore {
+            KeystoreConfig::Software => Box::new(SoftwareKeystore::open(
+                &dir.join("keystore"),
+                &secrets.passphrase()?,
+            )?),
+            KeystoreConfig::Pkcs11 { uri } => Box::new(hsm_bridge::HsmKeystore::open(
+                &hsm_bridge::Pkcs11Uri::parse(uri)?,
+                &secrets.pin()?,
+                &dir.join("nonces"),
+            )?),
+        };
+        Ok(Home {
+            dir: dir.to_owned(),
+            config,
+            keystore,
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! Passphrases and PINs: from a file or an environment variable *named* on
+//! the command line — never the secret itself as an argument.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+use secrecy::SecretString;
+
+/// Where the keystore's passphrase (software) or the token's PIN comes from.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SecretArgs {
+    /// File whose first line is the keystore passphrase.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Environment variable holding the keystore passphrase (its name, not its value).
+    #[arg(long, value_name = "VAR", global = true)]
+    pub passphrase_env: Option<String>,
+    /// File whose first line is the token PIN.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the token PIN (its name, not its value).
+    #[arg(long, value_name = "VAR", global = true)]
+    pub pin_env: Option<String>,
+}
+
+fn source(
+    file: &Option<PathBuf>,
+    env: &Option<String>,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<SecretString> {
+    let src = match (file, env) {
+        (Some(f), None) => hsm_bridge::PinSource::File(f.clone()),
+        (None, Some(v)) => hsm_bridge::PinSource::Env(v.clone()),
+        (Some(_), Some(_)) => bail!("give either --{flag}-file or --{flag}-env, not both"),
+        (None, None) => bail!(
+            "this needs the {what}: pass --{flag}-file FILE or --{flag}-env VAR (secrets are never taken as command-line values)"
+        ),
+    };
+    Ok(src.read()?)
+}
+
+impl SecretArgs {
+    pub fn passphrase(&self) -> anyhow::Result<SecretString> {
+        source(
+            &self.passphrase_file,
+            &self.passphrase_env,
+            "keystore passphrase",
+            "passphrase",
+        )
+    }
+
+    pub fn pin(&self) -> anyhow::Result<SecretString> {
+        source(&self.pin_file, &self.pin_env, "token PIN", "pin")
+    }
+}

@@ -1,0 +1,761 @@
+//! The file-based ceremony with the real `kura` binary: every role's
+//! command, software keystores and SoftHSM2 tokens, and the refusals.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use bitcoin::{Amount, TxOut};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    softhsm_conf: Option<PathBuf>,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            softhsm_conf: None,
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn kura(&self, args: &[&str]) -> Run {
+        self.kura_with(args, &[])
+    }
+
+    fn kura_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .env_remove("KURA_NOW");
+        if let Some(conf) = &self.softhsm_conf {
+            cmd.env("SOFTHSM2_CONF", conf);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Signer homes alice, bob, carol (software keystores, or tokens), a
+    /// requester, a dealt 2-of-3 group imported by every signer, and a policy
+    /// for each signer allowing the requester to pay `exchange`.
+    fn setup(&mut self, tokens: bool) -> (String, String) {
+        for name in ["alice", "bob", "carol", "ops"] {
+            std::fs::write(
+                self.p(&format!("{name}.pass")),
+                format!("passphrase of {name}\n"),
+            )
+            .unwrap();
+        }
+        if tokens {
+            let module = hsm_bridge::softhsm::module()
+                .expect("SoftHSM2 not installed (scripts/test installs it)");
+            let hsm = hsm_bridge::softhsm::SoftHsm::create_in(&self.p("softhsm")).unwrap();
+            self.softhsm_conf = Some(hsm.conf());
+            for name in ["alice", "bob", "carol"] {
+                // The PIN on softhsm2-util's command line is a test-only shortcut.
+                let st = Command::new("softhsm2-util")
+                    .env("SOFTHSM2_CONF", hsm.conf())
+                    .args([
+                        "--init-token",
+                        "--free",
+                        "--label",
+                        &format!("kura-{name}"),
+                        "--so-pin",
+                        "87654321",
+                        "--pin",
+                    ])
+                    .arg(format!("pin-{name}"))
+                    .output()
+                    .unwrap();
+                assert!(
+                    st.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&st.stderr)
+                );
+                std::fs::write(self.p(&format!("{name}.pin")), format!("pin-{name}\n")).unwrap();
+            }
+            for name in ["alice", "bob", "carol"] {
+                let uri = format!("pkcs11:token=kura-{name}?module-path={}", module.display());
+                self.kura(&[
+                    "signer",
+                    "init",
+                    "--home",
+                    name,
+                    "--label",
+                    name,
+                    "--hsm",
+                    &uri,
+                    "--pin-file",
+                    &format!("{name}.pin"),
+                ])
+                .ok();
+            }
+        } else {
+            for name in ["alice", "bob", "carol"] {
+                self.kura(&[
+                    "signer",
+                    "init",
+                    "--home",
+                    name,
+                    "--label",
+                    name,
+                    "--software",
+                    "--passphrase-file",
+                    &format!("{name}.pass"),
+                ])
+                .ok();
+            }
+        }
+        let init = self
+            .kura(&[
+                "--json",
+                "requester",
+                "init",
+                "--home",
+                "ops",
+                "--label",
+                "treasury-ops",
+                "--passphrase-env",
+                "OPS_PASS",
+            ])
+            .code;
+        assert_eq!(init, 2, "a named but unset variable is an input error");
+        let run = self.kura_with(
+            &[
+                "--json",
+                "requester",
+                "init",
+                "--home",
+                "ops",
+                "--label",
+                "treasury-ops",
+                "--passphrase-env",
+                "OPS_PASS",
+            ],
+            &[("OPS_PASS", "passphrase of ops")],
+        );
+        let requester_key = run.ok().json()["data"]["identity"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.kura(&[
+            "keygen",
+            "dealer",
+            "-t",
+            "2",
+            "--card",
+            "alice/identity.json",
+            "--card",
+            "bob/identity.json",
+            "--card",
+            "carol/identity.json",
+            "--out",
+            "group",
+        ])
+        .ok();
+        for name in ["alice", "bob", "carol"] {
+            let share = format!("group/share-{name}.json");
+            self.kura_as(
+                name,
+                &[
+                    "signer",
+                    "import",
+                    "--home",
+                    name,
+                    "--group",
+                    "group/group.json",
+                    "--roster",
+                    "group/roster.json",
+                    "--share",
+                    &share,
+                ],
+            )
+            .ok();
+        }
+        let exchange = address(0x11);
+        let policy = format!(
+            "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n[[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n"
+        );
+        for name in ["alice", "bob", "carol"] {
+            std::fs::write(self.p(&format!("{name}/policy.toml")), &policy).unwrap();
+            self.kura(&["policy", "check", &format!("{name}/policy.toml")])
+                .ok();
+        }
+        let addr = self
+            .kura(&[
+                "--json",
+                "wallet",
+                "address",
+                "--group",
+                "group/group.json",
+                "--network",
+                "regtest",
+            ])
+            .ok()
+            .json();
+        (
+            addr["data"]["address"].as_str().unwrap().to_owned(),
+            exchange.to_string(),
+        )
+    }
+
+    /// Args that unlock `name`'s keystore.
+    fn unlock(&self, name: &str) -> Vec<String> {
+        if self.softhsm_conf.is_some() && name != "ops" {
+            vec!["--pin-file".into(), format!("{name}.pin")]
+        } else {
+            vec!["--passphrase-file".into(), format!("{name}.pass")]
+        }
+    }
+
+    fn kura_as(&self, name: &str, args: &[&str]) -> Run {
+        let unlock = self.unlock(name);
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(unlock.iter().map(String::as_str));
+        self.kura(&all)
+    }
+}
+
+fn address(tag: u8) -> bitcoin::Address {
+    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32]).unwrap());
+    bitcoin::Address::p2tr(
+        &secp,
+        kp.x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    )
+}
+
+/// A PSBT spending a synthetic 1,000,000-sat coin of `group` to `outputs`;
+/// returns it and the spent output.
+fn psbt(group: &str, outputs: &[(&str, u64)], tag: u8) -> (String, TxOut) {
+    use bitcoin::{absolute, transaction, OutPoint, Sequence, Transaction, TxIn, Witness};
+    let group: bitcoin::Address = group
+        .parse::<bitcoin::Address<_>>()
+        .unwrap()
+        .assume_checked();
+    let coin = TxOut {
+        value: Amount::from_sat(1_000_000),
+        script_pubkey: group.script_pubkey(),
+    };
+    let tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: bitcoin::hashes::Hash::from_byte_array([tag; 32]),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::new(),
+        }],
+        output: outputs
+            .iter()
+            .map(|(a, v)| TxOut {
+                value: Amount::from_sat(*v),
+                script_pubkey: a
+                    .parse::<bitcoin::Address<_>>()
+                    .unwrap()
+                    .assume_checked()
+                    .script_pubkey(),
+            })
+            .collect(),
+    };
+    let mut p = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
+    p.inputs[0].witness_utxo = Some(coin.clone());
+    (p.to_string(), coin)
+}
+
+fn consensus_ok(tx_hex: &str, coin: &TxOut) -> bool {
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::encode::deserialize_hex(tx_hex.trim()).unwrap();
+    let bytes = bitcoin::consensus::serialize(&tx);
+    let script = coin.script_pubkey.to_bytes();
+    let utxo = bitcoinconsensus::Utxo {
+        script_pubkey: script.as_ptr(),
+        script_pubkey_len: script.len() as u32,
+        value: coin.value.to_sat() as i64,
+    };
+    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
+    bitcoinconsensus::verify_with_flags(
+        &script,
+        coin.value.to_sat(),
+        &bytes,
+        Some(&[utxo]),
+        0,
+        flags,
+    )
+    .is_ok()
+}
+
+/// The whole withdrawal as files: request, review, approvals, packages,
+/// shares, finalization; checked by Bitcoin Core's consensus code.
+fn ceremony(tokens: bool) {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(tokens);
+    let (psbt_b64, coin) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 698_600)],
+        1,
+    );
+    std::fs::write(env.p("w1.psbt"), &psbt_b64).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "w1.psbt",
+            "--id",
+            "w-1",
+            "--memo",
+            "to the exchange",
+            "--out",
+            "w1.request.json",
+        ],
+    )
+    .ok();
+
+    let review = env
+        .kura_as(
+            "alice",
+            &[
+                "--json",
+                "sign",
+                "review",
+                "--home",
+                "alice",
+                "w1.request.json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(review["data"]["fee_sat"], 1_400);
+    assert_eq!(
+        review["data"]["outputs"][0]["destination"],
+        exchange.as_str()
+    );
+    assert_eq!(review["data"]["outputs"][1]["change"], true);
+
+    // Without --yes and without a terminal, approval is refused.
+    let r = env.kura_as(
+        "alice",
+        &[
+            "sign",
+            "approve",
+            "--home",
+            "alice",
+            "w1.request.json",
+            "--out",
+            "w1.alice.approval.json",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!env.p("w1.alice.approval.json").exists());
+    for name in ["alice", "carol"] {
+        env.kura_as(
+            name,
+            &[
+                "sign",
+                "approve",
+                "--home",
+                name,
+                "w1.request.json",
+                "--out",
+                &format!("w1.{name}.approval.json"),
+                "--yes",
+            ],
+        )
+        .ok();
+    }
+    env.kura(&[
+        "coordinate",
+        "package",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--network",
+        "regtest",
+        "w1.request.json",
+        "w1.alice.approval.json",
+        "w1.carol.approval.json",
+        "--out",
+        "w1.packages.json",
+    ])
+    .ok();
+
+    // A tampered packages file (one message byte changed) is refused with a
+    // clear error, exit 1, and no shares file appears.
+    let mut tampered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.p("w1.packages.json")).unwrap()).unwrap();
+    let msg = tampered["body"]["packages"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = format!(
+        "{}{}",
+        if msg.starts_with('0') { "1" } else { "0" },
+        &msg[1..]
+    );
+    tampered["body"]["packages"][0]["message"] = flipped.into();
+    std::fs::write(
+        env.p("w1.packages-tampered.json"),
+        serde_json::to_vec(&tampered).unwrap(),
+    )
+    .unwrap();
+    let r = env.kura_as(
+        "alice",
+        &[
+            "sign",
+            "share",
+            "--home",
+            "alice",
+            "w1.request.json",
+            "w1.packages-tampered.json",
+            "--out",
+            "w1.alice.bad.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("differs from the message this signer computed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.p("w1.alice.bad.json").exists());
+
+    for name in ["alice", "carol"] {
+        env.kura_as(
+            name,
+            &[
+                "sign",
+                "share",
+                "--home",
+                name,
+                "w1.request.json",
+                "w1.packages.json",
+                "--out",
+                &format!("w1.{name}.shares.json"),
+            ],
+        )
+        .ok();
+    }
+    // A second share release for the same request is refused.
+    let r = env.kura_as(
+        "alice",
+        &[
+            "sign",
+            "share",
+            "--home",
+            "alice",
+            "w1.request.json",
+            "w1.packages.json",
+            "--out",
+            "w1.alice.again.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let fin = env
+        .kura(&[
+            "--json",
+            "coordinate",
+            "finalize",
+            "--group",
+            "group/group.json",
+            "--roster",
+            "group/roster.json",
+            "--network",
+            "regtest",
+            "w1.request.json",
+            "w1.packages.json",
+            "w1.alice.shares.json",
+            "w1.carol.shares.json",
+            "--psbt-out",
+            "w1.final.psbt",
+            "--tx-out",
+            "w1.tx",
+        ])
+        .ok()
+        .json();
+    assert!(fin["data"]["txid"].as_str().unwrap().len() == 64);
+    assert!(consensus_ok(
+        &std::fs::read_to_string(env.p("w1.tx")).unwrap(),
+        &coin
+    ));
+
+    // Audit: intact, then an edited entry is caught (exit 1, the line named).
+    let v = env
+        .kura(&["--json", "audit", "verify", "--home", "alice"])
+        .ok()
+        .json();
+    assert!(v["data"]["entries"].as_u64().unwrap() >= 4);
+    let log = std::fs::read_to_string(env.p("alice/audit.jsonl")).unwrap();
+    let edited = log.replacen("\"amount_sat\":300000", "\"amount_sat\":3000", 1);
+    assert_ne!(edited, log);
+    std::fs::write(env.p("alice/audit.jsonl"), edited).unwrap();
+    let r = env.kura(&["audit", "verify", "--home", "alice"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("broken at line"), "{}", r.stderr);
+}
+
+#[test]
+fn file_ceremony_with_software_keystores() {
+    ceremony(false);
+}
+
+#[test]
+fn file_ceremony_with_softhsm_tokens() {
+    ceremony(true);
+}
+
+#[test]
+fn refusals_and_input_errors_have_their_exit_codes() {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(false);
+    let thief = address(0x66).to_string();
+
+    // Policy: destination not on the allowlist → exit 1, rule named, no file.
+    let (p, _) = psbt(&group_addr, &[(&thief, 300_000), (&group_addr, 698_600)], 2);
+    std::fs::write(env.p("bad.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "bad.psbt",
+            "--id",
+            "w-bad",
+            "--out",
+            "bad.request.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "bob",
+        &[
+            "sign",
+            "approve",
+            "--home",
+            "bob",
+            "bad.request.json",
+            "--out",
+            "bad.bob.json",
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("destination-allowlist") && r.stderr.contains(&thief),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.p("bad.bob.json").exists());
+
+    // Fee over the cap → exit 1.
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 650_000)],
+        3,
+    );
+    std::fs::write(env.p("fee.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "fee.psbt",
+            "--id",
+            "w-fee",
+            "--out",
+            "fee.request.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "bob",
+        &[
+            "--json",
+            "sign",
+            "review",
+            "--home",
+            "bob",
+            "fee.request.json",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert_eq!(r.json()["data"]["exit_code"], 1);
+    assert!(r.stderr.contains("fee"), "{}", r.stderr);
+
+    // Expired request (the clock moved past expiry) → exit 1.
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 698_600)],
+        4,
+    );
+    std::fs::write(env.p("ok.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "ok.psbt",
+            "--id",
+            "w-ok",
+            "--expires-in",
+            "60",
+            "--out",
+            "ok.request.json",
+        ],
+    )
+    .ok();
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    // (alice is used for this alone: her audit log now has a later time.)
+    let args = [
+        "sign",
+        "review",
+        "--home",
+        "alice",
+        "ok.request.json",
+        "--passphrase-file",
+        "alice.pass",
+    ];
+    let r = env.kura_with(&args, &[("KURA_NOW", &later)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+
+    // A request whose PSBT was edited after signing → exit 1.
+    let mut req: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.p("ok.request.json")).unwrap()).unwrap();
+    req["body"]["body"]["memo"] = "edited".into();
+    std::fs::write(
+        env.p("edited.request.json"),
+        serde_json::to_vec(&req).unwrap(),
+    )
+    .unwrap();
+    let r = env.kura_as(
+        "bob",
+        &["sign", "review", "--home", "bob", "edited.request.json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("signature"), "{}", r.stderr);
+
+    // Wrong passphrase → exit 2, clear message; a truncated file → exit 2.
+    std::fs::write(env.p("wrong.pass"), "not it\n").unwrap();
+    let r = env.kura(&[
+        "sign",
+        "review",
+        "--home",
+        "bob",
+        "ok.request.json",
+        "--passphrase-file",
+        "wrong.pass",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("wrong passphrase"), "{}", r.stderr);
+    let full = std::fs::read(env.p("ok.request.json")).unwrap();
+    std::fs::write(env.p("cut.request.json"), &full[..full.len() / 2]).unwrap();
+    let r = env.kura_as(
+        "bob",
+        &["sign", "review", "--home", "bob", "cut.request.json"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a withdrawal request"),
+        "{}",
+        r.stderr
+    );
+
+    // No passphrase source at all → exit 2, and the hint names the flags.
+    let r = env.kura(&["sign", "review", "--home", "bob", "ok.request.json"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--passphrase-file"), "{}", r.stderr);
+
+    // A broken policy refuses everything.
+    std::fs::write(
+        env.p("carol/policy.toml"),
+        "version = 1\nnetwork = \"regtest\"\nlimits = 3\n",
+    )
+    .unwrap();
+    let r = env.kura_as(
+        "carol",
+        &["sign", "review", "--home", "carol", "ok.request.json"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("refuses everything"), "{}", r.stderr);
+    let r = env.kura(&["policy", "check", "carol/policy.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+
+    // A missing token → exit 2 naming the token.
+    let module = hsm_bridge::softhsm::module().expect("SoftHSM2 not installed");
+    let hsm = hsm_bridge::softhsm::SoftHsm::create_in(&env.p("softhsm-empty")).unwrap();
+    env.softhsm_conf = Some(hsm.conf());
+    let uri = format!("pkcs11:token=kura-nobody?module-path={}", module.display());
+    let r = env.kura(&["hsm", "check", &uri]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("kura-nobody"), "{}", r.stderr);
+}
