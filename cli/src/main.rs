@@ -156,6 +156,13 @@ enum WalletCmd {
         #[arg(long, default_value = "bitcoin")]
         network: bitcoin::Network,
     },
+    /// The group's watch-only descriptor `tr(<internal key>)#checksum` (Bitcoin Core, Sparrow, BDK).
+    ///
+    /// Example: kura wallet descriptor --group group.json
+    Descriptor {
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wallet(WalletCmd::Address { group, network }) => {
             cmd::misc::address(&group, network, &r)
         }
+        Command::Wallet(WalletCmd::Descriptor { group }) => cmd::misc::descriptor(&group, &r),
         Command::Withdraw(WithdrawCmd::Request {
             home,
             group,

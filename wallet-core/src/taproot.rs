@@ -88,3 +88,150 @@ pub fn verify_bip340(
     let sig = Signature::<Secp256k1Tr>::deserialize(signature).map_err(|_| VerifyError)?;
     key.verify(message, &sig).map_err(|_| VerifyError)
 }
+
+// ---------------------------------------------------------------------------
+// Watch-only output descriptor (BIP 380 checksum, BIP 386 `tr()`).
+// Written from the BIP 380 "Checksum" section; no outside code is used.
+// ---------------------------------------------------------------------------
+
+/// BIP 380's `INPUT_CHARSET`: the 96 characters a descriptor may contain, as
+/// three groups of 32. A character's symbol is its position within its group;
+/// its group number is folded into an extra symbol after every third character.
+const DESCRIPTOR_INPUT_CHARSET: &str =
+    "0123456789()[],'/*abcdefgh@:$%{}IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~ijklmnopqrstuvwxyzABCDEFGH`#\"\\ ";
+
+/// BIP 380's `CHECKSUM_CHARSET` (the bech32 alphabet): one character per
+/// 5-bit checksum symbol.
+const DESCRIPTOR_CHECKSUM_CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+
+/// BIP 380's `GENERATOR` of the BCH code over GF(32).
+const DESCRIPTOR_GENERATOR: [u64; 5] = [
+    0xf5_dee5_1989,
+    0xa9_fdca_3312,
+    0x1b_ab10_e32d,
+    0x37_06b1_677a,
+    0x64_4d62_6ffd,
+];
+
+/// Length of a BIP 380 descriptor checksum, in characters.
+const DESCRIPTOR_CHECKSUM_LEN: usize = 8;
+
+/// One step of BIP 380's `descsum_polymod`: feeds the 5-bit `value` into the
+/// 40-bit state `chk`.
+fn descsum_polymod_step(chk: u64, value: u64) -> u64 {
+    let top = chk >> 35;
+    let mut next = ((chk & 0x7_ffff_ffff) << 5) ^ value;
+    for (i, generator) in DESCRIPTOR_GENERATOR.iter().enumerate() {
+        if (top >> i) & 1 == 1 {
+            next ^= generator;
+        }
+    }
+    next
+}
+
+/// BIP 380's `descsum_expand` fed straight into `descsum_polymod` (starting
+/// from 1): the polymod state after all of `s`'s symbols, or `None` if `s`
+/// has a character outside the input charset.
+fn descsum_expand_polymod(s: &str) -> Option<u64> {
+    let mut chk = 1u64;
+    let mut groups = 0u64;
+    let mut group_count = 0u8;
+    for c in s.chars() {
+        let position = DESCRIPTOR_INPUT_CHARSET.chars().position(|x| x == c)?;
+        let position = u64::try_from(position).ok()?;
+        chk = descsum_polymod_step(chk, position & 31);
+        // groups[0] * 9 + groups[1] * 3 + groups[2], built up one at a time.
+        groups = groups * 3 + (position >> 5);
+        group_count += 1;
+        if group_count == 3 {
+            chk = descsum_polymod_step(chk, groups);
+            groups = 0;
+            group_count = 0;
+        }
+    }
+    // A trailing one or two group numbers: groups[0], or groups[0] * 3 + groups[1].
+    if group_count > 0 {
+        chk = descsum_polymod_step(chk, groups);
+    }
+    Some(chk)
+}
+
+/// The 8-character BIP 380 descriptor checksum of `descriptor` (the `SCRIPT`
+/// part, without `#` and a checksum), as BIP 380's `descsum_create` computes
+/// it; `descriptor#checksum` is then a checksummed descriptor (BIP 380,
+/// "Checksum"). The string is checksummed as given: nothing is normalised,
+/// so any change to it (case, spacing, hardened marker) changes the checksum.
+///
+/// Returns `None` if `descriptor` contains a character outside BIP 380's
+/// input character set (BIP 380, "Character Set"), e.g. a non-ASCII letter.
+pub fn descriptor_checksum(descriptor: &str) -> Option<String> {
+    let mut chk = descsum_expand_polymod(descriptor)?;
+    for _ in 0..DESCRIPTOR_CHECKSUM_LEN {
+        chk = descsum_polymod_step(chk, 0);
+    }
+    let checksum = chk ^ 1;
+    (0..DESCRIPTOR_CHECKSUM_LEN)
+        .rev()
+        .map(|i| {
+            let symbol = usize::try_from((checksum >> (5 * i)) & 31).ok()?;
+            DESCRIPTOR_CHECKSUM_CHARSET
+                .get(symbol)
+                .map(|&b| char::from(b))
+        })
+        .collect()
+}
+
+/// Whether `with_checksum` is a descriptor of the form `SCRIPT#CHECKSUM` whose
+/// 8-character checksum is valid, as BIP 380's `descsum_check` decides it
+/// (BIP 380, "Checksum"). False when there is no `#` exactly 9 characters
+/// from the end, when a checksum character is outside the checksum charset,
+/// when `SCRIPT` has a character outside the input charset, or when the
+/// checksum does not match. Only the checksum is checked: `SCRIPT` is not
+/// parsed.
+pub fn verify_descriptor_checksum(with_checksum: &str) -> bool {
+    let Some(split) = with_checksum.len().checked_sub(DESCRIPTOR_CHECKSUM_LEN + 1) else {
+        return false;
+    };
+    let (Some(script), Some(tail)) = (with_checksum.get(..split), with_checksum.get(split..))
+    else {
+        return false;
+    };
+    let Some(checksum) = tail.strip_prefix('#') else {
+        return false;
+    };
+    let Some(mut chk) = descsum_expand_polymod(script) else {
+        return false;
+    };
+    for c in checksum.bytes() {
+        let Some(symbol) = DESCRIPTOR_CHECKSUM_CHARSET.iter().position(|&x| x == c) else {
+            return false;
+        };
+        let Ok(symbol) = u64::try_from(symbol) else {
+            return false;
+        };
+        chk = descsum_polymod_step(chk, symbol);
+    }
+    chk == 1
+}
+
+impl TaprootKeys {
+    /// The group's watch-only output descriptor, `tr(<internal key>)#<checksum>`:
+    /// the BIP 386 `tr(KEY)` descriptor with the 64-hex-character (lowercase)
+    /// x-only internal key and no script tree, followed by its BIP 380
+    /// checksum. It describes exactly the P2TR output of
+    /// [`TaprootKeys::script_pubkey`] (BIP 386: output key =
+    /// internal key tweaked by `TapTweak(internal key)`, as BIP 86 does), so
+    /// a watch-only wallet that imports it (Bitcoin Core `importdescriptors`,
+    /// Sparrow, BDK) watches the group's address. It contains no private
+    /// material and no derivation: the group key is used as is.
+    pub fn descriptor(&self) -> String {
+        let script = format!("tr({})", hex::encode(self.internal.serialize()));
+        match descriptor_checksum(&script) {
+            Some(checksum) => format!("{script}#{checksum}"),
+            // `tr(`, `)` and lowercase hex are all in BIP 380's input charset,
+            // so the checksum always exists; without one the descriptor is
+            // still valid (BIP 380 makes the checksum optional).
+            None => script,
+        }
+    }
+}

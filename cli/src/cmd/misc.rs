@@ -39,8 +39,18 @@ pub fn address(group: &Path, network: Network, r: &Reporter) -> anyhow::Result<(
     let address = keys.address(network);
     r.done(
         "wallet-address",
-        serde_json::json!({"address": address.to_string(), "network": network.to_string(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string()}),
-        &address.to_string(),
+        serde_json::json!({"address": address.to_string(), "network": network.to_string(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
+        &format!("{address}\nwatch-only descriptor: {}", keys.descriptor()),
+    )
+}
+
+pub fn descriptor(group: &Path, r: &Reporter) -> anyhow::Result<()> {
+    let group = home::read_group(group)?;
+    let d = group.taproot().descriptor();
+    r.done(
+        "wallet-descriptor",
+        serde_json::json!({"descriptor": d}),
+        &d,
     )
 }
 
