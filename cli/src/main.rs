@@ -331,10 +331,14 @@ impl Reporter {
     }
 }
 
-/// Unix seconds. `KURA_NOW` overrides the clock (for tests of expiry).
+/// Unix seconds. In debug builds only, `KURA_NOW` overrides the clock (the
+/// CLI tests of expiry use it); release builds ignore it, so nobody who
+/// controls a signer's environment can move its clock.
 pub fn now() -> u64 {
-    if let Some(t) = std::env::var("KURA_NOW").ok().and_then(|v| v.parse().ok()) {
-        return t;
+    if cfg!(debug_assertions) {
+        if let Some(t) = std::env::var("KURA_NOW").ok().and_then(|v| v.parse().ok()) {
+            return t;
+        }
     }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

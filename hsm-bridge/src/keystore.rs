@@ -332,7 +332,13 @@ impl HsmKeystore {
 /// tokens (`04 41 04…`); some return the bare point.
 fn strip_der_octet_string(bytes: &[u8]) -> &[u8] {
     match bytes {
-        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() > 33 => rest,
+        [0x04, len, rest @ ..]
+            if usize::from(*len) == rest.len()
+                && matches!(rest.len(), 33 | 65)
+                && matches!(rest.first(), Some(2..=4)) =>
+        {
+            rest
+        }
         other => other,
     }
 }
@@ -354,10 +360,22 @@ impl Keystore for HsmKeystore {
         let name = slot.name();
         let pending = format!("{name}{PENDING}");
         let session = self.session();
-        for stale in self.data_objects(&session, &pending)? {
-            session
-                .destroy_object(stale)
-                .map_err(HsmError::pkcs11("C_DestroyObject"))?;
+        let stale = self.data_objects(&session, &pending)?;
+        if self.data_objects(&session, &name)?.is_empty() {
+            // An earlier replacement was interrupted after the old share was
+            // destroyed: the pending object is the only copy. Finish that
+            // replacement first instead of deleting it.
+            if let Some(only) = stale.first() {
+                session
+                    .update_attributes(*only, &[Attribute::Label(name.clone().into_bytes())])
+                    .map_err(HsmError::pkcs11("C_SetAttributeValue"))?;
+            }
+        } else {
+            for s in stale {
+                session
+                    .destroy_object(s)
+                    .map_err(HsmError::pkcs11("C_DestroyObject"))?;
+            }
         }
         let new = session
             .create_object(&[
@@ -467,9 +485,12 @@ impl Keystore for HsmKeystore {
                     &template,
                 )
                 .map_err(HsmError::pkcs11("C_DeriveKey(ECDH)"))?;
-            let value = Self::object_value(&session, derived);
-            let _ = session.destroy_object(derived);
-            Zeroizing::new(value?)
+            let value = Self::object_value(&session, derived).map(Zeroizing::new);
+            // The derived secret must not outlive this call on the token.
+            session
+                .destroy_object(derived)
+                .map_err(HsmError::pkcs11("C_DestroyObject(ECDH secret)"))?;
+            value?
         };
         Ok(identity::open_with_shared_secret(
             sealed,

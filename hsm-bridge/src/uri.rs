@@ -31,7 +31,7 @@ impl Pkcs11Uri {
     /// `token` attribute, bad percent-encoding, or a `pin-value`.
     pub fn parse(uri: &str) -> Result<Self, HsmError> {
         let bad = |reason: &str| HsmError::InvalidUri {
-            uri: uri.to_owned(),
+            uri: redact(uri),
             reason: reason.to_owned(),
         };
         let rest = uri
@@ -95,6 +95,22 @@ impl std::fmt::Display for Pkcs11Uri {
         }
         Ok(())
     }
+}
+
+/// The URI with any `pin-value` attribute's value replaced, for messages.
+fn redact(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(i) = rest.find("pin-value=") {
+        let (head, tail) = rest.split_at(i + "pin-value=".len());
+        out.push_str(head);
+        out.push_str("<redacted>");
+        rest = tail
+            .find(['&', ';'])
+            .map_or("", |j| tail.get(j..).unwrap_or(""));
+    }
+    out.push_str(rest);
+    out
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -99,6 +99,10 @@ pub struct AuditRecord {
     /// The signing request concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Hex identity key of the request's requester, if any (request ids are
+    /// unique per requester).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
     /// Hex digest of the request concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<String>,
@@ -119,6 +123,7 @@ impl AuditRecord {
         AuditRecord {
             event,
             request_id: None,
+            requester: None,
             request_digest: None,
             sighashes: Vec::new(),
             policy_digest: None,
@@ -130,6 +135,13 @@ impl AuditRecord {
     #[must_use]
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Records the request's requester (hex identity key).
+    #[must_use]
+    pub fn with_requester(mut self, requester_hex: impl Into<String>) -> Self {
+        self.requester = Some(requester_hex.into());
         self
     }
 

@@ -47,8 +47,9 @@ impl<C: KuraSuite> fmt::Debug for Round1State<C> {
 
 impl<C: KuraSuite> Round1State<C> {
     /// Rebuilds a state from nonces that were persisted (see the keystore's
-    /// take-once nonce storage).
-    pub fn from_nonces(identifier: Identifier<C>, nonces: SigningNonces<C>) -> Self {
+    /// take-once nonce storage). Crate-internal: outside code gets a state
+    /// only from [`commit`] or a keystore's take.
+    pub(crate) fn from_nonces(identifier: Identifier<C>, nonces: SigningNonces<C>) -> Self {
         Round1State { identifier, nonces }
     }
 
@@ -62,7 +63,8 @@ impl<C: KuraSuite> Round1State<C> {
         &self.identifier
     }
 
-    /// The nonces, for a keystore to persist them encrypted.
+    /// The nonces, for a keystore to persist them encrypted. Whoever copies
+    /// them out takes on the single-use duty this type otherwise enforces.
     pub fn nonces(&self) -> &SigningNonces<C> {
         &self.nonces
     }

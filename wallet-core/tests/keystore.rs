@@ -355,3 +355,48 @@ fn sub_be(a: &[u8], b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn stored_nonces_that_do_not_match_their_commitments_are_refused() {
+    // Someone who can write a nonce record keeps the genuine (public)
+    // commitments but swaps in nonces of their choosing: the signer rebuilds
+    // the commitments from the nonces and refuses.
+    let d = deal::<Secp256k1Tr>(2, 3, 9);
+    let ks = MemoryKeystore::new();
+    let (s1, s2) = (SessionId::random(), SessionId::random());
+    let own = keystore::commit(&ks, &d.shares[0], &s1).unwrap();
+    keystore::commit(&ks, &d.shares[0], &s2).unwrap();
+    let slot1 = SecretSlot::nonces(&d.shares[0], &s1);
+    let slot2 = SecretSlot::nonces(&d.shares[0], &s2);
+    let doc1: serde_json::Value =
+        serde_json::from_slice(ks.take_nonces(&slot1).unwrap().expose()).unwrap();
+    let doc2: serde_json::Value =
+        serde_json::from_slice(ks.take_nonces(&slot2).unwrap().expose()).unwrap();
+    let mut forged = doc1.clone();
+    forged["body"]["nonces"]["hiding"] = doc2["body"]["nonces"]["hiding"].clone();
+    forged["body"]["nonces"]["binding"] = doc2["body"]["nonces"]["binding"].clone();
+    assert_eq!(
+        forged["body"]["nonces"]["commitments"],
+        doc1["body"]["nonces"]["commitments"]
+    );
+    ks.put_nonces(
+        &slot1,
+        &SecretBytes::new(serde_json::to_vec(&forged).unwrap()),
+    )
+    .unwrap();
+    let (_, other) = signing::commit(&d.shares[1], &mut rng(3));
+    let package = signing::build_package(
+        &d.group,
+        BTreeMap::from([
+            (*d.shares[0].identifier(), own),
+            (*d.shares[1].identifier(), other),
+        ]),
+        MSG,
+    )
+    .unwrap();
+    let err = keystore::sign(&ks, &d.shares[0], &d.group, &s1, &package, MSG, &own).unwrap_err();
+    assert!(
+        matches!(err, StoredSignError::Refused(SignError::CommitmentChanged)),
+        "{err}"
+    );
+}

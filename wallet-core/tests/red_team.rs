@@ -61,13 +61,22 @@ struct World {
     _tmp: tempfile::TempDir,
 }
 
+/// The second authorised requester (its own key, fixed seed).
+fn second_requester() -> SoftwareIdentity {
+    SoftwareIdentity::generate(&mut rng(0x5ec0))
+}
+
 fn policy_toml(requester: &IdentityPublicKey, allowed: &bitcoin::Address) -> String {
+    let second = second_requester().public_key();
     format!(
         r#"version = 1
 network = "regtest"
 [[requester]]
 label = "treasury-ops"
 key = "{requester}"
+[[requester]]
+label = "payroll-bot"
+key = "{second}"
 [[destination]]
 label = "exchange deposit"
 address = "{allowed}"
@@ -467,6 +476,14 @@ fn attack_08_replayed_request() {
         matches!(w.signer(0).approve(&req, NOW), Err(Refusal::Replayed(id)) if id == "r-replay")
     );
     w.audited_refusal(0, "replay");
+    // Request ids are unique per requester: another authorised requester's
+    // request that happens to use the same id is not a replay.
+    let other = w.request_for(
+        "r-replay",
+        &psbt(&w.coins, w.outputs()),
+        &second_requester(),
+    );
+    assert!(w.signer(2).approve(&other, NOW).is_ok());
     // The untouched third signer approves, but the coordinator cannot get t.
     let approvals = vec![w.signer(1).approve(&req, NOW).unwrap()];
     assert!(matches!(

@@ -461,10 +461,13 @@ pub fn sign<C: KuraSuite>(
     if body.session != *session || body.participant != *share.identifier() {
         return Err(KeystoreError::Tampered(slot.to_string()).into());
     }
-    if body.nonces.commitments() != own_commitments {
+    // Rebuild the nonces from their scalars so the commitments compared are
+    // the ones these nonces really have, not a stored field beside them.
+    let nonces = SigningNonces::<C>::from_nonces(*body.nonces.hiding(), *body.nonces.binding());
+    if nonces.commitments() != own_commitments {
         return Err(SignError::CommitmentChanged.into());
     }
-    let state = Round1State::from_nonces(body.participant, body.nonces);
+    let state = Round1State::from_nonces(body.participant, nonces);
     Ok(signing::sign(
         share,
         group,

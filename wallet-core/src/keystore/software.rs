@@ -74,12 +74,15 @@ impl SoftwareKeystore {
         }
         let at_rest = age::x25519::Identity::generate();
         let identity = SoftwareIdentity::generate(&mut OsRng);
-        let mut plain = zeroize::Zeroizing::new(String::new());
+        // Sized up front and filled from zeroizing temporaries, so no copy of
+        // a secret is left behind in freed memory.
+        let mut plain = zeroize::Zeroizing::new(String::with_capacity(512));
         plain.push_str(HEADER);
         plain.push('\n');
         plain.push_str(at_rest.to_string().expose_secret());
         plain.push('\n');
-        plain.push_str(&hex::encode(identity.secret_bytes().expose()));
+        let identity_hex = zeroize::Zeroizing::new(hex::encode(identity.secret_bytes().expose()));
+        plain.push_str(&identity_hex);
         plain.push('\n');
         let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
         if let WorkFactor::LogN(n) = work {

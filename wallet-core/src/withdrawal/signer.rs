@@ -176,6 +176,15 @@ impl std::fmt::Debug for Signer<'_> {
     }
 }
 
+/// Text from outside, cut to a length an audit entry should carry.
+fn bounded(text: &str) -> String {
+    const MAX: usize = 512;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", text.get(..i).unwrap_or_default()),
+        None => text.to_owned(),
+    }
+}
+
 fn hex32(b: &[u8; 32]) -> String {
     hex::encode(b)
 }
@@ -196,6 +205,7 @@ impl Signer<'_> {
             Ok(reviewed) => {
                 let record = AuditRecord::new(AuditEvent::RequestSeen)
                     .with_request_id(reviewed.request_id.clone())
+                    .with_requester(request.body.requester.to_string())
                     .with_request_digest(hex32(&reviewed.request_digest))
                     .with_sighashes(reviewed.summary.sighashes().iter().map(hex32).collect())
                     .with_policy_digest(hex32(&self.policy.digest()));
@@ -254,12 +264,18 @@ impl Signer<'_> {
     ) -> Refusal {
         let mut record = AuditRecord::new(AuditEvent::Refused {
             rule: refusal.rule(),
-            reason: refusal.to_string(),
+            reason: bounded(&refusal.to_string()),
         })
-        .with_request_id(request.body.request_id.clone())
         .with_policy_digest(hex32(&self.policy.digest()));
-        if let Ok(d) = request.digest(self.group.id()) {
-            record = record.with_request_digest(hex32(&d));
+        // Only a request whose signature verifies is named: an unsigned one
+        // could otherwise write whatever id it likes into the log.
+        if request.verify(self.group.id()).is_ok() {
+            record = record
+                .with_request_id(bounded(&request.body.request_id))
+                .with_requester(request.body.requester.to_string());
+            if let Ok(d) = request.digest(self.group.id()) {
+                record = record.with_request_digest(hex32(&d));
+            }
         }
         match self.audit.append(self.keystore, now, record) {
             Ok(_) => refusal,
@@ -268,9 +284,12 @@ impl Signer<'_> {
     }
 
     /// Whether this signer already approved or signed request `id`.
-    fn handled(&self, id: &str, events: &[fn(&AuditEvent) -> bool]) -> bool {
+    fn handled(&self, request: &WithdrawalRequest, events: &[fn(&AuditEvent) -> bool]) -> bool {
+        let requester = request.requester.to_string();
         self.audit.entries().iter().any(|e| {
-            e.record.request_id.as_deref() == Some(id) && events.iter().any(|f| f(&e.record.event))
+            e.record.request_id.as_deref() == Some(request.request_id.as_str())
+                && e.record.requester.as_deref() == Some(requester.as_str())
+                && events.iter().any(|f| f(&e.record.event))
         })
     }
 
@@ -291,7 +310,7 @@ impl Signer<'_> {
             |e| matches!(e, AuditEvent::ShareReleased),
         ];
         let result = self.check_request(request, now).and_then(|r| {
-            if self.handled(&r.request_id, &approved_or_released) {
+            if self.handled(&request.body, &approved_or_released) {
                 return Err(Refusal::Replayed(r.request_id));
             }
             Ok(r)
@@ -301,14 +320,13 @@ impl Signer<'_> {
             Err(e) => return Err(self.refuse(request, e, now)),
         };
         let session = SessionId::random();
-        let mut commitments = Vec::with_capacity(reviewed.summary.inputs.len());
-        for i in 0..reviewed.summary.inputs.len() {
-            commitments.push(keystore::commit(
-                self.keystore,
-                self.share,
-                &session.for_input(i),
-            )?);
-        }
+        let committed: Result<Vec<_>, KeystoreError> = (0..reviewed.summary.inputs.len())
+            .map(|i| keystore::commit(self.keystore, self.share, &session.for_input(i)))
+            .collect();
+        let commitments = match committed {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(request, Refusal::Keystore(e), now)),
+        };
         let approval = Approval {
             request_id: reviewed.request_id.clone(),
             request_digest: hex32(&reviewed.request_digest),
@@ -320,6 +338,7 @@ impl Signer<'_> {
         };
         let record = AuditRecord::new(AuditEvent::Approved)
             .with_request_id(reviewed.request_id.clone())
+            .with_requester(request.body.requester.to_string())
             .with_request_digest(hex32(&reviewed.request_digest))
             .with_sighashes(approval.sighashes.clone())
             .with_policy_digest(approval.policy_digest.clone());
@@ -347,7 +366,7 @@ impl Signer<'_> {
         let checked = self
             .check_request(request, now)
             .and_then(|reviewed| {
-                if self.handled(&reviewed.request_id, &released) {
+                if self.handled(&request.body, &released) {
                     return Err(Refusal::Replayed(reviewed.request_id));
                 }
                 Ok(reviewed)
@@ -369,27 +388,35 @@ impl Signer<'_> {
             );
         }
         // All checks passed; now (and only now) the nonces are taken.
-        let mut shares = Vec::with_capacity(sighashes.len());
-        for (i, (package, sighash)) in frost_packages.iter().zip(&sighashes).enumerate() {
-            let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
-            let session = own.session.for_input(i);
-            let share = keystore::sign(
-                self.keystore,
-                self.share,
-                self.group,
-                &session,
-                package,
-                sighash,
-                own_c,
-            )
-            .map_err(|e| match e {
-                StoredSignError::Refused(source) => Refusal::Package { input: i, source },
-                StoredSignError::Keystore(k) => Refusal::Keystore(k),
-            })?;
-            shares.push(share);
-        }
+        let signed: Result<Vec<_>, Refusal> = frost_packages
+            .iter()
+            .zip(&sighashes)
+            .enumerate()
+            .map(|(i, (package, sighash))| {
+                let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
+                let session = own.session.for_input(i);
+                keystore::sign(
+                    self.keystore,
+                    self.share,
+                    self.group,
+                    &session,
+                    package,
+                    sighash,
+                    own_c,
+                )
+                .map_err(|e| match e {
+                    StoredSignError::Refused(source) => Refusal::Package { input: i, source },
+                    StoredSignError::Keystore(k) => Refusal::Keystore(k),
+                })
+            })
+            .collect();
+        let shares = match signed {
+            Ok(s) => s,
+            Err(e) => return Err(self.refuse(request, e, now)),
+        };
         let record = AuditRecord::new(AuditEvent::ShareReleased)
             .with_request_id(reviewed.request_id.clone())
+            .with_requester(request.body.requester.to_string())
             .with_request_digest(hex32(&reviewed.request_digest))
             .with_sighashes(sighashes.iter().map(hex32).collect())
             .with_policy_digest(hex32(&self.policy.digest()))
