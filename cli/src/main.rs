@@ -61,6 +61,9 @@ enum Command {
     /// Key generation.
     #[command(subcommand)]
     Keygen(KeygenCmd),
+    /// Distributed key generation as files (no dealer).
+    #[command(subcommand)]
+    Dkg(DkgCmd),
     /// The group wallet's address.
     #[command(subcommand)]
     Wallet(WalletCmd),
@@ -142,6 +145,58 @@ enum KeygenCmd {
         cards: Vec<PathBuf>,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+}
+
+/// The ceremony every DKG command names.
+#[derive(Debug, clap::Args)]
+struct CeremonyArgs {
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    #[arg(long, short = 't')]
+    threshold: u16,
+    /// Every participant's identity card (repeat), this signer's included.
+    #[arg(long = "card", value_name = "FILE", required = true)]
+    cards: Vec<PathBuf>,
+    /// 64 hex digits the convener picked at random and gave everyone.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum DkgCmd {
+    /// Round 1: this signer's broadcast (send it to everyone).
+    ///
+    /// Example: kura dkg round1 --home alice -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --out r1-alice.json --passphrase-file alice.pass
+    Round1 {
+        #[command(flatten)]
+        c: CeremonyArgs,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Round 2: check everyone's round-1 broadcasts; one sealed message per peer.
+    ///
+    /// Example: kura dkg round2 --home alice -t 2 --card … --ceremony $C --out-dir to-send r1-*.json --passphrase-file alice.pass
+    Round2 {
+        #[command(flatten)]
+        c: CeremonyArgs,
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[arg(required = true)]
+        round1: Vec<PathBuf>,
+    },
+    /// Finish: open the messages sealed to this signer, verify them, keep the share; writes group and roster.
+    ///
+    /// Example: kura dkg finish --home alice -t 2 --card … --ceremony $C --round1 r1-*.json --round2 round2-*-to-alice.json --out-dir done --passphrase-file alice.pass
+    Finish {
+        #[command(flatten)]
+        c: CeremonyArgs,
+        #[arg(long = "round1", value_name = "FILE", required = true)]
+        round1: Vec<PathBuf>,
+        #[arg(long = "round2", value_name = "FILE", required = true)]
+        round2: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
     },
 }
 
@@ -362,6 +417,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => cmd::keygen::import(&home, &group, &roster, &share, s, &r),
         Command::Requester(RequesterCmd::Init { home, label }) => {
             cmd::misc::init(&home, "requester", &label, None, s, &r)
+        }
+        Command::Dkg(DkgCmd::Round1 { c, out }) => {
+            let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
+            cmd::dkg::round1(&c.home, &cer, &out, s, &r)
+        }
+        Command::Dkg(DkgCmd::Round2 { c, out_dir, round1 }) => {
+            let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
+            cmd::dkg::round2(&c.home, &cer, &round1, &out_dir, s, &r)
+        }
+        Command::Dkg(DkgCmd::Finish {
+            c,
+            round1,
+            round2,
+            out_dir,
+        }) => {
+            let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
+            cmd::dkg::finish(&c.home, &cer, &round1, &round2, &out_dir, s, &r)
         }
         Command::Keygen(KeygenCmd::Dealer {
             threshold,

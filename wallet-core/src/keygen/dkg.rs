@@ -258,3 +258,112 @@ pub(super) fn describe<C: KuraSuite>(round1: &[Round1Message<C>], id: &Identifie
         .map(|m| m.label.to_string())
         .unwrap_or_else(|| identifier_hex(id))
 }
+
+/// A DKG secret state as a document (secret: only ever stored through a
+/// keystore, e.g. as a take-once entry between the rounds of a file-based
+/// ceremony).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: KuraSuite", deny_unknown_fields)]
+struct SecretStateBody<C: KuraSuite> {
+    label: Label,
+    round: u8,
+    round1: Option<round1::SecretPackage<C>>,
+    round2: Option<round2::SecretPackage<C>>,
+}
+
+impl<C: KuraSuite> crate::format::DocumentBody for SecretStateBody<C> {
+    const KIND: &'static str = "dkg-secret-state";
+    fn suite() -> crate::suite::SuiteId {
+        C::SUITE
+    }
+}
+
+fn bad_state(reason: &str) -> KeygenError {
+    KeygenError::Messages(format!("DKG secret state: {reason}"))
+}
+
+impl<C: KuraSuite> Round1Secret<C> {
+    /// This participant's identifier.
+    pub fn identifier(&self) -> &Identifier<C> {
+        self.secret.identifier()
+    }
+
+    /// Encodes the state for a keystore (secret bytes) under `ceremony`.
+    ///
+    /// # Errors
+    /// Only on an internal serialization failure.
+    pub fn to_secret_document(
+        &self,
+        ceremony: &crate::format::GroupId,
+    ) -> Result<crate::SecretBytes, KeygenError> {
+        let body = SecretStateBody::<C> {
+            label: self.label.clone(),
+            round: 1,
+            round1: Some(self.secret.clone()),
+            round2: None,
+        };
+        crate::format::encode(ceremony, &body)
+            .map(crate::SecretBytes::new)
+            .map_err(|e| bad_state(&e.to_string()))
+    }
+
+    /// Reads a state written by [`Round1Secret::to_secret_document`].
+    ///
+    /// # Errors
+    /// [`KeygenError::Messages`] for another ceremony, round or a malformed state.
+    pub fn from_secret_document(
+        bytes: &[u8],
+        ceremony: &crate::format::GroupId,
+    ) -> Result<Self, KeygenError> {
+        let body = crate::format::decode_for_group::<SecretStateBody<C>>(bytes, ceremony)
+            .map_err(|e| bad_state(&e.to_string()))?;
+        match (body.round, body.round1) {
+            (1, Some(secret)) => Ok(Round1Secret {
+                label: body.label,
+                secret,
+            }),
+            _ => Err(bad_state("not a round-1 state")),
+        }
+    }
+}
+
+impl<C: KuraSuite> Round2Secret<C> {
+    /// Encodes the state for a keystore (secret bytes) under `ceremony`.
+    ///
+    /// # Errors
+    /// Only on an internal serialization failure.
+    pub fn to_secret_document(
+        &self,
+        ceremony: &crate::format::GroupId,
+    ) -> Result<crate::SecretBytes, KeygenError> {
+        let body = SecretStateBody::<C> {
+            label: self.label.clone(),
+            round: 2,
+            round1: None,
+            round2: Some(self.secret.clone()),
+        };
+        crate::format::encode(ceremony, &body)
+            .map(crate::SecretBytes::new)
+            .map_err(|e| bad_state(&e.to_string()))
+    }
+
+    /// Reads a state written by [`Round2Secret::to_secret_document`].
+    ///
+    /// # Errors
+    /// [`KeygenError::Messages`] for another ceremony, round or a malformed state.
+    pub fn from_secret_document(
+        bytes: &[u8],
+        ceremony: &crate::format::GroupId,
+    ) -> Result<Self, KeygenError> {
+        let body = crate::format::decode_for_group::<SecretStateBody<C>>(bytes, ceremony)
+            .map_err(|e| bad_state(&e.to_string()))?;
+        match (body.round, body.round2) {
+            (2, Some(secret)) => Ok(Round2Secret {
+                label: body.label,
+                identifier: *secret.identifier(),
+                secret,
+            }),
+            _ => Err(bad_state("not a round-2 state")),
+        }
+    }
+}
