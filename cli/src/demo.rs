@@ -232,14 +232,15 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let mut approvals = Vec::new();
     for &i in &chosen {
         let s = signers.get(i).context("signer")?;
-        let mut signer = Signer {
-            group: &group,
-            identities: &identities,
-            share: shares.get(i).context("share")?,
-            keystore: s.keystore.as_ref(),
-            policy: &policy,
-            audit: audits.get_mut(i).context("audit log")?,
-        };
+        let mut signer = signer_at(
+            &group,
+            &identities,
+            &policy,
+            &signers,
+            &shares,
+            &mut audits,
+            i,
+        )?;
         let reviewed = signer
             .review(&request, t)
             .map_err(|e| refused(format!("{}: {e}", s.label)))?;
@@ -296,14 +297,15 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let mut refusals = Vec::new();
     for &i in &chosen {
         let s = signers.get(i).context("signer")?;
-        let mut signer = Signer {
-            group: &group,
-            identities: &identities,
-            share: shares.get(i).context("share")?,
-            keystore: s.keystore.as_ref(),
-            policy: &policy,
-            audit: audits.get_mut(i).context("audit log")?,
-        };
+        let mut signer = signer_at(
+            &group,
+            &identities,
+            &policy,
+            &signers,
+            &shares,
+            &mut audits,
+            i,
+        )?;
         match signer.sign(&request, &tampered, t) {
             Err(e @ Refusal::Package { .. }) => {
                 o.step(&format!("  {} refused: {e}", s.label));
@@ -322,14 +324,15 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let mut share_docs = Vec::new();
     for &i in &chosen {
         let s = signers.get(i).context("signer")?;
-        let mut signer = Signer {
-            group: &group,
-            identities: &identities,
-            share: shares.get(i).context("share")?,
-            keystore: s.keystore.as_ref(),
-            policy: &policy,
-            audit: audits.get_mut(i).context("audit log")?,
-        };
+        let mut signer = signer_at(
+            &group,
+            &identities,
+            &policy,
+            &signers,
+            &shares,
+            &mut audits,
+            i,
+        )?;
         let doc = signer
             .sign(&request, &packages, t)
             .map_err(|e| refused(format!("{}: {e}", s.label)))?;
@@ -410,6 +413,26 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
         println!("files        {} (withdrawal.psbt, withdrawal.tx, every round under withdrawal/ and dkg/)", out.display());
     }
     Ok(())
+}
+
+/// Signer `i` of the demo, with its share, keystore, policy and audit log.
+fn signer_at<'a>(
+    group: &'a PublicGroup<Suite>,
+    identities: &'a BTreeMap<Identifier<Suite>, IdentityPublicKey>,
+    policy: &'a Policy,
+    signers: &'a [Participant],
+    shares: &'a [KeyShare<Suite>],
+    audits: &'a mut [AuditLog],
+    i: usize,
+) -> anyhow::Result<Signer<'a>> {
+    Ok(Signer {
+        group,
+        identities,
+        share: shares.get(i).context("share")?,
+        keystore: signers.get(i).context("signer")?.keystore.as_ref(),
+        policy,
+        audit: audits.get_mut(i).context("audit log")?,
+    })
 }
 
 fn run_dkg(

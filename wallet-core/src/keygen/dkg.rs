@@ -153,15 +153,32 @@ pub fn part2<C: KuraSuite>(
     secret: Round1Secret<C>,
     round1: &[Round1Message<C>],
 ) -> Result<(Round2Secret<C>, Vec<Round2Message<C>>), KeygenError> {
+    part2_with(secret, round1, frost_core::keys::dkg::part2)
+}
+
+type Part2Output<C> = (
+    round2::SecretPackage<C>,
+    BTreeMap<Identifier<C>, round2::Package<C>>,
+);
+
+/// Part 2 with frost's DKG or refresh-DKG step `step`: the message checks,
+/// culprit naming and message wrapping shared by both.
+pub(super) fn part2_with<C: KuraSuite>(
+    secret: Round1Secret<C>,
+    round1: &[Round1Message<C>],
+    step: impl FnOnce(
+        round1::SecretPackage<C>,
+        &BTreeMap<Identifier<C>, round1::Package<C>>,
+    ) -> Result<Part2Output<C>, frost_core::Error<C>>,
+) -> Result<(Round2Secret<C>, Vec<Round2Message<C>>), KeygenError> {
     let me = *secret.secret.identifier();
     let map = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
-    let (secret2, packages) =
-        frost_core::keys::dkg::part2(secret.secret, &map).map_err(|e| match e {
-            frost_core::Error::InvalidProofOfKnowledge { culprit } => {
-                KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
-            }
-            other => KeygenError::Frost(other.to_string()),
-        })?;
+    let (secret2, packages) = step(secret.secret, &map).map_err(|e| match e {
+        frost_core::Error::InvalidProofOfKnowledge { culprit } => {
+            KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
+        }
+        other => KeygenError::Frost(other.to_string()),
+    })?;
     let messages = packages
         .into_iter()
         .map(|(to, package)| Round2Message {

@@ -144,31 +144,7 @@ pub fn dkg_part2<C: KuraSuite>(
     secret: Round1Secret<C>,
     round1: &[Round1Message<C>],
 ) -> Result<(Round2Secret<C>, Vec<Round2Message<C>>), KeygenError> {
-    let me = *secret.secret.identifier();
-    let map = round1_map(&me, &secret.label, *secret.secret.max_signers(), round1)?;
-    let (secret2, packages) = frost_core::keys::refresh::refresh_dkg_part2(secret.secret, &map)
-        .map_err(|e| match e {
-            frost_core::Error::InvalidProofOfKnowledge { culprit } => {
-                KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
-            }
-            other => KeygenError::Frost(other.to_string()),
-        })?;
-    let messages = packages
-        .into_iter()
-        .map(|(to, package)| Round2Message {
-            from: me,
-            to,
-            package,
-        })
-        .collect();
-    Ok((
-        Round2Secret {
-            label: secret.label,
-            identifier: me,
-            secret: secret2,
-        },
-        messages,
-    ))
+    super::dkg::part2_with(secret, round1, frost_core::keys::refresh::refresh_dkg_part2)
 }
 
 /// DKG refresh, finish: verifies the received zero-shares and adds them to
