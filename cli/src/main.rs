@@ -498,7 +498,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    match run(cli) {
+    let result = run(cli);
+    // Explicit PKCS#11 shutdown once every keystore is dropped.
+    hsm_bridge::context::finalize_unused();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = if e.downcast_ref::<Refused>().is_some() {

@@ -357,6 +357,7 @@ impl Keystore for HsmKeystore {
         document: &SecretBytes,
     ) -> Result<(), KeystoreError> {
         let ct = self.seal(slot, document.expose())?;
+        let ct_check = ct.clone();
         let name = slot.name();
         let pending = format!("{name}{PENDING}");
         let session = self.session();
@@ -384,8 +385,8 @@ impl Keystore for HsmKeystore {
                 Attribute::Private(true),
                 Attribute::Modifiable(true),
                 Attribute::Application(APPLICATION.to_vec()),
-                Attribute::Label(pending.into_bytes()),
-                Attribute::Value(ct),
+                Attribute::Label(pending.clone().into_bytes()),
+                Attribute::Value(ct.clone()),
             ])
             .map_err(|e| match e {
                 CkError::Pkcs11(RvError::DeviceMemory, _) => HsmError::TokenFull {
@@ -393,6 +394,21 @@ impl Keystore for HsmKeystore {
                 },
                 other => HsmError::pkcs11("C_CreateObject")(other),
             })?;
+        // A token that ran out of space can hand back a handle to an object
+        // it never stored (SoftHSM2 does, on a full file system): read the new
+        // object back, by label, before the old one is touched.
+        let stored = self
+            .data_objects(&session, &pending)?
+            .into_iter()
+            .find(|o| *o == new)
+            .and_then(|o| Self::object_value(&session, o).ok());
+        if stored.as_deref() != Some(ct_check.as_slice()) {
+            let _ = session.destroy_object(new);
+            return Err(HsmError::TokenFull {
+                label: self.label.clone(),
+            }
+            .into());
+        }
         for old in self.data_objects(&session, &name)? {
             session
                 .destroy_object(old)
