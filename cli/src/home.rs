@@ -202,6 +202,8 @@ impl Home {
         let (keystore, config): (Box<dyn Keystore>, KeystoreConfig) = match hsm {
             None => {
                 let pass = secrets.passphrase()?;
+                let _progress =
+                    Progress::start("sealing the new keystore (scrypt, about a second)");
                 let ks =
                     SoftwareKeystore::create(&dir.join("keystore"), &pass, WorkFactor::Default)?;
                 (Box::new(ks), KeystoreConfig::Software)
@@ -265,10 +267,11 @@ impl Home {
             );
         }
         let keystore: Box<dyn Keystore> = match &config.keystore {
-            KeystoreConfig::Software => Box::new(SoftwareKeystore::open(
-                &dir.join("keystore"),
-                &secrets.passphrase()?,
-            )?),
+            KeystoreConfig::Software => {
+                let pass = secrets.passphrase()?;
+                let _progress = Progress::start("unlocking the keystore (scrypt, about a second)");
+                Box::new(SoftwareKeystore::open(&dir.join("keystore"), &pass)?)
+            }
             KeystoreConfig::Pkcs11 { uri } => Box::new(hsm_bridge::HsmKeystore::open(
                 &hsm_bridge::Pkcs11Uri::parse(uri)?,
                 &secrets.pin()?,
@@ -280,5 +283,28 @@ impl Home {
             config,
             keystore,
         })
+    }
+}
+
+/// A one-line progress note on a terminal's stderr for steps that take
+/// about a second or more; silent when stderr is not a terminal.
+pub struct Progress(bool);
+
+impl Progress {
+    pub fn start(what: &str) -> Progress {
+        use std::io::IsTerminal;
+        let on = std::io::stderr().is_terminal();
+        if on {
+            eprint!("{what}…");
+        }
+        Progress(on)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.0 {
+            eprintln!(" done");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Passphrases and PINs: from a file or an environment variable *named* on
-//! the command line — never the secret itself as an argument.
+//! Passphrases and PINs: from a file, an environment variable *named* on
+//! the command line, or a no-echo prompt on a terminal — never the secret
+//! itself as an argument.
 
 use std::path::PathBuf;
 
@@ -34,9 +35,21 @@ fn source(
         (Some(f), None) => hsm_bridge::PinSource::File(f.clone()),
         (None, Some(v)) => hsm_bridge::PinSource::Env(v.clone()),
         (Some(_), Some(_)) => bail!("give either --{flag}-file or --{flag}-env, not both"),
-        (None, None) => bail!(
-            "this needs the {what}: pass --{flag}-file FILE or --{flag}-env VAR (secrets are never taken as command-line values)"
-        ),
+        (None, None) => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+                // Read from the terminal without echo; the String is moved
+                // straight into a zeroizing SecretString.
+                let typed = rpassword::prompt_password(format!("{what}: "))?;
+                if typed.is_empty() {
+                    bail!("the {what} is empty");
+                }
+                return Ok(SecretString::from(typed));
+            }
+            bail!(
+                "this needs the {what}: pass --{flag}-file FILE or --{flag}-env VAR, or run on a terminal to be asked (secrets are never taken as command-line values)"
+            )
+        }
     };
     Ok(src.read()?)
 }

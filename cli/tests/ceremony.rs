@@ -759,3 +759,58 @@ fn refusals_and_input_errors_have_their_exit_codes() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("kura-nobody"), "{}", r.stderr);
 }
+
+#[test]
+fn the_passphrase_can_be_typed_at_a_terminal_prompt() {
+    // `script` (util-linux) gives kura a pseudo-terminal, so the no-echo
+    // prompt is used instead of a file or variable.
+    let env = Env::new();
+    std::fs::write(env.p("a.pass"), "typed secret\n").unwrap();
+    env.kura(&[
+        "signer",
+        "init",
+        "--home",
+        "a",
+        "--label",
+        "a",
+        "--software",
+        "--passphrase-file",
+        "a.pass",
+    ])
+    .ok();
+    let kura = env!("CARGO_BIN_EXE_kura");
+    let typed = |answer: &str| {
+        let mut child = Command::new("script")
+            .current_dir(env.dir.path())
+            .args([
+                "-qec",
+                &format!("{kura} sign review --home a nothing.json"),
+                "/dev/null",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) is needed for this test");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    let right = typed("typed secret");
+    assert!(right.contains("keystore passphrase:"), "{right}");
+    assert!(
+        right.contains("no group yet"),
+        "unlocked, then stopped for lack of a group: {right}"
+    );
+    assert!(
+        !right.contains("typed secret"),
+        "the passphrase must not be echoed: {right}"
+    );
+    let wrong = typed("not the secret");
+    assert!(wrong.contains("wrong passphrase"), "{wrong}");
+}
