@@ -25,6 +25,7 @@
 //! | 17 | malicious signer | sends an invalid share | aggregation names it (only it) |
 //! | 18 | requester channel | destination not on the allowlist | policy `destination-allowlist` |
 //! | 19 | requester channel | more than the per-transaction / rolling limit | policy limits |
+//! | 20 | requester channel | asks for a raw (blind) message signature | policy `raw-messages`, off by default |
 
 mod common;
 
@@ -815,4 +816,101 @@ fn every_audit_log_verifies_after_the_attacks() {
         let pk = wallet_core::keystore::Keystore::identity_public_key(&w.stores[i]).unwrap();
         wallet_core::audit::verify(&bytes, &pk).unwrap();
     }
+}
+
+fn message_request(
+    w: &World,
+    id: &str,
+    message: &[u8],
+) -> Signed<wallet_core::withdrawal::request::MessageRequest> {
+    let body = wallet_core::withdrawal::request::MessageRequest {
+        request_id: id.into(),
+        requester: w.requester.public_key(),
+        created_at: NOW - 10,
+        expires_at: NOW + 600,
+        memo: "a message to sign".into(),
+        message: message.to_vec(),
+    };
+    Signed::sign(
+        w.d.group.id(),
+        body,
+        &MemoryKeystore::with_identity(w.requester.clone()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn attack_20_blind_raw_message_signing_is_refused_by_default() {
+    let mut w = world(32);
+    // A 32-byte "message" that is really some transaction's sighash: exactly
+    // what a blind-signing attack would ask for.
+    let req = message_request(&w, "m-1", &[0x99; 32]);
+    for i in 0..3 {
+        match w.signer(i).approve_message(&req, NOW) {
+            Err(Refusal::Policy(p)) => assert_eq!(p.rule, Rule::RawMessages, "{p}"),
+            other => panic!("{other:?}"),
+        }
+        w.audited_refusal(i, "raw-messages");
+    }
+}
+
+#[test]
+fn raw_messages_sign_when_the_policy_allows_them() {
+    let mut w = world(33);
+    let toml = policy_toml(&w.requester.public_key(), &w.allowed).replacen(
+        "label = \"treasury-ops\"\n",
+        "label = \"treasury-ops\"\nraw_messages = true\n",
+        1,
+    );
+    w.policy = Policy::from_toml(&toml).unwrap();
+    let message = b"attestation: reserves held on 2026-11-26";
+    let req = message_request(&w, "m-2", message);
+    let approvals: Vec<_> = [0, 1]
+        .iter()
+        .map(|&i| w.signer(i).approve_message(&req, NOW).unwrap())
+        .collect();
+    let packages = wallet_core::withdrawal::coordinator::build_message_packages(
+        &w.d.group,
+        &w.identities,
+        &req,
+        &approvals,
+    )
+    .unwrap();
+    // A package for another message is refused.
+    let mut other = packages.clone();
+    other.packages[0].message = b"something else".to_vec();
+    assert!(matches!(
+        w.signer(0).sign_message(&req, &other, NOW),
+        Err(Refusal::Package {
+            source: SignError::MessageMismatch { .. },
+            ..
+        })
+    ));
+    let shares: Vec<_> = [0, 1]
+        .iter()
+        .map(|&i| w.signer(i).sign_message(&req, &packages, NOW).unwrap())
+        .collect();
+    let package = packages.packages[0].to_package().unwrap();
+    let by_signer = shares
+        .iter()
+        .map(|s| (s.body.participant, s.body.shares[0]))
+        .collect();
+    let sig = wallet_core::signing::aggregate(&w.d.group, &package, &by_signer).unwrap();
+    let out =
+        w.d.group
+            .taproot()
+            .output_key()
+            .to_x_only_public_key()
+            .serialize();
+    wallet_core::taproot::verify_bip340(
+        &out,
+        message,
+        &sig.serialize().unwrap().try_into().unwrap(),
+    )
+    .unwrap();
+    // Replays of the message request are refused like withdrawals.
+    assert!(matches!(
+        w.signer(0).approve_message(&req, NOW),
+        Err(Refusal::Replayed(_))
+    ));
 }

@@ -9,7 +9,9 @@ use bitcoin::Transaction;
 use frost_core::Identifier;
 
 use super::finalize::{finalize, FinalizeError};
-use super::request::{Approval, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares};
+use super::request::{
+    Approval, MessageRequest, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
+};
 use super::review::{parse_psbt, review, ReviewError};
 use super::signer::{verify_approvals, Refusal};
 use crate::format::FormatError;
@@ -179,4 +181,53 @@ pub fn finalize_withdrawal(
     }
     let tx = finalize(&mut psbt, &signatures, &group.taproot(), network)?;
     Ok((psbt, tx))
+}
+
+/// Builds the signing package of a raw-message request from the signers'
+/// approvals (each signer has checked its policy allows it).
+///
+/// # Errors
+/// [`CoordinatorError`] for a bad request, a bad approval or too few.
+pub fn build_message_packages(
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    request: &Signed<MessageRequest>,
+    approvals: &[Signed<Approval>],
+) -> Result<WithdrawalPackages, CoordinatorError> {
+    let body = request
+        .verify(group.id())
+        .map_err(|_| CoordinatorError::BadRequest)?;
+    let digest = request.digest(group.id())?;
+    let messages = vec![hex::encode(&body.message)];
+    let verified = verify_approvals(
+        group,
+        identities,
+        &hex::encode(digest),
+        &messages,
+        approvals,
+    )?;
+    if verified.len() < usize::from(group.min_signers()) {
+        return Err(CoordinatorError::TooFewApprovals {
+            have: verified.len(),
+            need: group.min_signers(),
+        });
+    }
+    let commitments = verified
+        .iter()
+        .filter_map(|(id, a)| a.commitments.first().map(|c| (*id, *c)))
+        .collect();
+    let package = signing::build_package(group, commitments, &body.message).map_err(|e| {
+        CoordinatorError::Aggregate {
+            input: 0,
+            source: e.into(),
+        }
+    })?;
+    Ok(WithdrawalPackages {
+        request_digest: hex::encode(digest),
+        approvals: approvals.to_vec(),
+        packages: vec![PackageMessage::from_package(
+            SessionId::from_bytes(digest),
+            &package,
+        )],
+    })
 }

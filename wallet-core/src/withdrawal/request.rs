@@ -117,6 +117,34 @@ impl DocumentBody for WithdrawalRequest {
     }
 }
 
+/// A request to sign a raw (non-Bitcoin) message with the group key — the
+/// generic use of the library. Signers refuse it unless their policy allows
+/// raw messages from the requester (off by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// Unique per requester; a signer signs each id at most once.
+    pub request_id: String,
+    /// The requester's identity key.
+    pub requester: IdentityPublicKey,
+    /// Unix seconds when made.
+    pub created_at: u64,
+    /// Unix seconds after which signers refuse it.
+    pub expires_at: u64,
+    /// A note for the people reviewing it.
+    pub memo: String,
+    /// The message, hex.
+    #[serde(with = "crate::format::hex_bytes")]
+    pub message: Vec<u8>,
+}
+
+impl DocumentBody for MessageRequest {
+    const KIND: &'static str = "message-request";
+    fn suite() -> SuiteId {
+        SuiteId::Secp256k1Tr
+    }
+}
+
 /// A signer's approval of a request: what it computed, under which policy,
 /// and its round-1 commitments (one per input).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

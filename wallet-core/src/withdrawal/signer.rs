@@ -10,7 +10,8 @@ use frost_core::round1::SigningCommitments;
 use frost_core::Identifier;
 
 use super::request::{
-    Approval, BadSignature, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
+    Approval, BadSignature, MessageRequest, Signed, WithdrawalPackages, WithdrawalRequest,
+    WithdrawalShares,
 };
 use super::review::{parse_psbt, review, ReviewError, WithdrawalSummary};
 use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord};
@@ -189,6 +190,61 @@ fn hex32(b: &[u8; 32]) -> String {
     hex::encode(b)
 }
 
+/// A signed request a signer can approve: a withdrawal or a raw message.
+trait Subject {
+    fn request_id(&self) -> &str;
+    fn requester(&self) -> &IdentityPublicKey;
+    fn times(&self) -> (u64, u64);
+    fn signature_ok(&self, group: &crate::format::GroupId) -> bool;
+    fn digest(
+        &self,
+        group: &crate::format::GroupId,
+    ) -> Result<[u8; 32], crate::format::FormatError>;
+}
+
+macro_rules! subject {
+    ($t:ty) => {
+        impl Subject for Signed<$t> {
+            fn request_id(&self) -> &str {
+                &self.body.request_id
+            }
+            fn requester(&self) -> &IdentityPublicKey {
+                &self.body.requester
+            }
+            fn times(&self) -> (u64, u64) {
+                (self.body.created_at, self.body.expires_at)
+            }
+            fn signature_ok(&self, group: &crate::format::GroupId) -> bool {
+                self.signer == self.body.requester && self.verify(group).is_ok()
+            }
+            fn digest(
+                &self,
+                group: &crate::format::GroupId,
+            ) -> Result<[u8; 32], crate::format::FormatError> {
+                Signed::digest(self, group)
+            }
+        }
+    };
+}
+
+subject!(WithdrawalRequest);
+subject!(MessageRequest);
+
+/// What a signer computed from a request it accepts: the messages to sign
+/// (one per input, or the raw message), and what leaves the wallet.
+struct Checked {
+    request_id: String,
+    request_digest: [u8; 32],
+    messages: Vec<Vec<u8>>,
+    amount_sat: Option<u64>,
+}
+
+impl Checked {
+    fn messages_hex(&self) -> Vec<String> {
+        self.messages.iter().map(hex::encode).collect()
+    }
+}
+
 impl Signer<'_> {
     /// Checks a request and reads its PSBT: requester signature and
     /// authorisation, times, PSBT review and policy. Records `request-seen`
@@ -202,7 +258,7 @@ impl Signer<'_> {
         now: u64,
     ) -> Result<Reviewed, Refusal> {
         match self.check_request(request, now) {
-            Ok(reviewed) => {
+            Ok((reviewed, _)) => {
                 let record = AuditRecord::new(AuditEvent::RequestSeen)
                     .with_request_id(reviewed.request_id.clone())
                     .with_requester(request.body.requester.to_string())
@@ -216,52 +272,79 @@ impl Signer<'_> {
         }
     }
 
+    /// Checks what every request needs: the requester's signature (by the
+    /// key named in the request) and the times.
+    fn check_common(&self, subject: &dyn Subject, now: u64) -> Result<(), Refusal> {
+        if !subject.signature_ok(self.group.id()) {
+            return Err(Refusal::BadRequestSignature);
+        }
+        let (created_at, expires_at) = subject.times();
+        if now >= expires_at {
+            return Err(Refusal::Expired {
+                request_id: subject.request_id().to_owned(),
+                expires_at,
+                now,
+            });
+        }
+        if created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(Refusal::NotYetValid {
+                request_id: subject.request_id().to_owned(),
+                created_at,
+                now,
+            });
+        }
+        Ok(())
+    }
+
     fn check_request(
         &self,
         request: &Signed<WithdrawalRequest>,
         now: u64,
-    ) -> Result<Reviewed, Refusal> {
-        let group = self.group.id();
-        let body = request
-            .verify(group)
-            .map_err(|_| Refusal::BadRequestSignature)?;
-        if request.signer != body.requester {
-            return Err(Refusal::BadRequestSignature);
-        }
-        if now >= body.expires_at {
-            return Err(Refusal::Expired {
-                request_id: body.request_id.clone(),
-                expires_at: body.expires_at,
-                now,
-            });
-        }
-        if body.created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
-            return Err(Refusal::NotYetValid {
-                request_id: body.request_id.clone(),
-                created_at: body.created_at,
-                now,
-            });
-        }
+    ) -> Result<(Reviewed, Checked), Refusal> {
+        self.check_common(request, now)?;
+        let body = &request.body;
         let psbt = parse_psbt(&body.psbt)?;
         let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
         let window_start = now.saturating_sub(self.policy.rolling_window_secs());
         let released = self.audit.amount_released_since(window_start);
         self.policy.evaluate(&summary, &body.requester, released)?;
-        Ok(Reviewed {
+        let request_digest = request.digest(self.group.id())?;
+        let checked = Checked {
             request_id: body.request_id.clone(),
-            request_digest: request.digest(group)?,
-            summary,
+            request_digest,
+            messages: summary.sighashes().iter().map(|h| h.to_vec()).collect(),
+            amount_sat: Some(summary.amount_leaving().to_sat()),
+        };
+        Ok((
+            Reviewed {
+                request_id: body.request_id.clone(),
+                request_digest,
+                summary,
+            },
+            checked,
+        ))
+    }
+
+    /// A raw (non-Bitcoin) message request passes only if this signer's
+    /// policy allows raw messages from its requester — off by default.
+    fn check_message(
+        &self,
+        request: &Signed<MessageRequest>,
+        now: u64,
+    ) -> Result<Checked, Refusal> {
+        self.check_common(request, now)?;
+        self.policy.check_raw_message(&request.body.requester)?;
+        Ok(Checked {
+            request_id: request.body.request_id.clone(),
+            request_digest: request.digest(self.group.id())?,
+            messages: vec![request.body.message.clone()],
+            amount_sat: None,
         })
     }
 
     /// Records a refusal and returns it (or the audit failure, if the
     /// refusal could not be recorded).
-    fn refuse(
-        &mut self,
-        request: &Signed<WithdrawalRequest>,
-        refusal: Refusal,
-        now: u64,
-    ) -> Refusal {
+    fn refuse(&mut self, subject: &dyn Subject, refusal: Refusal, now: u64) -> Refusal {
         let mut record = AuditRecord::new(AuditEvent::Refused {
             rule: refusal.rule(),
             reason: bounded(&refusal.to_string()),
@@ -269,11 +352,11 @@ impl Signer<'_> {
         .with_policy_digest(hex32(&self.policy.digest()));
         // Only a request whose signature verifies is named: an unsigned one
         // could otherwise write whatever id it likes into the log.
-        if request.verify(self.group.id()).is_ok() {
+        if subject.signature_ok(self.group.id()) {
             record = record
-                .with_request_id(bounded(&request.body.request_id))
-                .with_requester(request.body.requester.to_string());
-            if let Ok(d) = request.digest(self.group.id()) {
+                .with_request_id(bounded(subject.request_id()))
+                .with_requester(subject.requester().to_string());
+            if let Ok(d) = subject.digest(self.group.id()) {
                 record = record.with_request_digest(hex32(&d));
             }
         }
@@ -283,11 +366,12 @@ impl Signer<'_> {
         }
     }
 
-    /// Whether this signer already approved or signed request `id`.
-    fn handled(&self, request: &WithdrawalRequest, events: &[fn(&AuditEvent) -> bool]) -> bool {
-        let requester = request.requester.to_string();
+    /// Whether this signer already recorded one of `events` for this
+    /// requester's request id.
+    fn handled(&self, subject: &dyn Subject, events: &[fn(&AuditEvent) -> bool]) -> bool {
+        let requester = subject.requester().to_string();
         self.audit.entries().iter().any(|e| {
-            e.record.request_id.as_deref() == Some(request.request_id.as_str())
+            e.record.request_id.as_deref() == Some(subject.request_id())
                 && e.record.requester.as_deref() == Some(requester.as_str())
                 && events.iter().any(|f| f(&e.record.event))
         })
@@ -305,41 +389,66 @@ impl Signer<'_> {
         request: &Signed<WithdrawalRequest>,
         now: u64,
     ) -> Result<Signed<Approval>, Refusal> {
+        let checked = self.check_request(request, now).map(|(_, c)| c);
+        self.approve_checked(request, checked, now)
+    }
+
+    /// Approves a raw-message request (the generic, non-Bitcoin use of the
+    /// library). Refused unless this signer's policy allows raw messages from
+    /// the requester: signing what one cannot read is how Bybit was robbed.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn approve_message(
+        &mut self,
+        request: &Signed<MessageRequest>,
+        now: u64,
+    ) -> Result<Signed<Approval>, Refusal> {
+        let checked = self.check_message(request, now);
+        self.approve_checked(request, checked, now)
+    }
+
+    fn approve_checked(
+        &mut self,
+        subject: &dyn Subject,
+        checked: Result<Checked, Refusal>,
+        now: u64,
+    ) -> Result<Signed<Approval>, Refusal> {
         let approved_or_released: [fn(&AuditEvent) -> bool; 2] = [
             |e| matches!(e, AuditEvent::Approved),
             |e| matches!(e, AuditEvent::ShareReleased),
         ];
-        let result = self.check_request(request, now).and_then(|r| {
-            if self.handled(&request.body, &approved_or_released) {
-                return Err(Refusal::Replayed(r.request_id));
+        let checked = checked.and_then(|c| {
+            if self.handled(subject, &approved_or_released) {
+                return Err(Refusal::Replayed(c.request_id));
             }
-            Ok(r)
+            Ok(c)
         });
-        let reviewed = match result {
-            Ok(r) => r,
-            Err(e) => return Err(self.refuse(request, e, now)),
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(subject, e, now)),
         };
         let session = SessionId::random();
-        let committed: Result<Vec<_>, KeystoreError> = (0..reviewed.summary.inputs.len())
+        let committed: Result<Vec<_>, KeystoreError> = (0..checked.messages.len())
             .map(|i| keystore::commit(self.keystore, self.share, &session.for_input(i)))
             .collect();
         let commitments = match committed {
             Ok(c) => c,
-            Err(e) => return Err(self.refuse(request, Refusal::Keystore(e), now)),
+            Err(e) => return Err(self.refuse(subject, Refusal::Keystore(e), now)),
         };
         let approval = Approval {
-            request_id: reviewed.request_id.clone(),
-            request_digest: hex32(&reviewed.request_digest),
+            request_id: checked.request_id.clone(),
+            request_digest: hex32(&checked.request_digest),
             participant: *self.share.identifier(),
-            sighashes: reviewed.summary.sighashes().iter().map(hex32).collect(),
+            sighashes: checked.messages_hex(),
             policy_digest: hex32(&self.policy.digest()),
             session,
             commitments,
         };
         let record = AuditRecord::new(AuditEvent::Approved)
-            .with_request_id(reviewed.request_id.clone())
-            .with_requester(request.body.requester.to_string())
-            .with_request_digest(hex32(&reviewed.request_digest))
+            .with_request_id(checked.request_id.clone())
+            .with_requester(subject.requester().to_string())
+            .with_request_digest(hex32(&checked.request_digest))
             .with_sighashes(approval.sighashes.clone())
             .with_policy_digest(approval.policy_digest.clone());
         self.audit.append(self.keystore, now, record)?;
@@ -362,25 +471,46 @@ impl Signer<'_> {
         packages: &WithdrawalPackages,
         now: u64,
     ) -> Result<Signed<WithdrawalShares>, Refusal> {
+        let checked = self.check_request(request, now).map(|(_, c)| c);
+        self.sign_checked(request, checked, packages, now)
+    }
+
+    /// [`Signer::sign`] for a raw-message request approved with
+    /// [`Signer::approve_message`]; the policy is checked again.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn sign_message(
+        &mut self,
+        request: &Signed<MessageRequest>,
+        packages: &WithdrawalPackages,
+        now: u64,
+    ) -> Result<Signed<WithdrawalShares>, Refusal> {
+        let checked = self.check_message(request, now);
+        self.sign_checked(request, checked, packages, now)
+    }
+
+    fn sign_checked(
+        &mut self,
+        subject: &dyn Subject,
+        checked: Result<Checked, Refusal>,
+        packages: &WithdrawalPackages,
+        now: u64,
+    ) -> Result<Signed<WithdrawalShares>, Refusal> {
         let released: [fn(&AuditEvent) -> bool; 1] = [|e| matches!(e, AuditEvent::ShareReleased)];
-        let checked = self
-            .check_request(request, now)
-            .and_then(|reviewed| {
-                if self.handled(&request.body, &released) {
-                    return Err(Refusal::Replayed(reviewed.request_id));
+        let checked = checked
+            .and_then(|c| {
+                if self.handled(subject, &released) {
+                    return Err(Refusal::Replayed(c.request_id));
                 }
-                Ok(reviewed)
+                Ok(c)
             })
-            .and_then(|reviewed| {
-                self.check_packages(&reviewed, packages)
-                    .map(|own| (reviewed, own))
-            });
-        let (reviewed, own) = match checked {
+            .and_then(|c| self.check_packages(&c, packages).map(|own| (c, own)));
+        let (checked, own) = match checked {
             Ok(v) => v,
-            Err(e) => return Err(self.refuse(request, e, now)),
+            Err(e) => return Err(self.refuse(subject, e, now)),
         };
-        let sighashes = reviewed.summary.sighashes();
-        let mut frost_packages = Vec::with_capacity(sighashes.len());
+        let mut frost_packages = Vec::with_capacity(checked.messages.len());
         for (i, p) in packages.packages.iter().enumerate() {
             frost_packages.push(
                 p.to_package()
@@ -390,9 +520,9 @@ impl Signer<'_> {
         // All checks passed; now (and only now) the nonces are taken.
         let signed: Result<Vec<_>, Refusal> = frost_packages
             .iter()
-            .zip(&sighashes)
+            .zip(&checked.messages)
             .enumerate()
-            .map(|(i, (package, sighash))| {
+            .map(|(i, (package, message))| {
                 let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
                 let session = own.session.for_input(i);
                 keystore::sign(
@@ -401,7 +531,7 @@ impl Signer<'_> {
                     self.group,
                     &session,
                     package,
-                    sighash,
+                    message,
                     own_c,
                 )
                 .map_err(|e| match e {
@@ -412,18 +542,20 @@ impl Signer<'_> {
             .collect();
         let shares = match signed {
             Ok(s) => s,
-            Err(e) => return Err(self.refuse(request, e, now)),
+            Err(e) => return Err(self.refuse(subject, e, now)),
         };
-        let record = AuditRecord::new(AuditEvent::ShareReleased)
-            .with_request_id(reviewed.request_id.clone())
-            .with_requester(request.body.requester.to_string())
-            .with_request_digest(hex32(&reviewed.request_digest))
-            .with_sighashes(sighashes.iter().map(hex32).collect())
-            .with_policy_digest(hex32(&self.policy.digest()))
-            .with_amount_sat(reviewed.summary.amount_leaving().to_sat());
+        let mut record = AuditRecord::new(AuditEvent::ShareReleased)
+            .with_request_id(checked.request_id.clone())
+            .with_requester(subject.requester().to_string())
+            .with_request_digest(hex32(&checked.request_digest))
+            .with_sighashes(checked.messages_hex())
+            .with_policy_digest(hex32(&self.policy.digest()));
+        if let Some(amount) = checked.amount_sat {
+            record = record.with_amount_sat(amount);
+        }
         self.audit.append(self.keystore, now, record)?;
         let body = WithdrawalShares {
-            request_digest: hex32(&reviewed.request_digest),
+            request_digest: hex32(&checked.request_digest),
             participant: *self.share.identifier(),
             shares,
         };
@@ -434,7 +566,7 @@ impl Signer<'_> {
     /// signer's own approval.
     fn check_packages(
         &self,
-        reviewed: &Reviewed,
+        reviewed: &Checked,
         packages: &WithdrawalPackages,
     ) -> Result<Approval, Refusal> {
         let digest = hex32(&reviewed.request_digest);
@@ -444,7 +576,7 @@ impl Signer<'_> {
                 found: packages.request_digest.clone(),
             });
         }
-        let sighashes: Vec<String> = reviewed.summary.sighashes().iter().map(hex32).collect();
+        let sighashes: Vec<String> = reviewed.messages_hex();
         let approvals = verify_approvals(
             self.group,
             self.identities,
@@ -480,12 +612,7 @@ impl Signer<'_> {
                 ),
             });
         }
-        for (i, (p, sighash)) in packages
-            .packages
-            .iter()
-            .zip(reviewed.summary.sighashes())
-            .enumerate()
-        {
+        for (i, (p, sighash)) in packages.packages.iter().zip(&reviewed.messages).enumerate() {
             let package = p
                 .to_package()
                 .map_err(|source| Refusal::Package { input: i, source })?;
@@ -493,7 +620,7 @@ impl Signer<'_> {
                 return Err(Refusal::Package {
                     input: i,
                     source: SignError::MessageMismatch {
-                        expected: hex32(&sighash),
+                        expected: hex::encode(sighash),
                         found: hex::encode(package.message()),
                     },
                 });
@@ -530,7 +657,7 @@ impl Signer<'_> {
                 self.share,
                 self.group,
                 &package,
-                &sighash,
+                sighash,
                 own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?,
             )
             .map_err(|source| Refusal::Package { input: i, source })?;
