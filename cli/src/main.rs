@@ -64,6 +64,12 @@ enum Command {
     /// Distributed key generation as files (no dealer).
     #[command(subcommand)]
     Dkg(DkgCmd),
+    /// Share refresh (same group key, new shares).
+    #[command(subcommand)]
+    Refresh(RefreshCmd),
+    /// Share repair (t helpers rebuild a lost share).
+    #[command(subcommand)]
+    Repair(RepairCmd),
     /// The group wallet's address.
     #[command(subcommand)]
     Wallet(WalletCmd),
@@ -197,6 +203,71 @@ enum DkgCmd {
         round2: Vec<PathBuf>,
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RefreshCmd {
+    /// Trusted-dealer refresh: the refreshed group and one sealed refreshing share per member.
+    ///
+    /// Example: kura refresh dealer --group group.json --roster roster.json --out refresh
+    Dealer {
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        roster: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Apply this signer's refreshing share; the old share is replaced.
+    ///
+    /// Example: kura refresh apply --home alice --group refresh/group.json --share refresh/refresh-alice.json --passphrase-file alice.pass
+    Apply {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        group: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        share: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RepairCmd {
+    /// Helper, step 1: one sealed delta per helper (the helper list includes this signer).
+    ///
+    /// Example: kura repair deltas --home bob --lost alice --helper bob --helper carol --out-dir repair --passphrase-file bob.pass
+    Deltas {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long)]
+        lost: String,
+        #[arg(long = "helper", required = true)]
+        helpers: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+    /// Helper, step 2: sum the deltas sealed to this signer into a sigma sealed to the lost member.
+    ///
+    /// Example: kura repair sigma --home bob --lost alice repair/delta-*-to-bob.json --out repair/sigma-bob.json --passphrase-file bob.pass
+    Sigma {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long)]
+        lost: String,
+        #[arg(required = true)]
+        deltas: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// The lost member: rebuild the share from the helpers' sigmas (checked against the group).
+    ///
+    /// Example: kura repair recover --home alice repair/sigma-bob.json repair/sigma-carol.json --passphrase-file alice.pass
+    Recover {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(required = true)]
+        sigmas: Vec<PathBuf>,
     },
 }
 
@@ -434,6 +505,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
             cmd::dkg::finish(&c.home, &cer, &round1, &round2, &out_dir, s, &r)
+        }
+        Command::Refresh(RefreshCmd::Dealer { group, roster, out }) => {
+            cmd::maintain::refresh_dealer(&group, &roster, &out, &r)
+        }
+        Command::Refresh(RefreshCmd::Apply { home, group, share }) => {
+            cmd::maintain::refresh_apply(&home, &group, &share, s, &r)
+        }
+        Command::Repair(RepairCmd::Deltas {
+            home,
+            lost,
+            helpers,
+            out_dir,
+        }) => cmd::maintain::repair_deltas(&home, &lost, &helpers, &out_dir, s, &r),
+        Command::Repair(RepairCmd::Sigma {
+            home,
+            lost,
+            deltas,
+            out,
+        }) => cmd::maintain::repair_sigma(&home, &lost, &deltas, &out, s, &r),
+        Command::Repair(RepairCmd::Recover { home, sigmas }) => {
+            cmd::maintain::repair_recover(&home, &sigmas, s, &r)
         }
         Command::Keygen(KeygenCmd::Dealer {
             threshold,

@@ -814,3 +814,162 @@ fn the_passphrase_can_be_typed_at_a_terminal_prompt() {
     let wrong = typed("not the secret");
     assert!(wrong.contains("wrong passphrase"), "{wrong}");
 }
+
+#[test]
+fn refresh_and_repair_as_files() {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(false);
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 698_600)],
+        9,
+    );
+    std::fs::write(env.p("w.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "w.psbt",
+            "--id",
+            "w-r",
+            "--out",
+            "w.request.json",
+        ],
+    )
+    .ok();
+    let before = std::fs::read(env.p("alice/group.json")).unwrap();
+
+    // Refresh: same group id and address, new verifying shares.
+    env.kura(&[
+        "refresh",
+        "dealer",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--out",
+        "refresh",
+    ])
+    .ok();
+    // bob cannot open alice's refreshing share.
+    let r = env.kura_as(
+        "bob",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "bob",
+            "--group",
+            "refresh/group.json",
+            "--share",
+            "refresh/refresh-alice.json",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    for name in ["alice", "bob", "carol"] {
+        let share = format!("refresh/refresh-{name}.json");
+        env.kura_as(
+            name,
+            &[
+                "refresh",
+                "apply",
+                "--home",
+                name,
+                "--group",
+                "refresh/group.json",
+                "--share",
+                &share,
+            ],
+        )
+        .ok();
+    }
+    let after = std::fs::read(env.p("alice/group.json")).unwrap();
+    assert_ne!(before, after, "verifying shares change");
+    let id = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["group"].clone();
+    assert_eq!(id(&before), id(&after), "the group key does not");
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+
+    // Repair: alice loses her share; bob and carol rebuild it.
+    for e in std::fs::read_dir(env.p("alice/keystore/shares")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let r = env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for name in ["bob", "carol"] {
+        env.kura_as(
+            name,
+            &[
+                "repair",
+                "deltas",
+                "--home",
+                name,
+                "--lost",
+                "alice",
+                "--helper",
+                "bob",
+                "--helper",
+                "carol",
+                "--out-dir",
+                "repair",
+            ],
+        )
+        .ok();
+    }
+    for name in ["bob", "carol"] {
+        let deltas = [
+            format!("repair/delta-bob-to-{name}.json"),
+            format!("repair/delta-carol-to-{name}.json"),
+        ];
+        let out = format!("repair/sigma-{name}.json");
+        env.kura_as(
+            name,
+            &[
+                "repair", "sigma", "--home", name, "--lost", "alice", &deltas[0], &deltas[1],
+                "--out", &out,
+            ],
+        )
+        .ok();
+    }
+    // One sigma is not enough: the rebuilt share would not match, refused.
+    let r = env.kura_as(
+        "alice",
+        &[
+            "repair",
+            "recover",
+            "--home",
+            "alice",
+            "repair/sigma-bob.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    env.kura_as(
+        "alice",
+        &[
+            "repair",
+            "recover",
+            "--home",
+            "alice",
+            "repair/sigma-bob.json",
+            "repair/sigma-carol.json",
+        ],
+    )
+    .ok();
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+}

@@ -3,5 +3,6 @@
 pub mod coordinate;
 pub mod dkg;
 pub mod keygen;
+pub mod maintain;
 pub mod misc;
 pub mod sign;
