@@ -428,6 +428,42 @@ fn ceremony(tokens: bool) {
     ])
     .ok();
 
+    // A tampered approval (a commitment replaced) makes the coordinator refuse.
+    let mut a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.p("w1.carol.approval.json")).unwrap())
+            .unwrap();
+    let alice: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.p("w1.alice.approval.json")).unwrap())
+            .unwrap();
+    a["body"]["body"]["commitments"] = alice["body"]["body"]["commitments"].clone();
+    std::fs::write(
+        env.p("w1.carol.tampered.json"),
+        serde_json::to_vec(&a).unwrap(),
+    )
+    .unwrap();
+    let r = env.kura(&[
+        "coordinate",
+        "package",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--network",
+        "regtest",
+        "w1.request.json",
+        "w1.alice.approval.json",
+        "w1.carol.tampered.json",
+        "--out",
+        "w1.bad-packages.json",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("carol") && r.stderr.contains("signature"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.p("w1.bad-packages.json").exists());
+
     // A tampered packages file (one message byte changed) is refused with a
     // clear error, exit 1, and no shares file appears.
     let mut tampered: serde_json::Value =
@@ -500,6 +536,45 @@ fn ceremony(tokens: bool) {
         ],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
+    // A tampered shares file is refused at finalization, and nothing is written.
+    let mut sh: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.p("w1.carol.shares.json")).unwrap())
+            .unwrap();
+    let first = sh["body"]["body"]["shares"][0]["share"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sh["body"]["body"]["shares"][0]["share"] = format!(
+        "{}{}",
+        if first.starts_with('0') { "1" } else { "0" },
+        &first[1..]
+    )
+    .into();
+    std::fs::write(
+        env.p("w1.carol.bad-shares.json"),
+        serde_json::to_vec(&sh).unwrap(),
+    )
+    .unwrap();
+    let r = env.kura(&[
+        "coordinate",
+        "finalize",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--network",
+        "regtest",
+        "w1.request.json",
+        "w1.packages.json",
+        "w1.alice.shares.json",
+        "w1.carol.bad-shares.json",
+        "--psbt-out",
+        "w1.bad.psbt",
+        "--tx-out",
+        "w1.bad.tx",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!env.p("w1.bad.psbt").exists() && !env.p("w1.bad.tx").exists());
     let fin = env
         .kura(&[
             "--json",
@@ -640,6 +715,113 @@ fn refusals_and_input_errors_have_their_exit_codes() {
     assert_eq!(r.code, 1);
     assert_eq!(r.json()["data"]["exit_code"], 1);
     assert!(r.stderr.contains("fee"), "{}", r.stderr);
+
+    // Per-transaction limit: 600,000 leaving > 500,000 → exit 1, rule named.
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 600_000), (&group_addr, 398_600)],
+        5,
+    );
+    std::fs::write(env.p("big.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "big.psbt",
+            "--id",
+            "w-big",
+            "--out",
+            "big.request.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "bob",
+        &["sign", "review", "--home", "bob", "big.request.json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("per-transaction-limit"), "{}", r.stderr);
+
+    // Fee rate above 50 sat/vB while the fee (9,000) is under its cap (10,000).
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 691_000)],
+        6,
+    );
+    std::fs::write(env.p("rate.psbt"), p).unwrap();
+    env.kura_as(
+        "ops",
+        &[
+            "withdraw",
+            "request",
+            "--home",
+            "ops",
+            "--group",
+            "group/group.json",
+            "--psbt",
+            "rate.psbt",
+            "--id",
+            "w-rate",
+            "--out",
+            "rate.request.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "bob",
+        &["sign", "review", "--home", "bob", "rate.request.json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("fee-rate-cap"), "{}", r.stderr);
+
+    // A requester that is not in the policy.
+    std::fs::write(env.p("intruder.pass"), "intruder\n").unwrap();
+    env.kura(&[
+        "requester",
+        "init",
+        "--home",
+        "intruder",
+        "--label",
+        "intruder",
+        "--passphrase-file",
+        "intruder.pass",
+    ])
+    .ok();
+    let (p, _) = psbt(
+        &group_addr,
+        &[(&exchange, 300_000), (&group_addr, 698_600)],
+        7,
+    );
+    std::fs::write(env.p("intr.psbt"), p).unwrap();
+    env.kura(&[
+        "withdraw",
+        "request",
+        "--home",
+        "intruder",
+        "--group",
+        "group/group.json",
+        "--psbt",
+        "intr.psbt",
+        "--id",
+        "w-intr",
+        "--out",
+        "intr.request.json",
+        "--passphrase-file",
+        "intruder.pass",
+    ])
+    .ok();
+    let r = env.kura_as(
+        "bob",
+        &["sign", "review", "--home", "bob", "intr.request.json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("`requester`"), "{}", r.stderr);
 
     // Expired request (the clock moved past expiry) → exit 1.
     let (p, _) = psbt(
