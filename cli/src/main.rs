@@ -152,6 +152,21 @@ enum KeygenCmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Split an existing single-key wallet's secret key (a file: WIF or hex) into sealed shares.
+    ///
+    /// For Taproot the group's internal key is the imported key, so a BIP86 wallet keeps its address.
+    /// Example: kura keygen import -t 2 --key-file old-wallet.wif --card alice/identity.json --card bob/identity.json --card carol/identity.json --out group
+    Import {
+        #[arg(long, short = 't')]
+        threshold: u16,
+        /// File holding the secret key (WIF or 64 hex digits); never pass a key on the command line.
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+        #[arg(long = "card", value_name = "FILE", required = true)]
+        cards: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// The ceremony every DKG command names.
@@ -527,6 +542,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repair(RepairCmd::Recover { home, sigmas }) => {
             cmd::maintain::repair_recover(&home, &sigmas, s, &r)
         }
+        Command::Keygen(KeygenCmd::Import {
+            threshold,
+            key_file,
+            cards,
+            out,
+        }) => cmd::keygen::import_key(threshold, &cards, &key_file, &out, &r),
         Command::Keygen(KeygenCmd::Dealer {
             threshold,
             cards,

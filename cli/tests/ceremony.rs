@@ -603,6 +603,22 @@ fn ceremony(tokens: bool) {
         &coin
     ));
 
+    // A wrong PIN is one clear error (exit 2), never retried.
+    if tokens {
+        std::fs::write(env.p("wrong.pin"), "not-the-pin\n").unwrap();
+        let r = env.kura(&[
+            "sign",
+            "review",
+            "--home",
+            "alice",
+            "w1.request.json",
+            "--pin-file",
+            "wrong.pin",
+        ]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("wrong PIN") && r.stderr.contains("does not retry"), "{}", r.stderr);
+    }
+
     // Audit: intact, then an edited entry is caught (exit 1, the line named).
     let v = env
         .kura(&["--json", "audit", "verify", "--home", "alice"])
@@ -1154,4 +1170,82 @@ fn refresh_and_repair_as_files() {
         &["sign", "review", "--home", "alice", "w.request.json"],
     )
     .ok();
+}
+
+#[test]
+fn importing_a_single_key_wallet_keeps_its_address() {
+    let env = Env::new();
+    for name in ["alice", "bob", "carol"] {
+        std::fs::write(env.p(&format!("{name}.pass")), format!("pass {name}\n")).unwrap();
+        env.kura(&[
+            "signer",
+            "init",
+            "--home",
+            name,
+            "--label",
+            name,
+            "--software",
+            "--passphrase-file",
+            &format!("{name}.pass"),
+        ])
+        .ok();
+    }
+    let secret = [0x2a_u8; 32];
+    std::fs::write(env.p("old.key"), hex::encode(secret)).unwrap();
+    env.kura(&[
+        "keygen",
+        "import",
+        "-t",
+        "2",
+        "--key-file",
+        "old.key",
+        "--card",
+        "alice/identity.json",
+        "--card",
+        "bob/identity.json",
+        "--card",
+        "carol/identity.json",
+        "--out",
+        "group",
+    ])
+    .ok();
+    let addr = env
+        .kura(&[
+            "--json",
+            "wallet",
+            "address",
+            "--group",
+            "group/group.json",
+            "--network",
+            "regtest",
+        ])
+        .ok()
+        .json();
+    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&secret).unwrap());
+    let bip86 = bitcoin::Address::p2tr(
+        &secp,
+        kp.x_only_public_key().0,
+        None,
+        bitcoin::Network::Regtest,
+    );
+    assert_eq!(addr["data"]["address"].as_str().unwrap(), bip86.to_string());
+    // A file that holds no key is an input error.
+    std::fs::write(env.p("junk.key"), "not a key").unwrap();
+    let r = env.kura(&[
+        "keygen",
+        "import",
+        "-t",
+        "2",
+        "--key-file",
+        "junk.key",
+        "--card",
+        "alice/identity.json",
+        "--card",
+        "bob/identity.json",
+        "--out",
+        "g2",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

@@ -42,6 +42,48 @@ fn seal_context(group: &GroupId, participant: &Identifier<Secp256k1Tr>) -> Vec<u
 }
 
 pub fn dealer(threshold: u16, cards: &[PathBuf], out: &Path, r: &Reporter) -> anyhow::Result<()> {
+    deal(threshold, cards, None, out, r)
+}
+
+/// `kura keygen import`: split an existing single-key wallet's secret key
+/// (read from a file as WIF or 64 hex digits, never from the command line).
+/// For Taproot the group's internal key is the imported key, so a BIP86
+/// single-key wallet keeps its address.
+pub fn import_key(
+    threshold: u16,
+    cards: &[PathBuf],
+    key_file: &Path,
+    out: &Path,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(key_file)
+            .with_context(|| format!("cannot read {}", key_file.display()))?,
+    );
+    let text = text.trim();
+    let bytes = zeroize::Zeroizing::new(match bitcoin::PrivateKey::from_wif(text) {
+        Ok(k) => k.inner.secret_bytes().to_vec(),
+        Err(_) => hex::decode(text).map_err(|_| {
+            anyhow::anyhow!(
+                "{} holds neither a WIF key nor 64 hex digits",
+                key_file.display()
+            )
+        })?,
+    });
+    let key =
+        wallet_core::frost_core::SigningKey::<Secp256k1Tr>::deserialize(&bytes).map_err(|_| {
+            anyhow::anyhow!("{} is not a valid secp256k1 secret key", key_file.display())
+        })?;
+    deal(threshold, cards, Some(&key), out, r)
+}
+
+fn deal(
+    threshold: u16,
+    cards: &[PathBuf],
+    key: Option<&wallet_core::frost_core::SigningKey<Secp256k1Tr>>,
+    out: &Path,
+    r: &Reporter,
+) -> anyhow::Result<()> {
     let cards = cards
         .iter()
         .map(|c| home::read_card(c))
@@ -50,8 +92,18 @@ pub fn dealer(threshold: u16, cards: &[PathBuf], out: &Path, r: &Reporter) -> an
         bail!("every card must be a signer's identity card");
     }
     let labels: Vec<Label> = cards.iter().map(|c| c.label.clone()).collect();
-    let dealt =
-        keygen::dealer::<Secp256k1Tr, _>(threshold, &labels, Identifiers::Default, &mut OsRng)?;
+    let dealt = match key {
+        None => {
+            keygen::dealer::<Secp256k1Tr, _>(threshold, &labels, Identifiers::Default, &mut OsRng)?
+        }
+        Some(k) => keygen::split::<Secp256k1Tr, _>(
+            k,
+            threshold,
+            &labels,
+            Identifiers::Default,
+            &mut OsRng,
+        )?,
+    };
     let group = &dealt.group;
     let roster = Roster {
         members: dealt
