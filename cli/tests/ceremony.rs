@@ -616,7 +616,11 @@ fn ceremony(tokens: bool) {
             "wrong.pin",
         ]);
         assert_eq!(r.code, 2, "{}", r.stderr);
-        assert!(r.stderr.contains("wrong PIN") && r.stderr.contains("does not retry"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("wrong PIN") && r.stderr.contains("does not retry"),
+            "{}",
+            r.stderr
+        );
     }
 
     // Audit: intact, then an edited entry is caught (exit 1, the line named).
