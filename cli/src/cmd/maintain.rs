@@ -132,6 +132,28 @@ fn my_id(
         .context("this signer's identity key is not in the roster")
 }
 
+/// A signer's home opened with its group, roster and own identifier.
+struct Member {
+    home: Home,
+    group: PublicGroup<Suite>,
+    identities:
+        std::collections::BTreeMap<Identifier<Suite>, wallet_core::identity::IdentityPublicKey>,
+    me: Identifier<Suite>,
+}
+
+fn member(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Member> {
+    let home = Home::open(home_dir, "signer", secrets)?;
+    let group = home::read_group(&home.dir.join("group.json"))?;
+    let identities = home::read_roster(&home.dir.join("roster.json"), &group)?;
+    let me = my_id(&home, &identities)?;
+    Ok(Member {
+        home,
+        group,
+        identities,
+        me,
+    })
+}
+
 fn id_of(group: &PublicGroup<Suite>, label: &str) -> anyhow::Result<Identifier<Suite>> {
     group
         .identifier_of(label)
@@ -176,10 +198,9 @@ pub fn refresh_apply(
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "signer", secrets)?;
-    let group = home::read_group(&home.dir.join("group.json"))?;
-    let identities = home::read_roster(&home.dir.join("roster.json"), &group)?;
-    let me = my_id(&home, &identities)?;
+    let Member {
+        home, group, me, ..
+    } = member(home_dir, secrets)?;
     let current = keystore::load_share::<Suite>(
         home.keystore.as_ref(),
         &group,
@@ -210,10 +231,12 @@ pub fn repair_deltas(
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "signer", secrets)?;
-    let group = home::read_group(&home.dir.join("group.json"))?;
-    let identities = home::read_roster(&home.dir.join("roster.json"), &group)?;
-    let me = my_id(&home, &identities)?;
+    let Member {
+        home,
+        group,
+        identities,
+        me,
+    } = member(home_dir, secrets)?;
     let share = keystore::load_share::<Suite>(
         home.keystore.as_ref(),
         &group,
@@ -252,10 +275,12 @@ pub fn repair_sigma(
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "signer", secrets)?;
-    let group = home::read_group(&home.dir.join("group.json"))?;
-    let identities = home::read_roster(&home.dir.join("roster.json"), &group)?;
-    let me = my_id(&home, &identities)?;
+    let Member {
+        home,
+        group,
+        identities,
+        me,
+    } = member(home_dir, secrets)?;
     let lost_id = id_of(&group, lost)?;
     let mut received = Vec::new();
     for p in deltas {
@@ -287,10 +312,9 @@ pub fn repair_recover(
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "signer", secrets)?;
-    let group = home::read_group(&home.dir.join("group.json"))?;
-    let identities = home::read_roster(&home.dir.join("roster.json"), &group)?;
-    let me = my_id(&home, &identities)?;
+    let Member {
+        home, group, me, ..
+    } = member(home_dir, secrets)?;
     let mut received = Vec::new();
     for p in sigmas {
         let (_, s): (_, Sigma<Suite>) = open(&home, &group, &me, "repair-sigma", p)?;
