@@ -748,67 +748,14 @@ fn a_process_killed_after_taking_nonces_never_lets_them_be_reused() {
 
 // ---- a full token ----
 
-/// Child mode of the full-token test: the token directory is a small tmpfs;
-/// store a share, fill the file system, try to replace the share, free the
-/// space, and check the original share still loads.
+/// Child mode of the full-token test, run inside a private mount namespace
+/// where `KURA_TEST_DIR` is a 1 MiB tmpfs: set up SoftHSM there, store a
+/// share, fill the file system, try to replace the share, free the space,
+/// and check the original share still loads.
 fn child_full() {
-    let label = std::env::var("KURA_TEST_TOKEN").unwrap();
     let dir = PathBuf::from(std::env::var("KURA_TEST_DIR").unwrap());
-    let d = deal(12);
-    let ks = HsmKeystore::provision(&uri(&label), &pin(), &dir.join("nonces")).unwrap();
-    keystore::put_share(&ks, &d.shares[0]).unwrap();
-    // Fill the file system to the last byte.
-    let junk = dir.join("junk");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&junk).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.write_all(&[0u8]);
-    }
-    let result = keystore::put_share(&ks, &d.shares[0]);
-    println!(
-        "REPLACE {}",
-        if result.is_err() {
-            "FAILED"
-        } else {
-            "SUCCEEDED"
-        }
-    );
-    if let Err(e) = &result {
-        println!("ERROR-TEXT {e}");
-    }
-    std::fs::remove_file(&junk).unwrap();
-    let loaded = keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &participant(&d, 0)).unwrap();
-    assert_eq!(loaded.key_package(), d.shares[0].key_package());
-    println!("OLD SHARE LOADS");
-}
-
-#[test]
-fn a_full_token_refuses_the_write_and_keeps_the_previous_share() {
-    if std::env::var_os("KURA_TEST_FULL").is_some() {
-        return child_full();
-    }
-    let _one_at_a_time = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("full-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // A 1 MiB tmpfs: room for a token, then filled by the child. Mounting
-    // needs root (CI runs scripts/test as root; otherwise sudo -n).
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-        || Command::new("sudo")
-            .args(["-n", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    assert!(mounted, "this test mounts a size-limited tmpfs to fill a SoftHSM token: run it as root (scripts/test does)");
     let hsm = SoftHsm::create_in(&dir).unwrap();
+    hsm.activate();
     let st = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", hsm.conf())
         .args([
@@ -828,25 +775,68 @@ fn a_full_token_refuses_the_write_and_keeps_the_previous_share() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_full_token_refuses_the_write_and_keeps_the_previous_share",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let d = deal(12);
+    let ks = HsmKeystore::provision(&uri("full-token"), &pin(), &dir.join("nonces")).unwrap();
+    keystore::put_share(&ks, &d.shares[0]).unwrap();
+    let junk = dir.join("junk");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&junk).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.write_all(&[0u8]);
+    }
+    let result = keystore::put_share(&ks, &d.shares[0]);
+    println!(
+        "REPLACE {}",
+        if result.is_err() {
+            "FAILED"
+        } else {
+            "SUCCEEDED"
+        }
+    );
+    std::fs::remove_file(&junk).unwrap();
+    let loaded = keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &participant(&d, 0)).unwrap();
+    assert_eq!(loaded.key_package(), d.shares[0].key_package());
+    println!("OLD SHARE LOADS");
+}
+
+#[test]
+fn a_full_token_refuses_the_write_and_keeps_the_previous_share() {
+    if std::env::var_os("KURA_TEST_FULL").is_some() {
+        return child_full();
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("full-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A size-limited tmpfs, mounted in a private mount namespace (unshare
+    // from util-linux; `-r` maps the user to root where unprivileged user
+    // namespaces are allowed), so nothing outside the test sees it.
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{dir}' && exec '{exe}' a_full_token_refuses_the_write_and_keeps_the_previous_share --exact --nocapture --test-threads=1",
+        dir = dir.display(),
+        exe = exe.display()
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut cmd = Command::new("unshare");
+    if root {
+        cmd.arg("-m");
+    } else {
+        cmd.args(["-r", "-m"]);
+    }
+    let out = cmd
+        .args(["sh", "-c", &script])
         .env("KURA_TEST_FULL", "1")
         .env("KURA_TEST_CHILD", "1")
-        .env("SOFTHSM2_CONF", hsm.conf())
-        .env("KURA_TEST_TOKEN", "full-token")
         .env("KURA_TEST_DIR", &dir)
         .output()
-        .unwrap();
-    let _ = Command::new("umount").arg(&dir).status();
-    let _ = Command::new("sudo")
-        .args(["-n", "umount"])
-        .arg(&dir)
-        .status();
+        .expect("unshare (util-linux) is needed to mount a private size-limited tmpfs");
+    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
