@@ -217,6 +217,16 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
+
+    // The identity layer's unit costs, to explain the wallet-level figure.
+    let id = SoftwareIdentity::generate(&mut StdRng::seed_from_u64(4));
+    let msg = b"kura/v1/withdrawal-approval\0{canonical json of an approval}";
+    let sig = id.sign(msg);
+    let pk = id.public_key();
+    let mut g = c.benchmark_group("identity-p256");
+    g.bench_function("sign", |b| b.iter(|| id.sign(msg)));
+    g.bench_function("verify", |b| b.iter(|| pk.verify(msg, &sig).unwrap()));
+    g.finish();
 }
 
 criterion_group!(benches, bench);
