@@ -72,16 +72,52 @@ impl std::fmt::Debug for HsmKeystore {
     }
 }
 
-fn login(session: &Session, label: &str, pin: &SecretString) -> Result<(), HsmError> {
+/// Salted hashes of the PINs this process logged in with, by module and
+/// token. PKCS#11 login is per process and token: a second session finds
+/// the user already logged in and the token never checks its PIN, so this
+/// process checks it against the PIN of the login it made.
+type LoginMap = std::sync::Mutex<std::collections::HashMap<(std::path::PathBuf, String), [u8; 32]>>;
+
+fn logins() -> &'static LoginMap {
+    static LOGINS: std::sync::OnceLock<LoginMap> = std::sync::OnceLock::new();
+    LOGINS.get_or_init(Default::default)
+}
+
+fn pin_hash(pin: &SecretString) -> [u8; 32] {
+    use secrecy::ExposeSecret;
+    static SALT: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut s = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut s);
+        s
+    });
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(pin.expose_secret().as_bytes());
+    h.finalize().into()
+}
+
+fn login(session: &Session, uri: &Pkcs11Uri, pin: &SecretString) -> Result<(), HsmError> {
+    let label = &uri.token;
+    let key = (uri.module(), label.clone());
+    let mut known = logins().lock().unwrap_or_else(|p| p.into_inner());
     match session.login(UserType::User, Some(pin)) {
-        // Login is per token per process: a second keystore on the same
-        // token finds the user already logged in.
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Ok(()) => {
+            known.insert(key, pin_hash(pin));
+            Ok(())
+        }
+        // Already logged in by this process: accept only the same PIN.
+        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => match known.get(&key) {
+            Some(h) if *h != pin_hash(pin) => Err(HsmError::WrongPin {
+                label: label.clone(),
+            }),
+            _ => Ok(()),
+        },
         Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::WrongPin {
-            label: label.to_owned(),
+            label: label.clone(),
         }),
         Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked {
-            label: label.to_owned(),
+            label: label.clone(),
         }),
         Err(e) => Err(HsmError::pkcs11("C_Login")(e)),
     }
@@ -93,7 +129,7 @@ fn open_session(uri: &Pkcs11Uri, pin: &SecretString) -> Result<(Arc<Pkcs11>, Ses
     let session = ctx
         .open_rw_session(slot)
         .map_err(HsmError::pkcs11("C_OpenSession"))?;
-    login(&session, &uri.token, pin)?;
+    login(&session, uri, pin)?;
     Ok((ctx, session))
 }
 

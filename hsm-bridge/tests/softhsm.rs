@@ -219,7 +219,17 @@ fn identity_key_on_the_token_signs_low_s_and_opens_sealed_messages() {
 #[test]
 fn wrong_pin_is_one_clear_error_and_the_token_stays_usable() {
     let u = token("t3-pin");
-    HsmKeystore::provision(&u, &pin(), &nonce_dir("t3-pin")).unwrap();
+    let _open = HsmKeystore::provision(&u, &pin(), &nonce_dir("t3-pin")).unwrap();
+    // The token is logged in by this process now, so it would not check a
+    // second PIN itself: the keystore does.
+    let err = HsmKeystore::open(
+        &u,
+        &SecretString::from("0000".to_owned()),
+        &nonce_dir("t3-pin"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HsmError::WrongPin { .. }), "{err}");
+    HsmKeystore::open(&u, &pin(), &nonce_dir("t3-pin")).unwrap();
     // Close the provisioning session's login state by dropping the keystore
     // is not enough in one process (login is per process and token), so
     // check the wrong PIN on a token nobody logged into yet.
