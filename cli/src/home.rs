@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use wallet_core::format::{self, DocumentBody};
+use wallet_core::format::{self, DocumentBody, GroupId};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
 use wallet_core::keystore::{Keystore, SoftwareKeystore, WorkFactor};
@@ -144,6 +144,13 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a Kura document of kind `T` belonging to `group` (or DKG
+/// ceremony); on failure the error says "PATH is not WHAT" with the cause.
+pub fn read_doc<T: DocumentBody>(path: &Path, group: &GroupId, what: &str) -> anyhow::Result<T> {
+    format::decode_for_group(&read(path)?, group)
+        .with_context(|| format!("{} is not {what}", path.display()))
 }
 
 pub fn read_group(path: &Path) -> anyhow::Result<PublicGroup<Secp256k1Tr>> {

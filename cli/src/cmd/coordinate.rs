@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use bitcoin::Network;
 use wallet_core::format;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal, CoordinatorError};
@@ -32,16 +31,10 @@ pub fn package(
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
-        format::decode_for_group(&home::read(request)?, group.id()).with_context(|| {
-            format!(
-                "{} is not a withdrawal request of this group",
-                request.display()
-            )
-        })?;
+        home::read_doc(request, group.id(), "a withdrawal request of this group")?;
     let mut list = Vec::new();
     for p in approvals {
-        let a: Signed<Approval> = format::decode_for_group(&home::read(p)?, group.id())
-            .with_context(|| format!("{} is not an approval of this group", p.display()))?;
+        let a: Signed<Approval> = home::read_doc(p, group.id(), "an approval of this group")?;
         list.push(a);
     }
     let packages =
@@ -69,23 +62,13 @@ pub fn finalize(
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
-        format::decode_for_group(&home::read(request)?, group.id()).with_context(|| {
-            format!(
-                "{} is not a withdrawal request of this group",
-                request.display()
-            )
-        })?;
-    let pk: WithdrawalPackages = format::decode_for_group(&home::read(packages)?, group.id())
-        .with_context(|| {
-            format!(
-                "{} is not signing packages of this group",
-                packages.display()
-            )
-        })?;
+        home::read_doc(request, group.id(), "a withdrawal request of this group")?;
+    let pk: WithdrawalPackages =
+        home::read_doc(packages, group.id(), "signing packages of this group")?;
     let mut list = Vec::new();
     for p in shares {
-        let s: Signed<WithdrawalShares> = format::decode_for_group(&home::read(p)?, group.id())
-            .with_context(|| format!("{} is not a shares file of this group", p.display()))?;
+        let s: Signed<WithdrawalShares> =
+            home::read_doc(p, group.id(), "a shares file of this group")?;
         list.push(s);
     }
     let (psbt, tx) = finalize_withdrawal(&group, &identities, &req, &pk, &list, network)

@@ -93,9 +93,12 @@ fn round1_set(
 ) -> anyhow::Result<(Vec<Round1Message<Suite>>, [u8; 32])> {
     let mut messages = BTreeMap::new();
     for f in files {
-        let m = format::decode_for_group::<DkgRound1Document<Suite>>(&home::read(f)?, &c.id)
-            .with_context(|| format!("{} is not a round-1 message of this ceremony", f.display()))?
-            .message;
+        let m = home::read_doc::<DkgRound1Document<Suite>>(
+            f,
+            &c.id,
+            "a round-1 message of this ceremony",
+        )?
+        .message;
         match c.cards.get(&m.from) {
             Some(card) if card.label == m.label => {}
             _ => {
@@ -232,10 +235,11 @@ pub fn finish(
     let (messages, set) = round1_set(c, round1_files)?;
     let mut received: Vec<Round2Message<Suite>> = Vec::new();
     for f in round2_files {
-        let doc = format::decode_for_group::<DkgRound2Document<Suite>>(&home::read(f)?, &c.id)
-            .with_context(|| {
-                format!("{} is not a round-2 message of this ceremony", f.display())
-            })?;
+        let doc = home::read_doc::<DkgRound2Document<Suite>>(
+            f,
+            &c.id,
+            "a round-2 message of this ceremony",
+        )?;
         if doc.to != me {
             continue;
         }

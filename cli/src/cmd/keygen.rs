@@ -162,13 +162,8 @@ pub fn import(
     let home = Home::open(home_dir, "signer", secrets)?;
     let group = home::read_group(group_path)?;
     let identities = home::read_roster(roster_path, &group)?;
-    let sealed = format::decode_for_group::<SealedShare>(&home::read(share_path)?, group.id())
-        .with_context(|| {
-            format!(
-                "{} is not a sealed key share for this group",
-                share_path.display()
-            )
-        })?;
+    let sealed =
+        home::read_doc::<SealedShare>(share_path, group.id(), "a sealed key share for this group")?;
     let me = home.keystore.identity_public_key()?;
     if identities.get(&sealed.participant) != Some(&me) {
         bail!("this share is for another participant (the roster does not give it this signer's identity key)");

@@ -93,8 +93,7 @@ fn open<T: serde::de::DeserializeOwned>(
     purpose: &str,
     path: &Path,
 ) -> anyhow::Result<(Option<Identifier<Suite>>, T)> {
-    let doc = format::decode_for_group::<SealedSecret>(&home::read(path)?, group.id())
-        .with_context(|| format!("{} is not a sealed secret of this group", path.display()))?;
+    let doc = home::read_doc::<SealedSecret>(path, group.id(), "a sealed secret of this group")?;
     if doc.purpose != purpose || &doc.to != me {
         bail!(
             "{} is a {} for someone else, not a {purpose} for this signer",

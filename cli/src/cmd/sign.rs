@@ -124,12 +124,7 @@ fn read_request(
     path: &Path,
     group: &wallet_core::PublicGroup<Secp256k1Tr>,
 ) -> anyhow::Result<Signed<WithdrawalRequest>> {
-    format::decode_for_group(&home::read(path)?, group.id()).with_context(|| {
-        format!(
-            "{} is not a withdrawal request of this group",
-            path.display()
-        )
-    })
+    home::read_doc(path, group.id(), "a withdrawal request of this group")
 }
 
 fn refusal(e: Refusal) -> anyhow::Error {

@@ -283,9 +283,14 @@ pub(super) fn describe<C: KuraSuite>(round1: &[Round1Message<C>], id: &Identifie
 #[serde(bound = "C: KuraSuite", deny_unknown_fields)]
 struct SecretStateBody<C: KuraSuite> {
     label: Label,
-    round: u8,
-    round1: Option<round1::SecretPackage<C>>,
-    round2: Option<round2::SecretPackage<C>>,
+    state: SecretState<C>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "C: KuraSuite", rename_all = "kebab-case")]
+enum SecretState<C: KuraSuite> {
+    Round1(round1::SecretPackage<C>),
+    Round2(round2::SecretPackage<C>),
 }
 
 impl<C: KuraSuite> crate::format::DocumentBody for SecretStateBody<C> {
@@ -297,6 +302,19 @@ impl<C: KuraSuite> crate::format::DocumentBody for SecretStateBody<C> {
 
 fn bad_state(reason: &str) -> KeygenError {
     KeygenError::Messages(format!("DKG secret state: {reason}"))
+}
+
+impl<C: KuraSuite> SecretStateBody<C> {
+    fn encode(&self, ceremony: &crate::format::GroupId) -> Result<crate::SecretBytes, KeygenError> {
+        crate::format::encode(ceremony, self)
+            .map(crate::SecretBytes::new)
+            .map_err(|e| bad_state(&e.to_string()))
+    }
+
+    fn decode(bytes: &[u8], ceremony: &crate::format::GroupId) -> Result<Self, KeygenError> {
+        crate::format::decode_for_group::<Self>(bytes, ceremony)
+            .map_err(|e| bad_state(&e.to_string()))
+    }
 }
 
 impl<C: KuraSuite> Round1Secret<C> {
@@ -313,15 +331,11 @@ impl<C: KuraSuite> Round1Secret<C> {
         &self,
         ceremony: &crate::format::GroupId,
     ) -> Result<crate::SecretBytes, KeygenError> {
-        let body = SecretStateBody::<C> {
+        SecretStateBody {
             label: self.label.clone(),
-            round: 1,
-            round1: Some(self.secret.clone()),
-            round2: None,
-        };
-        crate::format::encode(ceremony, &body)
-            .map(crate::SecretBytes::new)
-            .map_err(|e| bad_state(&e.to_string()))
+            state: SecretState::Round1(self.secret.clone()),
+        }
+        .encode(ceremony)
     }
 
     /// Reads a state written by [`Round1Secret::to_secret_document`].
@@ -332,14 +346,13 @@ impl<C: KuraSuite> Round1Secret<C> {
         bytes: &[u8],
         ceremony: &crate::format::GroupId,
     ) -> Result<Self, KeygenError> {
-        let body = crate::format::decode_for_group::<SecretStateBody<C>>(bytes, ceremony)
-            .map_err(|e| bad_state(&e.to_string()))?;
-        match (body.round, body.round1) {
-            (1, Some(secret)) => Ok(Round1Secret {
+        let body = SecretStateBody::<C>::decode(bytes, ceremony)?;
+        match body.state {
+            SecretState::Round1(secret) => Ok(Round1Secret {
                 label: body.label,
                 secret,
             }),
-            _ => Err(bad_state("not a round-1 state")),
+            SecretState::Round2(_) => Err(bad_state("not a round-1 state")),
         }
     }
 }
@@ -353,15 +366,11 @@ impl<C: KuraSuite> Round2Secret<C> {
         &self,
         ceremony: &crate::format::GroupId,
     ) -> Result<crate::SecretBytes, KeygenError> {
-        let body = SecretStateBody::<C> {
+        SecretStateBody {
             label: self.label.clone(),
-            round: 2,
-            round1: None,
-            round2: Some(self.secret.clone()),
-        };
-        crate::format::encode(ceremony, &body)
-            .map(crate::SecretBytes::new)
-            .map_err(|e| bad_state(&e.to_string()))
+            state: SecretState::Round2(self.secret.clone()),
+        }
+        .encode(ceremony)
     }
 
     /// Reads a state written by [`Round2Secret::to_secret_document`].
@@ -372,15 +381,14 @@ impl<C: KuraSuite> Round2Secret<C> {
         bytes: &[u8],
         ceremony: &crate::format::GroupId,
     ) -> Result<Self, KeygenError> {
-        let body = crate::format::decode_for_group::<SecretStateBody<C>>(bytes, ceremony)
-            .map_err(|e| bad_state(&e.to_string()))?;
-        match (body.round, body.round2) {
-            (2, Some(secret)) => Ok(Round2Secret {
+        let body = SecretStateBody::<C>::decode(bytes, ceremony)?;
+        match body.state {
+            SecretState::Round2(secret) => Ok(Round2Secret {
                 label: body.label,
                 identifier: *secret.identifier(),
                 secret,
             }),
-            _ => Err(bad_state("not a round-2 state")),
+            SecretState::Round1(_) => Err(bad_state("not a round-2 state")),
         }
     }
 }
