@@ -184,6 +184,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let policy = Policy::from_toml(&policy_text)?;
     for s in &signers {
         write(&s.home.join("policy.toml"), policy_text.as_bytes())?;
+        wallet_core::keystore::pin_policy(s.keystore.as_ref(), policy.digest())?;
     }
 
     // 4. The requester's withdrawal: 300,000 sat to the exchange, change back.

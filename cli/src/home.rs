@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use wallet_core::format::{self, DocumentBody, GroupId};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
-use wallet_core::keystore::{Keystore, SoftwareKeystore, WorkFactor};
+use wallet_core::keystore::{files, Keystore, SoftwareKeystore, WorkFactor};
 use wallet_core::{Label, PublicGroup, Secp256k1Tr, SuiteId};
 
 use crate::secrets::SecretArgs;
@@ -206,6 +206,9 @@ impl Home {
             bail!("{} is already a Kura home", dir.display());
         }
         let label = Label::new(label)?;
+        // Readable and writable by its owner only, whatever the umask: whoever
+        // can write a signer's home can try to roll its state back.
+        files::create_private_dir(dir)?;
         let (keystore, config): (Box<dyn Keystore>, KeystoreConfig) = match hsm {
             None => {
                 let pass = secrets.passphrase()?;
@@ -222,10 +225,13 @@ impl Home {
                     &secrets.pin()?,
                     &dir.join("nonces"),
                 )?;
+                // The home remembers this very token: another one with the
+                // same label is refused from now on.
+                let pinned = parsed.with_serial(ks.token_serial());
                 (
                     Box::new(ks),
                     KeystoreConfig::Pkcs11 {
-                        uri: uri.to_owned(),
+                        uri: pinned.to_string(),
                     },
                 )
             }
@@ -254,8 +260,20 @@ impl Home {
         })
     }
 
+    /// Opens a home of any role and unlocks its keystore.
+    pub fn open_any(dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Home> {
+        let config: HomeConfig = serde_json::from_slice(&read(&dir.join("kura.json"))?)
+            .with_context(|| format!("{} is not a Kura home", dir.display()))?;
+        Self::open(dir, &config.role, secrets)
+    }
+
     /// Opens a home and unlocks its keystore.
     pub fn open(dir: &Path, role: &str, secrets: &SecretArgs) -> anyhow::Result<Home> {
+        for path in [dir.to_owned(), dir.join("kura.json")] {
+            if path.exists() {
+                files::check_private(&path)?;
+            }
+        }
         let config: HomeConfig = serde_json::from_slice(&read(&dir.join("kura.json"))?)
             .with_context(|| {
                 format!(

@@ -408,9 +408,9 @@ enum CoordinateCmd {
 
 #[derive(Debug, Subcommand)]
 enum AuditCmd {
-    /// Verify the hash chain and signatures; names the first broken entry.
+    /// Verify the hash chain and signatures, and that the log is where its anchor in the keystore says; names the first broken entry.
     ///
-    /// Example: kura audit verify --home alice
+    /// Example: kura audit verify --home alice --passphrase-file alice.pass
     Verify {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
@@ -428,6 +428,20 @@ enum PolicyCmd {
     ///
     /// Example: kura policy check alice/policy.toml
     Check { file: PathBuf },
+    /// Install a policy: show what changes, pin its digest in the keystore and copy it to HOME/policy.toml.
+    /// Only an installed policy is in force; a policy file edited on disk makes the signer refuse everything.
+    ///
+    /// Example: kura policy install --home alice new-policy.toml --passphrase-file alice.pass
+    Install {
+        /// The signer's home.
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        /// The policy file to install.
+        file: PathBuf,
+        /// Install without asking (for automation; the change is still printed).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -601,9 +615,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => cmd::coordinate::finalize(
             &group, &roster, &request, &packages, &shares, &psbt_out, &tx_out, network, &r,
         ),
-        Command::Audit(AuditCmd::Verify { home }) => cmd::misc::audit_verify(&home, &r),
+        Command::Audit(AuditCmd::Verify { home }) => cmd::misc::audit_verify(&home, s, &r),
         Command::Audit(AuditCmd::Show { home }) => cmd::misc::audit_show(&home, &r),
         Command::Policy(PolicyCmd::Check { file }) => cmd::misc::policy_check(&file, &r),
+        Command::Policy(PolicyCmd::Install { home, file, yes }) => {
+            cmd::misc::policy_install(&home, &file, yes, s, &r)
+        }
         Command::Hsm(HsmCmd::Check { uri }) => cmd::misc::hsm_check(&uri, &r),
     }
 }

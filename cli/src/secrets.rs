@@ -32,7 +32,10 @@ fn source(
     flag: &str,
 ) -> anyhow::Result<SecretString> {
     let src = match (file, env) {
-        (Some(f), None) => hsm_bridge::PinSource::File(f.clone()),
+        (Some(f), None) => {
+            warn_if_others_can_read(f, what);
+            hsm_bridge::PinSource::File(f.clone())
+        }
         (None, Some(v)) => hsm_bridge::PinSource::Env(v.clone()),
         (Some(_), Some(_)) => bail!("give either --{flag}-file or --{flag}-env, not both"),
         (None, None) => {
@@ -52,6 +55,25 @@ fn source(
         }
     };
     Ok(src.read()?)
+}
+
+/// A secret file that other users can read is worth a warning (not a
+/// refusal: the operator may have reasons, e.g. a group-readable mount).
+fn warn_if_others_can_read(path: &std::path::Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode();
+            if mode & 0o044 != 0 {
+                eprintln!(
+                    "kura: warning: the {what} file {} can be read by other users (mode {:o}); `chmod 600` it",
+                    path.display(),
+                    mode & 0o7777
+                );
+            }
+        }
+    }
 }
 
 impl SecretArgs {

@@ -213,8 +213,11 @@ impl Env {
             "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n[[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n"
         );
         for name in ["alice", "bob", "carol"] {
-            std::fs::write(self.p(&format!("{name}/policy.toml")), &policy).unwrap();
-            self.kura(&["policy", "check", &format!("{name}/policy.toml")])
+            let file = format!("{name}-policy.toml");
+            std::fs::write(self.p(&file), &policy).unwrap();
+            self.kura(&["policy", "check", &file]).ok();
+            // Only an installed policy is in force.
+            self.kura_as(name, &["policy", "install", "--home", name, "--yes", &file])
                 .ok();
         }
         let addr = self
@@ -625,15 +628,16 @@ fn ceremony(tokens: bool) {
 
     // Audit: intact, then an edited entry is caught (exit 1, the line named).
     let v = env
-        .kura(&["--json", "audit", "verify", "--home", "alice"])
+        .kura_as("alice", &["--json", "audit", "verify", "--home", "alice"])
         .ok()
         .json();
+    assert_eq!(v["data"]["anchored"], true);
     assert!(v["data"]["entries"].as_u64().unwrap() >= 4);
     let log = std::fs::read_to_string(env.p("alice/audit.jsonl")).unwrap();
     let edited = log.replacen("\"amount_sat\":300000", "\"amount_sat\":3000", 1);
     assert_ne!(edited, log);
     std::fs::write(env.p("alice/audit.jsonl"), edited).unwrap();
-    let r = env.kura(&["audit", "verify", "--home", "alice"]);
+    let r = env.kura_as("alice", &["audit", "verify", "--home", "alice"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("broken at line"), "{}", r.stderr);
 }

@@ -47,6 +47,12 @@ fn common(name: &str) -> Vec<String> {
 }
 
 fn setup() -> tempfile::TempDir {
+    let tmp = homes();
+    round1_all(tmp.path());
+    tmp
+}
+
+fn homes() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     for n in NAMES {
         std::fs::write(tmp.path().join(format!("{n}.pass")), format!("pass {n}\n")).unwrap();
@@ -66,13 +72,16 @@ fn setup() -> tempfile::TempDir {
         );
         std::fs::create_dir_all(tmp.path().join(format!("to-{n}"))).unwrap();
     }
+    tmp
+}
+
+fn round1_all(dir: &std::path::Path) {
     for n in NAMES {
         let mut a = args(&["dkg", "round1"]);
         a.extend(common(n));
         a.extend(args(&["--out", &format!("r1-{n}.json")]));
-        ok(tmp.path(), a);
+        ok(dir, a);
     }
-    tmp
 }
 
 fn round1_files() -> Vec<String> {
@@ -126,17 +135,13 @@ fn a_3_of_5_dkg_as_files_gives_everyone_the_same_group() {
 
 #[test]
 fn an_inconsistent_round1_broadcast_is_detected() {
-    let tmp = setup();
+    let tmp = homes();
     let dir = tmp.path();
     // ben equivocates: a second, equally valid round-1 broadcast (made from a
-    // copy of his home) goes to cat only, the original to everyone else.
+    // copy of his home taken before round 1; his own keystore refuses a
+    // second round 1) goes to cat only, the original to everyone else.
     copy_dir(&dir.join("ben"), &dir.join("ben-copy"));
-    for e in std::fs::read_dir(dir.join("ben-copy/keystore/nonces")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "age") {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
+    round1_all(dir);
     let mut a = args(&["dkg", "round1"]);
     let mut c = common("ben");
     c[1] = "ben-copy".into();

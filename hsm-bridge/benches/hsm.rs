@@ -1,6 +1,7 @@
 //! Signing with every signer on its own SoftHSM2 token, against the software
 //! keystore and raw frost, in one run; plus the costs that decide the design:
-//! login, and nonce ciphertexts as token objects vs take-once files.
+//! login, nonce ciphertexts as token objects vs take-once files, and a move
+//! of the state anchor.
 //!
 //! The token directory is on tmpfs (`/dev/shm`) unless
 //! `KURA_BENCH_SOFTHSM_DIR` names another directory (e.g. one on disk).
@@ -192,7 +193,7 @@ fn bench(c: &mut Criterion) {
 
     // What a logged-in session costs to get: C_Login + C_Logout on a token.
     let ctx = hsm_bridge::context::context(&s.module).unwrap();
-    let slot = hsm_bridge::context::find_token(&ctx, "bench-5").unwrap();
+    let slot = hsm_bridge::context::find_token(&ctx, "bench-5", None).unwrap();
     let session = ctx.open_rw_session(slot).unwrap();
     c.bench_function("softhsm-login-logout", |b| {
         b.iter(|| {
@@ -233,9 +234,31 @@ fn bench(c: &mut Criterion) {
             counter += 1;
             let name = format!("nonce-{counter}");
             dir.put_new(&name, &blob).unwrap();
-            dir.take(&name).unwrap().unwrap();
+            dir.take_with(&name, |b| Ok(b.unwrap())).unwrap();
         })
     });
+    g.finish();
+
+    // The state anchor moves with every audit entry (review, approval, share
+    // release): one compare-and-swap on the token's state object, or one
+    // rewrite of the software keystore's encrypted state file.
+    let mut g = c.benchmark_group("state-anchor-move");
+    let stores: [(&str, &dyn Keystore); 2] = [
+        ("softhsm-token", &hsm_stores[0]),
+        ("software-keystore", &soft_stores[0]),
+    ];
+    for (name, ks) in stores {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let a = ks.anchor().unwrap();
+                let next = a.with_audit(keystore::AuditHead {
+                    seq: a.audit.seq + 1,
+                    hash: [1; 32],
+                });
+                ks.replace_anchor(&a, &next).unwrap();
+            })
+        });
+    }
     g.finish();
 }
 

@@ -52,7 +52,7 @@ impl Capabilities {
 /// Module or token not found, or a PKCS#11 failure listing mechanisms.
 pub fn capabilities(uri: &Pkcs11Uri) -> Result<Capabilities, HsmError> {
     let ctx = context(&uri.module())?;
-    let slot = find_token(&ctx, &uri.token)?;
+    let slot = find_token(&ctx, &uri.token, uri.serial.as_deref())?;
     let offered = ctx
         .get_mechanism_list(slot)
         .map_err(HsmError::pkcs11("C_GetMechanismList"))?;

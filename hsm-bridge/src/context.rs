@@ -58,15 +58,19 @@ pub fn finalize_unused() -> usize {
     in_use
 }
 
-/// The slot holding the initialised token labelled `label`.
+/// The slot holding the initialised token labelled `label` (and with
+/// serial number `serial`, when given). Two tokens with the label and no
+/// serial to tell them apart are refused, never picked by slot order.
 ///
 /// # Errors
-/// [`HsmError::TokenNotFound`] listing the labels present.
-pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
+/// [`HsmError::TokenNotFound`] listing the tokens present, or
+/// [`HsmError::AmbiguousToken`] listing the serials of the candidates.
+pub fn find_token(ctx: &Pkcs11, label: &str, serial: Option<&str>) -> Result<Slot, HsmError> {
     let slots = ctx
         .get_slots_with_token()
         .map_err(HsmError::pkcs11("C_GetSlotList"))?;
     let mut available = Vec::new();
+    let mut matches = Vec::new();
     for slot in slots {
         let Ok(info) = ctx.get_token_info(slot) else {
             continue;
@@ -75,17 +79,32 @@ pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
             continue;
         }
         let found = info.label().trim_end();
-        if found == label {
-            return Ok(slot);
+        let found_serial = info.serial_number().trim_end();
+        if found == label && serial.is_none_or(|s| s == found_serial) {
+            matches.push((slot, found_serial.to_owned()));
         }
-        available.push(format!("{found:?}"));
+        available.push(format!("{found:?} (serial {found_serial})"));
     }
-    Err(HsmError::TokenNotFound {
-        label: label.to_owned(),
-        available: if available.is_empty() {
-            "none".into()
-        } else {
-            available.join(", ")
-        },
-    })
+    match matches.as_slice() {
+        [(slot, _)] => Ok(*slot),
+        [] => Err(HsmError::TokenNotFound {
+            label: match serial {
+                Some(s) => format!("{label}\" with serial \"{s}"),
+                None => label.to_owned(),
+            },
+            available: if available.is_empty() {
+                "none".into()
+            } else {
+                available.join(", ")
+            },
+        }),
+        more => Err(HsmError::AmbiguousToken {
+            label: label.to_owned(),
+            serials: more
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }

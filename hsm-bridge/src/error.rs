@@ -22,6 +22,40 @@ pub enum HsmError {
         /// Labels of the tokens present.
         available: String,
     },
+    /// Several tokens carry the label and nothing tells them apart.
+    #[error("more than one token is labelled {label:?} (serials {serials}); add `;serial=<serial>` to the URI to name the one this signer uses")]
+    AmbiguousToken {
+        /// The label.
+        label: String,
+        /// The candidates' serial numbers.
+        serials: String,
+    },
+    /// Another part of this process is logged in to the token, so its PIN
+    /// cannot be checked here.
+    #[error("token {label:?} is already logged in by another user of the PKCS#11 module in this process, so Kura cannot check the PIN; open Kura's keystore first, or in its own process")]
+    ForeignLogin {
+        /// The token.
+        label: String,
+    },
+    /// An object on the token carries one of Kura's labels but is not what
+    /// Kura made: a decoy, or a token provisioned by something else.
+    #[error("token {label:?} has an object labelled {object:?} that is not Kura's ({reason}); someone may have planted it — refusing to use this token until its owner has inspected it")]
+    UnexpectedObject {
+        /// The token.
+        label: String,
+        /// The object's label.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token failed its self-test on open.
+    #[error("token {label:?} failed Kura's self-test ({what}); its keys do not work together as provisioned")]
+    SelfTest {
+        /// The token.
+        label: String,
+        /// What failed.
+        what: &'static str,
+    },
     /// The PIN was refused.
     #[error(
         "wrong PIN for token {label:?}; Kura does not retry (repeated failures can lock the token)"

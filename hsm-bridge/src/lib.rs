@@ -60,6 +60,6 @@ pub mod softhsm;
 pub mod uri;
 
 pub use error::HsmError;
-pub use keystore::{HsmKeystore, IDENTITY_LABEL, KEK_LABEL};
+pub use keystore::{HsmKeystore, IDENTITY_LABEL, KEK_LABEL, STATE_APPLICATION};
 pub use pin::PinSource;
 pub use uri::Pkcs11Uri;

@@ -126,6 +126,18 @@ impl SoftHsm {
         let slots = ctx
             .get_all_slots()
             .map_err(HsmError::pkcs11("C_GetSlotList"))?;
+        let labelled = |ctx: &Pkcs11| -> Result<Vec<(cryptoki::slot::Slot, String)>, HsmError> {
+            let slots = ctx
+                .get_slots_with_token()
+                .map_err(HsmError::pkcs11("C_GetSlotList"))?;
+            Ok(slots
+                .into_iter()
+                .filter_map(|s| ctx.get_token_info(s).ok().map(|i| (s, i)))
+                .filter(|(_, i)| i.token_initialized() && i.label().trim_end() == label)
+                .map(|(s, i)| (s, i.serial_number().trim_end().to_owned()))
+                .collect())
+        };
+        let before: Vec<String> = labelled(ctx)?.into_iter().map(|(_, s)| s).collect();
         let free = slots
             .into_iter()
             .find(|s| {
@@ -139,7 +151,16 @@ impl SoftHsm {
             })?;
         ctx.init_token(free, so_pin, label)
             .map_err(HsmError::pkcs11("C_InitToken"))?;
-        let slot = crate::context::find_token(ctx, label)?;
+        // The new token: the one with this label whose serial is new (tests
+        // may give two tokens one label on purpose).
+        let slot = labelled(ctx)?
+            .into_iter()
+            .find(|(_, serial)| !before.contains(serial))
+            .map(|(slot, _)| slot)
+            .ok_or_else(|| HsmError::TokenNotFound {
+                label: label.to_owned(),
+                available: "(the token just initialised is not listed)".into(),
+            })?;
         let session = ctx
             .open_rw_session(slot)
             .map_err(HsmError::pkcs11("C_OpenSession"))?;

@@ -1,8 +1,9 @@
 //! PKCS#11 URIs (RFC 7512), the part Kura uses:
-//! `pkcs11:token=<label>[;object=<label>][?module-path=<path>]`.
+//! `pkcs11:token=<label>[;serial=<serial>][;object=<label>][?module-path=<path>]`.
 //!
-//! Tokens are found by label, never by slot number (slot ids are not stable
-//! across processes). A `pin-value` attribute is refused: a PIN must not
+//! Tokens are found by label (and serial number, when given), never by
+//! slot number (slot ids are not stable across processes); two tokens that
+//! match are refused as ambiguous. A `pin-value` attribute is refused: a PIN must not
 //! travel on a command line.
 
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ pub const MODULE_ENV: &str = "PKCS11_MODULE";
 pub struct Pkcs11Uri {
     /// The token label (`token=`).
     pub token: String,
+    /// The token's serial number (`serial=`), if given.
+    pub serial: Option<String>,
     /// The object label (`object=`), if given.
     pub object: Option<String>,
     /// The module path (`module-path=`), if given.
@@ -40,6 +43,7 @@ impl Pkcs11Uri {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut token = None;
         let mut object = None;
+        let mut serial = None;
         let mut module_path = None;
         let attrs = path
             .split(';')
@@ -53,6 +57,7 @@ impl Pkcs11Uri {
             match k {
                 "token" => token = Some(v),
                 "object" => object = Some(v),
+                "serial" => serial = Some(v),
                 "module-path" => module_path = Some(PathBuf::from(v)),
                 "pin-value" => {
                     return Err(bad(
@@ -60,7 +65,7 @@ impl Pkcs11Uri {
                     ))
                 }
                 // Other RFC 7512 attributes narrow the search further; Kura
-                // matches on the token label only and ignores them.
+                // matches on the token label and serial only and ignores them.
                 _ => {}
             }
         }
@@ -69,9 +74,19 @@ impl Pkcs11Uri {
             .ok_or_else(|| bad("missing `token=<label>`"))?;
         Ok(Pkcs11Uri {
             token,
+            serial: serial.filter(|s| !s.is_empty()),
             object,
             module_path,
         })
+    }
+
+    /// The same URI naming the token's serial number too.
+    #[must_use]
+    pub fn with_serial(&self, serial: &str) -> Self {
+        Pkcs11Uri {
+            serial: Some(serial.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// The module to load: the URI's `module-path`, else `$PKCS11_MODULE`,
@@ -87,6 +102,9 @@ impl Pkcs11Uri {
 impl std::fmt::Display for Pkcs11Uri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pkcs11:token={}", percent_encode(&self.token))?;
+        if let Some(s) = &self.serial {
+            write!(f, ";serial={}", percent_encode(s))?;
+        }
         if let Some(o) = &self.object {
             write!(f, ";object={}", percent_encode(o))?;
         }
@@ -158,6 +176,10 @@ mod tests {
         let u = Pkcs11Uri::parse("pkcs11:manufacturer=SoftHSM%20project;token=My%20Token").unwrap();
         assert_eq!(u.token, "My Token");
         assert_eq!(Pkcs11Uri::parse(&u.to_string()).unwrap(), u);
+        let s = Pkcs11Uri::parse("pkcs11:token=kura-alice;serial=3f2a%2001").unwrap();
+        assert_eq!(s.serial.as_deref(), Some("3f2a 01"));
+        assert_eq!(Pkcs11Uri::parse(&s.to_string()).unwrap(), s);
+        assert_eq!(u.with_serial("77").serial.as_deref(), Some("77"));
     }
 
     #[test]

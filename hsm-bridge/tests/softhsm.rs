@@ -128,7 +128,7 @@ fn participant(d: &Dealt<Secp256k1Tr>, i: usize) -> String {
 /// with the PIN (or a test) could.
 fn raw_session(label: &str) -> Session {
     let ctx = hsm_bridge::context::context(&module()).unwrap();
-    let slot = hsm_bridge::context::find_token(&ctx, label).unwrap();
+    let slot = hsm_bridge::context::find_token(&ctx, label, None).unwrap();
     let s = ctx.open_rw_session(slot).unwrap();
     let _ = s.login(UserType::User, Some(&pin()));
     s
@@ -354,9 +354,11 @@ fn tampered_or_moved_ciphertexts_are_refused_as_tampering() {
         keystore::load_share::<Secp256k1Tr>(&other, &d.group, &participant(&d, 0)).unwrap_err();
     assert!(matches!(err, KeystoreError::Tampered(_)), "{err}");
 
-    // A nonce file moved to another session's name.
+    // A nonce file copied over another session's: that session's own key
+    // on the token does not open it.
     let (sa, sb) = (SessionId::random(), SessionId::random());
     keystore::commit(&ks, &d.shares[1], &sa).unwrap();
+    keystore::commit(&ks, &d.shares[1], &sb).unwrap();
     let dir = nonce_dir("t5-tamper");
     let from = dir.join(format!(
         "{}.gcm",
@@ -366,11 +368,32 @@ fn tampered_or_moved_ciphertexts_are_refused_as_tampering() {
         "{}.gcm",
         SecretSlot::nonces(&d.shares[1], &sb).name()
     ));
-    std::fs::rename(from, to).unwrap();
+    std::fs::copy(&from, &to).unwrap();
     let err = ks
         .take_nonces(&SecretSlot::nonces(&d.shares[1], &sb))
         .unwrap_err();
     assert!(matches!(err, KeystoreError::Tampered(_)), "{err}");
+    // ...and that session is spent: its key is gone from the token.
+    let err = ks
+        .take_nonces(&SecretSlot::nonces(&d.shares[1], &sb))
+        .unwrap_err();
+    assert!(matches!(err, KeystoreError::NoncesConsumed(_)), "{err}");
+    // A file under a session name with no key on the token is nothing.
+    let sc = SessionId::random();
+    std::fs::copy(
+        &from,
+        dir.join(format!(
+            "{}.gcm",
+            SecretSlot::nonces(&d.shares[1], &sc).name()
+        )),
+    )
+    .unwrap();
+    let err = ks
+        .take_nonces(&SecretSlot::nonces(&d.shares[1], &sc))
+        .unwrap_err();
+    assert!(matches!(err, KeystoreError::NoncesConsumed(_)), "{err}");
+    ks.take_nonces(&SecretSlot::nonces(&d.shares[1], &sa))
+        .unwrap();
 }
 
 #[test]
@@ -400,7 +423,7 @@ fn an_interrupted_share_replacement_leaves_a_readable_share() {
     overwrite(&s, pending, ct);
     s.destroy_object(old).unwrap();
     keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &participant(&d, 0)).unwrap();
-    // A new write cleans up and leaves exactly one object.
+    // A new write cleans up and leaves exactly one share object.
     keystore::put_share(&ks, &d.shares[0]).unwrap();
     let all = s
         .find_objects(&[

@@ -110,6 +110,9 @@ fn bench(c: &mut Criterion) {
         requester.public_key()
     ))
     .unwrap();
+    for ks in &stores {
+        wallet_core::keystore::pin_policy(ks, policy.digest()).unwrap();
+    }
     let dir = tmpdir();
     let mut audits: Vec<AuditLog> = stores
         .iter()

@@ -20,12 +20,18 @@
 //! detected, and the error names the first line that does not check out.
 //!
 //! **What the file alone cannot show:** removing entries from the *end*
-//! leaves a shorter log that is perfectly valid. To detect that, anchor the
-//! latest [`AuditLog::head_hash`] (with the entry count) somewhere the log's
-//! host cannot rewrite — another machine, a peer signer, a printed record —
-//! and compare it after opening. Likewise, someone holding the owner's
-//! identity key can write a whole new valid log; the log protects against
-//! tampering by people without that key.
+//! (or deleting the file, or restoring an old copy) leaves a shorter log
+//! that is perfectly valid. So the log's head — the last entry's sequence
+//! number and line hash, an [`AuditHead`] — is anchored in the owner's
+//! keystore ([`Keystore::anchor`]), where someone who can write the host's
+//! files but does not hold its PIN or passphrase cannot move it back.
+//! [`AuditLog::append`] moves the anchor with every entry (the line first,
+//! then the anchor), and [`AuditLog::check_anchor`] — which every signer
+//! decision runs first — refuses a log that is behind its anchor, missing,
+//! or forked from it. A log exactly one entry ahead of its anchor is what a
+//! crash between the two writes leaves; the check moves the anchor up to
+//! it. Someone holding the owner's identity key can still write a whole new
+//! valid log; the log protects against tampering by people without it.
 //!
 //! [`AuditLog::append`] makes an entry durable (the file, and its directory
 //! when the file was just created, are synced) before it returns, so callers
@@ -36,9 +42,12 @@
 //! Records must never hold secrets: they name requests, digests, sighashes
 //! and amounts only.
 //!
-//! One process writes a given log at a time. Appends take an exclusive lock
-//! on the file and refuse to write when the file is not as the handle last
-//! saw it, so a second writer is caught rather than forking the chain.
+//! One process decides at a time: [`AuditLog::begin`] takes an exclusive
+//! lock (a `.lock` file beside the log) for a whole decision, reads what
+//! other processes appended meanwhile and checks the anchor. Appends also
+//! take an exclusive lock on the file and refuse to write when the file is
+//! not as the handle last saw it, so a writer that skipped `begin` is
+//! caught rather than forking the chain.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -50,7 +59,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::write_canonical_json;
 use crate::identity::{IdentityPublicKey, IdentitySignature};
-use crate::keystore::{files, Keystore, KeystoreError};
+use crate::keystore::{files, AuditHead, Keystore, KeystoreError};
 
 /// Domain-separation tag of the genesis hash.
 const GENESIS_TAG: &[u8] = b"kura/v1/audit-genesis\0";
@@ -75,6 +84,10 @@ pub enum AuditEvent {
     },
     /// A signature share left this signer.
     ShareReleased,
+    /// An earlier approval of the same request was withdrawn: its nonces
+    /// were destroyed (the record's `session`), so it can never sign, and a
+    /// fresh approval follows. What a lost or spent nonce set leads to.
+    ApprovalSuperseded,
     /// The coordinator aggregated shares into a signature.
     Aggregated,
     /// The transaction was finalized.
@@ -115,6 +128,9 @@ pub struct AuditRecord {
     /// Satoshis leaving the wallet (for rolling limits), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sat: Option<u64>,
+    /// The nonce session of an approval (or of the approval superseded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<crate::keystore::SessionId>,
 }
 
 impl AuditRecord {
@@ -128,7 +144,15 @@ impl AuditRecord {
             sighashes: Vec::new(),
             policy_digest: None,
             amount_sat: None,
+            session: None,
         }
+    }
+
+    /// Records the nonce session concerned.
+    #[must_use]
+    pub fn with_session(mut self, session: crate::keystore::SessionId) -> Self {
+        self.session = Some(session);
+        self
     }
 
     /// Names the signing request concerned.
@@ -307,6 +331,35 @@ pub enum AuditError {
         /// The log file.
         path: String,
     },
+    /// The log is missing or shorter than its anchor in the keystore:
+    /// entries were removed, the file deleted, or an old copy restored.
+    #[error("audit log {path} is behind its anchor in the keystore: the log ends at {log}, the keystore says {anchor}; entries were removed or an old copy was restored — this signer refuses everything until the log is put back")]
+    BehindAnchor {
+        /// The log file.
+        path: String,
+        /// Where the log ends.
+        log: AuditHead,
+        /// Where the keystore says it must be.
+        anchor: AuditHead,
+    },
+    /// The log's entry at the anchored position is not the anchored one.
+    #[error("audit log {path} is forked from its anchor in the keystore: entry {seq} is not the one the keystore recorded; the log was replaced — this signer refuses everything until the real log is put back")]
+    Forked {
+        /// The log file.
+        path: String,
+        /// The anchored sequence number.
+        seq: u64,
+    },
+    /// More than one entry beyond the anchor: not what a crash leaves.
+    #[error("audit log {path} is {ahead} entries ahead of its anchor in the keystore ({anchor}); at most one entry can be left unanchored by a crash — this signer refuses everything until an operator has inspected the log")]
+    AheadOfAnchor {
+        /// The log file.
+        path: String,
+        /// How many entries beyond the anchor.
+        ahead: u64,
+        /// Where the keystore says the log ends.
+        anchor: AuditHead,
+    },
     /// The sequence numbers are used up.
     #[error("audit log has reached the largest sequence number; start a new log")]
     Full,
@@ -324,6 +377,13 @@ pub enum AuditError {
     /// An entry that cannot be written as JSON (does not happen for these types).
     #[error("audit entry could not be encoded as JSON: {0}")]
     Encoding(String),
+}
+
+fn from_keystore_io(e: KeystoreError) -> AuditError {
+    match e {
+        KeystoreError::Io { path, source } => AuditError::Io { path, source },
+        other => AuditError::Keystore(other),
+    }
 }
 
 fn entry_label(seq: &Option<u64>) -> String {
@@ -367,18 +427,31 @@ pub fn verify(bytes: &[u8], owner: &IdentityPublicKey) -> Result<Vec<AuditEntry>
 }
 
 fn verify_chain(bytes: &[u8], owner: &IdentityPublicKey) -> Result<Chain, AuditError> {
-    let mut entries: Vec<AuditEntry> = Vec::new();
-    let mut head = genesis(owner);
+    let mut chain = Chain {
+        entries: Vec::new(),
+        head: genesis(owner),
+    };
+    extend_chain(&mut chain, bytes, owner)?;
+    Ok(chain)
+}
+
+/// Verifies `bytes` as lines that continue `chain`, and appends them.
+fn extend_chain(
+    chain: &mut Chain,
+    bytes: &[u8],
+    owner: &IdentityPublicKey,
+) -> Result<(), AuditError> {
+    let first_line = chain.entries.len();
     for (index, chunk) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
-        let line = index.saturating_add(1);
+        let line = first_line.saturating_add(index).saturating_add(1);
         let Some(content) = chunk.strip_suffix(b"\n") else {
             return Err(AuditError::Truncated { line });
         };
-        let entry = check_line(content, line, &head, entries.last(), owner)?;
-        head = Sha256::digest(chunk).into();
-        entries.push(entry);
+        let entry = check_line(content, line, &chain.head, chain.entries.last(), owner)?;
+        chain.head = Sha256::digest(chunk).into();
+        chain.entries.push(entry);
     }
-    Ok(Chain { entries, head })
+    Ok(())
 }
 
 /// Checks one line (without its newline) against the line before.
@@ -467,10 +540,17 @@ fn check_line(
 pub struct AuditLog {
     path: PathBuf,
     owner: IdentityPublicKey,
-    entries: Vec<AuditEntry>,
-    head: [u8; 32],
+    chain: Chain,
     /// The file's length as last verified or written.
     len: u64,
+}
+
+/// Held for the length of one decision (see [`AuditLog::begin`]): no other
+/// process decides for the same signer until it is dropped.
+#[derive(Debug)]
+#[must_use = "the decision is exclusive only while the guard lives"]
+pub struct DecisionGuard {
+    _lock: File,
 }
 
 impl fmt::Debug for AuditLog {
@@ -478,8 +558,8 @@ impl fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
             .field("owner", &self.owner)
-            .field("entries", &self.entries.len())
-            .field("head", &hex::encode(self.head))
+            .field("entries", &self.chain.entries.len())
+            .field("head", &hex::encode(self.chain.head))
             .finish()
     }
 }
@@ -507,10 +587,130 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_owned(),
             owner: *owner,
-            entries: chain.entries,
-            head: chain.head,
+            chain,
             len: bytes.len() as u64,
         })
+    }
+
+    /// Starts a decision: takes the signer's exclusive decision lock (a
+    /// `.lock` file beside the log; it waits for another process's decision
+    /// to end), reads and verifies what other processes appended since this
+    /// handle last looked, and checks the log against its anchor in
+    /// `keystore` ([`AuditLog::check_anchor`]). Decide and append while the
+    /// returned guard lives.
+    ///
+    /// # Errors
+    /// [`AuditError::Changed`] when the file is no longer a continuation of
+    /// what this handle verified, any error of [`verify`] for the new lines,
+    /// or of [`AuditLog::check_anchor`].
+    pub fn begin(&mut self, keystore: &dyn Keystore) -> Result<DecisionGuard, AuditError> {
+        let mut lock_path = self.path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = files::lock_exclusive(Path::new(&lock_path)).map_err(from_keystore_io)?;
+        self.refresh()?;
+        self.check_anchor(keystore)?;
+        Ok(DecisionGuard { _lock: lock })
+    }
+
+    /// Reads lines other writers appended since this handle's last look.
+    fn refresh(&mut self) -> Result<(), AuditError> {
+        let path = self.path.as_path();
+        let changed = || AuditError::Changed {
+            path: path.display().to_string(),
+        };
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            // Missing: check_anchor says whether that is allowed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.len == 0 => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(changed()),
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        file.lock_shared().map_err(io_error(path))?;
+        let len = file.metadata().map_err(io_error(path))?.len();
+        if len == self.len {
+            return Ok(());
+        }
+        if len < self.len {
+            return Err(changed());
+        }
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(self.len))
+            .map_err(io_error(path))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail).map_err(io_error(path))?;
+        extend_chain(&mut self.chain, &tail, &self.owner)?;
+        self.len = self.len.saturating_add(tail.len() as u64);
+        Ok(())
+    }
+
+    /// Where this handle's log ends.
+    pub fn head(&self) -> AuditHead {
+        match self.chain.entries.last() {
+            Some(last) => AuditHead {
+                seq: last.seq,
+                hash: self.chain.head,
+            },
+            None => AuditHead::EMPTY,
+        }
+    }
+
+    /// Checks the log against its anchor in `keystore`: the log must end
+    /// exactly at the anchored entry, or one entry after it (a crash between
+    /// an append and the anchor's move; the anchor is then moved up).
+    ///
+    /// # Errors
+    /// [`AuditError::BehindAnchor`] for a missing or cut log,
+    /// [`AuditError::Forked`] when the anchored entry is another,
+    /// [`AuditError::AheadOfAnchor`] for more than one unanchored entry,
+    /// [`AuditError::Keystore`] when the anchor cannot be read or moved.
+    pub fn check_anchor(&self, keystore: &dyn Keystore) -> Result<(), AuditError> {
+        let anchor = keystore.anchor()?;
+        let target = self.position_of(&anchor.audit)?;
+        if target != anchor.audit {
+            keystore.replace_anchor(&anchor, &anchor.with_audit(target))?;
+        }
+        Ok(())
+    }
+
+    /// Where the anchor should be given that the keystore anchored
+    /// `anchored`: this log's head, if it is at or one after `anchored`.
+    fn position_of(&self, anchored: &AuditHead) -> Result<AuditHead, AuditError> {
+        let path = || self.path.display().to_string();
+        let head = self.head();
+        if head.seq < anchored.seq {
+            return Err(AuditError::BehindAnchor {
+                path: path(),
+                log: head,
+                anchor: *anchored,
+            });
+        }
+        let at_anchor = match anchored.seq {
+            0 => AuditHead::EMPTY,
+            seq => {
+                let index = usize::try_from(seq - 1).unwrap_or(usize::MAX);
+                let entry = self
+                    .chain
+                    .entries
+                    .get(index)
+                    .ok_or(AuditError::Forked { path: path(), seq })?;
+                let hash = Sha256::digest(entry.to_line()?).into();
+                AuditHead { seq, hash }
+            }
+        };
+        if at_anchor != *anchored {
+            return Err(AuditError::Forked {
+                path: path(),
+                seq: anchored.seq,
+            });
+        }
+        match head.seq - anchored.seq {
+            0 | 1 => Ok(head),
+            ahead => Err(AuditError::AheadOfAnchor {
+                path: path(),
+                ahead,
+                anchor: *anchored,
+            }),
+        }
     }
 
     /// Signs `record` at `time` (unix seconds) with `keystore`'s identity key,
@@ -537,7 +737,28 @@ impl AuditLog {
                 keystore: Box::new(signer),
             });
         }
-        let (seq, last_time) = match self.entries.last() {
+        // Another writer first (write_line checks again under the lock)...
+        let on_disk = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_error(&self.path)(e)),
+        };
+        if on_disk != self.len {
+            return Err(AuditError::Changed {
+                path: self.path.display().to_string(),
+            });
+        }
+        // ...then refuse to write onto a log that is behind, forked or too
+        // far ahead; one entry past the anchor (a crash) is caught up first,
+        // so a crash during this append again leaves at most one.
+        let mut anchor = keystore.anchor()?;
+        let position = self.position_of(&anchor.audit)?;
+        if position != anchor.audit {
+            let caught_up = anchor.with_audit(position);
+            keystore.replace_anchor(&anchor, &caught_up)?;
+            anchor = caught_up;
+        }
+        let (seq, last_time) = match self.chain.entries.last() {
             Some(last) => (last.seq.checked_add(1).ok_or(AuditError::Full)?, last.time),
             None => (1, 0),
         };
@@ -547,7 +768,7 @@ impl AuditLog {
                 given: time,
             });
         }
-        let prev_hash = hex::encode(self.head);
+        let prev_hash = hex::encode(self.chain.head);
         let message = UnsignedEntry {
             seq,
             time,
@@ -571,9 +792,12 @@ impl AuditLog {
         };
         let line = entry.to_line()?;
         self.write_line(&line)?;
-        self.head = Sha256::digest(&line).into();
+        self.chain.head = Sha256::digest(&line).into();
         self.len = self.len.saturating_add(line.len() as u64);
-        self.entries.push(entry.clone());
+        self.chain.entries.push(entry.clone());
+        // The line is durable; now the anchor follows it. A crash between
+        // the two leaves the log one entry ahead, which check_anchor accepts.
+        keystore.replace_anchor(&anchor, &anchor.with_audit(self.head()))?;
         Ok(entry)
     }
 
@@ -617,24 +841,21 @@ impl AuditLog {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            files::sync_dir(dir).map_err(|e| match e {
-                KeystoreError::Io { path, source } => AuditError::Io { path, source },
-                other => AuditError::Keystore(other),
-            })?;
+            files::sync_dir(dir).map_err(from_keystore_io)?;
         }
         Ok(())
     }
 
     /// The verified entries, oldest first.
     pub fn entries(&self) -> &[AuditEntry] {
-        &self.entries
+        &self.chain.entries
     }
 
     /// Hex SHA-256 of the last line (the owner's [`genesis_hash`] for an empty
     /// log). Store it outside this host after appending and compare it after
     /// opening: that is the only way to notice entries removed from the end.
     pub fn head_hash(&self) -> String {
-        hex::encode(self.head)
+        hex::encode(self.chain.head)
     }
 
     /// The log's owner.
@@ -651,7 +872,8 @@ impl AuditLog {
     /// `amount_sat` over [`AuditEvent::ShareReleased`] entries with
     /// `time >= since`, saturating at `u64::MAX`. For rolling limits.
     pub fn amount_released_since(&self, since: u64) -> u64 {
-        self.entries
+        self.chain
+            .entries
             .iter()
             .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
             .filter_map(|e| e.record.amount_sat)
@@ -661,7 +883,7 @@ impl AuditLog {
     /// Whether request `request_id` was already seen, approved, refused or
     /// had a share released — a signer handles each request id once.
     pub fn has_seen_request(&self, request_id: &str) -> bool {
-        self.entries.iter().any(|e| {
+        self.chain.entries.iter().any(|e| {
             e.record.request_id.as_deref() == Some(request_id)
                 && matches!(
                     e.record.event,

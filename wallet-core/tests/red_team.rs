@@ -105,12 +105,13 @@ fn world(seed: u64) -> World {
             )
         })
         .collect();
-    for (s, ks) in d.shares.iter().zip(&stores) {
-        keystore::put_share(ks, s).unwrap();
-    }
     let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
     let allowed = outside_address(7);
     let policy = Policy::from_toml(&policy_toml(&requester.public_key(), &allowed)).unwrap();
+    for (s, ks) in d.shares.iter().zip(&stores) {
+        keystore::put_share(ks, s).unwrap();
+        keystore::pin_policy(ks, policy.digest()).unwrap();
+    }
     let tmp = tempfile::tempdir().unwrap();
     let audits = stores
         .iter()
@@ -863,6 +864,9 @@ fn raw_messages_sign_when_the_policy_allows_them() {
         1,
     );
     w.policy = Policy::from_toml(&toml).unwrap();
+    for ks in &w.stores {
+        keystore::pin_policy(ks, w.policy.digest()).unwrap();
+    }
     let message = b"attestation: reserves held on 2026-11-26";
     let req = message_request(&w, "m-2", message);
     let approvals: Vec<_> = [0, 1]

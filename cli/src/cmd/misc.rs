@@ -3,9 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context};
 use bitcoin::Network;
-use wallet_core::audit;
+use wallet_core::audit::{self, AuditError, AuditLog};
+use wallet_core::keystore::{self, files};
 use wallet_core::policy::Policy;
 
 use crate::home::{self, Home};
@@ -54,20 +57,27 @@ pub fn descriptor(group: &Path, r: &Reporter) -> anyhow::Result<()> {
     )
 }
 
-pub fn audit_verify(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
-    let card = home::read_card(&home_dir.join("identity.json"))?;
+pub fn audit_verify(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyhow::Result<()> {
+    let home = Home::open_any(home_dir, secrets)?;
+    let owner = home.keystore.identity_public_key()?;
     let path = home_dir.join("audit.jsonl");
-    let bytes = home::read(&path)?;
-    let entries = audit::verify(&bytes, &card.key)
-        .map_err(|e| refused(format!("{}: {e}", path.display())))?;
-    let head = match entries.last() {
-        Some(e) => e.line_hash()?,
-        None => audit::genesis_hash(&card.key),
-    };
+    // A missing log is an empty one here; the anchor says whether it may be.
+    let log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+    log.check_anchor(home.keystore.as_ref())
+        .map_err(|e| match e {
+            AuditError::Keystore(k) => anyhow::Error::new(k),
+            other => refused(other.to_string()),
+        })?;
+    let head = log.head_hash();
     r.done(
         "audit-verify",
-        serde_json::json!({"entries": entries.len(), "head": head}),
-        &format!("{}: {} entries, chain and signatures intact; head {head} (keep it elsewhere to detect truncation)", path.display(), entries.len()),
+        serde_json::json!({"entries": log.entries().len(), "head": head, "anchored": true}),
+        &format!(
+            "{}: {} entries, chain and signatures intact, and the log ends where its anchor in {} says; head {head}",
+            path.display(),
+            log.entries().len(),
+            home.keystore.describe()
+        ),
     )
 }
 
@@ -116,6 +126,164 @@ pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
             policy.requesters().len(),
             policy.destinations().len(),
             hex::encode(policy.digest())
+        ),
+    )
+}
+
+/// What changes from `old` to `new`, line by line, for the operator.
+fn policy_changes(old: Option<&Policy>, new: &Policy) -> Vec<String> {
+    let Some(old) = old else {
+        return vec![format!(
+            "a first policy: {} network, {} requester(s), {} destination(s)",
+            new.network(),
+            new.requesters().len(),
+            new.destinations().len()
+        )];
+    };
+    let mut out = Vec::new();
+    if old.network() != new.network() {
+        out.push(format!("network: {} -> {}", old.network(), new.network()));
+    }
+    for r in new.requesters() {
+        match old.requester(r.key()) {
+            None => out.push(format!("+ requester {:?} ({})", r.label(), r.key())),
+            Some(o) if o.raw_messages() != r.raw_messages() => out.push(format!(
+                "~ requester {:?}: raw messages {} -> {}",
+                r.label(),
+                o.raw_messages(),
+                r.raw_messages()
+            )),
+            Some(_) => {}
+        }
+    }
+    for r in old.requesters() {
+        if new.requester(r.key()).is_none() {
+            out.push(format!("- requester {:?} ({})", r.label(), r.key()));
+        }
+    }
+    let addresses = |p: &Policy| -> Vec<(String, String)> {
+        p.destinations()
+            .iter()
+            .map(|d| (d.address().to_string(), d.label().to_owned()))
+            .collect()
+    };
+    let (old_d, new_d) = (addresses(old), addresses(new));
+    for (a, l) in &new_d {
+        if !old_d.iter().any(|(b, _)| b == a) {
+            out.push(format!("+ destination {l:?} {a}"));
+        }
+    }
+    for (a, l) in &old_d {
+        if !new_d.iter().any(|(b, _)| b == a) {
+            out.push(format!("- destination {l:?} {a}"));
+        }
+    }
+    let (o, n) = (old.limits(), new.limits());
+    let limits = [
+        (
+            "per_transaction_sat",
+            o.per_transaction_sat(),
+            n.per_transaction_sat(),
+        ),
+        (
+            "rolling_window_hours",
+            o.rolling_window_hours(),
+            n.rolling_window_hours(),
+        ),
+        (
+            "rolling_window_sat",
+            o.rolling_window_sat(),
+            n.rolling_window_sat(),
+        ),
+        ("max_fee_sat", o.max_fee_sat(), n.max_fee_sat()),
+        (
+            "max_fee_rate (msat/vB)",
+            o.max_fee_rate_msat_per_vb(),
+            n.max_fee_rate_msat_per_vb(),
+        ),
+    ];
+    for (name, a, b) in limits {
+        if a != b {
+            out.push(format!("~ {name}: {a} -> {b}"));
+        }
+    }
+    if out.is_empty() && old.digest() != new.digest() {
+        out.push("other settings differ (compare the files)".into());
+    }
+    out
+}
+
+pub fn policy_install(
+    home_dir: &Path,
+    file: &Path,
+    yes: bool,
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let new = Policy::from_toml(&text)
+        .map_err(|e| refused(format!("{}: {e}; nothing was installed", file.display())))?;
+    let home = Home::open(home_dir, "signer", secrets)?;
+    let pinned = home.keystore.anchor()?.policy;
+    let installed_path = home_dir.join("policy.toml");
+    // The policy in force now: the file, if it is the pinned one.
+    let current = std::fs::read_to_string(&installed_path)
+        .ok()
+        .and_then(|t| Policy::from_toml(&t).ok())
+        .filter(|p| Some(p.digest()) == pinned);
+    let digest = new.digest();
+    if pinned == Some(digest) && current.is_some() {
+        return r.done(
+            "policy-install",
+            serde_json::json!({"digest": hex::encode(digest), "changed": false}),
+            &format!(
+                "this policy (digest {}) is already installed",
+                hex::encode(digest)
+            ),
+        );
+    }
+    let mut changes = policy_changes(current.as_ref(), &new);
+    if pinned.is_some() && current.is_none() {
+        changes.insert(
+            0,
+            format!(
+                "(the installed policy {} is not readable at {}: it was edited or removed)",
+                pinned.map(hex::encode).unwrap_or_default(),
+                installed_path.display()
+            ),
+        );
+    }
+    let summary = changes.join("\n  ");
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to install a policy without confirmation: run on a terminal, or pass --yes for automation");
+        }
+        eprintln!(
+            "Installing {} in {}:\n  {summary}",
+            file.display(),
+            home_dir.display()
+        );
+        eprint!("Install this policy? [y/N] ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(refused("not installed by the operator"));
+        }
+    }
+    // Pin first: a crash before the copy leaves a signer that refuses
+    // everything (fail closed) until this command is run again.
+    keystore::pin_policy(home.keystore.as_ref(), digest)?;
+    files::write_atomic(&installed_path, text.as_bytes(), true)?;
+    r.done(
+        "policy-install",
+        serde_json::json!({"digest": hex::encode(digest), "changed": true, "changes": changes, "previous": pinned.map(hex::encode)}),
+        &format!(
+            "installed {} as {} (digest {})\n  {summary}",
+            file.display(),
+            installed_path.display(),
+            hex::encode(digest)
         ),
     )
 }

@@ -128,7 +128,17 @@ fn read_request(
 }
 
 fn refusal(e: Refusal) -> anyhow::Error {
+    use wallet_core::audit::AuditError;
     match e {
+        // A log that is behind, forked from or too far ahead of its anchor:
+        // a refusal (exit 1), with the anchor's own explanation.
+        Refusal::Audit(
+            a @ (AuditError::BehindAnchor { .. }
+            | AuditError::Forked { .. }
+            | AuditError::AheadOfAnchor { .. }
+            | AuditError::Broken { .. }
+            | AuditError::Truncated { .. }),
+        ) => refused(a.to_string()),
         Refusal::Audit(a) => anyhow::Error::new(a)
             .context("the audit log could not record the decision, so nothing was released"),
         Refusal::Format(f) => anyhow::Error::new(f),

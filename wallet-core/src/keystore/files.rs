@@ -6,7 +6,7 @@
 //! PKCS#11 keystore under the token's AES key.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rand_core::{OsRng, RngCore};
@@ -55,6 +55,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Keys
     sync_dir(dir)
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only (0700 on
+/// Unix, whatever the umask), or checks an existing one with
+/// [`check_private`].
+///
+/// # Errors
+/// An I/O error, or [`KeystoreError::Insecure`] for an existing directory
+/// that others can write.
+pub fn create_private_dir(dir: &Path) -> Result<(), KeystoreError> {
+    if dir.exists() {
+        return check_private(dir);
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io_error(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+/// Refuses a file or directory that users other than its owner can write
+/// (group- or world-writable on Unix): whoever can write it could replace
+/// a signer's state.
+///
+/// # Errors
+/// [`KeystoreError::Insecure`], or an I/O error reading its metadata.
+pub fn check_private(path: &Path) -> Result<(), KeystoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(io_error(path))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(KeystoreError::Insecure {
+                path: path.display().to_string(),
+                mode: mode & 0o7777,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An exclusive lock on `path` (created if missing), held across processes
+/// until the returned file is dropped.
+///
+/// # Errors
+/// An I/O error opening or locking it.
+pub fn lock_exclusive(path: &Path) -> Result<File, KeystoreError> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let lock = opts.open(path).map_err(io_error(path))?;
+    lock.lock().map_err(io_error(path))?;
+    Ok(lock)
+}
+
 /// Makes a directory's entries (creations, renames, removals) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
     #[cfg(unix)]
@@ -80,7 +149,7 @@ impl TakeOnceDir {
     /// # Errors
     /// An I/O error creating it.
     pub fn open(dir: &Path) -> Result<Self, KeystoreError> {
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        create_private_dir(dir)?;
         Ok(TakeOnceDir {
             dir: dir.to_owned(),
         })
@@ -99,32 +168,56 @@ impl TakeOnceDir {
         })
     }
 
-    /// Takes an entry: returns its bytes once, `None` ever after (or if it
-    /// never existed).
+    /// Takes an entry under the directory's lock: reads it (`None` when
+    /// there is none) and hands it to `consume`, which decides whether the
+    /// entry is spent — typically by destroying the per-entry key the bytes
+    /// are encrypted under, which restoring the file cannot undo. When
+    /// `consume` returns `Ok` the file is deleted durably.
     ///
     /// # Errors
-    /// An I/O error; the entry is then either untouched or gone, never returned twice.
-    pub fn take(&self, name: &str) -> Result<Option<Vec<u8>>, KeystoreError> {
+    /// An I/O error, or `consume`'s error (the file is then left as it is).
+    pub fn take_with<T>(
+        &self,
+        name: &str,
+        consume: impl FnOnce(Option<Vec<u8>>) -> Result<T, KeystoreError>,
+    ) -> Result<T, KeystoreError> {
         let path = self.dir.join(name);
-        let lock_path = self.dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        lock.lock().map_err(io_error(&lock_path))?;
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        let _lock = lock_exclusive(&self.dir.join(".lock"))?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(&path)(e)),
         };
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).map_err(io_error(&path))?;
-        drop(f);
-        fs::remove_file(&path).map_err(io_error(&path))?;
-        sync_dir(&self.dir)?;
-        drop(lock);
-        Ok(Some(bytes))
+        let present = bytes.is_some();
+        let out = consume(bytes)?;
+        if present {
+            self.remove(name)?;
+        }
+        Ok(out)
+    }
+
+    /// Deletes an entry durably; a missing one is not an error.
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub fn remove(&self, name: &str) -> Result<(), KeystoreError> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    /// Runs `f` under the directory's lock (the one takes hold).
+    ///
+    /// # Errors
+    /// An I/O error taking the lock, or `f`'s error.
+    pub fn locked<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, KeystoreError>,
+    ) -> Result<T, KeystoreError> {
+        let _lock = lock_exclusive(&self.dir.join(".lock"))?;
+        f()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rand_core::{OsRng, RngCore};
 
-use super::{Keystore, KeystoreError, SecretSlot};
+use super::{Keystore, KeystoreError, SecretSlot, StateAnchor};
 use crate::identity::{IdentityPublicKey, IdentitySignature, SealedMessage, SoftwareIdentity};
 use crate::secret::SecretBytes;
 
@@ -16,6 +16,7 @@ pub struct MemoryKeystore {
     identity: SoftwareIdentity,
     shares: Mutex<HashMap<SecretSlot, SecretBytes>>,
     nonces: Mutex<HashMap<SecretSlot, SecretBytes>>,
+    anchor: Mutex<StateAnchor>,
 }
 
 impl MemoryKeystore {
@@ -30,6 +31,7 @@ impl MemoryKeystore {
             identity,
             shares: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
+            anchor: Mutex::new(StateAnchor::NEW),
         }
     }
 }
@@ -80,6 +82,28 @@ impl Keystore for MemoryKeystore {
         lock(&self.nonces)
             .remove(slot)
             .ok_or_else(|| KeystoreError::NoncesConsumed(slot.to_string()))
+    }
+
+    fn discard_nonces(&self, slot: &SecretSlot) -> Result<(), KeystoreError> {
+        lock(&self.nonces).remove(slot);
+        Ok(())
+    }
+
+    fn anchor(&self) -> Result<StateAnchor, KeystoreError> {
+        Ok(*lock(&self.anchor))
+    }
+
+    fn replace_anchor(
+        &self,
+        expected: &StateAnchor,
+        next: &StateAnchor,
+    ) -> Result<(), KeystoreError> {
+        let mut anchor = lock(&self.anchor);
+        if *anchor != *expected {
+            return Err(expected.moved(&anchor));
+        }
+        *anchor = *next;
+        Ok(())
     }
 
     fn fill_random(&self, out: &mut [u8]) -> Result<(), KeystoreError> {

@@ -14,8 +14,22 @@
 //! slot to the ciphertext, so a secret copied to another slot fails to load.
 //!
 //! [`commit`] and [`sign`] run the FROST rounds with persisted nonces: the
-//! nonces are stored encrypted after round 1 and taken (deleted durably)
+//! nonces are stored encrypted after round 1 and taken (consumed durably)
 //! before a share is computed in round 2.
+//!
+//! # State a disk writer cannot roll back
+//!
+//! Whoever can write a signer's files but does not know its PIN or
+//! passphrase may restore old copies, delete or edit them. Three things a
+//! signer remembers must survive that, so they live inside the keystore:
+//!
+//! - **take-once**: each nonce set is encrypted under its own key held in
+//!   the keystore (a key object on a token, an entry of the software
+//!   keystore's encrypted state); taking the nonces destroys that key, so a
+//!   restored nonce file no longer decrypts;
+//! - **the audit head** and **the pinned policy**: a [`StateAnchor`] that
+//!   [`AuditLog`](crate::audit::AuditLog) moves with every append and checks
+//!   before every decision, and that only the keystore's holder can change.
 
 use std::fmt;
 
@@ -35,10 +49,12 @@ use crate::secret::SecretBytes;
 use crate::signing::{self, Round1State, SignError};
 use crate::suite::{KuraSuite, SuiteId};
 
+mod anchor;
 pub mod files;
 mod memory;
 mod software;
 
+pub use anchor::{AuditHead, StateAnchor, ANCHOR_LEN};
 pub use memory::MemoryKeystore;
 pub use software::{SoftwareKeystore, WorkFactor};
 
@@ -268,6 +284,23 @@ pub enum KeystoreError {
     /// An identity failure.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// A file or directory of the signer's state that others can write.
+    #[error("{path} can be written by users other than its owner (mode {mode:o}); fix it with `chmod go-w` and check that nobody replaced its contents")]
+    Insecure {
+        /// The file or directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The state anchor is not what the caller last saw: another process
+    /// moved it, or it was changed behind this one's back.
+    #[error("the keystore's state anchor moved (expected {expected}, found {found}): another process is using this keystore, or its state was changed; retry the operation")]
+    AnchorMoved {
+        /// What the caller expected.
+        expected: String,
+        /// What the keystore holds.
+        found: String,
+    },
     /// A backend-specific failure (e.g. a PKCS#11 error).
     #[error("{0}")]
     Backend(String),
@@ -302,10 +335,39 @@ pub trait Keystore {
     fn put_nonces(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError>;
 
     /// Takes a session's nonces: returns them once and durably forgets them.
+    /// The forgetting must be a keystore operation that restoring files
+    /// cannot undo (destroying a per-session key in the keystore).
     ///
     /// # Errors
     /// [`KeystoreError::NoncesConsumed`] for any later call.
     fn take_nonces(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError>;
+
+    /// Destroys a session's nonces without returning them, durably; a slot
+    /// with no nonces is not an error. Used when an approval is superseded.
+    ///
+    /// # Errors
+    /// A backend or I/O failure; the nonces may then still exist.
+    fn discard_nonces(&self, slot: &SecretSlot) -> Result<(), KeystoreError>;
+
+    /// The signer state anchored in this keystore ([`StateAnchor::NEW`] for
+    /// a keystore that never stored one).
+    ///
+    /// # Errors
+    /// [`KeystoreError::Tampered`] for an anchor that does not parse or
+    /// authenticate, or a backend failure.
+    fn anchor(&self) -> Result<StateAnchor, KeystoreError>;
+
+    /// Replaces the anchor with `next` if it is still `expected`, durably
+    /// and atomically with respect to other processes using the keystore.
+    ///
+    /// # Errors
+    /// [`KeystoreError::AnchorMoved`] when the anchor is not `expected`
+    /// (nothing is written), or a backend failure.
+    fn replace_anchor(
+        &self,
+        expected: &StateAnchor,
+        next: &StateAnchor,
+    ) -> Result<(), KeystoreError>;
 
     /// Fills `out` with random bytes from the keystore's RNG (a token's, or
     /// the OS's).
@@ -357,6 +419,32 @@ pub fn nonce_rng(keystore: &dyn Keystore) -> Result<ChaCha20Rng, KeystoreError> 
     let rng = ChaCha20Rng::from_seed(*seed);
     zeroize::Zeroize::zeroize(&mut *seed);
     Ok(rng)
+}
+
+/// Installs the policy with `digest` as the one in force: pins it in the
+/// keystore's [`StateAnchor`]. Only the keystore's holder can do this (it
+/// needs the unlocked keystore); a policy file whose digest differs from the
+/// pinned one makes the signer refuse everything. Returns the digest pinned
+/// before, if any.
+///
+/// # Errors
+/// A backend failure, or [`KeystoreError::AnchorMoved`] if another process
+/// kept moving the anchor.
+pub fn pin_policy(
+    keystore: &dyn Keystore,
+    digest: [u8; 32],
+) -> Result<Option<[u8; 32]>, KeystoreError> {
+    let mut last = None;
+    // The anchor also moves with audit appends: retry a few times.
+    for _ in 0..8 {
+        let current = keystore.anchor()?;
+        match keystore.replace_anchor(&current, &current.with_policy(digest)) {
+            Ok(()) => return Ok(current.policy),
+            Err(e @ KeystoreError::AnchorMoved { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| KeystoreError::Backend("the state anchor kept moving".into())))
 }
 
 /// Stores `share` in `keystore`.

@@ -14,10 +14,10 @@ use super::request::{
     WithdrawalShares,
 };
 use super::review::{parse_psbt, review, ReviewError, WithdrawalSummary};
-use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord};
+use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, DecisionGuard};
 use crate::group::{identifier_hex, KeyShare, PublicGroup};
 use crate::identity::IdentityPublicKey;
-use crate::keystore::{self, Keystore, KeystoreError, SessionId, StoredSignError};
+use crate::keystore::{self, Keystore, KeystoreError, SecretSlot, SessionId, StoredSignError};
 use crate::policy::{Policy, PolicyRefusal};
 use crate::signing::{self, SignError};
 use crate::suite::Secp256k1Tr;
@@ -56,6 +56,14 @@ pub enum Refusal {
         created_at: u64,
         /// The signer's clock.
         now: u64,
+    },
+    /// The policy file is not the one installed (pinned) in the keystore.
+    #[error("{}", policy_not_in_force(.pinned, .file))]
+    PolicyNotInForce {
+        /// Hex digest pinned in the keystore, if any.
+        pinned: Option<String>,
+        /// Hex digest of the policy this signer was given.
+        file: String,
     },
     /// This request id was already handled.
     #[error("request {0} was already approved or signed by this signer; a request is honoured once (replays are refused even with an identical PSBT)")]
@@ -124,6 +132,7 @@ impl Refusal {
             Refusal::Policy(p) => p.rule.to_string(),
             Refusal::BadRequestSignature => "request-signature".into(),
             Refusal::Expired { .. } | Refusal::NotYetValid { .. } => "request-expiry".into(),
+            Refusal::PolicyNotInForce { .. } => "policy-pin".into(),
             Refusal::Replayed(_) => "replay".into(),
             Refusal::Review(_) => "psbt-review".into(),
             Refusal::WrongRequest { .. }
@@ -136,6 +145,13 @@ impl Refusal {
             Refusal::Audit(_) => "audit".into(),
             Refusal::Format(_) => "format".into(),
         }
+    }
+}
+
+fn policy_not_in_force(pinned: &Option<String>, file: &str) -> String {
+    match pinned {
+        None => format!("no policy is installed in this signer's keystore (the policy file's digest is {file}); install it with `kura policy install` — until then this signer refuses everything"),
+        Some(p) => format!("the policy file (digest {file}) is not the policy installed in this signer's keystore (digest {p}): it was changed without `kura policy install`; this signer refuses everything until the installed policy is put back or the new one installed"),
     }
 }
 
@@ -257,6 +273,7 @@ impl Signer<'_> {
         request: &Signed<WithdrawalRequest>,
         now: u64,
     ) -> Result<Reviewed, Refusal> {
+        let _guard = self.begin()?;
         match self.check_request(request, now) {
             Ok((reviewed, _)) => {
                 let record = AuditRecord::new(AuditEvent::RequestSeen)
@@ -272,9 +289,24 @@ impl Signer<'_> {
         }
     }
 
-    /// Checks what every request needs: the requester's signature (by the
-    /// key named in the request) and the times.
+    /// Starts a decision: the signer's exclusive lock, the log brought up
+    /// to date and checked against its anchor in the keystore.
+    fn begin(&mut self) -> Result<DecisionGuard, Refusal> {
+        Ok(self.audit.begin(self.keystore)?)
+    }
+
+    /// Checks what every request needs: the policy in force is the one
+    /// pinned in the keystore, the requester's signature (by the key named
+    /// in the request) and the times.
     fn check_common(&self, subject: &dyn Subject, now: u64) -> Result<(), Refusal> {
+        let file = self.policy.digest();
+        let pinned = self.keystore.anchor()?.policy;
+        if pinned != Some(file) {
+            return Err(Refusal::PolicyNotInForce {
+                pinned: pinned.as_ref().map(hex32),
+                file: hex32(&file),
+            });
+        }
         if !subject.signature_ok(self.group.id()) {
             return Err(Refusal::BadRequestSignature);
         }
@@ -389,6 +421,7 @@ impl Signer<'_> {
         request: &Signed<WithdrawalRequest>,
         now: u64,
     ) -> Result<Signed<Approval>, Refusal> {
+        let _guard = self.begin()?;
         let checked = self.check_request(request, now).map(|(_, c)| c);
         self.approve_checked(request, checked, now)
     }
@@ -404,6 +437,7 @@ impl Signer<'_> {
         request: &Signed<MessageRequest>,
         now: u64,
     ) -> Result<Signed<Approval>, Refusal> {
+        let _guard = self.begin()?;
         let checked = self.check_message(request, now);
         self.approve_checked(request, checked, now)
     }
@@ -414,12 +448,9 @@ impl Signer<'_> {
         checked: Result<Checked, Refusal>,
         now: u64,
     ) -> Result<Signed<Approval>, Refusal> {
-        let approved_or_released: [fn(&AuditEvent) -> bool; 2] = [
-            |e| matches!(e, AuditEvent::Approved),
-            |e| matches!(e, AuditEvent::ShareReleased),
-        ];
+        let released: [fn(&AuditEvent) -> bool; 1] = [|e| matches!(e, AuditEvent::ShareReleased)];
         let checked = checked.and_then(|c| {
-            if self.handled(subject, &approved_or_released) {
+            if self.handled(subject, &released) || self.approved_other_version(subject, &c) {
                 return Err(Refusal::Replayed(c.request_id));
             }
             Ok(c)
@@ -428,6 +459,13 @@ impl Signer<'_> {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
+        // An earlier approval of this very request that never led to a
+        // release (its nonces lost in a crash, tampered with, or simply
+        // not used) is withdrawn first: its nonces are destroyed and that
+        // is recorded, so at most one approval of a request can ever sign.
+        if let Err(e) = self.supersede_earlier_approvals(subject, &checked, now) {
+            return Err(self.refuse(subject, e, now));
+        }
         let session = SessionId::random();
         let committed: Result<Vec<_>, KeystoreError> = (0..checked.messages.len())
             .map(|i| keystore::commit(self.keystore, self.share, &session.for_input(i)))
@@ -450,9 +488,70 @@ impl Signer<'_> {
             .with_requester(subject.requester().to_string())
             .with_request_digest(hex32(&checked.request_digest))
             .with_sighashes(approval.sighashes.clone())
-            .with_policy_digest(approval.policy_digest.clone());
+            .with_policy_digest(approval.policy_digest.clone())
+            .with_session(session);
         self.audit.append(self.keystore, now, record)?;
         Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
+    }
+
+    /// Whether this signer approved the request's id with another digest
+    /// (another request reusing the id).
+    fn approved_other_version(&self, subject: &dyn Subject, checked: &Checked) -> bool {
+        let requester = subject.requester().to_string();
+        let digest = hex32(&checked.request_digest);
+        self.audit.entries().iter().any(|e| {
+            matches!(e.record.event, AuditEvent::Approved)
+                && e.record.request_id.as_deref() == Some(subject.request_id())
+                && e.record.requester.as_deref() == Some(requester.as_str())
+                && e.record.request_digest.as_deref() != Some(digest.as_str())
+        })
+    }
+
+    /// Destroys the nonces of every earlier approval of this request not yet
+    /// superseded, and records each.
+    fn supersede_earlier_approvals(
+        &mut self,
+        subject: &dyn Subject,
+        checked: &Checked,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let requester = subject.requester().to_string();
+        let digest = hex32(&checked.request_digest);
+        let of_this_request = |e: &&crate::audit::AuditEntry| {
+            e.record.request_id.as_deref() == Some(subject.request_id())
+                && e.record.requester.as_deref() == Some(requester.as_str())
+                && e.record.request_digest.as_deref() == Some(digest.as_str())
+        };
+        let superseded: BTreeSet<SessionId> = self
+            .audit
+            .entries()
+            .iter()
+            .filter(of_this_request)
+            .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
+            .filter_map(|e| e.record.session)
+            .collect();
+        let open: Vec<SessionId> = self
+            .audit
+            .entries()
+            .iter()
+            .filter(of_this_request)
+            .filter(|e| matches!(e.record.event, AuditEvent::Approved))
+            .filter_map(|e| e.record.session)
+            .filter(|s| !superseded.contains(s))
+            .collect();
+        for session in open {
+            for i in 0..checked.messages.len() {
+                self.keystore
+                    .discard_nonces(&SecretSlot::nonces(self.share, &session.for_input(i)))?;
+            }
+            let record = AuditRecord::new(AuditEvent::ApprovalSuperseded)
+                .with_request_id(checked.request_id.clone())
+                .with_requester(requester.clone())
+                .with_request_digest(digest.clone())
+                .with_session(session);
+            self.audit.append(self.keystore, now, record)?;
+        }
+        Ok(())
     }
 
     /// Releases signature shares for the coordinator's packages, after
@@ -471,6 +570,7 @@ impl Signer<'_> {
         packages: &WithdrawalPackages,
         now: u64,
     ) -> Result<Signed<WithdrawalShares>, Refusal> {
+        let _guard = self.begin()?;
         let checked = self.check_request(request, now).map(|(_, c)| c);
         self.sign_checked(request, checked, packages, now)
     }
@@ -486,6 +586,7 @@ impl Signer<'_> {
         packages: &WithdrawalPackages,
         now: u64,
     ) -> Result<Signed<WithdrawalShares>, Refusal> {
+        let _guard = self.begin()?;
         let checked = self.check_message(request, now);
         self.sign_checked(request, checked, packages, now)
     }
