@@ -72,7 +72,7 @@ fn uri(label: &str) -> Pkcs11Uri {
 }
 
 /// The tokens the tests use, one set per test.
-const TOKENS: [&str; 16] = [
+const TOKENS: [&str; 23] = [
     "t1-alice",
     "t1-bob",
     "t1-carol",
@@ -89,6 +89,13 @@ const TOKENS: [&str; 16] = [
     "t10-race",
     "t11-crash",
     "t12-spare",
+    "t13-restore",
+    "t14-decoy",
+    "t15-twin",
+    "t15-twin",
+    "t16-anchor",
+    "t17-foreign",
+    "t18-swap",
 ];
 
 /// An initialised (not provisioned) token of this test run.
@@ -878,4 +885,190 @@ fn a_full_token_refuses_the_write_and_keeps_the_previous_share() {
     );
     assert!(stdout.contains("REPLACE FAILED"), "{stdout}");
     assert!(stdout.contains("OLD SHARE LOADS"), "{stdout}");
+}
+
+// ---- state a disk writer cannot roll back; objects Kura did not make ----
+
+fn nonce_keys(s: &Session) -> usize {
+    s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+        .unwrap()
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                s.get_attributes(*o, &[AttributeType::Label]).unwrap().pop(),
+                Some(Attribute::Label(l)) if l.starts_with(b"kura-nonce-key-")
+            )
+        })
+        .count()
+}
+
+#[test]
+fn a_restored_nonce_file_is_useless_once_its_token_key_is_destroyed() {
+    let d = deal(13);
+    let ks = provisioned("t13-restore");
+    keystore::put_share(&ks, &d.shares[0]).unwrap();
+    let session = SessionId::random();
+    keystore::commit(&ks, &d.shares[0], &session).unwrap();
+    let slot = SecretSlot::nonces(&d.shares[0], &session);
+    let file = nonce_dir("t13-restore").join(format!("{}.gcm", slot.name()));
+    let backup = std::fs::read(&file).unwrap();
+    let s = raw_session("t13-restore");
+    assert_eq!(nonce_keys(&s), 1, "one key on the token per nonce set");
+    ks.take_nonces(&slot).unwrap();
+    assert_eq!(nonce_keys(&s), 0, "the take destroyed it");
+    // The attacker restores the ciphertext from a backup: nothing opens it.
+    std::fs::write(&file, &backup).unwrap();
+    let err = ks.take_nonces(&slot).unwrap_err();
+    assert!(matches!(err, KeystoreError::NoncesConsumed(_)), "{err}");
+    // A superseded approval's nonces are destroyed the same way.
+    let other = SessionId::random();
+    keystore::commit(&ks, &d.shares[0], &other).unwrap();
+    let slot = SecretSlot::nonces(&d.shares[0], &other);
+    ks.discard_nonces(&slot).unwrap();
+    ks.discard_nonces(&slot).unwrap();
+    assert_eq!(nonce_keys(&s), 0);
+    assert!(matches!(
+        ks.take_nonces(&slot),
+        Err(KeystoreError::NoncesConsumed(_))
+    ));
+}
+
+#[test]
+fn the_state_anchor_on_the_token_moves_only_by_compare_and_swap() {
+    use wallet_core::keystore::{AuditHead, StateAnchor};
+    let ks = provisioned("t16-anchor");
+    assert_eq!(ks.anchor().unwrap(), StateAnchor::NEW);
+    let a1 = StateAnchor::NEW
+        .with_audit(AuditHead {
+            seq: 3,
+            hash: [7; 32],
+        })
+        .with_policy([9; 32]);
+    ks.replace_anchor(&StateAnchor::NEW, &a1).unwrap();
+    let err = ks
+        .replace_anchor(&StateAnchor::NEW, &StateAnchor::NEW)
+        .unwrap_err();
+    assert!(matches!(err, KeystoreError::AnchorMoved { .. }), "{err}");
+    drop(ks);
+    // On the token, not in the host's files: a fresh keystore reads it back
+    // even with its nonce directory gone.
+    std::fs::remove_dir_all(nonce_dir("t16-anchor")).unwrap();
+    let again = HsmKeystore::open(&token("t16-anchor"), &pin(), &nonce_dir("t16-anchor")).unwrap();
+    assert_eq!(again.anchor().unwrap(), a1);
+}
+
+#[test]
+fn decoy_objects_with_kuras_labels_are_refused() {
+    let ks = provisioned("t14-decoy");
+    drop(ks);
+    let s = raw_session("t14-decoy");
+    // A public AES key with the KEK's label, as anyone with access to the
+    // token but no PIN could plant: its value is known to its planter.
+    let decoy = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(cryptoki::object::KeyType::AES),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Label(KEK_LABEL.into()),
+            Attribute::Value(vec![0x41; 32]),
+        ])
+        .unwrap();
+    let err = HsmKeystore::open(&token("t14-decoy"), &pin(), &nonce_dir("t14-decoy")).unwrap_err();
+    assert!(
+        matches!(&err, HsmError::UnexpectedObject { object, .. } if object == KEK_LABEL),
+        "{err}"
+    );
+    s.destroy_object(decoy).unwrap();
+    // A public state object beside the real one.
+    let decoy = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Application(hsm_bridge::STATE_APPLICATION.to_vec()),
+            Attribute::Label(b"kura-state/v1/00".to_vec()),
+            Attribute::Value(Vec::new()),
+        ])
+        .unwrap();
+    let err = HsmKeystore::open(&token("t14-decoy"), &pin(), &nonce_dir("t14-decoy")).unwrap_err();
+    assert!(matches!(err, HsmError::UnexpectedObject { .. }), "{err}");
+    s.destroy_object(decoy).unwrap();
+    HsmKeystore::open(&token("t14-decoy"), &pin(), &nonce_dir("t14-decoy")).unwrap();
+}
+
+#[test]
+fn a_swapped_identity_public_key_fails_the_self_test() {
+    let ks = provisioned("t18-swap");
+    drop(ks);
+    let s = raw_session("t18-swap");
+    let original = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Label(hsm_bridge::IDENTITY_LABEL.into()),
+        ])
+        .unwrap()[0];
+    let (_, other_private) = s
+        .generate_key_pair(
+            &cryptoki::mechanism::Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Verify(true),
+                Attribute::EcParams(vec![
+                    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+                ]),
+                Attribute::Label(hsm_bridge::IDENTITY_LABEL.into()),
+            ],
+            &[
+                Attribute::Token(false),
+                Attribute::Sign(true),
+                Attribute::Label(b"someone else".to_vec()),
+            ],
+        )
+        .unwrap();
+    s.destroy_object(other_private).unwrap();
+    s.destroy_object(original).unwrap();
+    let err = HsmKeystore::open(&token("t18-swap"), &pin(), &nonce_dir("t18-swap")).unwrap_err();
+    assert!(matches!(err, HsmError::SelfTest { .. }), "{err}");
+}
+
+#[test]
+fn two_tokens_with_one_label_need_the_serial() {
+    hsm();
+    let err = HsmKeystore::open(&uri("t15-twin"), &pin(), &nonce_dir("t15-twin")).unwrap_err();
+    let serials = match &err {
+        HsmError::AmbiguousToken { serials, .. } => serials.clone(),
+        other => panic!("expected AmbiguousToken, got {other:?}"),
+    };
+    assert!(err.to_string().contains("serial="), "{err}");
+    let serial = serials.split(", ").next().unwrap();
+    let first = uri("t15-twin").with_serial(serial);
+    let ks = HsmKeystore::provision(&first, &pin(), &nonce_dir("t15-twin-a")).unwrap();
+    assert_eq!(ks.token_serial(), serial);
+    // The URI a home records names the serial; another serial is not it.
+    let err = HsmKeystore::open(
+        &uri("t15-twin").with_serial("no-such-serial"),
+        &pin(),
+        &nonce_dir("t15-twin-a"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HsmError::TokenNotFound { .. }), "{err}");
+    HsmKeystore::open(&first, &pin(), &nonce_dir("t15-twin-a")).unwrap();
+}
+
+#[test]
+fn a_login_kura_did_not_make_is_refused_rather_than_trusted() {
+    hsm();
+    // Another user of the module in this process logs in first...
+    let _s = raw_session("t17-foreign");
+    // ...so the token would accept any PIN from Kura's second session.
+    let err = HsmKeystore::provision(
+        &token("t17-foreign"),
+        &SecretString::from("not the PIN".to_owned()),
+        &nonce_dir("t17-foreign"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HsmError::ForeignLogin { .. }), "{err}");
 }
