@@ -136,9 +136,14 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     f.write_all(bytes)

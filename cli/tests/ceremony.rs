@@ -1257,3 +1257,346 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+// ---- Signer state a disk writer cannot roll back, through the binary ----
+
+/// Copies a file or a directory tree.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// Replaces `live` with the snapshot `snap`.
+fn put_back(snap: &std::path::Path, live: &std::path::Path) {
+    if live.is_dir() {
+        std::fs::remove_dir_all(live).unwrap();
+    } else if live.exists() {
+        std::fs::remove_file(live).unwrap();
+    }
+    copy_tree(snap, live);
+}
+
+impl Env {
+    /// The requester's signed request `id` paying `amount` to `exchange`.
+    fn request(&self, group_addr: &str, exchange: &str, id: &str, amount: u64, tag: u8) {
+        let (psbt_b64, _) = psbt(
+            group_addr,
+            &[(exchange, amount), (group_addr, 1_000_000 - amount - 1_400)],
+            tag,
+        );
+        std::fs::write(self.p(&format!("{id}.psbt")), &psbt_b64).unwrap();
+        self.kura_as(
+            "ops",
+            &[
+                "withdraw",
+                "request",
+                "--home",
+                "ops",
+                "--group",
+                "group/group.json",
+                "--psbt",
+                &format!("{id}.psbt"),
+                "--id",
+                id,
+                "--out",
+                &format!("{id}.request.json"),
+            ],
+        )
+        .ok();
+    }
+
+    fn approve(&self, id: &str, name: &str) -> Run {
+        self.kura_as(
+            name,
+            &[
+                "sign",
+                "approve",
+                "--home",
+                name,
+                &format!("{id}.request.json"),
+                "--out",
+                &format!("{id}.{name}.approval.json"),
+                "--yes",
+            ],
+        )
+    }
+
+    fn package(&self, id: &str, names: &[&str], out: &str) {
+        let request = format!("{id}.request.json");
+        let approvals: Vec<String> = names
+            .iter()
+            .map(|n| format!("{id}.{n}.approval.json"))
+            .collect();
+        let mut args = vec![
+            "coordinate",
+            "package",
+            "--group",
+            "group/group.json",
+            "--roster",
+            "group/roster.json",
+            "--network",
+            "regtest",
+            &request,
+        ];
+        args.extend(approvals.iter().map(String::as_str));
+        args.extend(["--out", out]);
+        self.kura(&args).ok();
+    }
+
+    fn share(&self, id: &str, name: &str, packages: &str, out: &str) -> Run {
+        self.kura_as(
+            name,
+            &[
+                "sign",
+                "share",
+                "--home",
+                name,
+                &format!("{id}.request.json"),
+                packages,
+                "--out",
+                out,
+            ],
+        )
+    }
+}
+
+/// Attack 1 of the state issue, as it was done: after a signer approved, the
+/// coordinator builds three packages with different co-signer sets and, by
+/// writing to the signer's disk, puts its nonce files and audit log back
+/// between the three `sign share` runs. Exactly one share set leaves.
+fn rollback_between_share_runs(tokens: bool) {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(tokens);
+    env.request(&group_addr, &exchange, "w1", 300_000, 1);
+    for name in ["alice", "bob", "carol"] {
+        env.approve("w1", name).ok();
+    }
+    env.package("w1", &["alice", "bob"], "p1.json");
+    env.package("w1", &["alice", "carol"], "p2.json");
+    env.package("w1", &["alice", "bob", "carol"], "p3.json");
+    let nonces = if tokens {
+        "alice/nonces"
+    } else {
+        "alice/keystore/nonces"
+    };
+    copy_tree(&env.p(nonces), &env.p("snap/nonces"));
+    copy_tree(&env.p("alice/audit.jsonl"), &env.p("snap/audit.jsonl"));
+    let mut released = Vec::new();
+    for p in ["p1.json", "p2.json", "p3.json"] {
+        put_back(&env.p("snap/nonces"), &env.p(nonces));
+        put_back(&env.p("snap/audit.jsonl"), &env.p("alice/audit.jsonl"));
+        let out = format!("shares-{p}");
+        let r = env.share("w1", "alice", p, &out);
+        if r.code == 0 {
+            released.push(out);
+        } else {
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            assert!(r.stderr.contains("behind its anchor"), "{}", r.stderr);
+        }
+    }
+    assert_eq!(
+        released,
+        ["shares-p1.json"],
+        "one share set, for the first package"
+    );
+    // The log cut back is refused by audit verify as well, naming the anchor.
+    let r = env.kura_as("alice", &["audit", "verify", "--home", "alice"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("behind its anchor"), "{}", r.stderr);
+}
+
+#[test]
+fn a_rolled_back_signer_on_a_token_releases_one_share_set() {
+    rollback_between_share_runs(true);
+}
+
+#[test]
+fn a_rolled_back_software_signer_releases_one_share_set() {
+    rollback_between_share_runs(false);
+}
+
+/// Attacks 2, 3 and 6: the audit log deleted or cut, the policy edited on
+/// disk, a home that follows a careless umask.
+#[test]
+fn a_cut_log_or_an_edited_policy_refuses_everything() {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(false);
+    env.request(&group_addr, &exchange, "w1", 300_000, 1);
+    env.approve("w1", "alice").ok();
+    let log = std::fs::read(env.p("alice/audit.jsonl")).unwrap();
+    std::fs::remove_file(env.p("alice/audit.jsonl")).unwrap();
+    let r = env.approve("w1", "alice");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("behind its anchor"), "{}", r.stderr);
+    std::fs::write(env.p("alice/audit.jsonl"), &log[..log.len() / 2]).unwrap();
+    let r = env.approve("w1", "alice");
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    std::fs::write(env.p("alice/audit.jsonl"), &log).unwrap();
+
+    // The attacker adds a destination of its own to bob's policy file.
+    let path = env.p("bob/policy.toml");
+    let edited = std::fs::read_to_string(&path).unwrap().replace(
+        "[limits]",
+        &format!(
+            "[[destination]]\nlabel = \"x\"\naddress = \"{}\"\n[limits]",
+            address(0x66)
+        ),
+    );
+    std::fs::write(&path, &edited).unwrap();
+    let r = env.approve("w1", "bob");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not the policy installed"),
+        "{}",
+        r.stderr
+    );
+    // Installing it shows the change and needs bob's keystore.
+    std::fs::write(env.p("bob-new.toml"), &edited).unwrap();
+    let r = env.kura(&[
+        "policy",
+        "install",
+        "--home",
+        "bob",
+        "--yes",
+        "bob-new.toml",
+    ]);
+    assert_eq!(r.code, 2, "no passphrase, no install: {}", r.stderr);
+    let r = env
+        .kura_as(
+            "bob",
+            &[
+                "policy",
+                "install",
+                "--home",
+                "bob",
+                "--yes",
+                "bob-new.toml",
+            ],
+        )
+        .ok();
+    assert!(r.stdout.contains("+ destination \"x\""), "{}", r.stdout);
+    env.approve("w1", "bob").ok();
+}
+
+#[test]
+fn homes_are_private_whatever_the_umask_and_a_writable_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::write(env.p("dan.pass"), "passphrase of dan\n").unwrap();
+    let st = Command::new("sh")
+        .current_dir(env.dir.path())
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {} signer init --home dan --label dan --software --passphrase-file dan.pass",
+            env!("CARGO_BIN_EXE_kura")
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    for d in [
+        "dan",
+        "dan/keystore",
+        "dan/keystore/nonces",
+        "dan/keystore/shares",
+    ] {
+        let mode = std::fs::metadata(env.p(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d}");
+    }
+    // The passphrase file is world-readable: a warning, not a refusal.
+    let r = env.kura(&[
+        "audit",
+        "verify",
+        "--home",
+        "dan",
+        "--passphrase-file",
+        "dan.pass",
+    ]);
+    assert!(
+        r.stderr.contains("can be read by other users"),
+        "{}",
+        r.stderr
+    );
+    std::fs::set_permissions(env.p("dan"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = env.kura(&[
+        "audit",
+        "verify",
+        "--home",
+        "dan",
+        "--passphrase-file",
+        "dan.pass",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("can be written by users other than its owner"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Attack 4: N processes run `sign share` on one signer at once, many
+/// rounds. Exactly one releases shares each round, and it is never zero.
+#[test]
+fn racing_share_runs_release_exactly_one_share_set_per_round() {
+    let mut env = Env::new();
+    let (group_addr, exchange) = env.setup(false);
+    for round in 0..3u8 {
+        let id = format!("r{round}");
+        env.request(&group_addr, &exchange, &id, 10_000, 10 + round);
+        for name in ["alice", "carol"] {
+            env.approve(&id, name).ok();
+        }
+        let packages = format!("{id}.packages.json");
+        env.package(&id, &["alice", "carol"], &packages);
+        let children: Vec<_> = (0..4)
+            .map(|k| {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
+                cmd.current_dir(env.dir.path()).args([
+                    "sign",
+                    "share",
+                    "--home",
+                    "alice",
+                    &format!("{id}.request.json"),
+                    &packages,
+                    "--out",
+                    &format!("{id}.alice.{k}.json"),
+                    "--passphrase-file",
+                    "alice.pass",
+                ]);
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outcomes: Vec<(i32, String)> = children
+            .into_iter()
+            .map(|c| {
+                let o = c.wait_with_output().unwrap();
+                (
+                    o.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&o.stderr).into(),
+                )
+            })
+            .collect();
+        let ok = outcomes.iter().filter(|(c, _)| *c == 0).count();
+        assert_eq!(ok, 1, "round {round}: {outcomes:?}");
+        for (code, err) in outcomes.iter().filter(|(c, _)| *c != 0) {
+            assert_eq!(*code, 1, "{err}");
+            assert!(err.contains("already approved or signed"), "{err}");
+        }
+    }
+    env.kura_as("alice", &["audit", "verify", "--home", "alice"])
+        .ok();
+}

@@ -133,12 +133,35 @@ pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
 /// What changes from `old` to `new`, line by line, for the operator.
 fn policy_changes(old: Option<&Policy>, new: &Policy) -> Vec<String> {
     let Some(old) = old else {
-        return vec![format!(
-            "a first policy: {} network, {} requester(s), {} destination(s)",
-            new.network(),
-            new.requesters().len(),
-            new.destinations().len()
-        )];
+        // Nothing to compare with: everything the policy allows.
+        let mut all = vec![format!("network {}", new.network())];
+        all.extend(new.requesters().iter().map(|r| {
+            format!(
+                "+ requester {:?} ({}){}",
+                r.label(),
+                r.key(),
+                if r.raw_messages() {
+                    ", raw messages"
+                } else {
+                    ""
+                }
+            )
+        }));
+        all.extend(
+            new.destinations()
+                .iter()
+                .map(|d| format!("+ destination {:?} {}", d.label(), d.address())),
+        );
+        let l = new.limits();
+        all.push(format!(
+            "limits: {} sat per transaction, {} sat per {} h, fee at most {} sat and {} msat/vB",
+            l.per_transaction_sat(),
+            l.rolling_window_sat(),
+            l.rolling_window_hours(),
+            l.max_fee_sat(),
+            l.max_fee_rate_msat_per_vb()
+        ));
+        return all;
     };
     let mut out = Vec::new();
     if old.network() != new.network() {
