@@ -12,7 +12,8 @@
 //! | KEK (AES-256) | token object, `Sensitive`, not `Extractable` | the token |
 //! | identity private key (P-256) | token object, `Sensitive`, not `Extractable` | the token |
 //! | key share | token data object (private), AES-GCM ciphertext | the KEK |
-//! | round-1 nonces | local files in a take-once directory, AES-GCM ciphertext | the KEK |
+//! | round-1 nonces | local files in a take-once directory, AES-GCM ciphertext | one AES key per nonce set, generated on the token, destroyed at the take |
+//! | state anchor (audit head, pinned policy) | the label of a private data object | the token (login to change it) |
 //!
 //! Associated data of every ciphertext binds format version, purpose,
 //! suite, group, participant and (for nonces) the signing session, so a
@@ -28,9 +29,13 @@
 //! directory), while taking a file from a [`TakeOnceDir`] (lock, read,
 //! unlink, fsync the directory) and decrypting it on the token costs a small
 //! fraction of that. The ciphertext is useless without the token, so storing
-//! it outside loses nothing; the take-once protocol deletes the file durably
-//! before any share is computed, so two racing processes get one share and a
-//! crash can lose a session but never reuse a nonce.
+//! it outside loses nothing. What makes a set of nonces single-use is on the
+//! token: each set is encrypted under its own AES key object, and the take
+//! decrypts, then destroys that key (`C_DestroyObject` succeeds for exactly
+//! one caller) and hands the nonces out only if the destroy succeeded. A
+//! ciphertext file put back from a backup has no key left to open it; two
+//! racing processes get one share; a crash can lose a session but never
+//! reuse a nonce.
 //!
 //! [`TakeOnceDir`]: wallet_core::keystore::files::TakeOnceDir
 #![forbid(unsafe_code)]
