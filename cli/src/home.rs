@@ -129,26 +129,21 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Writes a new file (refuses to overwrite, so nothing that could be mistaken
 /// for a previous step's output is replaced).
 pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    // Whole or not at all (a kill mid-write leaves no partial file), 0600.
+    files::write_atomic(path, bytes, false).map_err(|e| match e {
+        wallet_core::keystore::KeystoreError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            anyhow::anyhow!("cannot create {} (it must not exist yet)", path.display())
+        }
+        other => anyhow::Error::new(other).context(format!("cannot write {}", path.display())),
+    })
 }
 
 /// Reads a Kura document of kind `T` belonging to `group` (or DKG

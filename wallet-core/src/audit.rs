@@ -84,6 +84,9 @@ pub enum AuditEvent {
     },
     /// A signature share left this signer.
     ShareReleased,
+    /// Shares released earlier were handed out again, unchanged, for the
+    /// same packages (the record names them); nothing new was computed.
+    SharesRedelivered,
     /// An earlier approval of the same request was withdrawn: its nonces
     /// were destroyed (the record's `session`), so it can never sign, and a
     /// fresh approval follows. What a lost or spent nonce set leads to.
@@ -131,6 +134,15 @@ pub struct AuditRecord {
     /// The nonce session of an approval (or of the approval superseded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<crate::keystore::SessionId>,
+    /// Hex digest of the signing packages a share release answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_digest: Option<String>,
+    /// Hex of each released signature share, in input order. A share is
+    /// public once released; recording it lets the signer hand the same
+    /// shares out again for the same packages (after a crash lost them)
+    /// without ever computing new ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<String>,
 }
 
 impl AuditRecord {
@@ -145,7 +157,17 @@ impl AuditRecord {
             policy_digest: None,
             amount_sat: None,
             session: None,
+            packages_digest: None,
+            shares: Vec::new(),
         }
+    }
+
+    /// Records the packages answered and the shares released for them.
+    #[must_use]
+    pub fn with_release(mut self, packages_digest_hex: String, shares_hex: Vec<String>) -> Self {
+        self.packages_digest = Some(packages_digest_hex);
+        self.shares = shares_hex;
+        self
     }
 
     /// Records the nonce session concerned.

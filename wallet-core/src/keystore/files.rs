@@ -25,7 +25,10 @@ pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeystoreError + '_ {
 /// the new one, never a partial one. Without `replace`, an existing `path`
 /// is an `AlreadyExists` error.
 pub fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), KeystoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut rnd = [0u8; 8];
     OsRng.fill_bytes(&mut rnd);
     let tmp = dir.join(format!(".tmp-{}", hex::encode(rnd)));

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::round1::SigningCommitments;
 use frost_core::Identifier;
+use sha2::Digest;
 
 use super::request::{
     Approval, BadSignature, MessageRequest, Signed, WithdrawalPackages, WithdrawalRequest,
@@ -494,6 +495,20 @@ impl Signer<'_> {
         Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
     }
 
+    /// This signer's share release for the subject's request, if any.
+    fn release_of(&self, subject: &dyn Subject) -> Option<crate::audit::AuditEntry> {
+        let requester = subject.requester().to_string();
+        self.audit
+            .entries()
+            .iter()
+            .find(|e| {
+                matches!(e.record.event, AuditEvent::ShareReleased)
+                    && e.record.request_id.as_deref() == Some(subject.request_id())
+                    && e.record.requester.as_deref() == Some(requester.as_str())
+            })
+            .cloned()
+    }
+
     /// Whether this signer approved the request's id with another digest
     /// (another request reusing the id).
     fn approved_other_version(&self, subject: &dyn Subject, checked: &Checked) -> bool {
@@ -598,17 +613,45 @@ impl Signer<'_> {
         packages: &WithdrawalPackages,
         now: u64,
     ) -> Result<Signed<WithdrawalShares>, Refusal> {
-        let released: [fn(&AuditEvent) -> bool; 1] = [|e| matches!(e, AuditEvent::ShareReleased)];
-        let checked = checked
-            .and_then(|c| {
-                if self.handled(subject, &released) {
-                    return Err(Refusal::Replayed(c.request_id));
-                }
-                Ok(c)
-            })
-            .and_then(|c| self.check_packages(&c, packages).map(|own| (c, own)));
-        let (checked, own) = match checked {
-            Ok(v) => v,
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => return Err(self.refuse(subject, e, now)),
+        };
+        let packages_digest = match crate::format::canonical_bytes(self.group.id(), packages) {
+            Ok(bytes) => hex::encode(sha2::Sha256::digest(bytes)),
+            Err(e) => return Err(self.refuse(subject, Refusal::Format(e), now)),
+        };
+        // Released before: the very same packages get the very same shares
+        // again (a crash may have lost them on their way out); anything
+        // else is a replay. No share is ever computed twice.
+        if let Some(entry) = self.release_of(subject) {
+            let request_digest = hex32(&checked.request_digest);
+            if entry.record.packages_digest.as_deref() == Some(packages_digest.as_str())
+                && entry.record.request_digest.as_deref() == Some(request_digest.as_str())
+                && !entry.record.shares.is_empty()
+            {
+                let shares = match recorded_shares(&entry.record.shares) {
+                    Ok(s) => s,
+                    Err(e) => return Err(self.refuse(subject, e, now)),
+                };
+                let record = AuditRecord::new(AuditEvent::SharesRedelivered)
+                    .with_request_id(checked.request_id.clone())
+                    .with_requester(subject.requester().to_string())
+                    .with_request_digest(request_digest)
+                    .with_release(packages_digest, Vec::new());
+                self.audit.append(self.keystore, now, record)?;
+                let body = WithdrawalShares {
+                    request_digest: hex32(&checked.request_digest),
+                    participant: *self.share.identifier(),
+                    shares,
+                };
+                return Ok(Signed::sign(self.group.id(), body, self.keystore)?);
+            }
+            let id = subject.request_id().to_owned();
+            return Err(self.refuse(subject, Refusal::Replayed(id), now));
+        }
+        let own = match self.check_packages(&checked, packages) {
+            Ok(own) => own,
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
         let mut frost_packages = Vec::with_capacity(checked.messages.len());
@@ -645,12 +688,14 @@ impl Signer<'_> {
             Ok(s) => s,
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
+        let shares_hex = shares.iter().map(|s| hex::encode(s.serialize())).collect();
         let mut record = AuditRecord::new(AuditEvent::ShareReleased)
             .with_request_id(checked.request_id.clone())
             .with_requester(subject.requester().to_string())
             .with_request_digest(hex32(&checked.request_digest))
             .with_sighashes(checked.messages_hex())
-            .with_policy_digest(hex32(&self.policy.digest()));
+            .with_policy_digest(hex32(&self.policy.digest()))
+            .with_release(packages_digest, shares_hex);
         if let Some(amount) = checked.amount_sat {
             record = record.with_amount_sat(amount);
         }
@@ -765,6 +810,22 @@ impl Signer<'_> {
         }
         Ok(own)
     }
+}
+
+/// The shares of a release record, parsed back.
+fn recorded_shares(
+    hex_shares: &[String],
+) -> Result<Vec<frost_core::round2::SignatureShare<Secp256k1Tr>>, Refusal> {
+    hex_shares
+        .iter()
+        .map(|h| {
+            let bytes = hex::decode(h).ok()?;
+            frost_core::round2::SignatureShare::deserialize(&bytes).ok()
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(Refusal::Audit(AuditError::Encoding(
+            "a recorded share does not parse".into(),
+        )))
 }
 
 /// Verifies signed approvals: each from a group member under its roster
