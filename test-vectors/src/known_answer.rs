@@ -67,6 +67,7 @@ impl From<FormatError> for GenerateError {
 pub fn generate() -> Result<Vec<KnownAnswer>, GenerateError> {
     let mut out = generate_suite::<Secp256k1Tr>()?;
     out.extend(generate_suite::<Secp256k1>()?);
+    out.push(state_anchors());
     Ok(out)
 }
 
@@ -207,4 +208,24 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         )?,
     );
     Ok(files)
+}
+
+/// The keystore's state anchor (audit head and pinned policy) in its 76-byte
+/// form: a new keystore's, and one with a log of 7 entries and a policy.
+fn state_anchors() -> KnownAnswer {
+    use wallet_core::keystore::{AuditHead, StateAnchor};
+    let pinned = StateAnchor::NEW
+        .with_audit(AuditHead {
+            seq: 7,
+            hash: [0xa7; 32],
+        })
+        .with_policy([0x5c; 32]);
+    let mut text = String::new();
+    for (name, anchor) in [("new", StateAnchor::NEW), ("pinned", pinned)] {
+        text.push_str(&format!("{name} {}\n", hex::encode(anchor.to_bytes())));
+    }
+    KnownAnswer {
+        path: "keystore/state-anchor.txt".into(),
+        bytes: text.into_bytes(),
+    }
 }

@@ -15,7 +15,7 @@ const HINT: &str = "a Kura format changed; if that is deliberate, run `cargo run
 #[test]
 fn committed_known_answers_match_this_build() {
     let generated = known_answer::generate().unwrap();
-    assert_eq!(generated.len(), 18);
+    assert_eq!(generated.len(), 19);
     for f in &generated {
         let path = known_answer::dir().join(&f.path);
         let committed =
@@ -73,4 +73,31 @@ fn round_trip<C: KuraSuite>() {
 fn known_answers_read_back_byte_for_byte() {
     round_trip::<Secp256k1Tr>();
     round_trip::<Secp256k1>();
+}
+
+#[test]
+fn state_anchors_read_back_and_junk_is_refused() {
+    use wallet_core::keystore::StateAnchor;
+    let text =
+        std::fs::read_to_string(known_answer::dir().join("keystore/state-anchor.txt")).unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        let (name, hex_bytes) = line.split_once(' ').unwrap();
+        let bytes = hex::decode(hex_bytes).unwrap();
+        let anchor = StateAnchor::from_bytes(&bytes).unwrap();
+        assert_eq!(anchor.to_bytes().to_vec(), bytes, "{name}");
+        match name {
+            "new" => assert_eq!(anchor, StateAnchor::NEW),
+            "pinned" => {
+                assert_eq!(anchor.audit.seq, 7);
+                assert_eq!(anchor.policy, Some([0x5c; 32]));
+            }
+            other => panic!("unknown vector {other}"),
+        }
+        let mut bad = bytes.clone();
+        bad[3] = 1;
+        assert!(StateAnchor::from_bytes(&bad).is_err(), "{name}: tag");
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
 }
