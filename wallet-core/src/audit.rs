@@ -112,9 +112,14 @@ pub struct AuditRecord {
     /// Hex digest of the policy that decided, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
-    /// Satoshis leaving the wallet (for rolling limits), if known.
+    /// Satoshis leaving the wallet, fee included (for rolling limits), if
+    /// known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sat: Option<u64>,
+    /// Of `amount_sat`, the fee (for the rolling fee budget), if known.
+    /// Absent from entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_sat: Option<u64>,
 }
 
 impl AuditRecord {
@@ -128,6 +133,7 @@ impl AuditRecord {
             sighashes: Vec::new(),
             policy_digest: None,
             amount_sat: None,
+            fee_sat: None,
         }
     }
 
@@ -171,6 +177,13 @@ impl AuditRecord {
     #[must_use]
     pub fn with_amount_sat(mut self, amount_sat: u64) -> Self {
         self.amount_sat = Some(amount_sat);
+        self
+    }
+
+    /// Records the fee paid (part of the amount), in satoshis.
+    #[must_use]
+    pub fn with_fee_sat(mut self, fee_sat: u64) -> Self {
+        self.fee_sat = Some(fee_sat);
         self
     }
 }
@@ -655,6 +668,16 @@ impl AuditLog {
             .iter()
             .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
             .filter_map(|e| e.record.amount_sat)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// `fee_sat` over [`AuditEvent::ShareReleased`] entries with
+    /// `time >= since` (the fees within a rolling window).
+    pub fn fee_released_since(&self, since: u64) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
+            .filter_map(|e| e.record.fee_sat)
             .fold(0u64, u64::saturating_add)
     }
 
