@@ -99,6 +99,12 @@ pub fn inert(text: &str) -> String {
     out
 }
 
+/// [`inert`], except that line feeds stay line feeds (for multi-line
+/// messages quoting a file, such as a TOML parser's).
+pub fn inert_lines(text: &str) -> String {
+    text.split('\n').map(inert).collect::<Vec<_>>().join("\n")
+}
+
 /// [`inert`], cut to at most `max_chars` characters of the input (with `…`
 /// and the full length when cut).
 pub fn inert_bounded(text: &str, max_chars: usize) -> String {

@@ -26,6 +26,7 @@ pub mod keygen;
 pub mod keystore;
 pub mod messages;
 pub mod policy;
+pub mod psbt;
 pub mod signing;
 pub mod suite;
 pub mod taproot;

@@ -252,7 +252,10 @@ pub enum PolicyError {
 
 impl PolicyError {
     fn parse(e: &toml::de::Error) -> Self {
-        PolicyError::Parse(e.to_string().trim_end().to_owned())
+        PolicyError::Parse(crate::display::inert_bounded(
+            e.to_string().trim_end(),
+            2048,
+        ))
     }
 }
 
@@ -422,6 +425,9 @@ impl Limits {
         self.max_fee_rate_msat_per_vb
     }
 }
+
+/// The largest policy file read, in bytes.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
 /// The longest `[request] max_lifetime_hours` a policy may set (7 days).
 pub const MAX_REQUEST_LIFETIME_HOURS: u64 = 168;
@@ -1012,6 +1018,12 @@ impl Policy {
     /// duplicate requesters or destinations, missing or unusable limits, or
     /// `require_own_address = false`.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::Parse(format!(
+                "the policy is {} bytes, over the {MAX_POLICY_BYTES}-byte limit",
+                text.len()
+            )));
+        }
         let probe: VersionProbe = toml::from_str(text).map_err(|e| PolicyError::parse(&e))?;
         match probe.version {
             None => return Err(PolicyError::MissingVersion),

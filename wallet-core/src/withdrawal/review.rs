@@ -20,7 +20,7 @@ use crate::taproot::TaprootKeys;
 #[non_exhaustive]
 pub enum ReviewError {
     /// Not a PSBT.
-    #[error("not a valid PSBT: {0}")]
+    #[error("{0}")]
     Malformed(String),
     /// The PSBT spends nothing.
     #[error("the transaction has no inputs")]
@@ -352,15 +352,14 @@ impl fmt::Display for WithdrawalSummary {
     }
 }
 
-/// Parses a base64 PSBT.
+/// Parses the base64 PSBT a withdrawal request carries (whitespace
+/// tolerated; see [`crate::psbt::decode`] for every form a file may take).
 ///
 /// # Errors
-/// [`ReviewError::Malformed`].
+/// [`ReviewError::Malformed`] with the [`crate::psbt::PsbtError`]'s message:
+/// empty, too large, truncated, version 2, or not a PSBT.
 pub fn parse_psbt(base64: &str) -> Result<Psbt, ReviewError> {
-    base64
-        .trim()
-        .parse::<Psbt>()
-        .map_err(|e| ReviewError::Malformed(e.to_string()))
+    crate::psbt::decode_base64(base64.as_bytes()).map_err(|e| ReviewError::Malformed(e.to_string()))
 }
 
 fn sighash_type(

@@ -631,7 +631,7 @@ impl Signer<'_> {
         if packages.request_digest != digest {
             return Err(Refusal::WrongRequest {
                 expected: digest,
-                found: packages.request_digest.clone(),
+                found: crate::display::inert_bounded(&packages.request_digest, 64),
             });
         }
         let sighashes: Vec<String> = reviewed.messages_hex();
