@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use bitcoin::Network;
-use wallet_core::audit;
 use wallet_core::policy::Policy;
+use wallet_core::{audit, display};
 
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
@@ -57,7 +57,7 @@ pub fn descriptor(group: &Path, r: &Reporter) -> anyhow::Result<()> {
 pub fn audit_verify(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
     let card = home::read_card(&home_dir.join("identity.json"))?;
     let path = home_dir.join("audit.jsonl");
-    let bytes = home::read(&path)?;
+    let bytes = home::read_capped(&path, home::MAX_AUDIT_BYTES)?;
     let entries = audit::verify(&bytes, &card.key)
         .map_err(|e| refused(format!("{}: {e}", path.display())))?;
     let head = match entries.last() {
@@ -74,7 +74,7 @@ pub fn audit_verify(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
 pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
     let card = home::read_card(&home_dir.join("identity.json"))?;
     let path = home_dir.join("audit.jsonl");
-    let entries = audit::verify(&home::read(&path)?, &card.key)
+    let entries = audit::verify(&home::read_capped(&path, home::MAX_AUDIT_BYTES)?, &card.key)
         .map_err(|e| refused(format!("{}: {e}", path.display())))?;
     let mut text = String::new();
     for e in &entries {
@@ -83,11 +83,11 @@ pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
             "{:>4}  {}  {}  {}\n",
             e.seq,
             e.time,
-            event.get("type").and_then(|t| t.as_str()).unwrap_or("?"),
-            e.record.request_id.as_deref().unwrap_or("-")
+            display::inert(event.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
+            display::inert(e.record.request_id.as_deref().unwrap_or("-"))
         ));
         if let Some(reason) = event.get("reason").and_then(|v| v.as_str()) {
-            text.push_str(&format!("      {reason}\n"));
+            text.push_str(&format!("      {}\n", display::inert(reason)));
         }
     }
     r.done(
@@ -98,8 +98,11 @@ pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
 }
 
 pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(home::read_capped(
+        path,
+        wallet_core::policy::MAX_POLICY_BYTES,
+    )?)
+    .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     let policy = Policy::from_toml(&text).map_err(|e| {
         refused(format!(
             "{}: {e}; a signer with this policy refuses everything",
