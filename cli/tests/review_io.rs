@@ -403,6 +403,13 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
         .request("noutxo.psbt", "w-noutxo", "noutxo.json", &[])
         .code(1);
     assert!(r.stderr.contains("witness_utxo"), "{}", r.stderr);
+    // Version 0 is refused by every policy (versions are 1, 2 or 3).
+    let (v0, _) = psbt(&group, &outputs, 6, |tx| {
+        tx.version = bitcoin::transaction::Version(0)
+    });
+    std::fs::write(env.p("v0.psbt"), v0.serialize()).unwrap();
+    let r = env.request("v0.psbt", "w-v0", "v0.json", &[]).code(1);
+    assert!(r.stderr.contains("tx-version"), "{}", r.stderr);
     let r = env
         .request(
             "foreign.psbt",

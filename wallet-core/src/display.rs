@@ -227,6 +227,21 @@ mod tests {
     }
 
     #[test]
+    fn nothing_unsafe_survives_inert() {
+        // Every code point of the planes where the unsafe ones live.
+        let all: String = (0u32..0x3_0000)
+            .chain(0xE_0000..0xE_0200)
+            .filter_map(char::from_u32)
+            .collect();
+        let out = inert(&all);
+        assert!(!out.chars().any(is_unsafe_char));
+        assert!(!inert_lines(&all)
+            .chars()
+            .any(|c| c != '\n' && is_unsafe_char(c)));
+        assert!(!inert_bounded(&all, 10).chars().any(is_unsafe_char));
+    }
+
+    #[test]
     fn utc_times() {
         assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");

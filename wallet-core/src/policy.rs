@@ -987,6 +987,38 @@ fn parse_request(file: Option<RequestFile>) -> Result<u64, PolicyError> {
     Ok(hours)
 }
 
+/// What no policy can allow, whatever its settings: a transaction version
+/// outside 1–3 ([`Rule::TxVersion`] accepts only those) and an output that
+/// is not change and pays a script without an address form
+/// ([`Rule::DestinationAllowlist`] never lists one). A requester's tool
+/// checks this before asking anyone to sign.
+///
+/// # Errors
+/// The [`PolicyRefusal`] every signer would return.
+pub fn check_any_policy(summary: &WithdrawalSummary) -> Result<(), PolicyRefusal> {
+    if !(1..=3).contains(&summary.version) {
+        return Err(refuse(
+            Rule::TxVersion,
+            format!(
+                "the transaction is version {}; no policy can allow a version other than 1, 2 or 3",
+                summary.version
+            ),
+        ));
+    }
+    for output in summary.outputs.iter().filter(|o| !o.is_change) {
+        if let Destination::NonStandard { script } = &output.destination {
+            return Err(refuse(
+                Rule::DestinationAllowlist,
+                format!(
+                    "output {} pays a non-standard script {script}, which no policy allows",
+                    output.index
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `12500` msat → `12.5`.
 fn sat_per_vb(msat: u64) -> String {
     let whole = msat / 1000;

@@ -150,3 +150,30 @@ fn oversized_input_is_refused_before_decoding() {
         Err(PsbtError::TooLarge { .. })
     ));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bytes_are_an_error_or_a_psbt_never_a_panic(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        prefix in 0usize..3,
+    ) {
+        let mut input = match prefix {
+            0 => Vec::new(),
+            1 => b"psbt\xff".to_vec(),
+            _ => b"cHNidP8".to_vec(),
+        };
+        input.extend_from_slice(&bytes);
+        let _ = psbt::decode(&input);
+    }
+
+    #[test]
+    fn damaged_psbts_never_panic(cut in 0usize..400, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+        let mut bytes = psbt::encode_binary(&sample());
+        let len = bytes.len();
+        bytes[at % len] = byte;
+        bytes.truncate(len - cut % len);
+        let _ = psbt::decode(&bytes);
+    }
+}

@@ -43,7 +43,12 @@ pub fn request(
         .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
     // What every signer checks, whatever its policy: the signer-independent
     // part of review (the network only changes how addresses are written).
-    if let Err(e) = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin) {
+    let early = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin)
+        .map_err(|e| e.to_string())
+        .and_then(|summary| {
+            wallet_core::policy::check_any_policy(&summary).map_err(|e| e.to_string())
+        });
+    if let Err(e) = early {
         if !unchecked {
             return Err(refused(format!(
                 "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
