@@ -21,13 +21,12 @@
 //! address = "bcrt1pj86axd9ctu0sgv8yh6ph8vhlg6f0g8a8837em9qnsx4fzug6xtxs58v992"
 //!
 //! [limits]
-//! per_transaction_sat = 100_000_000     # max leaving the wallet in one transaction (change excluded)
+//! per_transaction_sat = 100_000_000     # max leaving the wallet in one transaction (fee included, change excluded)
 //! rolling_window_hours = 24
 //! rolling_window_sat = 500_000_000      # max leaving within the window, this transaction included
 //! max_fee_sat = 50_000
 //! max_fee_rate_sat_per_vb = 200         # an integer or a decimal with up to 3 places, e.g. 12.5
-//!
-//! rolling_window_fee_sat = 100_000     # optional: most fee paid within the window
+//! rolling_window_fee_sat = 100_000      # optional: most fee paid within the window, this one included
 //!
 //! [change]
 //! require_own_address = true            # optional; must stay true (see below)
@@ -400,7 +399,7 @@ impl Limits {
         self.rolling_window_fee_sat
     }
 
-    /// Most that may leave the wallet in one transaction (change excluded).
+    /// Most that may leave the wallet in one transaction (outputs that are not change, plus the fee).
     pub fn per_transaction_sat(&self) -> u64 {
         self.per_transaction_sat
     }
@@ -410,7 +409,7 @@ impl Limits {
         self.rolling_window_hours
     }
 
-    /// Most that may leave within the rolling window.
+    /// Most that may leave within the rolling window, fees included.
     pub fn rolling_window_sat(&self) -> u64 {
         self.rolling_window_sat
     }

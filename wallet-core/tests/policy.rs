@@ -482,6 +482,14 @@ fn the_documented_example_parses() {
     assert_eq!(limits.max_fee_sat(), 50_000);
     assert_eq!(limits.max_fee_rate_msat_per_vb(), 200_000);
     assert_eq!(policy.rolling_window_secs(), 86_400);
+    assert_eq!(limits.rolling_window_fee_sat(), Some(100_000));
+    // The optional tables, written out with their defaults.
+    let t = policy.transaction();
+    assert_eq!(t.versions(), [2]);
+    assert_eq!(t.max_lock_height(), 0);
+    assert_eq!(t.max_lock_ahead_hours(), 0);
+    assert!(!t.relative_locks() && !t.allow_dust());
+    assert_eq!(policy.max_request_lifetime_secs(), 24 * 3600);
     let address = policy.destinations()[0].address().to_string();
     assert!(policy.destination(&address.to_uppercase()).is_some());
 }
