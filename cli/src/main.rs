@@ -405,6 +405,8 @@ enum CoordinateCmd {
         packages: PathBuf,
         #[arg(required = true)]
         shares: Vec<PathBuf>,
+        /// The finalized PSBT: binary BIP174 by default; `-` writes it to standard output
+        /// (base64 on a terminal) and the report to standard error.
         #[arg(long, value_name = "FILE")]
         psbt_out: PathBuf,
         /// Write the PSBT as base64 text instead of binary BIP174.

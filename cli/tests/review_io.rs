@@ -649,4 +649,9 @@ fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
     finalize("final64.psbt", "final64.hex", &["--psbt-base64"]).ok();
     let text = std::fs::read_to_string(env.p("final64.psbt")).unwrap();
     assert!(text.starts_with("cHNidP8"), "{text}");
+    // `-`: the PSBT on standard output (binary to a pipe), the report on stderr.
+    let r = finalize("-", "stdout.hex", &[]).ok();
+    assert!(r.stdout.starts_with("psbt"), "{:?}", r.stdout);
+    assert!(r.stderr.contains(&reviewed_txid), "{}", r.stderr);
+    assert!(env.p("stdout.hex").exists());
 }
