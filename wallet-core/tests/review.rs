@@ -11,6 +11,7 @@
 //! | 5 fees outside limits | `fees_count_in_the_rolling_window_and_its_fee_budget` |
 //! | 6 raw message = sighash | `a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction` |
 //! | 7 unbounded input | `lifetimes_amounts_dust_and_memos_are_bounded` |
+//! | 2 coordinator fields echoed raw | `coordinator_fields_are_echoed_inert` |
 
 mod common;
 
@@ -697,4 +698,44 @@ fn lifetimes_amounts_dust_and_memos_are_bounded() {
         w.signer(0).review(&signed, NOW),
         Err(Refusal::Text(_))
     ));
+}
+
+#[test]
+fn coordinator_fields_are_echoed_inert() {
+    let mut w = world(10);
+    let req = w.request("r-coord", &w.psbt());
+    let approvals: Vec<_> = [0, 1]
+        .iter()
+        .map(|&i| w.signer(i).approve(&req, NOW).unwrap())
+        .collect();
+    let mut packages = build_packages(
+        &w.d.group,
+        &w.identities,
+        &req,
+        &approvals,
+        Network::Regtest,
+    )
+    .unwrap();
+    packages.request_digest = "\x1b[2J\x1b[Hall good \u{202e}".into();
+    let refusal = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
+    assert!(matches!(refusal, Refusal::WrongRequest { .. }), "{refusal}");
+    let text = refusal.to_string();
+    assert!(
+        !text.chars().any(wallet_core::display::is_unsafe_char),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{001b}[2J"), "{text}");
+    // A document whose kind (or any field serde quotes) carries escapes.
+    let doc = format!(
+        "{{\"format\":\"kura\",\"version\":1,\"kind\":\"x\\u001b[31m\",\"suite\":\"secp256k1-tr\",\"group\":\"{}\",\"body\":{{}}}}",
+        w.d.group.id()
+    );
+    let err = format::decode_for_group::<Signed<WithdrawalRequest>>(doc.as_bytes(), w.d.group.id())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x\\u{001b}[31m"), "{err}");
+    assert!(
+        !err.chars().any(wallet_core::display::is_unsafe_char),
+        "{err:?}"
+    );
 }
