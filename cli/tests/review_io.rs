@@ -451,6 +451,14 @@ fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
     let (env, group, exchange) = Env::new("");
     let outputs = [(exchange.as_str(), 300_000), (group.as_str(), 698_600)];
 
+    // `policy check` states the transaction rules in force (the defaults).
+    let r = env.kura(&["policy", "check", "alice/policy.toml"]).ok();
+    assert!(
+        r.stdout.contains("version(s) [2]; no height lock; no time lock (hours ahead); relative locks refused; dust refused; requests valid at most 24 h"),
+        "{}",
+        r.stdout
+    );
+
     // A timelocked transaction: the review would show it; the default policy
     // refuses it, naming the rule.
     let (locked, _) = psbt(&group, &outputs, 4, |tx| {

@@ -109,16 +109,43 @@ pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
             path.display()
         ))
     })?;
+    let t = policy.transaction();
+    let lock = |v: u64, what: &str| {
+        if v == 0 {
+            format!("no {what}")
+        } else {
+            format!("{what} up to {v}")
+        }
+    };
     r.done(
         "policy-check",
-        serde_json::json!({"network": policy.network().to_string(), "requesters": policy.requesters().len(), "destinations": policy.destinations().len(), "digest": hex::encode(policy.digest())}),
+        serde_json::json!({
+            "network": policy.network().to_string(),
+            "requesters": policy.requesters().len(),
+            "destinations": policy.destinations().len(),
+            "digest": hex::encode(policy.digest()),
+            "rolling_window_fee_sat": policy.limits().rolling_window_fee_sat(),
+            "versions": t.versions(),
+            "max_lock_height": t.max_lock_height(),
+            "max_lock_ahead_hours": t.max_lock_ahead_hours(),
+            "relative_locks": t.relative_locks(),
+            "allow_dust": t.allow_dust(),
+            "max_request_lifetime_secs": policy.max_request_lifetime_secs(),
+        }),
         &format!(
-            "{}: valid ({} network, {} requester(s), {} allowlisted destination(s)); digest {}",
+            "{}: valid ({} network, {} requester(s), {} allowlisted destination(s)); digest {}\n\
+             transactions: version(s) {:?}; {}; {}; relative locks {}; dust {}; requests valid at most {} h",
             path.display(),
             policy.network(),
             policy.requesters().len(),
             policy.destinations().len(),
-            hex::encode(policy.digest())
+            hex::encode(policy.digest()),
+            t.versions(),
+            lock(u64::from(t.max_lock_height()), "height lock"),
+            lock(t.max_lock_ahead_hours(), "time lock (hours ahead)"),
+            if t.relative_locks() { "allowed" } else { "refused" },
+            if t.allow_dust() { "allowed" } else { "refused" },
+            policy.max_request_lifetime_secs() / 3600
         ),
     )
 }
