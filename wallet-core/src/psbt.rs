@@ -7,7 +7,8 @@
 //!   write `.psbt` files;
 //! - base64 (`cHNidP8…`), on one line or wrapped at any width (coreutils
 //!   `base64` wraps at 76, PEM-style tools at 64), surrounding whitespace
-//!   ignored — what `bitcoin-cli` prints;
+//!   ignored (and a leading UTF-8 byte-order mark) — what `bitcoin-cli`
+//!   prints;
 //! - hex (`70736274ff…`), either case.
 //!
 //! It refuses, each with its own [`PsbtError`]: empty input, input over
@@ -74,7 +75,9 @@ pub fn decode(bytes: &[u8]) -> Result<Psbt, PsbtError> {
     if bytes.starts_with(MAGIC) {
         return decode_binary(bytes);
     }
-    let compact: Vec<u8> = bytes
+    // A text editor's byte-order mark is not part of the PSBT.
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let compact: Vec<u8> = text
         .iter()
         .copied()
         .filter(|b| !b.is_ascii_whitespace())

@@ -52,6 +52,7 @@ fn every_usual_form_decodes_to_the_same_psbt() {
         ("HEX", hex_lower.to_uppercase().into_bytes()),
         ("hex wrapped", wrap(&hex_lower, 80).into_bytes()),
         ("  padded  ", format!("  \n{b64}  \n\n").into_bytes()),
+        ("UTF-8 BOM", format!("\u{feff}{b64}\r\n").into_bytes()),
     ];
     for (name, bytes) in forms {
         assert_eq!(psbt::decode(&bytes).unwrap(), p, "{name}");
