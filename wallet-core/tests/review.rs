@@ -739,3 +739,31 @@ fn coordinator_fields_are_echoed_inert() {
         "{err:?}"
     );
 }
+
+#[test]
+fn oversized_documents_psbts_and_policies_are_refused_before_parsing() {
+    let w = world(11);
+    let big = vec![b' '; format::MAX_DOCUMENT_BYTES + 1];
+    assert!(matches!(
+        format::decode_for_group::<Signed<WithdrawalRequest>>(&big, w.d.group.id()),
+        Err(format::FormatError::TooLarge { .. })
+    ));
+    // A request whose PSBT field is over the PSBT cap, inside a document
+    // under the document cap.
+    let mut body = w.body("r-big", &w.psbt());
+    body.psbt = format!(
+        "cHNidP8{}",
+        "A".repeat(wallet_core::psbt::MAX_PSBT_BYTES / 3 * 4 + 8)
+    );
+    let err = wallet_core::withdrawal::review::parse_psbt(&body.psbt).unwrap_err();
+    assert!(err.to_string().contains("byte limit"), "{err}");
+    let text = format!(
+        "{}{}",
+        policy_toml(&w.requester.public_key(), &w.allowed, ""),
+        "#".repeat(wallet_core::policy::MAX_POLICY_BYTES)
+    );
+    match Policy::from_toml(&text) {
+        Err(PolicyError::Parse(m)) => assert!(m.contains("byte limit"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
