@@ -13,7 +13,7 @@
 //! [[requester]]
 //! label = "treasury-ops"
 //! key = "031e18532fd4754c02f3041d9c75ceb33b83ffd81ac7ce4fe882ccb1c98bc5896e"
-//! raw_messages = false           # may it get non-Bitcoin raw messages signed? default false
+//! raw_messages = false           # may it get non-Bitcoin messages signed (domain-separated, see below)? default false
 //!
 //! # Where money may go. Every address must belong to `network`.
 //! [[destination]]
@@ -101,6 +101,15 @@
 //! [`Policy::check_raw_message`] applies [`Rule::Requester`], then
 //! [`Rule::RawMessages`] to requests to sign bytes that are not a Bitcoin
 //! transaction the signer can read.
+//!
+//! What `raw_messages = true` grants, exactly: the group's BIP340 signature,
+//! under its Taproot output key, on
+//! [`raw_message_digest`](crate::withdrawal::request::raw_message_digest)
+//! of the requester's bytes — a tagged hash under `kura/raw-message`. Never
+//! on the bytes themselves, so never a signature valid for any transaction
+//! (a BIP341 sighash is a hash under another tag); no limit, allowlist or
+//! window applies to it, and nothing about it moves coins. A verifier must
+//! compute the same digest to check such a signature.
 //!
 //! `[change] require_own_address` is reserved: it defaults to `true`, and
 //! `false` is refused when the policy is read, because an output that is
