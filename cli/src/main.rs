@@ -482,7 +482,9 @@ impl Reporter {
                 json_inert(&serde_json::json!({"type": kind, "data": data}).to_string())
             );
         } else {
-            println!("{text}");
+            // Outside text is validated or escaped where each message is
+            // built; this is the backstop for anything that slipped through.
+            println!("{}", wallet_core::display::terminal_safe(text));
         }
         Ok(())
     }
@@ -684,7 +686,7 @@ fn main() -> ExitCode {
             // Errors quote outside text (ids, fields, file contents): shown inert.
             eprintln!(
                 "kura: {kind}: {}",
-                wallet_core::display::inert_lines(&format!("{e:#}"))
+                wallet_core::display::terminal_safe(&format!("{e:#}"))
             );
             ExitCode::from(code)
         }

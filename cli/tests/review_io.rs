@@ -426,6 +426,12 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
         .code(2);
     assert!(r.stderr.contains("request id"), "{}", r.stderr);
     assert!(!unsafe_chars(&r.stderr), "{:?}", r.stderr);
+    // Shown once escaped, not twice.
+    assert!(
+        r.stderr.contains("\"w-\\u{001b}[2K\"") && !r.stderr.contains("\\\\u"),
+        "{}",
+        r.stderr
+    );
     let r = env
         .request(
             "binary.psbt",

@@ -105,6 +105,22 @@ pub fn inert_lines(text: &str) -> String {
     text.split('\n').map(inert).collect::<Vec<_>>().join("\n")
 }
 
+/// The last line of defence before a terminal: every unsafe character but
+/// the line feed becomes a `\u{…}` escape; backslashes are left alone, so
+/// text already rendered with [`inert`] passes unchanged. For whole
+/// messages (a report, an error chain); fields go through [`inert`].
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && is_unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// [`inert`], cut to at most `max_chars` characters of the input (with `…`
 /// and the full length when cut).
 pub fn inert_bounded(text: &str, max_chars: usize) -> String {
@@ -239,6 +255,12 @@ mod tests {
             .chars()
             .any(|c| c != '\n' && is_unsafe_char(c)));
         assert!(!inert_bounded(&all, 10).chars().any(is_unsafe_char));
+        assert!(!terminal_safe(&all)
+            .chars()
+            .any(|c| c != '\n' && is_unsafe_char(c)));
+        // Already inert text passes the backstop unchanged.
+        let once = inert("a\x1b[2K\\b\u{202e}");
+        assert_eq!(terminal_safe(&once), once);
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn finalize(
     let data = serde_json::json!({"request_id": req.body.request_id, "txid": txid.to_string(), "psbt": psbt_out.display().to_string(), "psbt_encoding": if base64 { "base64" } else { "binary" }, "tx": tx_out.display().to_string()});
     if to_stdout {
         // Standard output carries the PSBT; the report goes to stderr.
-        eprintln!("{text}");
+        eprintln!("{}", wallet_core::display::terminal_safe(&text));
         Ok(())
     } else {
         r.done("coordinate-finalize", data, &text)

@@ -54,7 +54,10 @@ pub fn request(
                 "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
             )));
         }
-        eprintln!("kura: warning: every signer will refuse this PSBT: {e}");
+        eprintln!(
+            "kura: warning: every signer will refuse this PSBT: {}",
+            display::terminal_safe(&e)
+        );
     }
     let home = Home::open(home_dir, "requester", secrets)?;
     let t = now();
