@@ -112,12 +112,14 @@ pub struct AuditRecord {
     /// Hex digest of the policy that decided, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
-    /// Satoshis leaving the wallet, fee included (for rolling limits), if
-    /// known.
+    /// Satoshis leaving the wallet (for rolling limits), if known: the
+    /// outputs that are not change plus the fee. (Entries written before
+    /// `fee_sat` existed counted the outputs only.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sat: Option<u64>,
     /// Of `amount_sat`, the fee (for the rolling fee budget), if known.
-    /// Absent from entries written before it existed.
+    /// Optional, so older logs still verify; a build from before this field
+    /// refuses a log that has it (records deny unknown fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee_sat: Option<u64>,
 }
