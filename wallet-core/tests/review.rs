@@ -337,6 +337,16 @@ fn an_allowing_policy_signs_what_it_shows() {
         let req = w.request(name, &p);
         w.signer(1).review(&req, NOW).unwrap();
     }
+    // Signed through, the lock and the sequences are part of what the
+    // signature commits to: Bitcoin Core accepts the spend as reviewed.
+    let p = with_tx(w.psbt(), |tx| {
+        tx.lock_time = absolute::LockTime::from_consensus(1_900_000);
+        tx.input[0].sequence = Sequence::from_height(10);
+    });
+    let (_, tx) = w.run(&w.request("signed", &p)).unwrap();
+    assert_eq!(tx.lock_time.to_consensus_u32(), 1_900_000);
+    assert_eq!(tx.input[0].sequence, Sequence::from_height(10));
+    consensus_verify(&tx, &w.spent()).unwrap();
     // A time lock is measured from the signer's clock.
     w.set_policy("[transaction]\nmax_lock_ahead_hours = 2\n");
     let soon = with_tx(w.psbt(), |tx| {
