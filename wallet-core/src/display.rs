@@ -222,6 +222,44 @@ pub fn memo<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     Ok(memo)
 }
 
+fn check_digest_hex(text: &str) -> Result<(), String> {
+    if text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{}\" is not a digest (64 lowercase hex digits)",
+            inert_bounded(text, 80)
+        ))
+    }
+}
+
+/// Serde helper: a digest field (request digest, policy digest, sighash)
+/// must be 64 lowercase hex digits when parsed.
+///
+/// # Errors
+/// The deserializer's error, naming the value (inert).
+pub fn digest_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    check_digest_hex(&text).map_err(serde::de::Error::custom)?;
+    Ok(text)
+}
+
+/// Serde helper: a list of digests, each as [`digest_hex`].
+///
+/// # Errors
+/// The deserializer's error, naming the first bad value (inert).
+pub fn digests_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = <Vec<String> as serde::Deserialize>::deserialize(d)?;
+    for text in &list {
+        check_digest_hex(text).map_err(serde::de::Error::custom)?;
+    }
+    Ok(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -735,6 +735,19 @@ fn coordinator_fields_are_echoed_inert() {
         "{text:?}"
     );
     assert!(text.contains("\\u{001b}[2J"), "{text}");
+    // Parsed from a file, such a digest is refused outright.
+    let bytes = format::encode(w.d.group.id(), &packages).unwrap();
+    let err = format::decode_for_group::<wallet_core::withdrawal::request::WithdrawalPackages>(
+        &bytes,
+        w.d.group.id(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not a digest"), "{err}");
+    assert!(
+        !err.chars().any(wallet_core::display::is_unsafe_char),
+        "{err:?}"
+    );
     // A document whose kind (or any field serde quotes) carries escapes.
     let doc = format!(
         "{{\"format\":\"kura\",\"version\":1,\"kind\":\"x\\u001b[31m\",\"suite\":\"secp256k1-tr\",\"group\":\"{}\",\"body\":{{}}}}",

@@ -186,12 +186,15 @@ pub struct Approval {
     #[serde(deserialize_with = "crate::display::request_id")]
     pub request_id: String,
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The approving participant.
     pub participant: Identifier<Secp256k1Tr>,
     /// Hex of each input's sighash, as this signer computed it.
+    #[serde(deserialize_with = "crate::display::digests_hex")]
     pub sighashes: Vec<String>,
     /// Hex digest of the policy that allowed it.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub policy_digest: String,
     /// This signer's nonce session (per input: [`SessionId::for_input`]).
     pub session: SessionId,
@@ -212,6 +215,7 @@ impl DocumentBody for Approval {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalPackages {
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The signed approvals whose commitments the packages use.
     pub approvals: Vec<Signed<Approval>>,
@@ -231,6 +235,7 @@ impl DocumentBody for WithdrawalPackages {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalShares {
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The signing participant.
     pub participant: Identifier<Secp256k1Tr>,
