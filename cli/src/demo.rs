@@ -355,7 +355,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     .map_err(|e| refused(e.to_string()))?;
     write(
         &out.join("withdrawal.psbt"),
-        format!("{final_psbt}\n").as_bytes(),
+        &wallet_core::psbt::encode_binary(&final_psbt),
     )?;
     write(
         &out.join("withdrawal.tx"),

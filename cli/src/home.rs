@@ -122,8 +122,87 @@ impl Roster {
     }
 }
 
+/// The largest audit log `kura audit` reads (the signer's own file, which
+/// grows with every decision).
+pub const MAX_AUDIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Reads a Kura document file (at most [`format::MAX_DOCUMENT_BYTES`]).
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    read_capped(path, format::MAX_DOCUMENT_BYTES)
+}
+
+/// Reads at most `cap` bytes from `reader`; more is an error, and memory
+/// stays bounded by the cap (the reader is never read past `cap + 1`).
+pub fn read_bounded(reader: impl std::io::Read, cap: usize, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    let mut bytes = Vec::new();
+    reader
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() > cap {
+        bail!("{what} is larger than the {cap}-byte limit for such files");
+    }
+    Ok(bytes)
+}
+
+/// Reads a file of at most `cap` bytes.
+pub fn read_capped(path: &Path, cap: usize) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    read_bounded(f, cap, &path.display().to_string())
+}
+
+/// Reads a file, or standard input for `-`, of at most `cap` bytes.
+pub fn read_input(path: &Path, cap: usize) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        read_bounded(std::io::stdin().lock(), cap, "standard input")
+    } else {
+        read_capped(path, cap)
+    }
+}
+
+/// Writes several new files all or nothing: each is written and synced
+/// under a temporary name beside it, then linked to its name (which must not
+/// exist); if any step fails, every file already put in place is removed.
+pub fn write_all_new(files: &[(&Path, &[u8])]) -> anyhow::Result<()> {
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let result = (|| -> anyhow::Result<()> {
+        for (path, bytes) in files {
+            if path.exists() {
+                bail!("cannot create {} (it must not exist yet)", path.display());
+            }
+            let name = path
+                .file_name()
+                .with_context(|| format!("{} is not a file name", path.display()))?;
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!(".kura-{}.tmp", std::process::id()));
+            let tmp = path.with_file_name(tmp_name);
+            write_new(&tmp, bytes)?;
+            temps.push(tmp);
+        }
+        Ok(())
+    })();
+    let mut placed: Vec<&Path> = Vec::new();
+    let result = result.and_then(|()| {
+        for ((path, _), tmp) in files.iter().zip(&temps) {
+            std::fs::hard_link(tmp, path).with_context(|| {
+                format!("cannot create {} (it must not exist yet)", path.display())
+            })?;
+            placed.push(path);
+        }
+        Ok(())
+    });
+    for tmp in &temps {
+        let _ = std::fs::remove_file(tmp);
+    }
+    if result.is_err() {
+        for path in placed {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
 }
 
 /// Writes a new file (refuses to overwrite, so nothing that could be mistaken

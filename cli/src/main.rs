@@ -308,7 +308,11 @@ enum WalletCmd {
 
 #[derive(Debug, Subcommand)]
 enum WithdrawCmd {
-    /// Sign a withdrawal request for a PSBT (base64 file).
+    /// Sign a withdrawal request for a PSBT (binary, base64 or hex; `-` reads stdin).
+    ///
+    /// The PSBT is first checked as every signer will check it (own coins,
+    /// witness_utxo, sighash type, amounts); what every signer would refuse
+    /// is refused here too, unless --unchecked.
     ///
     /// Example: kura withdraw request --home ops --group group.json --psbt w.psbt --id w-42 --out w-42.request.json --passphrase-env OPS_PASS
     Request {
@@ -318,16 +322,20 @@ enum WithdrawCmd {
         group: PathBuf,
         #[arg(long, value_name = "FILE")]
         psbt: PathBuf,
-        /// A unique request id; signers honour each id once.
+        /// A unique request id; signers honour each id once (1-128 of A-Z a-z 0-9 . _ : / -).
         #[arg(long)]
         id: String,
+        /// A note for the reviewers (at most 1024 characters).
         #[arg(long, default_value = "")]
         memo: String,
-        /// Seconds until signers refuse the request.
+        /// Seconds until signers refuse the request (at most 7 days; signers' policies default to 24 h).
         #[arg(long, default_value_t = 3600)]
         expires_in: u64,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Sign the request even if the PSBT fails the checks every signer applies.
+        #[arg(long)]
+        unchecked: bool,
     },
 }
 
@@ -397,8 +405,13 @@ enum CoordinateCmd {
         packages: PathBuf,
         #[arg(required = true)]
         shares: Vec<PathBuf>,
+        /// The finalized PSBT: binary BIP174 by default; `-` writes it to standard output
+        /// (base64 on a terminal) and the report to standard error.
         #[arg(long, value_name = "FILE")]
         psbt_out: PathBuf,
+        /// Write the PSBT as base64 text instead of binary BIP174.
+        #[arg(long)]
+        psbt_base64: bool,
         #[arg(long, value_name = "FILE")]
         tx_out: PathBuf,
         #[arg(long, default_value = "bitcoin")]
@@ -478,9 +491,14 @@ pub struct Reporter {
 impl Reporter {
     pub fn done(&self, kind: &str, data: serde_json::Value, text: &str) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::json!({"type": kind, "data": data}));
+            println!(
+                "{}",
+                json_inert(&serde_json::json!({"type": kind, "data": data}).to_string())
+            );
         } else {
-            println!("{text}");
+            // Outside text is validated or escaped where each message is
+            // built; this is the backstop for anything that slipped through.
+            println!("{}", wallet_core::display::terminal_safe(text));
         }
         Ok(())
     }
@@ -489,6 +507,25 @@ impl Reporter {
 /// Unix seconds. In debug builds only, `KURA_NOW` overrides the clock (the
 /// CLI tests of expiry use it); release builds ignore it, so nobody who
 /// controls a signer's environment can move its clock.
+/// Serialized JSON with every character [`wallet_core::display::is_unsafe_char`]
+/// flags written as a `\uXXXX` escape: the same JSON value, nothing a
+/// terminal acts on (serde_json escapes only U+0000–U+001F itself). Such
+/// characters can only occur inside strings, where the escape is valid.
+fn json_inert(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if wallet_core::display::is_unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", u));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn now() -> u64 {
     if cfg!(debug_assertions) {
         if let Some(t) = std::env::var("KURA_NOW").ok().and_then(|v| v.parse().ok()) {
@@ -579,7 +616,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             memo,
             expires_in,
             out,
-        }) => cmd::sign::request(&home, &group, &psbt, &id, &memo, expires_in, &out, s, &r),
+            unchecked,
+        }) => cmd::sign::request(
+            &home, &group, &psbt, &id, &memo, expires_in, &out, unchecked, s, &r,
+        ),
         Command::Sign(SignCmd::Review { home, request }) => {
             cmd::sign::review(&home, &request, s, &r)
         }
@@ -610,10 +650,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             packages,
             shares,
             psbt_out,
+            psbt_base64,
             tx_out,
             network,
         }) => cmd::coordinate::finalize(
-            &group, &roster, &request, &packages, &shares, &psbt_out, &tx_out, network, &r,
+            &group,
+            &roster,
+            &request,
+            &packages,
+            &shares,
+            &psbt_out,
+            &tx_out,
+            if psbt_base64 {
+                cmd::coordinate::PsbtForm::Base64
+            } else {
+                cmd::coordinate::PsbtForm::Auto
+            },
+            network,
+            &r,
         ),
         Command::Audit(AuditCmd::Verify { home }) => cmd::misc::audit_verify(&home, s, &r),
         Command::Audit(AuditCmd::Show { home }) => cmd::misc::audit_show(&home, &r),
@@ -642,11 +696,15 @@ fn main() -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}})
+                    json_inert(&serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}}).to_string())
                 );
             }
             let kind = if code == 1 { "refused" } else { "error" };
-            eprintln!("kura: {kind}: {e:#}");
+            // Errors quote outside text (ids, fields, file contents): shown inert.
+            eprintln!(
+                "kura: {kind}: {}",
+                wallet_core::display::terminal_safe(&format!("{e:#}"))
+            );
             ExitCode::from(code)
         }
     }

@@ -641,7 +641,8 @@ fn ceremony(tokens: bool) {
     assert_eq!(v["data"]["anchored"], true);
     assert!(v["data"]["entries"].as_u64().unwrap() >= 4);
     let log = std::fs::read_to_string(env.p("alice/audit.jsonl")).unwrap();
-    let edited = log.replacen("\"amount_sat\":300000", "\"amount_sat\":3000", 1);
+    // 300,000 paid plus the 1,400 fee left the wallet.
+    let edited = log.replacen("\"amount_sat\":301400", "\"amount_sat\":3000", 1);
     assert_ne!(edited, log);
     std::fs::write(env.p("alice/audit.jsonl"), edited).unwrap();
     let r = env.kura_as("alice", &["audit", "verify", "--home", "alice"]);

@@ -53,11 +53,10 @@ fn demo_withdraws_verifies_under_core_and_refuses_the_attack() {
         bitcoin::consensus::encode::deserialize_hex(tx_hex.trim()).unwrap();
     assert_eq!(tx.compute_txid().to_string(), d["txid"].as_str().unwrap());
     assert_eq!(tx.input[0].witness.len(), 1);
-    let psbt: bitcoin::psbt::Psbt = std::fs::read_to_string(out.join("withdrawal.psbt"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // Binary BIP174, as Bitcoin Core and Sparrow write .psbt files.
+    let psbt =
+        bitcoin::psbt::Psbt::deserialize(&std::fs::read(out.join("withdrawal.psbt")).unwrap())
+            .unwrap();
     assert_eq!(psbt.extract_tx().unwrap(), tx);
     for f in [
         "group.json",

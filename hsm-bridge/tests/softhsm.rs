@@ -593,6 +593,16 @@ fn pin_sources() {
         PinSource::File(dir.join("missing")).read(),
         Err(HsmError::Pin(_))
     ));
+    // A huge file is refused after reading just past the cap.
+    let big = dir.join("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 * 1024 * 1024)
+        .unwrap();
+    match PinSource::File(big).read() {
+        Err(HsmError::Pin(m)) => assert!(m.contains("larger than"), "{m}"),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         PinSource::Env("KURA_TEST_UNSET_PIN_VARIABLE".into()).read(),
         Err(HsmError::Pin(_))

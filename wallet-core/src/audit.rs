@@ -128,9 +128,16 @@ pub struct AuditRecord {
     /// Hex digest of the policy that decided, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_digest: Option<String>,
-    /// Satoshis leaving the wallet (for rolling limits), if known.
+    /// Satoshis leaving the wallet (for rolling limits), if known: the
+    /// outputs that are not change plus the fee. (Entries written before
+    /// `fee_sat` existed counted the outputs only.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_sat: Option<u64>,
+    /// Of `amount_sat`, the fee (for the rolling fee budget), if known.
+    /// Optional, so older logs still verify; a build from before this field
+    /// refuses a log that has it (records deny unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_sat: Option<u64>,
     /// The nonce session of an approval (or of the approval superseded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<crate::keystore::SessionId>,
@@ -156,6 +163,7 @@ impl AuditRecord {
             sighashes: Vec::new(),
             policy_digest: None,
             amount_sat: None,
+            fee_sat: None,
             session: None,
             packages_digest: None,
             shares: Vec::new(),
@@ -217,6 +225,13 @@ impl AuditRecord {
     #[must_use]
     pub fn with_amount_sat(mut self, amount_sat: u64) -> Self {
         self.amount_sat = Some(amount_sat);
+        self
+    }
+
+    /// Records the fee paid (part of the amount), in satoshis.
+    #[must_use]
+    pub fn with_fee_sat(mut self, fee_sat: u64) -> Self {
+        self.fee_sat = Some(fee_sat);
         self
     }
 }
@@ -899,6 +914,17 @@ impl AuditLog {
             .iter()
             .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
             .filter_map(|e| e.record.amount_sat)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// `fee_sat` over [`AuditEvent::ShareReleased`] entries with
+    /// `time >= since` (the fees within a rolling window).
+    pub fn fee_released_since(&self, since: u64) -> u64 {
+        self.chain
+            .entries
+            .iter()
+            .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
+            .filter_map(|e| e.record.fee_sat)
             .fold(0u64, u64::saturating_add)
     }
 

@@ -108,6 +108,10 @@ impl<'de> Deserialize<'de> for GroupId {
     }
 }
 
+/// The largest document Kura reads, in bytes: room for a request carrying
+/// a PSBT of [`crate::psbt::MAX_PSBT_BYTES`] in base64, and for packages.
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Why a document could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -115,6 +119,12 @@ pub enum FormatError {
     /// Not JSON, or JSON without the envelope's fields.
     #[error("not a Kura document: {0}; check that you passed the right file")]
     Malformed(String),
+    /// Over [`MAX_DOCUMENT_BYTES`].
+    #[error("the document is {len} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit")]
+    TooLarge {
+        /// Its length (at least).
+        len: usize,
+    },
     /// The `format` field is not `kura`.
     #[error("not a Kura document (format `{0}`)")]
     NotKura(String),
@@ -231,10 +241,14 @@ pub fn encode<T: DocumentBody>(group: &GroupId, body: &T) -> Result<Vec<u8>, For
 /// # Errors
 /// A [`FormatError`] naming the first check that failed.
 pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError> {
-    let env: EnvelopeIn =
-        serde_json::from_slice(bytes).map_err(|e| FormatError::Malformed(e.to_string()))?;
+    use crate::display::inert_bounded;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(FormatError::TooLarge { len: bytes.len() });
+    }
+    let env: EnvelopeIn = serde_json::from_slice(bytes)
+        .map_err(|e| FormatError::Malformed(inert_bounded(&e.to_string(), 512)))?;
     if env.format != MAGIC {
-        return Err(FormatError::NotKura(env.format));
+        return Err(FormatError::NotKura(inert_bounded(&env.format, 64)));
     }
     if env.version != u64::from(FORMAT_VERSION) {
         return Err(FormatError::UnknownVersion {
@@ -245,18 +259,18 @@ pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError>
     if env.kind != T::KIND {
         return Err(FormatError::WrongKind {
             expected: T::KIND,
-            found: env.kind,
+            found: inert_bounded(&env.kind, 64),
         });
     }
     if env.suite != T::suite().as_str() {
         return Err(FormatError::WrongSuite {
             expected: T::suite(),
-            found: env.suite,
+            found: inert_bounded(&env.suite, 64),
         });
     }
     let body = serde_json::from_str(env.body.get()).map_err(|e| FormatError::Invalid {
         field: "body",
-        reason: e.to_string(),
+        reason: inert_bounded(&e.to_string(), 512),
     })?;
     Ok(Document {
         group: env.group,

@@ -32,11 +32,12 @@ impl Label {
     ///
     /// # Errors
     /// [`GroupError::InvalidLabel`] when empty, longer than 64 characters or
-    /// containing control characters.
+    /// containing control, bidirectional or invisible characters
+    /// ([`crate::display::is_unsafe_char`]).
     pub fn new(label: impl Into<String>) -> Result<Self, GroupError> {
         let label = label.into();
         let len = label.chars().count();
-        if len == 0 || len > 64 || label.chars().any(char::is_control) {
+        if len == 0 || len > 64 || label.chars().any(crate::display::is_unsafe_char) {
             return Err(GroupError::InvalidLabel(label));
         }
         Ok(Label(label))

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod display;
 pub mod format;
 pub mod group;
 pub mod identity;
@@ -25,6 +26,7 @@ pub mod keygen;
 pub mod keystore;
 pub mod messages;
 pub mod policy;
+pub mod psbt;
 pub mod signing;
 pub mod suite;
 pub mod taproot;

@@ -13,7 +13,7 @@
 //! [[requester]]
 //! label = "treasury-ops"
 //! key = "031e18532fd4754c02f3041d9c75ceb33b83ffd81ac7ce4fe882ccb1c98bc5896e"
-//! raw_messages = false           # may it get non-Bitcoin raw messages signed? default false
+//! raw_messages = false           # may it get non-Bitcoin messages signed (domain-separated, see below)? default false
 //!
 //! # Where money may go. Every address must belong to `network`.
 //! [[destination]]
@@ -21,14 +21,27 @@
 //! address = "bcrt1pj86axd9ctu0sgv8yh6ph8vhlg6f0g8a8837em9qnsx4fzug6xtxs58v992"
 //!
 //! [limits]
-//! per_transaction_sat = 100_000_000     # max leaving the wallet in one transaction (change excluded)
+//! per_transaction_sat = 100_000_000     # max leaving the wallet in one transaction (fee included, change excluded)
 //! rolling_window_hours = 24
 //! rolling_window_sat = 500_000_000      # max leaving within the window, this transaction included
 //! max_fee_sat = 50_000
 //! max_fee_rate_sat_per_vb = 200         # an integer or a decimal with up to 3 places, e.g. 12.5
+//! rolling_window_fee_sat = 100_000      # optional: most fee paid within the window, this one included
 //!
 //! [change]
 //! require_own_address = true            # optional; must stay true (see below)
+//!
+//! # Optional; the values shown are the defaults.
+//! [transaction]
+//! versions = [2]                # transaction versions signed (each 1, 2 or 3)
+//! max_lock_height = 0           # highest block-height nLockTime (0: no height lock)
+//! max_lock_ahead_hours = 0      # a time nLockTime at most this far past the signer's clock
+//! relative_locks = false        # BIP68 relative locks (nSequence) on inputs
+//! allow_dust = false            # outputs below their dust threshold (P2TR: 330 sat)
+//!
+//! # Optional; the value shown is the default.
+//! [request]
+//! max_lifetime_hours = 24       # expires_at - created_at, at most 168
 //! ```
 //!
 //! Every table refuses fields it does not know, so a misspelt setting is an
@@ -54,19 +67,49 @@
 //!    group's own script) pay one and the same Taproot address on the
 //!    policy's network — a consistency check on the summary.
 //! 4. [`Rule::PerTransactionLimit`]: the amount leaving the wallet
-//!    ([`WithdrawalSummary::amount_leaving`], change excluded) is at most
-//!    `per_transaction_sat`.
+//!    ([`WithdrawalSummary::amount_leaving`]: every output that is not
+//!    change, plus the fee) is at most `per_transaction_sat`.
 //! 5. [`Rule::RollingWindowLimit`]: what this signer already released within
-//!    the last `rolling_window_hours`, plus this transaction, is at most
-//!    `rolling_window_sat`.
+//!    the last `rolling_window_hours` (fees included), plus this
+//!    transaction, is at most `rolling_window_sat`.
 //! 6. [`Rule::FeeCap`]: the fee is at most `max_fee_sat`.
 //! 7. [`Rule::FeeRateCap`]: the fee rate, in whole millisatoshi per vB
 //!    ([`WithdrawalSummary::fee_rate_msat_per_vb`]), is at most
 //!    `max_fee_rate_sat_per_vb × 1000`.
+//! 8. [`Rule::RollingWindowFee`]: when `rolling_window_fee_sat` is set, the
+//!    fees already released within the window plus this fee are at most it.
+//! 9. [`Rule::TxVersion`]: the transaction's version is in `versions`
+//!    (default `[2]`: what Bitcoin Core, BDK and Sparrow write; version 1
+//!    turns BIP68 off, 3 is TRUC with its own relay rules, anything else is
+//!    non-standard — none passes unless listed).
+//! 10. [`Rule::LockTime`]: an enforced nLockTime (some input's nSequence is
+//!     not final) is a height of at most `max_lock_height`, or a time at most
+//!     `max_lock_ahead_hours` past the signer's clock. The default refuses
+//!     every height lock: a transaction signed today must not become valid
+//!     only at some far block. A signer that accepts Bitcoin Core's
+//!     anti-fee-sniping locktime (the current height) raises the bound.
+//! 11. [`Rule::RelativeLock`]: no input carries a BIP68 relative lock, unless
+//!     `relative_locks = true`.
+//! 12. [`Rule::Dust`]: no output is below its script's dust threshold
+//!     (Bitcoin Core's 3 sat/vB rule: 330 sat for P2TR, 294 for P2WPKH),
+//!     unless `allow_dust = true`.
+//!
+//! [`Policy::check_request_lifetime`] applies [`Rule::RequestLifetime`]: a
+//! request may be valid for at most `[request] max_lifetime_hours` (default
+//! 24, at most [`MAX_REQUEST_LIFETIME_HOURS`]).
 //!
 //! [`Policy::check_raw_message`] applies [`Rule::Requester`], then
 //! [`Rule::RawMessages`] to requests to sign bytes that are not a Bitcoin
 //! transaction the signer can read.
+//!
+//! What `raw_messages = true` grants, exactly: the group's BIP340 signature,
+//! under its Taproot output key, on
+//! [`raw_message_digest`](crate::withdrawal::request::raw_message_digest)
+//! of the requester's bytes — a tagged hash under `kura/raw-message`. Never
+//! on the bytes themselves, so never a signature valid for any transaction
+//! (a BIP341 sighash is a hash under another tag); no limit, allowlist or
+//! window applies to it, and nothing about it moves coins. A verifier must
+//! compute the same digest to check such a signature.
 //!
 //! `[change] require_own_address` is reserved: it defaults to `true`, and
 //! `false` is refused when the policy is read, because an output that is
@@ -94,7 +137,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::write_canonical_json;
 use crate::identity::IdentityPublicKey;
-use crate::withdrawal::review::{Destination, OutputSummary, WithdrawalSummary};
+use crate::withdrawal::review::{Destination, OutputSummary, RelativeLock, WithdrawalSummary};
 
 /// The policy file version this build reads.
 pub const POLICY_VERSION: u64 = 1;
@@ -131,6 +174,15 @@ pub enum PolicyError {
     EmptyLabel {
         /// Which entry, e.g. `requester 2` (counted from 1).
         entry: String,
+    },
+    /// A label that would not display as itself (control, bidi or
+    /// zero-width characters) or is too long.
+    #[error("{entry}: {source}")]
+    UnsafeLabel {
+        /// Which entry, e.g. `requester 2` (counted from 1).
+        entry: String,
+        /// What is wrong with it.
+        source: crate::display::TextError,
     },
     /// A policy that names nobody who may ask for signatures.
     #[error("policy has no [[requester]]; add at least one requester's identity key (a policy that names nobody would refuse everything)")]
@@ -208,7 +260,10 @@ pub enum PolicyError {
 
 impl PolicyError {
     fn parse(e: &toml::de::Error) -> Self {
-        PolicyError::Parse(e.to_string().trim_end().to_owned())
+        PolicyError::Parse(crate::display::inert_bounded(
+            e.to_string().trim_end(),
+            2048,
+        ))
     }
 }
 
@@ -234,6 +289,18 @@ pub enum Rule {
     FeeRateCap,
     /// Raw (non-Bitcoin) message signing is off for the requester.
     RawMessages,
+    /// The fees released within the rolling window would exceed its budget.
+    RollingWindowFee,
+    /// A transaction version the policy does not list.
+    TxVersion,
+    /// An absolute lock (nLockTime) beyond the policy's bound.
+    LockTime,
+    /// A BIP68 relative lock on an input.
+    RelativeLock,
+    /// An output below its dust threshold.
+    Dust,
+    /// A request valid for longer than the policy allows.
+    RequestLifetime,
 }
 
 impl Rule {
@@ -248,6 +315,12 @@ impl Rule {
             Rule::FeeCap => "fee-cap",
             Rule::FeeRateCap => "fee-rate-cap",
             Rule::RawMessages => "raw-messages",
+            Rule::RollingWindowFee => "rolling-window-fee",
+            Rule::TxVersion => "tx-version",
+            Rule::LockTime => "lock-time",
+            Rule::RelativeLock => "relative-lock",
+            Rule::Dust => "dust",
+            Rule::RequestLifetime => "request-lifetime",
         }
     }
 }
@@ -325,10 +398,17 @@ pub struct Limits {
     rolling_window_sat: u64,
     max_fee_sat: u64,
     max_fee_rate_msat_per_vb: u64,
+    rolling_window_fee_sat: Option<u64>,
 }
 
 impl Limits {
-    /// Most that may leave the wallet in one transaction (change excluded).
+    /// Most fee that may be paid within the rolling window, if bounded
+    /// separately (fees always count in `rolling_window_sat` too).
+    pub fn rolling_window_fee_sat(&self) -> Option<u64> {
+        self.rolling_window_fee_sat
+    }
+
+    /// Most that may leave the wallet in one transaction (outputs that are not change, plus the fee).
     pub fn per_transaction_sat(&self) -> u64 {
         self.per_transaction_sat
     }
@@ -338,7 +418,7 @@ impl Limits {
         self.rolling_window_hours
     }
 
-    /// Most that may leave within the rolling window.
+    /// Most that may leave within the rolling window, fees included.
     pub fn rolling_window_sat(&self) -> u64 {
         self.rolling_window_sat
     }
@@ -354,6 +434,85 @@ impl Limits {
     }
 }
 
+/// The largest policy file read, in bytes.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+/// The longest `[request] max_lifetime_hours` a policy may set (7 days).
+pub const MAX_REQUEST_LIFETIME_HOURS: u64 = 168;
+
+/// The default `[request] max_lifetime_hours`.
+pub const DEFAULT_REQUEST_LIFETIME_HOURS: u64 = 24;
+
+/// What the policy allows of the transaction itself (the `[transaction]`
+/// table; see the module docs for the defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionRules {
+    versions: Vec<i32>,
+    max_lock_height: u32,
+    max_lock_ahead_hours: u64,
+    relative_locks: bool,
+    allow_dust: bool,
+}
+
+impl Default for TransactionRules {
+    fn default() -> Self {
+        TransactionRules {
+            versions: vec![2],
+            max_lock_height: 0,
+            max_lock_ahead_hours: 0,
+            relative_locks: false,
+            allow_dust: false,
+        }
+    }
+}
+
+impl TransactionRules {
+    /// Transaction versions signed.
+    pub fn versions(&self) -> &[i32] {
+        &self.versions
+    }
+
+    /// Highest block-height nLockTime.
+    pub fn max_lock_height(&self) -> u32 {
+        self.max_lock_height
+    }
+
+    /// How far past the signer's clock a time nLockTime may be, in hours.
+    pub fn max_lock_ahead_hours(&self) -> u64 {
+        self.max_lock_ahead_hours
+    }
+
+    /// Whether BIP68 relative locks are allowed.
+    pub fn relative_locks(&self) -> bool {
+        self.relative_locks
+    }
+
+    /// Whether outputs below the dust threshold are allowed.
+    pub fn allow_dust(&self) -> bool {
+        self.allow_dust
+    }
+}
+
+/// What this signer already released within the rolling window (from its
+/// audit log), for [`Policy::evaluate`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Satoshis that left the wallet, fees included.
+    pub amount_sat: u64,
+    /// Of which fees.
+    pub fee_sat: u64,
+}
+
+impl Released {
+    /// `amount_sat` released, no fee recorded separately.
+    pub fn amount(amount_sat: u64) -> Self {
+        Released {
+            amount_sat,
+            fee_sat: 0,
+        }
+    }
+}
+
 /// A signer's parsed and validated policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -363,6 +522,8 @@ pub struct Policy {
     destinations: Vec<AllowedDestination>,
     limits: Limits,
     rolling_window_secs: u64,
+    transaction: TransactionRules,
+    max_request_lifetime_hours: u64,
     digest: [u8; 32],
 }
 
@@ -387,6 +548,24 @@ struct PolicyFile {
     destination: Vec<DestinationFile>,
     limits: Option<LimitsFile>,
     change: Option<ChangeFile>,
+    transaction: Option<TransactionFile>,
+    request: Option<RequestFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionFile {
+    versions: Option<Vec<i64>>,
+    max_lock_height: Option<u32>,
+    max_lock_ahead_hours: Option<u64>,
+    relative_locks: Option<bool>,
+    allow_dust: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestFile {
+    max_lifetime_hours: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -414,6 +593,8 @@ struct LimitsFile {
     max_fee_sat: u64,
     #[serde(deserialize_with = "fee_rate_msat")]
     max_fee_rate_sat_per_vb: u64,
+    #[serde(default)]
+    rolling_window_fee_sat: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -494,6 +675,22 @@ struct CanonicalPolicy<'a> {
     destinations: Vec<CanonicalDestination<'a>>,
     limits: CanonicalLimits,
     change: CanonicalChange,
+    transaction: CanonicalTransaction<'a>,
+    request: CanonicalRequest,
+}
+
+#[derive(Serialize)]
+struct CanonicalTransaction<'a> {
+    allow_dust: bool,
+    max_lock_ahead_hours: u64,
+    max_lock_height: u32,
+    relative_locks: bool,
+    versions: &'a [i32],
+}
+
+#[derive(Serialize)]
+struct CanonicalRequest {
+    max_lifetime_hours: u64,
 }
 
 #[derive(Serialize)]
@@ -516,6 +713,7 @@ struct CanonicalLimits {
     rolling_window_sat: u64,
     max_fee_sat: u64,
     max_fee_rate_msat_per_vb: u64,
+    rolling_window_fee_sat: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -528,6 +726,8 @@ fn compute_digest(
     requesters: &[Requester],
     destinations: &[AllowedDestination],
     limits: &Limits,
+    transaction: &TransactionRules,
+    max_request_lifetime_hours: u64,
 ) -> Result<[u8; 32], PolicyError> {
     let mut reqs: Vec<CanonicalRequester<'_>> = requesters
         .iter()
@@ -557,9 +757,20 @@ fn compute_digest(
             rolling_window_sat: limits.rolling_window_sat,
             max_fee_sat: limits.max_fee_sat,
             max_fee_rate_msat_per_vb: limits.max_fee_rate_msat_per_vb,
+            rolling_window_fee_sat: limits.rolling_window_fee_sat,
         },
         change: CanonicalChange {
             require_own_address: true,
+        },
+        transaction: CanonicalTransaction {
+            allow_dust: transaction.allow_dust,
+            max_lock_ahead_hours: transaction.max_lock_ahead_hours,
+            max_lock_height: transaction.max_lock_height,
+            relative_locks: transaction.relative_locks,
+            versions: &transaction.versions,
+        },
+        request: CanonicalRequest {
+            max_lifetime_hours: max_request_lifetime_hours,
         },
     };
     let mut bytes = DIGEST_TAG.to_vec();
@@ -587,6 +798,10 @@ fn checked_label(label: String, kind: &str, index: usize) -> Result<String, Poli
             entry: format!("{kind} {}", index.saturating_add(1)),
         });
     }
+    crate::display::check_label(&label).map_err(|e| PolicyError::UnsafeLabel {
+        entry: format!("{kind} {}", index.saturating_add(1)),
+        source: e,
+    })?;
     Ok(label)
 }
 
@@ -693,9 +908,123 @@ fn parse_limits(file: Option<LimitsFile>) -> Result<(Limits, u64), PolicyError> 
             rolling_window_sat: l.rolling_window_sat,
             max_fee_sat: l.max_fee_sat,
             max_fee_rate_msat_per_vb: l.max_fee_rate_sat_per_vb,
+            rolling_window_fee_sat: l.rolling_window_fee_sat,
         },
         secs,
     ))
+}
+
+fn parse_transaction(file: Option<TransactionFile>) -> Result<TransactionRules, PolicyError> {
+    let defaults = TransactionRules::default();
+    let Some(t) = file else {
+        return Ok(defaults);
+    };
+    let versions = match t.versions {
+        None => defaults.versions,
+        Some(list) => {
+            if list.is_empty() {
+                return Err(PolicyError::InvalidLimit {
+                    field: "versions",
+                    reason: "an empty list signs nothing; write versions = [2]".to_owned(),
+                });
+            }
+            let mut versions = Vec::with_capacity(list.len());
+            for v in list {
+                match i32::try_from(v) {
+                    Ok(v @ 1..=3) if !versions.contains(&v) => versions.push(v),
+                    Ok(v @ 1..=3) => {
+                        return Err(PolicyError::InvalidLimit {
+                            field: "versions",
+                            reason: format!("version {v} is listed twice"),
+                        })
+                    }
+                    _ => {
+                        return Err(PolicyError::InvalidLimit {
+                            field: "versions",
+                            reason: format!(
+                                "version {v} is not 1, 2 or 3 (other versions are non-standard)"
+                            ),
+                        })
+                    }
+                }
+            }
+            versions.sort_unstable();
+            versions
+        }
+    };
+    let max_lock_height = t.max_lock_height.unwrap_or(defaults.max_lock_height);
+    if max_lock_height >= bitcoin::absolute::LOCK_TIME_THRESHOLD {
+        return Err(PolicyError::InvalidLimit {
+            field: "max_lock_height",
+            reason: format!(
+                "{max_lock_height} is not a block height (heights are below {})",
+                bitcoin::absolute::LOCK_TIME_THRESHOLD
+            ),
+        });
+    }
+    let max_lock_ahead_hours = t
+        .max_lock_ahead_hours
+        .unwrap_or(defaults.max_lock_ahead_hours);
+    if max_lock_ahead_hours.checked_mul(3600).is_none() {
+        return Err(PolicyError::InvalidLimit {
+            field: "max_lock_ahead_hours",
+            reason: format!("{max_lock_ahead_hours} hours is too long"),
+        });
+    }
+    Ok(TransactionRules {
+        versions,
+        max_lock_height,
+        max_lock_ahead_hours,
+        relative_locks: t.relative_locks.unwrap_or(defaults.relative_locks),
+        allow_dust: t.allow_dust.unwrap_or(defaults.allow_dust),
+    })
+}
+
+fn parse_request(file: Option<RequestFile>) -> Result<u64, PolicyError> {
+    let hours = file
+        .and_then(|r| r.max_lifetime_hours)
+        .unwrap_or(DEFAULT_REQUEST_LIFETIME_HOURS);
+    if hours == 0 || hours > MAX_REQUEST_LIFETIME_HOURS {
+        return Err(PolicyError::InvalidLimit {
+            field: "max_lifetime_hours",
+            reason: format!(
+                "{hours} hours: a request may live 1 to {MAX_REQUEST_LIFETIME_HOURS} hours"
+            ),
+        });
+    }
+    Ok(hours)
+}
+
+/// What no policy can allow, whatever its settings: a transaction version
+/// outside 1–3 ([`Rule::TxVersion`] accepts only those) and an output that
+/// is not change and pays a script without an address form
+/// ([`Rule::DestinationAllowlist`] never lists one). A requester's tool
+/// checks this before asking anyone to sign.
+///
+/// # Errors
+/// The [`PolicyRefusal`] every signer would return.
+pub fn check_any_policy(summary: &WithdrawalSummary) -> Result<(), PolicyRefusal> {
+    if !(1..=3).contains(&summary.version) {
+        return Err(refuse(
+            Rule::TxVersion,
+            format!(
+                "the transaction is version {}; no policy can allow a version other than 1, 2 or 3",
+                summary.version
+            ),
+        ));
+    }
+    for output in summary.outputs.iter().filter(|o| !o.is_change) {
+        if let Destination::NonStandard { script } = &output.destination {
+            return Err(refuse(
+                Rule::DestinationAllowlist,
+                format!(
+                    "output {} pays a non-standard script {script}, which no policy allows",
+                    output.index
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `12500` msat → `12.5`.
@@ -729,6 +1058,12 @@ impl Policy {
     /// duplicate requesters or destinations, missing or unusable limits, or
     /// `require_own_address = false`.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::Parse(format!(
+                "the policy is {} bytes, over the {MAX_POLICY_BYTES}-byte limit",
+                text.len()
+            )));
+        }
         let probe: VersionProbe = toml::from_str(text).map_err(|e| PolicyError::parse(&e))?;
         match probe.version {
             None => return Err(PolicyError::MissingVersion),
@@ -750,7 +1085,16 @@ impl Policy {
         {
             return Err(PolicyError::ChangeMustBeOwn);
         }
-        let digest = compute_digest(network_name, &requesters, &destinations, &limits)?;
+        let transaction = parse_transaction(file.transaction)?;
+        let max_request_lifetime_hours = parse_request(file.request)?;
+        let digest = compute_digest(
+            network_name,
+            &requesters,
+            &destinations,
+            &limits,
+            &transaction,
+            max_request_lifetime_hours,
+        )?;
         Ok(Policy {
             network,
             network_name,
@@ -758,6 +1102,8 @@ impl Policy {
             destinations,
             limits,
             rolling_window_secs,
+            transaction,
+            max_request_lifetime_hours,
             digest,
         })
     }
@@ -792,6 +1138,41 @@ impl Policy {
     /// The rolling window's length in seconds.
     pub fn rolling_window_secs(&self) -> u64 {
         self.rolling_window_secs
+    }
+
+    /// What the policy allows of the transaction itself.
+    pub fn transaction(&self) -> &TransactionRules {
+        &self.transaction
+    }
+
+    /// The longest a request may be valid, in seconds.
+    pub fn max_request_lifetime_secs(&self) -> u64 {
+        self.max_request_lifetime_hours.saturating_mul(3600)
+    }
+
+    /// Checks a request's validity period: `expires_at - created_at` is at
+    /// most `[request] max_lifetime_hours`.
+    ///
+    /// # Errors
+    /// [`Rule::RequestLifetime`].
+    pub fn check_request_lifetime(
+        &self,
+        created_at: u64,
+        expires_at: u64,
+    ) -> Result<(), PolicyRefusal> {
+        let lifetime = expires_at.saturating_sub(created_at);
+        if lifetime > self.max_request_lifetime_secs() {
+            return Err(refuse(
+                Rule::RequestLifetime,
+                format!(
+                    "the request is valid for {lifetime} s (until {}), longer than this signer's maximum of {} h; \
+                     ask for a request with a shorter expiry",
+                    crate::display::utc_time(expires_at),
+                    self.max_request_lifetime_hours
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The requester with identity key `key`, if the policy lists it.
@@ -851,8 +1232,10 @@ impl Policy {
         &self,
         summary: &WithdrawalSummary,
         requester: &IdentityPublicKey,
-        released_in_window_sat: u64,
+        released: Released,
+        now: u64,
     ) -> Result<(), PolicyRefusal> {
+        let released_in_window_sat = released.amount_sat;
         self.authorised(requester)?;
         for output in summary.outputs.iter().filter(|o| !o.is_change) {
             self.check_destination(output)?;
@@ -902,6 +1285,109 @@ impl Policy {
                     sat_per_vb(limits.max_fee_rate_msat_per_vb)
                 ),
             ));
+        }
+        if let Some(budget) = limits.rolling_window_fee_sat {
+            let fees = released.fee_sat.saturating_add(fee);
+            if fees > budget {
+                return Err(refuse(
+                    Rule::RollingWindowFee,
+                    format!(
+                        "this transaction pays {fee} sat in fees and {} sat of fees were already released \
+                         in the last {} h: {fees} sat in all, over the fee budget of {budget} sat",
+                        released.fee_sat, limits.rolling_window_hours
+                    ),
+                ));
+            }
+        }
+        self.check_transaction(summary, now)
+    }
+
+    /// Version, nLockTime, nSequence and dust (rules 9–12).
+    fn check_transaction(
+        &self,
+        summary: &WithdrawalSummary,
+        now: u64,
+    ) -> Result<(), PolicyRefusal> {
+        let rules = &self.transaction;
+        if !rules.versions.contains(&summary.version) {
+            return Err(refuse(
+                Rule::TxVersion,
+                format!(
+                    "the transaction is version {}; this signer signs only version(s) {:?} \
+                     (list it under [transaction] versions if it must)",
+                    summary.version, rules.versions
+                ),
+            ));
+        }
+        if summary.lock_time_enforced() {
+            match summary.lock_time {
+                bitcoin::absolute::LockTime::Blocks(h)
+                    if h.to_consensus_u32() > rules.max_lock_height =>
+                {
+                    return Err(refuse(
+                        Rule::LockTime,
+                        format!(
+                            "nLockTime {} makes the transaction invalid before block {}; this signer allows \
+                             height locks up to {} ([transaction] max_lock_height)",
+                            h.to_consensus_u32(),
+                            u64::from(h.to_consensus_u32()) + 1,
+                            rules.max_lock_height
+                        ),
+                    ))
+                }
+                bitcoin::absolute::LockTime::Seconds(t) => {
+                    let t = u64::from(t.to_consensus_u32());
+                    let bound = now.saturating_add(rules.max_lock_ahead_hours.saturating_mul(3600));
+                    if t > bound {
+                        return Err(refuse(
+                            Rule::LockTime,
+                            format!(
+                                "nLockTime {t} makes the transaction invalid before {}; this signer allows \
+                                 time locks at most {} h past its clock ([transaction] max_lock_ahead_hours)",
+                                crate::display::utc_time(t),
+                                rules.max_lock_ahead_hours
+                            ),
+                        ));
+                    }
+                }
+                bitcoin::absolute::LockTime::Blocks(_) => {}
+            }
+        }
+        if !rules.relative_locks {
+            for (i, input) in summary.inputs.iter().enumerate() {
+                let lock = input.relative_lock(summary.version);
+                if lock != RelativeLock::None {
+                    return Err(refuse(
+                        Rule::RelativeLock,
+                        format!(
+                            "input {i} has nSequence 0x{:08x}, a BIP68 relative lock ({}); this signer refuses \
+                             relative locks (set [transaction] relative_locks = true to allow them)",
+                            input.sequence.0,
+                            match lock {
+                                RelativeLock::Blocks(b) => format!("{b} blocks"),
+                                RelativeLock::Intervals(n) => format!("{} s", u64::from(n) * 512),
+                                RelativeLock::None => String::new(),
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        if !rules.allow_dust {
+            for o in &summary.outputs {
+                let threshold = o.script_pubkey.minimal_non_dust();
+                if o.amount < threshold {
+                    return Err(refuse(
+                        Rule::Dust,
+                        format!(
+                            "output {} pays {} sat, below its dust threshold of {} sat; nodes do not relay it",
+                            o.index,
+                            o.amount.to_sat(),
+                            threshold.to_sat()
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

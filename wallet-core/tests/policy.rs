@@ -8,7 +8,9 @@ use bitcoin::{Address, Amount, Network, ScriptBuf, TxOut};
 use common::*;
 use proptest::prelude::*;
 use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
-use wallet_core::policy::{Policy, PolicyError, PolicyRefusal, Rule};
+use wallet_core::policy::{Policy, PolicyError, PolicyRefusal, Released, Rule};
+
+const NOW: u64 = 1_790_000_000;
 use wallet_core::taproot::TaprootKeys;
 use wallet_core::withdrawal::review::{review, Destination, WithdrawalSummary};
 use wallet_core::Secp256k1Tr;
@@ -104,7 +106,8 @@ impl Fixture {
     }
 
     fn evaluate(&self, summary: &WithdrawalSummary, released: u64) -> Result<(), PolicyRefusal> {
-        self.policy.evaluate(summary, &self.requester, released)
+        self.policy
+            .evaluate(summary, &self.requester, Released::amount(released), NOW)
     }
 }
 
@@ -127,7 +130,9 @@ fn refused(result: Result<(), PolicyRefusal>, rule: Rule, needles: &[&str]) {
 fn a_withdrawal_within_policy_passes() {
     let f = fixture(31);
     let s = f.payment(600_000, 1_500);
-    assert_eq!(s.amount_leaving(), Amount::from_sat(600_000));
+    // What leaves the wallet is the payment plus the fee.
+    assert_eq!(s.amount_paid(), Amount::from_sat(600_000));
+    assert_eq!(s.amount_leaving(), Amount::from_sat(601_500));
     f.evaluate(&s, 0).unwrap();
     f.evaluate(&s, 2_000_000).unwrap();
     // A consolidation (change only) sends nothing out and passes too.
@@ -141,7 +146,12 @@ fn an_unknown_requester_is_refused() {
     let stranger = identity(99);
     let prefix = &stranger.to_string()[..16];
     refused(
-        f.policy.evaluate(&f.payment(600_000, 1_500), &stranger, 0),
+        f.policy.evaluate(
+            &f.payment(600_000, 1_500),
+            &stranger,
+            Released::default(),
+            NOW,
+        ),
         Rule::Requester,
         &[prefix, "is not in this signer's policy"],
     );
@@ -271,11 +281,18 @@ fn generator_pubkey() -> Vec<u8> {
 #[test]
 fn the_per_transaction_limit_is_enforced_on_the_amount_leaving() {
     let f = fixture(37);
-    f.evaluate(&f.payment(1_000_000, 1_500), 0).unwrap();
+    // The fee counts: 998,500 paid + 1,500 fee is exactly the limit.
+    f.evaluate(&f.payment(998_500, 1_500), 0).unwrap();
     refused(
-        f.evaluate(&f.payment(1_000_001, 1_500), 0),
+        f.evaluate(&f.payment(998_501, 1_500), 0),
         Rule::PerTransactionLimit,
         &["1000001 sat", "per-transaction limit of 1000000 sat"],
+    );
+    // Finding 5: a payment within the limit whose fee takes it over.
+    refused(
+        f.evaluate(&f.payment(1_000_000, 1_500), 0),
+        Rule::PerTransactionLimit,
+        &["1001500 sat"],
     );
 }
 
@@ -283,13 +300,13 @@ fn the_per_transaction_limit_is_enforced_on_the_amount_leaving() {
 fn the_rolling_window_counts_what_was_already_released() {
     let f = fixture(38);
     let s = f.payment(600_000, 1_500);
-    f.evaluate(&s, 2_400_000).unwrap();
+    f.evaluate(&s, 2_398_500).unwrap();
     refused(
-        f.evaluate(&s, 2_400_001),
+        f.evaluate(&s, 2_398_501),
         Rule::RollingWindowLimit,
         &[
-            "600000 sat",
-            "2400001 sat",
+            "601500 sat",
+            "2398501 sat",
             "3000001 sat",
             "rolling limit of 3000000 sat",
             "24 h",
@@ -348,7 +365,8 @@ fn rules_apply_in_the_documented_order() {
     refused(f.evaluate(&s, u64::MAX), Rule::DestinationAllowlist, &[]);
     // ... but an unknown requester before that.
     refused(
-        f.policy.evaluate(&s, &identity(98), 0),
+        f.policy
+            .evaluate(&s, &identity(98), Released::default(), NOW),
         Rule::Requester,
         &[],
     );
@@ -464,6 +482,14 @@ fn the_documented_example_parses() {
     assert_eq!(limits.max_fee_sat(), 50_000);
     assert_eq!(limits.max_fee_rate_msat_per_vb(), 200_000);
     assert_eq!(policy.rolling_window_secs(), 86_400);
+    assert_eq!(limits.rolling_window_fee_sat(), Some(100_000));
+    // The optional tables, written out with their defaults.
+    let t = policy.transaction();
+    assert_eq!(t.versions(), [2]);
+    assert_eq!(t.max_lock_height(), 0);
+    assert_eq!(t.max_lock_ahead_hours(), 0);
+    assert!(!t.relative_locks() && !t.allow_dust());
+    assert_eq!(policy.max_request_lifetime_secs(), 24 * 3600);
     let address = policy.destinations()[0].address().to_string();
     assert!(policy.destination(&address.to_uppercase()).is_some());
 }
@@ -753,7 +779,9 @@ fn the_digest_ignores_layout_and_follows_meaning() {
          [[requester]]\nkey = \"{bot}\"\nlabel = \"bot\"\nraw_messages = true\n\
          [[destination]]\nlabel = \"cold\"\naddress = \"{cold}\"\n\
          [[requester]]\nlabel = \"ops\"\nkey = \"{}\"\nraw_messages = false\n\
-         [change]\nrequire_own_address = true\n",
+         [change]\nrequire_own_address = true\n\
+         [transaction]\nversions = [2]\nrelative_locks = false\nmax_lock_height = 0\n\
+         [request]\nmax_lifetime_hours = 24\n",
         hot.to_string().to_uppercase(),
         hex::encode(ops.to_sec1_uncompressed()),
     );
@@ -783,6 +811,16 @@ fn the_digest_ignores_layout_and_follows_meaning() {
             "{base}\n[[destination]]\nlabel = \"new\"\naddress = \"{}\"\n",
             outside_address(203)
         ),
+        base.replace(
+            "max_fee_sat = 20_000",
+            "max_fee_sat = 20_000\nrolling_window_fee_sat = 1",
+        ),
+        format!("{base}\n[transaction]\nversions = [1, 2]\n"),
+        format!("{base}\n[transaction]\nmax_lock_height = 1\n"),
+        format!("{base}\n[transaction]\nmax_lock_ahead_hours = 1\n"),
+        format!("{base}\n[transaction]\nrelative_locks = true\n"),
+        format!("{base}\n[transaction]\nallow_dust = true\n"),
+        format!("{base}\n[request]\nmax_lifetime_hours = 25\n"),
     ];
     for (i, changed) in changes.iter().enumerate() {
         assert_ne!(changed, &base, "change {i} did not apply");
@@ -807,9 +845,12 @@ fn the_digest_is_sha256_of_tagged_canonical_json() {
         "{{\"change\":{{\"require_own_address\":true}},\
          \"destinations\":[{{\"address\":\"{cold}\",\"label\":\"cold\"}}],\
          \"limits\":{{\"max_fee_rate_msat_per_vb\":12500,\"max_fee_sat\":20000,\
-         \"per_transaction_sat\":1000000,\"rolling_window_hours\":24,\"rolling_window_sat\":3000000}},\
+         \"per_transaction_sat\":1000000,\"rolling_window_fee_sat\":null,\"rolling_window_hours\":24,\"rolling_window_sat\":3000000}},\
          \"network\":\"regtest\",\
+         \"request\":{{\"max_lifetime_hours\":24}},\
          \"requesters\":[{{\"key\":\"{key}\",\"label\":\"ops\",\"raw_messages\":false}}],\
+         \"transaction\":{{\"allow_dust\":false,\"max_lock_ahead_hours\":0,\"max_lock_height\":0,\
+         \"relative_locks\":false,\"versions\":[2]}},\
          \"version\":1}}"
     );
     let mut bytes = b"kura/v1/policy\0".to_vec();

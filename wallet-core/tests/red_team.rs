@@ -273,7 +273,9 @@ fn the_honest_withdrawal_verifies_under_bitcoin_core() {
         .map(|e| e.record.event.clone())
         .collect();
     assert_eq!(events, [AuditEvent::Approved, AuditEvent::ShareReleased]);
-    assert_eq!(w.audits[0].amount_released_since(0), 250_000);
+    // What left the wallet: 250,000 paid plus the 2,000 fee.
+    assert_eq!(w.audits[0].amount_released_since(0), 252_000);
+    assert_eq!(w.audits[0].fee_released_since(0), 2_000);
 }
 
 /// Attacks 1–4: the coordinator changes the transaction. Changing the PSBT
@@ -906,12 +908,16 @@ fn raw_messages_sign_when_the_policy_allows_them() {
             .output_key()
             .to_x_only_public_key()
             .serialize();
+    // The group signed the domain-separated digest of the message, not the
+    // requester's bytes themselves.
+    let sig_bytes: [u8; 64] = sig.serialize().unwrap().try_into().unwrap();
     wallet_core::taproot::verify_bip340(
         &out,
-        message,
-        &sig.serialize().unwrap().try_into().unwrap(),
+        &wallet_core::withdrawal::request::raw_message_digest(message),
+        &sig_bytes,
     )
     .unwrap();
+    assert!(wallet_core::taproot::verify_bip340(&out, message, &sig_bytes).is_err());
     // Replays of the message request are refused like withdrawals.
     assert!(matches!(
         w.signer(0).approve_message(&req, NOW),

@@ -31,7 +31,8 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
     let p2 = parse_psbt(&p.to_string()).unwrap();
     let summary = review(&p2, &keys, Network::Regtest).unwrap();
     assert_eq!(summary.fee, Amount::from_sat(2_000));
-    assert_eq!(summary.amount_leaving(), Amount::from_sat(120_000));
+    assert_eq!(summary.amount_paid(), Amount::from_sat(120_000));
+    assert_eq!(summary.amount_leaving(), Amount::from_sat(122_000));
     assert_eq!(
         summary.outputs[0].destination,
         Destination::Address(dest.to_string())

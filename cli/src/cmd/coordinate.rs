@@ -1,6 +1,9 @@
 //! The coordinator's `kura coordinate package | finalize`.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 use bitcoin::Network;
 use wallet_core::format;
@@ -47,6 +50,15 @@ pub fn package(
     )
 }
 
+/// How `coordinate finalize` writes the finalized PSBT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PsbtForm {
+    /// Binary BIP174 (what `.psbt` files hold), unless written to a terminal.
+    Auto,
+    /// Base64 text, one line.
+    Base64,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn finalize(
     group: &Path,
@@ -56,6 +68,7 @@ pub fn finalize(
     shares: &[PathBuf],
     psbt_out: &Path,
     tx_out: &Path,
+    form: PsbtForm,
     network: Network,
     r: &Reporter,
 ) -> anyhow::Result<()> {
@@ -73,14 +86,38 @@ pub fn finalize(
     }
     let (psbt, tx) = finalize_withdrawal(&group, &identities, &req, &pk, &list, network)
         .map_err(coordinator_error)?;
-    home::write_new(psbt_out, format!("{psbt}\n").as_bytes())?;
-    home::write_new(
-        tx_out,
-        format!("{}\n", bitcoin::consensus::encode::serialize_hex(&tx)).as_bytes(),
-    )?;
-    r.done(
-        "coordinate-finalize",
-        serde_json::json!({"request_id": req.body.request_id, "txid": tx.compute_txid().to_string(), "psbt": psbt_out.display().to_string(), "tx": tx_out.display().to_string()}),
-        &format!("transaction {} finalized: {} (PSBT) and {} (raw hex)", tx.compute_txid(), psbt_out.display(), tx_out.display()),
-    )
+    let to_stdout = psbt_out.as_os_str() == "-";
+    let base64 = form == PsbtForm::Base64 || (to_stdout && std::io::stdout().is_terminal());
+    let psbt_bytes = if base64 {
+        format!("{}\n", wallet_core::psbt::encode_base64(&psbt)).into_bytes()
+    } else {
+        wallet_core::psbt::encode_binary(&psbt)
+    };
+    let tx_hex = format!("{}\n", bitcoin::consensus::encode::serialize_hex(&tx));
+    if to_stdout {
+        home::write_all_new(&[(tx_out, tx_hex.as_bytes())])?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&psbt_bytes)
+            .and_then(|()| out.flush())
+            .context("cannot write the PSBT to standard output")?;
+    } else {
+        // Both files or neither: a PSBT is never left behind without its
+        // transaction.
+        home::write_all_new(&[(psbt_out, &psbt_bytes), (tx_out, tx_hex.as_bytes())])?;
+    }
+    let txid = tx.compute_txid();
+    let text = format!(
+        "transaction {txid} finalized (the reviewed txid): {} (PSBT, {}) and {} (raw hex)",
+        psbt_out.display(),
+        if base64 { "base64" } else { "binary BIP174" },
+        tx_out.display()
+    );
+    let data = serde_json::json!({"request_id": req.body.request_id, "txid": txid.to_string(), "psbt": psbt_out.display().to_string(), "psbt_encoding": if base64 { "base64" } else { "binary" }, "tx": tx_out.display().to_string()});
+    if to_stdout {
+        // Standard output carries the PSBT; the report goes to stderr.
+        eprintln!("{}", wallet_core::display::terminal_safe(&text));
+        Ok(())
+    } else {
+        r.done("coordinate-finalize", data, &text)
+    }
 }

@@ -56,9 +56,11 @@ pub fn import_key(
     out: &Path,
     r: &Reporter,
 ) -> anyhow::Result<()> {
+    let raw = zeroize::Zeroizing::new(home::read_capped(key_file, 4096)?);
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(key_file)
-            .with_context(|| format!("cannot read {}", key_file.display()))?,
+        std::str::from_utf8(&raw)
+            .with_context(|| format!("{} is not text (WIF or hex expected)", key_file.display()))?
+            .to_owned(),
     );
     let text = text.trim();
     let bytes = zeroize::Zeroizing::new(match bitcoin::PrivateKey::from_wif(text) {

@@ -7,9 +7,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
 use bitcoin::Network;
-use wallet_core::audit::{self, AuditError, AuditLog};
+use wallet_core::audit::{AuditError, AuditLog};
 use wallet_core::keystore::{self, files};
 use wallet_core::policy::Policy;
+use wallet_core::{audit, display};
 
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
@@ -84,7 +85,7 @@ pub fn audit_verify(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyh
 pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
     let card = home::read_card(&home_dir.join("identity.json"))?;
     let path = home_dir.join("audit.jsonl");
-    let entries = audit::verify(&home::read(&path)?, &card.key)
+    let entries = audit::verify(&home::read_capped(&path, home::MAX_AUDIT_BYTES)?, &card.key)
         .map_err(|e| refused(format!("{}: {e}", path.display())))?;
     let mut text = String::new();
     for e in &entries {
@@ -93,11 +94,11 @@ pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
             "{:>4}  {}  {}  {}\n",
             e.seq,
             e.time,
-            event.get("type").and_then(|t| t.as_str()).unwrap_or("?"),
-            e.record.request_id.as_deref().unwrap_or("-")
+            display::inert(event.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
+            display::inert(e.record.request_id.as_deref().unwrap_or("-"))
         ));
         if let Some(reason) = event.get("reason").and_then(|v| v.as_str()) {
-            text.push_str(&format!("      {reason}\n"));
+            text.push_str(&format!("      {}\n", display::inert(reason)));
         }
     }
     r.done(
@@ -108,24 +109,54 @@ pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
 }
 
 pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(home::read_capped(
+        path,
+        wallet_core::policy::MAX_POLICY_BYTES,
+    )?)
+    .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     let policy = Policy::from_toml(&text).map_err(|e| {
         refused(format!(
             "{}: {e}; a signer with this policy refuses everything",
             path.display()
         ))
     })?;
+    let t = policy.transaction();
+    let lock = |v: u64, what: &str| {
+        if v == 0 {
+            format!("no {what}")
+        } else {
+            format!("{what} up to {v}")
+        }
+    };
     r.done(
         "policy-check",
-        serde_json::json!({"network": policy.network().to_string(), "requesters": policy.requesters().len(), "destinations": policy.destinations().len(), "digest": hex::encode(policy.digest())}),
+        serde_json::json!({
+            "network": policy.network().to_string(),
+            "requesters": policy.requesters().len(),
+            "destinations": policy.destinations().len(),
+            "digest": hex::encode(policy.digest()),
+            "rolling_window_fee_sat": policy.limits().rolling_window_fee_sat(),
+            "versions": t.versions(),
+            "max_lock_height": t.max_lock_height(),
+            "max_lock_ahead_hours": t.max_lock_ahead_hours(),
+            "relative_locks": t.relative_locks(),
+            "allow_dust": t.allow_dust(),
+            "max_request_lifetime_secs": policy.max_request_lifetime_secs(),
+        }),
         &format!(
-            "{}: valid ({} network, {} requester(s), {} allowlisted destination(s)); digest {}",
+            "{}: valid ({} network, {} requester(s), {} allowlisted destination(s)); digest {}\n\
+             transactions: version(s) {:?}; {}; {}; relative locks {}; dust {}; requests valid at most {} h",
             path.display(),
             policy.network(),
             policy.requesters().len(),
             policy.destinations().len(),
-            hex::encode(policy.digest())
+            hex::encode(policy.digest()),
+            t.versions(),
+            lock(u64::from(t.max_lock_height()), "height lock"),
+            lock(t.max_lock_ahead_hours(), "time lock (hours ahead)"),
+            if t.relative_locks() { "allowed" } else { "refused" },
+            if t.allow_dust() { "allowed" } else { "refused" },
+            policy.max_request_lifetime_secs() / 3600
         ),
     )
 }

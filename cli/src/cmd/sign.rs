@@ -6,10 +6,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use wallet_core::audit::AuditLog;
+use wallet_core::display;
 use wallet_core::format;
 use wallet_core::policy::Policy;
 use wallet_core::withdrawal::request::{Signed, WithdrawalPackages, WithdrawalRequest};
-use wallet_core::withdrawal::review::parse_psbt;
+use wallet_core::withdrawal::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{keystore, Secp256k1Tr};
 
@@ -26,31 +27,56 @@ pub fn request(
     memo: &str,
     expires_in: u64,
     out: &Path,
+    unchecked: bool,
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "requester", secrets)?;
-    let group = home::read_group(group_path)?;
-    let text = String::from_utf8(home::read(psbt_path)?)
-        .context("the PSBT file is not text (base64 expected)")?;
-    parse_psbt(&text)?;
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        bail!("request id must be 1 to 128 printable characters");
+    display::check_request_id(id)?;
+    display::check_memo(memo)?;
+    let max = wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS * 3600;
+    if expires_in == 0 || expires_in > max {
+        bail!("--expires-in {expires_in}: a request may live 1 to {max} seconds (7 days); signers' policies allow 24 h unless they say otherwise");
     }
+    let group = home::read_group(group_path)?;
+    let bytes = home::read_input(psbt_path, wallet_core::psbt::MAX_PSBT_TEXT_BYTES)?;
+    let psbt = wallet_core::psbt::decode(&bytes)
+        .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
+    // What every signer checks, whatever its policy: the signer-independent
+    // part of review (the network only changes how addresses are written).
+    let early = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin)
+        .map_err(|e| e.to_string())
+        .and_then(|summary| {
+            wallet_core::policy::check_any_policy(&summary).map_err(|e| e.to_string())
+        });
+    if let Err(e) = early {
+        if !unchecked {
+            return Err(refused(format!(
+                "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
+            )));
+        }
+        eprintln!(
+            "kura: warning: every signer will refuse this PSBT: {}",
+            display::terminal_safe(&e)
+        );
+    }
+    let home = Home::open(home_dir, "requester", secrets)?;
     let t = now();
+    let expires_at = t
+        .checked_add(expires_in)
+        .context("--expires-in goes past the end of time")?;
     let body = WithdrawalRequest {
         request_id: id.to_owned(),
         requester: home.keystore.identity_public_key()?,
         created_at: t,
-        expires_at: t.saturating_add(expires_in),
+        expires_at,
         memo: memo.to_owned(),
-        psbt: text.trim().to_owned(),
+        psbt: wallet_core::psbt::encode_base64(&psbt),
     };
     let signed = Signed::sign(group.id(), body, home.keystore.as_ref())?;
     home::write_new(out, &format::encode(group.id(), &signed)?)?;
     r.done(
         "withdraw-request",
-        serde_json::json!({"request_id": id, "expires_at": t.saturating_add(expires_in), "out": out.display().to_string()}),
+        serde_json::json!({"request_id": id, "expires_at": expires_at, "out": out.display().to_string()}),
         &format!("signed request {id} written to {}", out.display()),
     )
 }
@@ -84,12 +110,15 @@ fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHo
         &hex::encode(id.serialize()),
     )?;
     let policy_path = home.dir.join("policy.toml");
-    let text = std::fs::read_to_string(&policy_path).with_context(|| {
-        format!(
-            "no policy at {}: without a policy this signer refuses everything",
-            policy_path.display()
-        )
-    })?;
+    let bytes = home::read_capped(&policy_path, wallet_core::policy::MAX_POLICY_BYTES)
+        .with_context(|| {
+            format!(
+                "no readable policy at {}: without a policy this signer refuses everything",
+                policy_path.display()
+            )
+        })?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", policy_path.display()))?;
     let policy = Policy::from_toml(&text).with_context(|| {
         format!(
             "{} does not parse: this signer refuses everything until it does",
@@ -146,6 +175,27 @@ fn refusal(e: Refusal) -> anyhow::Error {
     }
 }
 
+/// The review as JSON: everything the text shows.
+fn review_json(reviewed: &wallet_core::withdrawal::signer::Reviewed) -> serde_json::Value {
+    let s = &reviewed.summary;
+    serde_json::json!({
+        "request_id": reviewed.request_id,
+        "requester": reviewed.requester_label,
+        "created_at": reviewed.created_at,
+        "expires_at": reviewed.expires_at,
+        "memo": reviewed.memo,
+        "verdict": "allowed by policy",
+        "txid": s.txid.to_string(),
+        "version": s.version,
+        "lock_time": s.lock_time.to_consensus_u32(),
+        "lock_time_enforced": s.lock_time_enforced(),
+        "inputs": s.inputs.iter().map(|i| serde_json::json!({"outpoint": i.outpoint.to_string(), "amount_sat": i.amount.to_sat(), "sequence": i.sequence.0})).collect::<Vec<_>>(),
+        "fee_sat": s.fee.to_sat(),
+        "leaving_sat": s.amount_leaving().to_sat(),
+        "outputs": s.outputs.iter().map(|o| serde_json::json!({"destination": o.destination.to_string(), "amount_sat": o.amount.to_sat(), "change": o.is_change})).collect::<Vec<_>>(),
+    })
+}
+
 pub fn review(
     home_dir: &Path,
     request_path: &Path,
@@ -155,17 +205,7 @@ pub fn review(
     let mut s = open_signer(home_dir, secrets)?;
     let request = read_request(request_path, &s.group)?;
     let reviewed = s.signer().review(&request, now()).map_err(refusal)?;
-    r.done(
-        "sign-review",
-        serde_json::json!({
-            "request_id": reviewed.request_id,
-            "verdict": "allowed by policy",
-            "txid": reviewed.summary.txid.to_string(),
-            "fee_sat": reviewed.summary.fee.to_sat(),
-            "outputs": reviewed.summary.outputs.iter().map(|o| serde_json::json!({"destination": o.destination.to_string(), "amount_sat": o.amount.to_sat(), "change": o.is_change})).collect::<Vec<_>>(),
-        }),
-        &format!("request {} from the requester's key, memo {:?}\n{}\nverdict: allowed by this signer's policy", reviewed.request_id, request.body.memo, reviewed.summary),
-    )
+    r.done("sign-review", review_json(&reviewed), &reviewed.render())
 }
 
 pub fn approve(
@@ -183,10 +223,12 @@ pub fn approve(
         if !std::io::stdin().is_terminal() {
             bail!("refusing to approve without confirmation: run on a terminal, or pass --yes for automation");
         }
-        eprintln!("{}\n", reviewed.summary);
+        // The same review `sign review` shows, memo and verdict included.
+        eprintln!("{}\n", reviewed.render());
         eprint!(
             "Approve request {} as {}? [y/N] ",
-            reviewed.request_id, s.home.config.label
+            display::inert(&reviewed.request_id),
+            s.home.config.label
         );
         std::io::stderr().flush().ok();
         let mut answer = String::new();
@@ -200,7 +242,7 @@ pub fn approve(
     r.done(
         "sign-approve",
         serde_json::json!({"request_id": approval.body.request_id, "participant": s.home.config.label.as_str(), "out": out.display().to_string()}),
-        &format!("{} approved request {}; approval written to {}", s.home.config.label, approval.body.request_id, out.display()),
+        &format!("{} approved request {}; approval written to {}", s.home.config.label, display::inert(&approval.body.request_id), out.display()),
     )
 }
 

@@ -198,7 +198,8 @@ pub fn build_message_packages(
         .verify(group.id())
         .map_err(|_| CoordinatorError::BadRequest)?;
     let digest = request.digest(group.id())?;
-    let messages = vec![hex::encode(&body.message)];
+    let signed = super::request::raw_message_digest(&body.message);
+    let messages = vec![hex::encode(signed)];
     let verified = verify_approvals(
         group,
         identities,
@@ -216,7 +217,7 @@ pub fn build_message_packages(
         .iter()
         .filter_map(|(id, a)| a.commitments.first().map(|c| (*id, *c)))
         .collect();
-    let package = signing::build_package(group, commitments, &body.message).map_err(|e| {
+    let package = signing::build_package(group, commitments, &signed).map_err(|e| {
         CoordinatorError::Aggregate {
             input: 0,
             source: e.into(),

@@ -1,6 +1,17 @@
 //! The coordinator's last step: put each input's aggregated signature into
 //! the PSBT, check it against the output key and the sighash computed here,
 //! finalize the key-path spends and extract the transaction.
+//!
+//! The finalized PSBT holds exactly what was reviewed and signed. Per BIP174's
+//! finalizer, every input keeps only its UTXO fields (`witness_utxo`,
+//! `non_witness_utxo`) and its new `final_script_witness`; everything else —
+//! a `final_script_sig` or `final_script_witness` set by whoever built the
+//! PSBT, partial signatures, leaf scripts and their signatures, key origins,
+//! preimages, proprietary and unknown fields — is dropped (Kura keeps no
+//! unknown input fields: it signs key-path spends only, and passes on nothing
+//! it did not read). Proprietary and unknown fields of the outputs and of the
+//! global map go too. The extracted transaction's txid must equal the
+//! reviewed one.
 
 use bitcoin::psbt::Psbt;
 use bitcoin::secp256k1::{schnorr, Message, Secp256k1};
@@ -35,6 +46,15 @@ pub enum FinalizeError {
     /// The PSBT could not be extracted.
     #[error("cannot extract the transaction: {0}")]
     Extract(String),
+    /// The extracted transaction is not the one reviewed (not expected once
+    /// the inputs are cleaned; checked so that it can never go unnoticed).
+    #[error("the finalized transaction {found} is not the reviewed transaction {reviewed}")]
+    TxidMismatch {
+        /// The reviewed (unsigned) txid.
+        reviewed: bitcoin::Txid,
+        /// The extracted transaction's txid.
+        found: bitcoin::Txid,
+    },
 }
 
 /// Finalizes `psbt` with one group signature per input (in input order) and
@@ -74,17 +94,30 @@ pub fn finalize(
         });
     }
     for (input, sig) in psbt.inputs.iter_mut().zip(checked) {
-        input.final_script_witness = Some(Witness::p2tr_key_spend(&sig));
-        // BIP174 finalizer: everything but the UTXO and final fields goes.
-        input.tap_key_sig = None;
-        input.tap_internal_key = None;
-        input.tap_merkle_root = None;
-        input.tap_key_origins.clear();
-        input.sighash_type = None;
-        input.partial_sigs.clear();
-        input.bip32_derivation.clear();
+        // BIP174 finalizer: only the UTXO fields and the final witness stay.
+        *input = bitcoin::psbt::Input {
+            witness_utxo: input.witness_utxo.take(),
+            non_witness_utxo: input.non_witness_utxo.take(),
+            final_script_witness: Some(Witness::p2tr_key_spend(&sig)),
+            ..Default::default()
+        };
     }
-    psbt.clone()
+    for output in &mut psbt.outputs {
+        output.proprietary.clear();
+        output.unknown.clear();
+    }
+    psbt.proprietary.clear();
+    psbt.unknown.clear();
+    let tx = psbt
+        .clone()
         .extract_tx()
-        .map_err(|e| FinalizeError::Extract(e.to_string()))
+        .map_err(|e| FinalizeError::Extract(e.to_string()))?;
+    let found = tx.compute_txid();
+    if found != summary.txid {
+        return Err(FinalizeError::TxidMismatch {
+            reviewed: summary.txid,
+            found,
+        });
+    }
+    Ok(tx)
 }

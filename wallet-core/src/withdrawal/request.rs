@@ -96,7 +96,9 @@ impl<T: DocumentBody + DeserializeOwned> DocumentBody for Signed<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
-    /// Unique per requester; a signer signs each id at most once.
+    /// Unique per requester; a signer signs each id at most once. Checked
+    /// when parsed ([`crate::display::check_request_id`]).
+    #[serde(deserialize_with = "crate::display::request_id")]
     pub request_id: String,
     /// The requester's identity key (must be in the signer's policy).
     pub requester: IdentityPublicKey,
@@ -104,7 +106,10 @@ pub struct WithdrawalRequest {
     pub created_at: u64,
     /// Unix seconds after which signers refuse it.
     pub expires_at: u64,
-    /// A note for the people reviewing it (shown, never trusted).
+    /// A note for the people reviewing it (shown through
+    /// [`crate::display::inert`], never trusted; at most
+    /// [`crate::display::MAX_MEMO_CHARS`] characters).
+    #[serde(deserialize_with = "crate::display::memo")]
     pub memo: String,
     /// The PSBT, base64.
     pub psbt: String,
@@ -117,13 +122,39 @@ impl DocumentBody for WithdrawalRequest {
     }
 }
 
+/// The BIP340 tag under which raw messages are signed.
+pub const RAW_MESSAGE_TAG: &[u8] = b"kura/raw-message";
+
+/// What the group actually signs for a raw-message request: the BIP340
+/// tagged hash `SHA256(SHA256(tag) ‖ SHA256(tag) ‖ message)` with tag
+/// [`RAW_MESSAGE_TAG`], never the requester's bytes themselves.
+///
+/// A BIP341 transaction sighash is a tagged hash under the tag `TapSighash`,
+/// so a raw-message signature is a signature on a transaction only if
+/// SHA-256 has a collision: a requester allowed raw messages gets signatures
+/// that verify (BIP340, under the group's output key) for this digest alone
+/// — never a spend, whatever 32 bytes it sends. A verifier of a raw-message
+/// signature computes the same digest from the message.
+pub fn raw_message_digest(message: &[u8]) -> [u8; 32] {
+    let tag = Sha256::digest(RAW_MESSAGE_TAG);
+    let mut h = Sha256::new();
+    h.update(tag);
+    h.update(tag);
+    h.update(message);
+    h.finalize().into()
+}
+
 /// A request to sign a raw (non-Bitcoin) message with the group key — the
 /// generic use of the library. Signers refuse it unless their policy allows
-/// raw messages from the requester (off by default).
+/// raw messages from the requester (off by default). What is signed is
+/// [`raw_message_digest`] of `message`, domain-separated from every Bitcoin
+/// sighash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
-    /// Unique per requester; a signer signs each id at most once.
+    /// Unique per requester; a signer signs each id at most once. Checked
+    /// when parsed ([`crate::display::check_request_id`]).
+    #[serde(deserialize_with = "crate::display::request_id")]
     pub request_id: String,
     /// The requester's identity key.
     pub requester: IdentityPublicKey,
@@ -131,7 +162,8 @@ pub struct MessageRequest {
     pub created_at: u64,
     /// Unix seconds after which signers refuse it.
     pub expires_at: u64,
-    /// A note for the people reviewing it.
+    /// A note for the people reviewing it (bounded like a withdrawal's).
+    #[serde(deserialize_with = "crate::display::memo")]
     pub memo: String,
     /// The message, hex.
     #[serde(with = "crate::format::hex_bytes")]
@@ -151,14 +183,18 @@ impl DocumentBody for MessageRequest {
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// The request's id.
+    #[serde(deserialize_with = "crate::display::request_id")]
     pub request_id: String,
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The approving participant.
     pub participant: Identifier<Secp256k1Tr>,
     /// Hex of each input's sighash, as this signer computed it.
+    #[serde(deserialize_with = "crate::display::digests_hex")]
     pub sighashes: Vec<String>,
     /// Hex digest of the policy that allowed it.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub policy_digest: String,
     /// This signer's nonce session (per input: [`SessionId::for_input`]).
     pub session: SessionId,
@@ -179,6 +215,7 @@ impl DocumentBody for Approval {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalPackages {
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The signed approvals whose commitments the packages use.
     pub approvals: Vec<Signed<Approval>>,
@@ -198,6 +235,7 @@ impl DocumentBody for WithdrawalPackages {
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalShares {
     /// Hex SHA-256 of the signed request.
+    #[serde(deserialize_with = "crate::display::digest_hex")]
     pub request_digest: String,
     /// The signing participant.
     pub participant: Identifier<Secp256k1Tr>,

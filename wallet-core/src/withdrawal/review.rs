@@ -9,7 +9,9 @@ use std::fmt;
 use bitcoin::hashes::Hash;
 use bitcoin::psbt::Psbt;
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
-use bitcoin::{Address, Amount, Network, OutPoint, ScriptBuf, TxOut, Txid, Witness};
+use bitcoin::{
+    absolute, Address, Amount, Network, OutPoint, ScriptBuf, Sequence, TxOut, Txid, Witness,
+};
 
 use crate::taproot::TaprootKeys;
 
@@ -18,7 +20,7 @@ use crate::taproot::TaprootKeys;
 #[non_exhaustive]
 pub enum ReviewError {
     /// Not a PSBT.
-    #[error("not a valid PSBT: {0}")]
+    #[error("{0}")]
     Malformed(String),
     /// The PSBT spends nothing.
     #[error("the transaction has no inputs")]
@@ -67,6 +69,23 @@ pub enum ReviewError {
     /// An amount sum that overflows.
     #[error("amounts overflow")]
     AmountOverflow,
+    /// A `non_witness_utxo` that is not the transaction the input spends
+    /// from, or whose output disagrees with `witness_utxo`.
+    #[error("input {input}: non_witness_utxo {reason}; the input is refused (a wallet that sets both must set them consistently)")]
+    NonWitnessUtxo {
+        /// Input index.
+        input: usize,
+        /// What disagrees.
+        reason: String,
+    },
+    /// An amount above the 21 million bitcoin that can exist.
+    #[error("{what} is {amount}, more than the 21,000,000 BTC that can exist (MAX_MONEY)")]
+    AboveMaxMoney {
+        /// Which amount (`input 0`, `output 1`, `the inputs' total`).
+        what: String,
+        /// The amount.
+        amount: Amount,
+    },
     /// The sighash could not be computed.
     #[error("sighash of input {input} could not be computed: {reason}")]
     Sighash {
@@ -109,6 +128,8 @@ pub struct OutputSummary {
     pub amount: Amount,
     /// Whether it pays back to the group's own address.
     pub is_change: bool,
+    /// The script it pays (for the dust threshold).
+    pub script_pubkey: ScriptBuf,
 }
 
 /// One input as the signer sees it.
@@ -122,6 +143,62 @@ pub struct InputSummary {
     pub sighash_type: TapSighashType,
     /// The BIP341 key-path sighash this signer computed.
     pub sighash: [u8; 32],
+    /// Its nSequence (RBF signalling, BIP68 relative lock).
+    pub sequence: Sequence,
+}
+
+/// What an input's nSequence means for a transaction of `version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelativeLock {
+    /// No BIP68 relative lock (disabled, a version below 2, or zero).
+    None,
+    /// The coin must have this many confirmations.
+    Blocks(u16),
+    /// The coin must be this many 512-second intervals old.
+    Intervals(u16),
+}
+
+impl InputSummary {
+    /// The BIP68 relative lock this input's nSequence imposes in a
+    /// transaction of `version` (BIP68 applies from version 2 on).
+    pub fn relative_lock(&self, version: i32) -> RelativeLock {
+        if version < 2 {
+            return RelativeLock::None;
+        }
+        match self.sequence.to_relative_lock_time() {
+            Some(bitcoin::relative::LockTime::Blocks(h)) if h.value() > 0 => {
+                RelativeLock::Blocks(h.value())
+            }
+            Some(bitcoin::relative::LockTime::Time(t)) if t.value() > 0 => {
+                RelativeLock::Intervals(t.value())
+            }
+            _ => RelativeLock::None,
+        }
+    }
+
+    fn describe_sequence(&self, version: i32) -> String {
+        let n = self.sequence.0;
+        let mut text = format!("nSequence 0x{n:08x}: ");
+        text.push_str(if self.sequence == Sequence::MAX {
+            "final"
+        } else if self.sequence.is_rbf() {
+            "replaceable (BIP125 RBF)"
+        } else {
+            "not replaceable"
+        });
+        match self.relative_lock(version) {
+            RelativeLock::None => text.push_str(", no relative lock"),
+            RelativeLock::Blocks(b) => text.push_str(&format!(
+                ", RELATIVE LOCK: valid only once the coin has {b} confirmations"
+            )),
+            RelativeLock::Intervals(i) => text.push_str(&format!(
+                ", RELATIVE LOCK: valid only once the coin is {} s (about {} h) old",
+                u64::from(i) * 512,
+                u64::from(i) * 512 / 3600
+            )),
+        }
+        text
+    }
 }
 
 /// Everything a signer shows a person and checks against policy.
@@ -141,6 +218,10 @@ pub struct WithdrawalSummary {
     pub fee: Amount,
     /// Virtual size of the transaction once signed.
     pub vsize: u64,
+    /// The transaction's version (BIP68 relative locks need 2 or more).
+    pub version: i32,
+    /// Its nLockTime (block height below 500,000,000, else Unix time).
+    pub lock_time: absolute::LockTime,
 }
 
 impl WithdrawalSummary {
@@ -154,14 +235,53 @@ impl WithdrawalSummary {
         self.fee.to_sat().saturating_mul(1000) / self.vsize.max(1)
     }
 
-    /// Sum of the outputs that leave the wallet (not change).
+    /// Everything this transaction takes out of the wallet: the outputs that
+    /// are not change plus the fee (what limits count).
     pub fn amount_leaving(&self) -> Amount {
+        self.amount_paid()
+            .checked_add(self.fee)
+            .unwrap_or(Amount::MAX)
+    }
+
+    /// Sum of the outputs that pay outside the wallet (not change), fee
+    /// excluded.
+    pub fn amount_paid(&self) -> Amount {
         self.outputs
             .iter()
             .filter(|o| !o.is_change)
             .fold(Amount::ZERO, |acc, o| {
                 acc.checked_add(o.amount).unwrap_or(Amount::MAX)
             })
+    }
+
+    /// Whether nLockTime is enforced: it is unless every input's nSequence
+    /// is final (0xffffffff).
+    pub fn lock_time_enforced(&self) -> bool {
+        self.inputs.iter().any(|i| i.sequence != Sequence::MAX)
+    }
+
+    /// The nLockTime as a person reads it.
+    pub fn describe_lock_time(&self) -> String {
+        let base = match self.lock_time {
+            absolute::LockTime::Blocks(h) if h.to_consensus_u32() == 0 => {
+                return "nLockTime 0: none".to_owned()
+            }
+            absolute::LockTime::Blocks(h) => format!(
+                "nLockTime {0}: LOCKED until block height {0} (valid from block {1})",
+                h.to_consensus_u32(),
+                u64::from(h.to_consensus_u32()) + 1
+            ),
+            absolute::LockTime::Seconds(t) => format!(
+                "nLockTime {}: LOCKED until {} (median time past)",
+                t.to_consensus_u32(),
+                crate::display::utc_time(u64::from(t.to_consensus_u32()))
+            ),
+        };
+        if self.lock_time_enforced() {
+            base
+        } else {
+            format!("{base} — not enforced, every input's nSequence is final")
+        }
     }
 
     /// The sighashes, input by input.
@@ -173,8 +293,25 @@ impl WithdrawalSummary {
 impl fmt::Display for WithdrawalSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "transaction {}", self.txid)?;
+        writeln!(
+            f,
+            "  version {}{}",
+            self.version,
+            if self.version == 2 {
+                ""
+            } else {
+                " (UNUSUAL: wallets write version 2)"
+            }
+        )?;
+        writeln!(f, "  {}", self.describe_lock_time())?;
         for (i, input) in self.inputs.iter().enumerate() {
-            writeln!(f, "  input {i}: {} ({})", input.outpoint, input.amount)?;
+            writeln!(
+                f,
+                "  input {i}: {} ({}), {}",
+                input.outpoint,
+                input.amount,
+                input.describe_sequence(self.version)
+            )?;
         }
         for o in &self.outputs {
             let change = if o.is_change {
@@ -193,25 +330,36 @@ impl fmt::Display for WithdrawalSummary {
             "  total in {}, total out {}",
             self.total_in, self.total_out
         )?;
-        write!(
+        writeln!(
             f,
             "  fee {} ({:.2} sat/vB over {} vB)",
             self.fee,
             self.fee_rate_sat_per_vb(),
             self.vsize
+        )?;
+        writeln!(
+            f,
+            "  leaving the wallet: {} (paid out {} + fee {})",
+            self.amount_leaving(),
+            self.amount_paid(),
+            self.fee
+        )?;
+        write!(
+            f,
+            "  input amounts are the requester's claim (witness_utxo); the signature commits to them (BIP341), \
+             so a false amount makes the transaction invalid rather than spending more"
         )
     }
 }
 
-/// Parses a base64 PSBT.
+/// Parses the base64 PSBT a withdrawal request carries (whitespace
+/// tolerated; see [`crate::psbt::decode`] for every form a file may take).
 ///
 /// # Errors
-/// [`ReviewError::Malformed`].
+/// [`ReviewError::Malformed`] with the [`crate::psbt::PsbtError`]'s message:
+/// empty, too large, truncated, version 2, or not a PSBT.
 pub fn parse_psbt(base64: &str) -> Result<Psbt, ReviewError> {
-    base64
-        .trim()
-        .parse::<Psbt>()
-        .map_err(|e| ReviewError::Malformed(e.to_string()))
+    crate::psbt::decode_base64(base64.as_bytes()).map_err(|e| ReviewError::Malformed(e.to_string()))
 }
 
 fn sighash_type(
@@ -274,6 +422,13 @@ pub fn review(
                 outpoint: txin.previous_output.to_string(),
             });
         }
+        check_non_witness_utxo(i, txin.previous_output, input, utxo)?;
+        if utxo.value > Amount::MAX_MONEY {
+            return Err(ReviewError::AboveMaxMoney {
+                what: format!("input {i}"),
+                amount: utxo.value,
+            });
+        }
         types.push(sighash_type(input.sighash_type, i)?);
         prevouts.push(utxo.clone());
     }
@@ -295,11 +450,18 @@ pub fn review(
             amount: utxo.value,
             sighash_type: *ty,
             sighash: sighash.to_byte_array(),
+            sequence: txin.sequence,
         });
     }
     let mut outputs = Vec::with_capacity(tx.output.len());
     let mut total_out = Amount::ZERO;
     for (index, out) in tx.output.iter().enumerate() {
+        if out.value > Amount::MAX_MONEY {
+            return Err(ReviewError::AboveMaxMoney {
+                what: format!("output {index}"),
+                amount: out.value,
+            });
+        }
         total_out = total_out
             .checked_add(out.value)
             .ok_or(ReviewError::AmountOverflow)?;
@@ -308,7 +470,19 @@ pub fn review(
             destination: destination(&out.script_pubkey, network),
             amount: out.value,
             is_change: out.script_pubkey == own_script,
+            script_pubkey: out.script_pubkey.clone(),
         });
+    }
+    for (what, amount) in [
+        ("the inputs' total", total_in),
+        ("the outputs' total", total_out),
+    ] {
+        if amount > Amount::MAX_MONEY {
+            return Err(ReviewError::AboveMaxMoney {
+                what: what.to_owned(),
+                amount,
+            });
+        }
     }
     let fee = total_in
         .checked_sub(total_out)
@@ -324,7 +498,54 @@ pub fn review(
         total_out,
         fee,
         vsize: signed_vsize(psbt, &types),
+        version: tx.version.0,
+        lock_time: tx.lock_time,
     })
+}
+
+/// A `non_witness_utxo`, when present, must be the transaction `outpoint`
+/// spends from (it hashes to its txid) and its output must be `witness_utxo`.
+fn check_non_witness_utxo(
+    input: usize,
+    outpoint: OutPoint,
+    psbt_input: &bitcoin::psbt::Input,
+    witness_utxo: &TxOut,
+) -> Result<(), ReviewError> {
+    let Some(prev) = &psbt_input.non_witness_utxo else {
+        return Ok(());
+    };
+    let bad = |reason: String| ReviewError::NonWitnessUtxo { input, reason };
+    let txid = prev.compute_txid();
+    if txid != outpoint.txid {
+        return Err(bad(format!(
+            "is transaction {txid}, but the input spends from {}",
+            outpoint.txid
+        )));
+    }
+    let out = usize::try_from(outpoint.vout)
+        .ok()
+        .and_then(|v| prev.output.get(v))
+        .ok_or_else(|| {
+            bad(format!(
+                "has {} outputs, the input spends output {}",
+                prev.output.len(),
+                outpoint.vout
+            ))
+        })?;
+    if out.value != witness_utxo.value {
+        return Err(bad(format!(
+            "says the coin is {}, witness_utxo says {}",
+            out.value, witness_utxo.value
+        )));
+    }
+    if out.script_pubkey != witness_utxo.script_pubkey {
+        return Err(bad(format!(
+            "says the coin pays script {}, witness_utxo says {}",
+            out.script_pubkey.to_hex_string(),
+            witness_utxo.script_pubkey.to_hex_string()
+        )));
+    }
+    Ok(())
 }
 
 fn destination(script: &ScriptBuf, network: Network) -> Destination {

@@ -124,6 +124,10 @@ pub enum Refusal {
     /// A malformed document.
     #[error(transparent)]
     Format(#[from] crate::format::FormatError),
+    /// A request id or memo that is not acceptable (checked again here for
+    /// requests not parsed from a document).
+    #[error(transparent)]
+    Text(#[from] crate::display::TextError),
 }
 
 impl Refusal {
@@ -145,6 +149,7 @@ impl Refusal {
             Refusal::Keystore(_) => "keystore".into(),
             Refusal::Audit(_) => "audit".into(),
             Refusal::Format(_) => "format".into(),
+            Refusal::Text(_) => "request-text".into(),
         }
     }
 }
@@ -165,6 +170,33 @@ pub struct Reviewed {
     pub request_digest: [u8; 32],
     /// The signer's own reading of the PSBT.
     pub summary: WithdrawalSummary,
+    /// The requester's label in this signer's policy.
+    pub requester_label: String,
+    /// The request's creation time (Unix seconds).
+    pub created_at: u64,
+    /// The request's expiry (Unix seconds).
+    pub expires_at: u64,
+    /// The requester's memo, as sent (render it with [`Reviewed::render`]).
+    pub memo: String,
+}
+
+impl Reviewed {
+    /// The whole review as a person reads it: who asked, when, until when,
+    /// the memo, the signer's own reading of the transaction and the
+    /// verdict. Outside text goes through [`crate::display::inert`]; the
+    /// same text serves `sign review` and the approval prompt.
+    pub fn render(&self) -> String {
+        use crate::display::{inert_bounded, utc_time, MAX_MEMO_CHARS};
+        format!(
+            "request {} from requester `{}`\n  created {}, expires {}\n  memo \"{}\" (the requester's words, not checked)\n{}\nverdict: allowed by this signer's policy",
+            inert_bounded(&self.request_id, crate::display::MAX_REQUEST_ID_LEN),
+            inert_bounded(&self.requester_label, crate::display::MAX_LABEL_CHARS),
+            utc_time(self.created_at),
+            utc_time(self.expires_at),
+            inert_bounded(&self.memo, MAX_MEMO_CHARS),
+            self.summary
+        )
+    }
 }
 
 /// One co-signer: its group, its roster of identity keys, its key share and
@@ -211,6 +243,7 @@ fn hex32(b: &[u8; 32]) -> String {
 trait Subject {
     fn request_id(&self) -> &str;
     fn requester(&self) -> &IdentityPublicKey;
+    fn memo(&self) -> &str;
     fn times(&self) -> (u64, u64);
     fn signature_ok(&self, group: &crate::format::GroupId) -> bool;
     fn digest(
@@ -227,6 +260,9 @@ macro_rules! subject {
             }
             fn requester(&self) -> &IdentityPublicKey {
                 &self.body.requester
+            }
+            fn memo(&self) -> &str {
+                &self.body.memo
             }
             fn times(&self) -> (u64, u64) {
                 (self.body.created_at, self.body.expires_at)
@@ -254,6 +290,7 @@ struct Checked {
     request_digest: [u8; 32],
     messages: Vec<Vec<u8>>,
     amount_sat: Option<u64>,
+    fee_sat: Option<u64>,
 }
 
 impl Checked {
@@ -311,7 +348,10 @@ impl Signer<'_> {
         if !subject.signature_ok(self.group.id()) {
             return Err(Refusal::BadRequestSignature);
         }
+        crate::display::check_request_id(subject.request_id())?;
+        crate::display::check_memo(subject.memo())?;
         let (created_at, expires_at) = subject.times();
+        self.policy.check_request_lifetime(created_at, expires_at)?;
         if now >= expires_at {
             return Err(Refusal::Expired {
                 request_id: subject.request_id().to_owned(),
@@ -339,20 +379,34 @@ impl Signer<'_> {
         let psbt = parse_psbt(&body.psbt)?;
         let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
         let window_start = now.saturating_sub(self.policy.rolling_window_secs());
-        let released = self.audit.amount_released_since(window_start);
-        self.policy.evaluate(&summary, &body.requester, released)?;
+        let released = crate::policy::Released {
+            amount_sat: self.audit.amount_released_since(window_start),
+            fee_sat: self.audit.fee_released_since(window_start),
+        };
+        self.policy
+            .evaluate(&summary, &body.requester, released, now)?;
+        let requester_label = self
+            .policy
+            .requester(&body.requester)
+            .map(|r| r.label().to_owned())
+            .unwrap_or_default();
         let request_digest = request.digest(self.group.id())?;
         let checked = Checked {
             request_id: body.request_id.clone(),
             request_digest,
             messages: summary.sighashes().iter().map(|h| h.to_vec()).collect(),
             amount_sat: Some(summary.amount_leaving().to_sat()),
+            fee_sat: Some(summary.fee.to_sat()),
         };
         Ok((
             Reviewed {
                 request_id: body.request_id.clone(),
                 request_digest,
                 summary,
+                requester_label,
+                created_at: body.created_at,
+                expires_at: body.expires_at,
+                memo: body.memo.clone(),
             },
             checked,
         ))
@@ -370,8 +424,9 @@ impl Signer<'_> {
         Ok(Checked {
             request_id: request.body.request_id.clone(),
             request_digest: request.digest(self.group.id())?,
-            messages: vec![request.body.message.clone()],
+            messages: vec![super::request::raw_message_digest(&request.body.message).to_vec()],
             amount_sat: None,
+            fee_sat: None,
         })
     }
 
@@ -699,6 +754,9 @@ impl Signer<'_> {
         if let Some(amount) = checked.amount_sat {
             record = record.with_amount_sat(amount);
         }
+        if let Some(fee) = checked.fee_sat {
+            record = record.with_fee_sat(fee);
+        }
         self.audit.append(self.keystore, now, record)?;
         let body = WithdrawalShares {
             request_digest: hex32(&checked.request_digest),
@@ -719,7 +777,7 @@ impl Signer<'_> {
         if packages.request_digest != digest {
             return Err(Refusal::WrongRequest {
                 expected: digest,
-                found: packages.request_digest.clone(),
+                found: crate::display::inert_bounded(&packages.request_digest, 64),
             });
         }
         let sighashes: Vec<String> = reviewed.messages_hex();
