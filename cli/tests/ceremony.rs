@@ -1556,10 +1556,10 @@ fn homes_are_private_whatever_the_umask_and_a_writable_one_is_refused() {
 /// Attack 4: N processes run `sign share` on one signer at once, many
 /// rounds. Exactly one share set is computed each round, and no run loses
 /// the signer's participation.
-#[test]
-fn racing_share_runs_compute_one_share_set_per_round_and_all_get_it() {
+fn racing_share_runs(tokens: bool) {
     let mut env = Env::new();
-    let (group_addr, exchange) = env.setup(false);
+    let (group_addr, exchange) = env.setup(tokens);
+    let unlock = env.unlock("alice");
     for round in 0..3u8 {
         let id = format!("r{round}");
         env.request(&group_addr, &exchange, &id, 10_000, 10 + round);
@@ -1571,18 +1571,21 @@ fn racing_share_runs_compute_one_share_set_per_round_and_all_get_it() {
         let children: Vec<_> = (0..4)
             .map(|k| {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
-                cmd.current_dir(env.dir.path()).args([
-                    "sign",
-                    "share",
-                    "--home",
-                    "alice",
-                    &format!("{id}.request.json"),
-                    &packages,
-                    "--out",
-                    &format!("{id}.alice.{k}.json"),
-                    "--passphrase-file",
-                    "alice.pass",
-                ]);
+                cmd.current_dir(env.dir.path())
+                    .args([
+                        "sign",
+                        "share",
+                        "--home",
+                        "alice",
+                        &format!("{id}.request.json"),
+                        &packages,
+                        "--out",
+                        &format!("{id}.alice.{k}.json"),
+                    ])
+                    .args(&unlock);
+                if let Some(conf) = &env.softhsm_conf {
+                    cmd.env("SOFTHSM2_CONF", conf);
+                }
                 cmd.stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -1623,6 +1626,16 @@ fn racing_share_runs_compute_one_share_set_per_round_and_all_get_it() {
     );
     env.kura_as("alice", &["audit", "verify", "--home", "alice"])
         .ok();
+}
+
+#[test]
+fn racing_share_runs_on_a_token_compute_one_share_set_and_all_get_it() {
+    racing_share_runs(true);
+}
+
+#[test]
+fn racing_share_runs_on_software_compute_one_share_set_and_all_get_it() {
+    racing_share_runs(false);
 }
 
 /// Kill -9 at many moments of `sign share` on a token signer: whatever the

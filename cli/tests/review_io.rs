@@ -169,7 +169,11 @@ impl Env {
              {policy_extra}"
         );
         for name in ["alice", "bob", "carol"] {
-            std::fs::write(env.p(&format!("{name}/policy.toml")), &policy).unwrap();
+            let file = format!("{name}/policy.toml");
+            std::fs::write(env.p(&file), &policy).unwrap();
+            // Only an installed policy is in force.
+            env.kura_as(name, &["policy", "install", "--home", name, "--yes", &file])
+                .ok();
         }
         let addr = env
             .kura(&[

@@ -822,10 +822,18 @@ impl Keystore for HsmKeystore {
     /// the nonces under it and writes the ciphertext to the nonce directory.
     fn put_nonces(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
         let label = nonce_key_label(slot);
+        let file = format!("{}.gcm", slot.name());
         let key = {
             let session = self.session();
-            if self.nonce_key(&session, &label)?.is_some() {
-                return Err(KeystoreError::AlreadyExists(slot.to_string()));
+            if let Some(existing) = self.nonce_key(&session, &label)? {
+                if self.nonces.contains(&file) {
+                    return Err(KeystoreError::AlreadyExists(slot.to_string()));
+                }
+                // A key without its ciphertext: a crash between the two
+                // steps below. It protects nothing; make room for the new one.
+                session
+                    .destroy_object(existing)
+                    .map_err(HsmError::pkcs11("C_DestroyObject(orphan nonce key)"))?;
             }
             session
                 .generate_key(&Mechanism::AesKeyGen, &aes_key_template(&label))
@@ -839,7 +847,7 @@ impl Keystore for HsmKeystore {
         let written = self
             .seal(key, slot, document.expose())
             .map_err(KeystoreError::from)
-            .and_then(|ct| self.nonces.put_new(&format!("{}.gcm", slot.name()), &ct));
+            .and_then(|ct| self.nonces.put_new(&file, &ct));
         if let Err(e) = written {
             // No ciphertext: the key would only take room on the token.
             let _ = self.session().destroy_object(key);

@@ -941,6 +941,22 @@ fn a_restored_nonce_file_is_useless_once_its_token_key_is_destroyed() {
         ks.take_nonces(&slot),
         Err(KeystoreError::NoncesConsumed(_))
     ));
+    // A key whose ciphertext never reached the disk (a crash between the
+    // two): rerunning the step replaces it; existing nonces are never
+    // overwritten.
+    let crashed = SessionId::random();
+    keystore::commit(&ks, &d.shares[0], &crashed).unwrap();
+    let slot = SecretSlot::nonces(&d.shares[0], &crashed);
+    std::fs::remove_file(nonce_dir("t13-restore").join(format!("{}.gcm", slot.name()))).unwrap();
+    keystore::commit(&ks, &d.shares[0], &crashed).unwrap();
+    assert_eq!(nonce_keys(&s), 1);
+    assert!(matches!(
+        keystore::commit(&ks, &d.shares[0], &crashed),
+        Err(KeystoreError::AlreadyExists(_))
+    ));
+    assert_eq!(nonce_keys(&s), 1);
+    ks.take_nonces(&slot).unwrap();
+    assert_eq!(nonce_keys(&s), 0);
 }
 
 #[test]

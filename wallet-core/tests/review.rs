@@ -89,6 +89,9 @@ fn world(seed: u64) -> World {
     let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
     let allowed = outside_address(7);
     let policy = Policy::from_toml(&policy_toml(&requester.public_key(), &allowed, "")).unwrap();
+    for ks in &stores {
+        keystore::pin_policy(ks, policy.digest()).unwrap();
+    }
     let tmp = tempfile::tempdir().unwrap();
     let audits = stores
         .iter()
@@ -128,6 +131,7 @@ impl World {
         }
     }
 
+    /// Installs a policy (pins it in every signer's keystore).
     fn set_policy(&mut self, extra: &str) {
         self.policy = Policy::from_toml(&policy_toml(
             &self.requester.public_key(),
@@ -135,6 +139,9 @@ impl World {
             extra,
         ))
         .unwrap();
+        for ks in &self.stores {
+            wallet_core::keystore::pin_policy(ks, self.policy.digest()).unwrap();
+        }
     }
 
     /// 250k to the allowlisted address, change back, 2k fee.

@@ -596,3 +596,22 @@ fn a_keystore_others_can_write_is_refused_and_state_cannot_be_deleted() {
         Err(KeystoreError::Tampered(_))
     ));
 }
+
+#[test]
+fn a_crash_between_the_nonce_file_and_its_key_can_be_rerun() {
+    let w = world(9);
+    let session = wallet_core::keystore::SessionId::random();
+    let slot = SecretSlot::nonces(&w.d.shares[0], &session);
+    // A ciphertext file with no key in the state: the crash's leftover.
+    let file = w.homes[0].join(format!("keystore/nonces/{}.bin", slot.name()));
+    std::fs::write(&file, b"left by a crash").unwrap();
+    keystore::commit(&w.stores[0], &w.d.shares[0], &session).unwrap();
+    assert!(w.stores[0].take_nonces(&slot).is_ok());
+    // But nonces that exist are never overwritten.
+    let again = wallet_core::keystore::SessionId::random();
+    keystore::commit(&w.stores[0], &w.d.shares[0], &again).unwrap();
+    assert!(matches!(
+        keystore::commit(&w.stores[0], &w.d.shares[0], &again),
+        Err(KeystoreError::AlreadyExists(_))
+    ));
+}

@@ -199,6 +199,11 @@ impl TakeOnceDir {
         Ok(out)
     }
 
+    /// Whether an entry named `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.dir.join(name).exists()
+    }
+
     /// Deletes an entry durably; a missing one is not an error.
     ///
     /// # Errors

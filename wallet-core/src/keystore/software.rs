@@ -386,7 +386,12 @@ impl Keystore for SoftwareKeystore {
                 )));
             }
             // The ciphertext first: a crash then leaves a file without a key
-            // (useless), never a key without its file.
+            // (useless), never a key without its file. Such an orphan is
+            // removed here, so the step can be rerun.
+            let file = format!("{name}.bin");
+            if self.nonces.contains(&file) {
+                self.nonces.remove(&file)?;
+            }
             self.nonces
                 .put_new(&format!("{name}.bin"), &ct)
                 .map_err(|e| match e {
