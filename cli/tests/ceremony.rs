@@ -1489,7 +1489,16 @@ fn a_cut_log_or_an_edited_policy_refuses_everything() {
             ],
         )
         .ok();
-    assert!(r.stdout.contains("+ destination \"x\""), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("+ destinations[") && r.stdout.contains(".label = \"x\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("- "),
+        "nothing was removed: {}",
+        r.stdout
+    );
     env.approve("w1", "bob").ok();
 }
 

@@ -26,6 +26,7 @@ pub fn context(module: &Path) -> Result<Arc<Pkcs11>, HsmError> {
     if let Some(ctx) = contexts.get(module) {
         return Ok(Arc::clone(ctx));
     }
+    check_module_trusted(module)?;
     let ctx = Pkcs11::new(module).map_err(|e| HsmError::ModuleNotFound {
         path: module.display().to_string(),
         reason: e.to_string(),
@@ -37,6 +38,42 @@ pub fn context(module: &Path) -> Result<Arc<Pkcs11>, HsmError> {
     let ctx = Arc::new(ctx);
     contexts.insert(module.to_owned(), Arc::clone(&ctx));
     Ok(ctx)
+}
+
+/// Refuses a module that someone other than root could have replaced: the
+/// module is code loaded into the signer and handed its PIN, and its path
+/// comes from the signer's home, which a disk writer can edit. The file and
+/// every directory above it must be owned by root and writable by no one
+/// else (no group or world write bit).
+///
+/// # Errors
+/// [`HsmError::UntrustedModule`] naming the first path that fails.
+pub fn check_module_trusted(module: &Path) -> Result<(), HsmError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let untrusted = |path: &Path, reason: &str| HsmError::UntrustedModule {
+            module: module.display().to_string(),
+            path: path.display().to_string(),
+            reason: reason.to_owned(),
+        };
+        let resolved = std::fs::canonicalize(module).map_err(|e| HsmError::ModuleNotFound {
+            path: module.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut at = Some(resolved.as_path());
+        while let Some(path) = at {
+            let meta = std::fs::metadata(path).map_err(|e| untrusted(path, &e.to_string()))?;
+            if meta.uid() != 0 {
+                return Err(untrusted(path, "not owned by root"));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(untrusted(path, "writable by group or others"));
+            }
+            at = path.parent();
+        }
+    }
+    Ok(())
 }
 
 /// Finalizes every context no keystore still uses. Call once at shutdown;

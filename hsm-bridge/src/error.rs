@@ -14,6 +14,16 @@ pub enum HsmError {
         /// Why loading failed.
         reason: String,
     },
+    /// The module could have been replaced by someone other than root.
+    #[error("PKCS#11 module {module} is not trusted: {path} is {reason}; a module is code that receives the PIN, so it must be a root-owned file in root-owned directories that nobody else can write")]
+    UntrustedModule {
+        /// The module asked for.
+        module: String,
+        /// The file or directory that failed the check.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// No token with the label.
     #[error("no token labelled {label:?} (tokens present: {available}); check the token= part of the URI")]
     TokenNotFound {

@@ -268,6 +268,9 @@ impl Expect {
                 if f.key_type != Some(KeyType::EC) {
                     return Some("not an EC key");
                 }
+                if f.private != Some(true) {
+                    return Some("public: replaceable without the PIN");
+                }
             }
         }
         None
@@ -377,7 +380,8 @@ impl HsmKeystore {
             .map_err(full)?;
         let public = [
             Attribute::Token(true),
-            Attribute::Private(false),
+            // Private: a token holder without the PIN cannot destroy it.
+            Attribute::Private(true),
             Attribute::Verify(true),
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
@@ -920,7 +924,16 @@ impl Keystore for HsmKeystore {
                     self.state,
                     &[Attribute::Label(state_label(next).into_bytes())],
                 )
-                .map_err(|e| HsmError::pkcs11("C_SetAttributeValue(state)")(e).into())
+                .map_err(HsmError::pkcs11("C_SetAttributeValue(state)"))?;
+            // A token out of room can report success for a write it did not
+            // keep (SoftHSM2 does on a full file system): read it back.
+            if self.read_anchor(&session)? != *next {
+                return Err(HsmError::TokenFull {
+                    label: self.label.clone(),
+                }
+                .into());
+            }
+            Ok(())
         })
     }
 

@@ -1041,6 +1041,7 @@ fn a_swapped_identity_public_key_fails_the_self_test() {
             &cryptoki::mechanism::Mechanism::EccKeyPairGen,
             &[
                 Attribute::Token(true),
+                Attribute::Private(true),
                 Attribute::Verify(true),
                 Attribute::EcParams(vec![
                     0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
@@ -1097,4 +1098,30 @@ fn a_login_kura_did_not_make_is_refused_rather_than_trusted() {
     )
     .unwrap_err();
     assert!(matches!(err, HsmError::ForeignLogin { .. }), "{err}");
+}
+
+#[test]
+fn a_module_someone_else_could_replace_is_never_loaded() {
+    hsm();
+    // A disk writer edits the home's URI to load its own library, which
+    // would be handed the PIN: a copy of the real module in a directory
+    // others can write stands for it.
+    let dir = std::env::temp_dir().join(format!("kura-evil-module-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let evil = dir.join("libevil.so");
+    std::fs::copy(module(), &evil).unwrap();
+    let u = Pkcs11Uri::parse(&format!(
+        "pkcs11:token=t1-alice?module-path={}",
+        evil.display()
+    ))
+    .unwrap();
+    let err = HsmKeystore::open(&u, &pin(), &nonce_dir("t1-alice")).unwrap_err();
+    assert!(matches!(err, HsmError::UntrustedModule { .. }), "{err}");
+    assert!(
+        err.to_string().contains("writable by group or others"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The system's module passes.
+    hsm_bridge::context::check_module_trusted(&module()).unwrap();
 }

@@ -883,6 +883,11 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The last entry's time (0 for an empty log).
+    pub fn last_time(&self) -> u64 {
+        self.chain.entries.last().map_or(0, |e| e.time)
+    }
+
     /// The verified entries, oldest first.
     pub fn entries(&self) -> &[AuditEntry] {
         &self.chain.entries

@@ -525,6 +525,7 @@ pub struct Policy {
     transaction: TransactionRules,
     max_request_lifetime_hours: u64,
     digest: [u8; 32],
+    canonical: Vec<u8>,
 }
 
 // ---- The file as written -------------------------------------------------
@@ -721,14 +722,16 @@ struct CanonicalChange {
     require_own_address: bool,
 }
 
-fn compute_digest(
+/// The policy as canonical JSON (sorted keys; see the module docs): what
+/// [`Policy::digest`] hashes after its tag.
+fn canonical_json(
     network_name: &str,
     requesters: &[Requester],
     destinations: &[AllowedDestination],
     limits: &Limits,
     transaction: &TransactionRules,
     max_request_lifetime_hours: u64,
-) -> Result<[u8; 32], PolicyError> {
+) -> Result<Vec<u8>, PolicyError> {
     let mut reqs: Vec<CanonicalRequester<'_>> = requesters
         .iter()
         .map(|r| CanonicalRequester {
@@ -773,10 +776,10 @@ fn compute_digest(
             max_lifetime_hours: max_request_lifetime_hours,
         },
     };
-    let mut bytes = DIGEST_TAG.to_vec();
+    let mut bytes = Vec::new();
     write_canonical_json(&mut bytes, &canonical)
         .map_err(|e| PolicyError::Encoding(e.to_string()))?;
-    Ok(Sha256::digest(&bytes).into())
+    Ok(bytes)
 }
 
 // ---- Parsing and validation ------------------------------------------------
@@ -1087,7 +1090,7 @@ impl Policy {
         }
         let transaction = parse_transaction(file.transaction)?;
         let max_request_lifetime_hours = parse_request(file.request)?;
-        let digest = compute_digest(
+        let canonical = canonical_json(
             network_name,
             &requesters,
             &destinations,
@@ -1095,6 +1098,10 @@ impl Policy {
             &transaction,
             max_request_lifetime_hours,
         )?;
+        let mut h = Sha256::new();
+        h.update(DIGEST_TAG);
+        h.update(&canonical);
+        let digest = h.finalize().into();
         Ok(Policy {
             network,
             network_name,
@@ -1105,6 +1112,7 @@ impl Policy {
             transaction,
             max_request_lifetime_hours,
             digest,
+            canonical,
         })
     }
 
@@ -1113,6 +1121,13 @@ impl Policy {
     /// the policy allows.
     pub fn digest(&self) -> [u8; 32] {
         self.digest
+    }
+
+    /// The policy as the canonical JSON its digest covers: every setting,
+    /// in one form whatever the file's layout. Compare two policies' forms
+    /// to see everything that differs.
+    pub fn canonical_json(&self) -> &[u8] {
+        &self.canonical
     }
 
     /// The network whose addresses the policy lists.

@@ -63,12 +63,13 @@ pub fn audit_verify(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyh
     let owner = home.keystore.identity_public_key()?;
     let path = home_dir.join("audit.jsonl");
     // A missing log is an empty one here; the anchor says whether it may be.
-    let log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
-    log.check_anchor(home.keystore.as_ref())
-        .map_err(|e| match e {
-            AuditError::Keystore(k) => anyhow::Error::new(k),
-            other => refused(other.to_string()),
-        })?;
+    let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+    // Under the signer's decision lock: the check may move the anchor up
+    // to a line a crash left unanchored.
+    let _guard = log.begin(home.keystore.as_ref()).map_err(|e| match e {
+        AuditError::Keystore(k) => anyhow::Error::new(k),
+        other => refused(other.to_string()),
+    })?;
     let head = log.head_hash();
     r.done(
         "audit-verify",
@@ -161,109 +162,60 @@ pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
     )
 }
 
-/// What changes from `old` to `new`, line by line, for the operator.
-fn policy_changes(old: Option<&Policy>, new: &Policy) -> Vec<String> {
-    let Some(old) = old else {
-        // Nothing to compare with: everything the policy allows.
-        let mut all = vec![format!("network {}", new.network())];
-        all.extend(new.requesters().iter().map(|r| {
-            format!(
-                "+ requester {:?} ({}){}",
-                r.label(),
-                r.key(),
-                if r.raw_messages() {
-                    ", raw messages"
-                } else {
-                    ""
+/// Every setting of a policy as `path = value` lines, from its canonical
+/// form (so nothing the digest covers is left out). List entries are named
+/// by their key or address, so adding one does not shift the others.
+fn policy_lines(policy: &Policy) -> Vec<String> {
+    fn walk(path: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, v, out);
                 }
-            )
-        }));
-        all.extend(
-            new.destinations()
-                .iter()
-                .map(|d| format!("+ destination {:?} {}", d.label(), d.address())),
-        );
-        let l = new.limits();
-        all.push(format!(
-            "limits: {} sat per transaction, {} sat per {} h, fee at most {} sat and {} msat/vB",
-            l.per_transaction_sat(),
-            l.rolling_window_sat(),
-            l.rolling_window_hours(),
-            l.max_fee_sat(),
-            l.max_fee_rate_msat_per_vb()
-        ));
-        return all;
-    };
+            }
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => {
+                for (i, item) in items.iter().enumerate() {
+                    let name = ["key", "address"]
+                        .iter()
+                        .find_map(|k| item.get(*k).and_then(|x| x.as_str()))
+                        .map_or_else(|| i.to_string(), str::to_owned);
+                    walk(&format!("{path}[{name}]"), item, out);
+                }
+            }
+            other => out.push(format!("{path} = {}", display::inert(&other.to_string()))),
+        }
+    }
     let mut out = Vec::new();
-    if old.network() != new.network() {
-        out.push(format!("network: {} -> {}", old.network(), new.network()));
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(policy.canonical_json()) {
+        walk("", &v, &mut out);
     }
-    for r in new.requesters() {
-        match old.requester(r.key()) {
-            None => out.push(format!("+ requester {:?} ({})", r.label(), r.key())),
-            Some(o) if o.raw_messages() != r.raw_messages() => out.push(format!(
-                "~ requester {:?}: raw messages {} -> {}",
-                r.label(),
-                o.raw_messages(),
-                r.raw_messages()
-            )),
-            Some(_) => {}
-        }
-    }
-    for r in old.requesters() {
-        if new.requester(r.key()).is_none() {
-            out.push(format!("- requester {:?} ({})", r.label(), r.key()));
-        }
-    }
-    let addresses = |p: &Policy| -> Vec<(String, String)> {
-        p.destinations()
-            .iter()
-            .map(|d| (d.address().to_string(), d.label().to_owned()))
-            .collect()
+    out
+}
+
+/// What changes from `old` to `new`, line by line, for the operator: every
+/// setting removed (`-`) or added (`+`); with no `old`, everything `new` allows.
+fn policy_changes(old: Option<&Policy>, new: &Policy) -> Vec<String> {
+    let new_lines = policy_lines(new);
+    let Some(old) = old else {
+        return new_lines.into_iter().map(|l| format!("+ {l}")).collect();
     };
-    let (old_d, new_d) = (addresses(old), addresses(new));
-    for (a, l) in &new_d {
-        if !old_d.iter().any(|(b, _)| b == a) {
-            out.push(format!("+ destination {l:?} {a}"));
-        }
-    }
-    for (a, l) in &old_d {
-        if !new_d.iter().any(|(b, _)| b == a) {
-            out.push(format!("- destination {l:?} {a}"));
-        }
-    }
-    let (o, n) = (old.limits(), new.limits());
-    let limits = [
-        (
-            "per_transaction_sat",
-            o.per_transaction_sat(),
-            n.per_transaction_sat(),
-        ),
-        (
-            "rolling_window_hours",
-            o.rolling_window_hours(),
-            n.rolling_window_hours(),
-        ),
-        (
-            "rolling_window_sat",
-            o.rolling_window_sat(),
-            n.rolling_window_sat(),
-        ),
-        ("max_fee_sat", o.max_fee_sat(), n.max_fee_sat()),
-        (
-            "max_fee_rate (msat/vB)",
-            o.max_fee_rate_msat_per_vb(),
-            n.max_fee_rate_msat_per_vb(),
-        ),
-    ];
-    for (name, a, b) in limits {
-        if a != b {
-            out.push(format!("~ {name}: {a} -> {b}"));
-        }
-    }
-    if out.is_empty() && old.digest() != new.digest() {
-        out.push("other settings differ (compare the files)".into());
-    }
+    let old_lines = policy_lines(old);
+    let mut out: Vec<String> = old_lines
+        .iter()
+        .filter(|l| !new_lines.contains(l))
+        .map(|l| format!("- {l}"))
+        .collect();
+    out.extend(
+        new_lines
+            .iter()
+            .filter(|l| !old_lines.contains(l))
+            .map(|l| format!("+ {l}")),
+    );
     out
 }
 

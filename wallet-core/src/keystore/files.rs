@@ -114,6 +114,10 @@ pub fn check_private(path: &Path) -> Result<(), KeystoreError> {
 ///
 /// # Errors
 /// An I/O error opening or locking it.
+///
+/// A lock file that is a symbolic link is refused, and one replaced while
+/// this process waited for it (someone unlinked and recreated it, which
+/// would let two processes each hold "the" lock) is locked again.
 pub fn lock_exclusive(path: &Path) -> Result<File, KeystoreError> {
     let mut opts = OpenOptions::new();
     opts.create(true).truncate(false).write(true);
@@ -122,9 +126,42 @@ pub fn lock_exclusive(path: &Path) -> Result<File, KeystoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let lock = opts.open(path).map_err(io_error(path))?;
-    lock.lock().map_err(io_error(path))?;
-    Ok(lock)
+    for _ in 0..16 {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if m.file_type().is_symlink() {
+                return Err(KeystoreError::Insecure {
+                    path: path.display().to_string(),
+                    mode: 0o120000,
+                });
+            }
+        }
+        let lock = opts.open(path).map_err(io_error(path))?;
+        lock.lock().map_err(io_error(path))?;
+        if same_file(&lock, path)? {
+            return Ok(lock);
+        }
+    }
+    Err(KeystoreError::Io {
+        path: path.display().to_string(),
+        source: io::Error::other("the lock file keeps being replaced"),
+    })
+}
+
+/// Whether the open `file` is still the file at `path`.
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> Result<bool, KeystoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata().map_err(io_error(path))?;
+    Ok(match fs::symlink_metadata(path) {
+        Ok(now) => now.dev() == open.dev() && now.ino() == open.ino(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error(path)(e)),
+    })
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> Result<bool, KeystoreError> {
+    Ok(true)
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.

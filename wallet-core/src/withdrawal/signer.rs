@@ -320,11 +320,23 @@ impl Signer<'_> {
                     .with_request_digest(hex32(&reviewed.request_digest))
                     .with_sighashes(reviewed.summary.sighashes().iter().map(hex32).collect())
                     .with_policy_digest(hex32(&self.policy.digest()));
-                self.audit.append(self.keystore, now, record)?;
+                self.record(now, record)?;
                 Ok(reviewed)
             }
             Err(e) => Err(self.refuse(request, e, now)),
         }
+    }
+
+    /// Appends `record` to the audit log. Its time is the signer's clock, or
+    /// the last entry's time if the clock is behind it: a clock that once
+    /// ran ahead must not leave a log that refuses every later entry.
+    fn record(
+        &mut self,
+        now: u64,
+        record: AuditRecord,
+    ) -> Result<crate::audit::AuditEntry, AuditError> {
+        let at = now.max(self.audit.last_time());
+        self.audit.append(self.keystore, at, record)
     }
 
     /// Starts a decision: the signer's exclusive lock, the log brought up
@@ -379,10 +391,20 @@ impl Signer<'_> {
         let psbt = parse_psbt(&body.psbt)?;
         let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
         let window_start = now.saturating_sub(self.policy.rolling_window_secs());
-        let released = crate::policy::Released {
+        let mut released = crate::policy::Released {
             amount_sat: self.audit.amount_released_since(window_start),
             fee_sat: self.audit.fee_released_since(window_start),
         };
+        // A request already released is only ever re-delivered: its own
+        // release does not count against it a second time.
+        if let Some(own) = self.release_of(request).filter(|e| e.time >= window_start) {
+            released.amount_sat = released
+                .amount_sat
+                .saturating_sub(own.record.amount_sat.unwrap_or(0));
+            released.fee_sat = released
+                .fee_sat
+                .saturating_sub(own.record.fee_sat.unwrap_or(0));
+        }
         self.policy
             .evaluate(&summary, &body.requester, released, now)?;
         let requester_label = self
@@ -448,7 +470,7 @@ impl Signer<'_> {
                 record = record.with_request_digest(hex32(&d));
             }
         }
-        match self.audit.append(self.keystore, now, record) {
+        match self.record(now, record) {
             Ok(_) => refusal,
             Err(e) => Refusal::Audit(e),
         }
@@ -528,7 +550,15 @@ impl Signer<'_> {
             .collect();
         let commitments = match committed {
             Ok(c) => c,
-            Err(e) => return Err(self.refuse(subject, Refusal::Keystore(e), now)),
+            Err(e) => {
+                // No approval names this session: destroy what was stored,
+                // or it would hold room in the keystore for ever.
+                for i in 0..checked.messages.len() {
+                    let slot = SecretSlot::nonces(self.share, &session.for_input(i));
+                    let _ = self.keystore.discard_nonces(&slot);
+                }
+                return Err(self.refuse(subject, Refusal::Keystore(e), now));
+            }
         };
         let approval = Approval {
             request_id: checked.request_id.clone(),
@@ -546,7 +576,7 @@ impl Signer<'_> {
             .with_sighashes(approval.sighashes.clone())
             .with_policy_digest(approval.policy_digest.clone())
             .with_session(session);
-        self.audit.append(self.keystore, now, record)?;
+        self.record(now, record)?;
         Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
     }
 
@@ -619,7 +649,7 @@ impl Signer<'_> {
                 .with_requester(requester.clone())
                 .with_request_digest(digest.clone())
                 .with_session(session);
-            self.audit.append(self.keystore, now, record)?;
+            self.record(now, record)?;
         }
         Ok(())
     }
@@ -694,7 +724,7 @@ impl Signer<'_> {
                     .with_requester(subject.requester().to_string())
                     .with_request_digest(request_digest)
                     .with_release(packages_digest, Vec::new());
-                self.audit.append(self.keystore, now, record)?;
+                self.record(now, record)?;
                 let body = WithdrawalShares {
                     request_digest: hex32(&checked.request_digest),
                     participant: *self.share.identifier(),
@@ -757,7 +787,7 @@ impl Signer<'_> {
         if let Some(fee) = checked.fee_sat {
             record = record.with_fee_sat(fee);
         }
-        self.audit.append(self.keystore, now, record)?;
+        self.record(now, record)?;
         let body = WithdrawalShares {
             request_digest: hex32(&checked.request_digest),
             participant: *self.share.identifier(),
