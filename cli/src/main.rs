@@ -428,6 +428,22 @@ enum AuditCmd {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
     },
+    /// Accept the log as it is and move the keystore's anchor to its end, after a log was honestly lost or damaged.
+    /// Entries the anchor covered and the log lacks are forgotten (replay protection and the rolling window no
+    /// longer see them); the change is recorded in the log. Needs the keystore's PIN or passphrase.
+    ///
+    /// Example: kura audit reanchor --home alice --reason "disk replaced, log restored from Monday's backup" --passphrase-file alice.pass
+    Reanchor {
+        /// The signer's home.
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        /// Why, in words; recorded in the log.
+        #[arg(long)]
+        reason: String,
+        /// Do it without asking (the change is still printed).
+        #[arg(long)]
+        yes: bool,
+    },
     /// List the entries (after verifying them).
     Show {
         #[arg(long, value_name = "DIR")]
@@ -670,6 +686,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &r,
         ),
         Command::Audit(AuditCmd::Verify { home }) => cmd::misc::audit_verify(&home, s, &r),
+        Command::Audit(AuditCmd::Reanchor { home, reason, yes }) => {
+            cmd::misc::audit_reanchor(&home, &reason, yes, s, &r)
+        }
         Command::Audit(AuditCmd::Show { home }) => cmd::misc::audit_show(&home, &r),
         Command::Policy(PolicyCmd::Check { file }) => cmd::misc::policy_check(&file, &r),
         Command::Policy(PolicyCmd::Install { home, file, yes }) => {

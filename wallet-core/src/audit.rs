@@ -680,6 +680,35 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Moves the anchor to where this log ends, whatever the anchor says,
+    /// and records that (with the old anchor) as the log's next entry: the
+    /// keystore holder's way forward after the log was honestly lost or
+    /// damaged and an older copy (or an empty log) is all there is. Entries
+    /// the anchor covered and the log lacks are forgotten: replay
+    /// protection and the rolling window no longer see them, which is why
+    /// this needs the unlocked keystore and is never done automatically.
+    ///
+    /// # Errors
+    /// [`AuditError::Keystore`] when the anchor cannot be read or moved, or
+    /// an error of [`AuditLog::append`].
+    pub fn reanchor(
+        &mut self,
+        keystore: &dyn Keystore,
+        now: u64,
+        reason: &str,
+    ) -> Result<AuditHead, AuditError> {
+        let anchor = keystore.anchor()?;
+        let old = anchor.audit;
+        keystore.replace_anchor(&anchor, &anchor.with_audit(self.head()))?;
+        let text = format!(
+            "re-anchored by the keystore holder: the anchor said {old}, the log ended at {}; {reason}",
+            self.head()
+        );
+        let at = now.max(self.last_time());
+        self.append(keystore, at, AuditRecord::new(AuditEvent::Note { text }))?;
+        Ok(old)
+    }
+
     /// Where this handle's log ends.
     pub fn head(&self) -> AuditHead {
         match self.chain.entries.last() {

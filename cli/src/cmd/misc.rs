@@ -83,6 +83,53 @@ pub fn audit_verify(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyh
     )
 }
 
+pub fn audit_reanchor(
+    home_dir: &Path,
+    reason: &str,
+    yes: bool,
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let reason = wallet_core::display::inert(reason).to_string();
+    let home = Home::open(home_dir, "signer", secrets)?;
+    let owner = home.keystore.identity_public_key()?;
+    let path = home_dir.join("audit.jsonl");
+    let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+    let anchor = home.keystore.anchor()?.audit;
+    if anchor == log.head() {
+        return r.done(
+            "audit-reanchor",
+            serde_json::json!({"changed": false}),
+            "the log already ends where its anchor says; nothing to do",
+        );
+    }
+    let summary = format!(
+        "the anchor in {} says {anchor}; {} ends at {}. Re-anchoring forgets every entry the log lacks: replay protection and the rolling window will not see them.",
+        home.keystore.describe(),
+        path.display(),
+        log.head()
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to re-anchor without confirmation: run on a terminal, or pass --yes");
+        }
+        eprintln!("{summary}");
+        eprint!("Re-anchor to the log as it is? [y/N] ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(refused("not re-anchored by the operator"));
+        }
+    }
+    let old = log.reanchor(home.keystore.as_ref(), crate::now(), &reason)?;
+    r.done(
+        "audit-reanchor",
+        serde_json::json!({"changed": true, "previous_seq": old.seq, "seq": log.head().seq}),
+        &format!("re-anchored: {summary}"),
+    )
+}
+
 pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
     let card = home::read_card(&home_dir.join("identity.json"))?;
     let path = home_dir.join("audit.jsonl");
