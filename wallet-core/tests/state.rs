@@ -621,3 +621,40 @@ fn a_crash_between_the_nonce_file_and_its_key_can_be_rerun() {
         Err(KeystoreError::AlreadyExists(_))
     ));
 }
+
+#[test]
+fn approvals_never_followed_up_release_their_nonces_once_surely_expired() {
+    let mut w = world(10);
+    let req = w.request("w-old", 100_000);
+    let old = w.approve(&req, &[0]).remove(0);
+    let slot = SecretSlot::nonces(&w.d.shares[0], &old.body.session.for_input(0));
+    // A week and a bit later (past the longest lifetime any policy allows),
+    // another request is approved: the old nonces are destroyed, recorded.
+    let later = NOW + (wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS + 1) * 3600;
+    let mut body = w.request("w-new", 100_000).body;
+    body.created_at = later - 60;
+    body.expires_at = later + 3600;
+    let ks = MemoryKeystore::with_identity(w.requester.clone());
+    let fresh = Signed::sign(w.d.group.id(), body, &ks).unwrap();
+    w.signer(0).approve(&fresh, later).unwrap();
+    assert!(matches!(
+        w.stores[0].take_nonces(&slot),
+        Err(KeystoreError::NoncesConsumed(_))
+    ));
+    assert!(w.audits[0]
+        .entries()
+        .iter()
+        .any(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded)
+            && e.record.session == Some(old.body.session)));
+    let files = std::fs::read_dir(w.homes[0].join("keystore/nonces"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "bin")
+        })
+        .count();
+    assert_eq!(files, 1, "only the new approval's nonces remain");
+}

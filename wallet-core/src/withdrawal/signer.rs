@@ -544,6 +544,9 @@ impl Signer<'_> {
         if let Err(e) = self.supersede_earlier_approvals(subject, &checked, now) {
             return Err(self.refuse(subject, e, now));
         }
+        if let Err(e) = self.expire_stale_approvals(now) {
+            return Err(self.refuse(subject, e, now));
+        }
         let session = SessionId::random();
         let committed: Result<Vec<_>, KeystoreError> = (0..checked.messages.len())
             .map(|i| keystore::commit(self.keystore, self.share, &session.for_input(i)))
@@ -605,6 +608,62 @@ impl Signer<'_> {
                 && e.record.requester.as_deref() == Some(requester.as_str())
                 && e.record.request_digest.as_deref() != Some(digest.as_str())
         })
+    }
+
+    /// Destroys the nonces of approvals so old that their requests have
+    /// expired whatever their lifetime (older than the largest lifetime any
+    /// policy allows, plus the clock skew) and that never signed: without
+    /// this, every approval a coordinator never followed up would hold room
+    /// in the keystore (key objects on a token) for ever. Each is recorded
+    /// as superseded.
+    fn expire_stale_approvals(&mut self, now: u64) -> Result<(), Refusal> {
+        let horizon = crate::policy::MAX_REQUEST_LIFETIME_HOURS
+            .saturating_mul(3600)
+            .saturating_add(MAX_CLOCK_SKEW_SECS);
+        let cutoff = now.saturating_sub(horizon);
+        let entries = self.audit.entries();
+        let closed: BTreeSet<SessionId> = entries
+            .iter()
+            .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
+            .filter_map(|e| e.record.session)
+            .collect();
+        let released: BTreeSet<(Option<&str>, Option<&str>)> = entries
+            .iter()
+            .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
+            .map(|e| {
+                (
+                    e.record.request_id.as_deref(),
+                    e.record.requester.as_deref(),
+                )
+            })
+            .collect();
+        let stale: Vec<crate::audit::AuditRecord> = entries
+            .iter()
+            .filter(|e| e.time < cutoff && matches!(e.record.event, AuditEvent::Approved))
+            .filter(|e| e.record.session.is_some_and(|s| !closed.contains(&s)))
+            .filter(|e| {
+                !released.contains(&(
+                    e.record.request_id.as_deref(),
+                    e.record.requester.as_deref(),
+                ))
+            })
+            .map(|e| e.record.clone())
+            .collect();
+        for approved in stale {
+            let Some(session) = approved.session else {
+                continue;
+            };
+            for i in 0..approved.sighashes.len() {
+                self.keystore
+                    .discard_nonces(&SecretSlot::nonces(self.share, &session.for_input(i)))?;
+            }
+            let mut record = AuditRecord::new(AuditEvent::ApprovalSuperseded).with_session(session);
+            record.request_id = approved.request_id;
+            record.requester = approved.requester;
+            record.request_digest = approved.request_digest;
+            self.record(now, record)?;
+        }
+        Ok(())
     }
 
     /// Destroys the nonces of every earlier approval of this request not yet
