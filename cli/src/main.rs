@@ -507,22 +507,28 @@ pub struct Reporter {
 impl Reporter {
     pub fn done(&self, kind: &str, data: serde_json::Value, text: &str) -> anyhow::Result<()> {
         if self.json {
-            println!(
-                "{}",
-                json_inert(&serde_json::json!({"type": kind, "data": data}).to_string())
-            );
+            print_line(&json_inert(
+                &serde_json::json!({"type": kind, "data": data}).to_string(),
+            ))
         } else {
             // Outside text is validated or escaped where each message is
             // built; this is the backstop for anything that slipped through.
-            println!("{}", wallet_core::display::terminal_safe(text));
+            print_line(&wallet_core::display::terminal_safe(text))
         }
-        Ok(())
     }
 }
 
-/// Unix seconds. In debug builds only, `KURA_NOW` overrides the clock (the
-/// CLI tests of expiry use it); release builds ignore it, so nobody who
-/// controls a signer's environment can move its clock.
+/// Writes a line to stdout; a reader that went away (`kura … | head -1`)
+/// ends the output quietly instead of a panic.
+pub fn print_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Serialized JSON with every character [`wallet_core::display::is_unsafe_char`]
 /// flags written as a `\uXXXX` escape: the same JSON value, nothing a
 /// terminal acts on (serde_json escapes only U+0000–U+001F itself). Such
@@ -542,6 +548,9 @@ fn json_inert(json: &str) -> String {
     out
 }
 
+/// Unix seconds. In debug builds only, `KURA_NOW` overrides the clock (the
+/// CLI tests of expiry use it); release builds ignore it, so nobody who
+/// controls a signer's environment can move its clock.
 pub fn now() -> u64 {
     if cfg!(debug_assertions) {
         if let Some(t) = std::env::var("KURA_NOW").ok().and_then(|v| v.parse().ok()) {
@@ -713,10 +722,7 @@ fn main() -> ExitCode {
                 2
             };
             if json {
-                println!(
-                    "{}",
-                    json_inert(&serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}}).to_string())
-                );
+                let _ = print_line(&json_inert(&serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}}).to_string()));
             }
             let kind = if code == 1 { "refused" } else { "error" };
             // Errors quote outside text (ids, fields, file contents): shown inert.

@@ -1575,6 +1575,30 @@ fn homes_are_private_whatever_the_umask_and_a_writable_one_is_refused() {
         "{}",
         r.stderr
     );
+    // A reader that goes away (`kura … | head -1`) ends the output quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .current_dir(env.dir.path())
+        .args([
+            "--json",
+            "audit",
+            "verify",
+            "--home",
+            "dan",
+            "--passphrase-file",
+            "dan.pass",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     std::fs::set_permissions(env.p("dan"), std::fs::Permissions::from_mode(0o777)).unwrap();
     let r = env.kura(&[
         "audit",
