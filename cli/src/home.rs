@@ -124,7 +124,7 @@ impl Roster {
 
 /// The largest audit log `kura audit` reads (the signer's own file, which
 /// grows with every decision).
-pub const MAX_AUDIT_BYTES: usize = 256 * 1024 * 1024;
+pub const MAX_AUDIT_BYTES: usize = wallet_core::audit::MAX_LOG_BYTES as usize;
 
 /// Reads a Kura document file (at most [`format::MAX_DOCUMENT_BYTES`]).
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

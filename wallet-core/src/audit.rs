@@ -61,6 +61,10 @@ use crate::format::write_canonical_json;
 use crate::identity::{IdentityPublicKey, IdentitySignature};
 use crate::keystore::{files, AuditHead, Keystore, KeystoreError};
 
+/// The largest audit log Kura reads (256 MiB, about a million entries): a
+/// planted or runaway file is refused instead of exhausting memory.
+pub const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Domain-separation tag of the genesis hash.
 const GENESIS_TAG: &[u8] = b"kura/v1/audit-genesis\0";
 
@@ -397,6 +401,12 @@ pub enum AuditError {
         /// Where the keystore says the log ends.
         anchor: AuditHead,
     },
+    /// The log is larger than [`MAX_LOG_BYTES`].
+    #[error("audit log {path} is larger than {} MiB; Kura does not read it (start a new log after archiving this one)", MAX_LOG_BYTES / (1024 * 1024))]
+    TooLarge {
+        /// The log file.
+        path: String,
+    },
     /// The sequence numbers are used up.
     #[error("audit log has reached the largest sequence number; start a new log")]
     Full,
@@ -613,8 +623,20 @@ impl AuditLog {
             Ok(mut file) => {
                 // Shared with other readers, exclusive of an append in progress.
                 file.lock_shared().map_err(io_error(path))?;
+                let too_large = || AuditError::TooLarge {
+                    path: path.display().to_string(),
+                };
+                if file.metadata().map_err(io_error(path))?.len() > MAX_LOG_BYTES {
+                    return Err(too_large());
+                }
                 let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes).map_err(io_error(path))?;
+                (&mut file)
+                    .take(MAX_LOG_BYTES.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(io_error(path))?;
+                if bytes.len() as u64 > MAX_LOG_BYTES {
+                    return Err(too_large());
+                }
                 bytes
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),

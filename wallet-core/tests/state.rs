@@ -658,3 +658,16 @@ fn approvals_never_followed_up_release_their_nonces_once_surely_expired() {
         .count();
     assert_eq!(files, 1, "only the new approval's nonces remain");
 }
+
+#[test]
+fn a_planted_huge_audit_log_is_refused_without_reading_it() {
+    let w = world(11);
+    let log = w.homes[0].join("audit.jsonl");
+    let f = std::fs::File::create(&log).unwrap();
+    f.set_len(wallet_core::audit::MAX_LOG_BYTES + 1).unwrap();
+    let owner = w.stores[0].identity_public_key().unwrap();
+    assert!(matches!(
+        AuditLog::open(&log, &owner),
+        Err(AuditError::TooLarge { .. })
+    ));
+}
