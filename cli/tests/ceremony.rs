@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use bitcoin::{Amount, TxOut};
 
+const NONCE: &str = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
+
 struct Run {
     code: i32,
     stdout: String,
@@ -75,7 +77,7 @@ impl Env {
     /// requester, a dealt 2-of-3 group imported by every signer, and a policy
     /// for each signer allowing the requester to pay `exchange`.
     fn setup(&mut self, tokens: bool) -> (String, String) {
-        for name in ["alice", "bob", "carol", "ops"] {
+        for name in ["alice", "bob", "carol", "ops", "dealer"] {
             std::fs::write(
                 self.p(&format!("{name}.pass")),
                 format!("passphrase of {name}\n"),
@@ -174,40 +176,7 @@ impl Env {
             .as_str()
             .unwrap()
             .to_owned();
-        self.kura(&[
-            "keygen",
-            "dealer",
-            "-t",
-            "2",
-            "--card",
-            "alice/identity.json",
-            "--card",
-            "bob/identity.json",
-            "--card",
-            "carol/identity.json",
-            "--out",
-            "group",
-        ])
-        .ok();
-        for name in ["alice", "bob", "carol"] {
-            let share = format!("group/share-{name}.json");
-            self.kura_as(
-                name,
-                &[
-                    "signer",
-                    "import",
-                    "--home",
-                    name,
-                    "--group",
-                    "group/group.json",
-                    "--roster",
-                    "group/roster.json",
-                    "--share",
-                    &share,
-                ],
-            )
-            .ok();
-        }
+        self.deal("dealer", None);
         let exchange = address(0x11);
         let policy = format!(
             "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n[[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n"
@@ -233,6 +202,88 @@ impl Env {
             addr["data"]["address"].as_str().unwrap().to_owned(),
             exchange.to_string(),
         )
+    }
+
+    /// A dealer home `dealer` (software keystore), a 2-of-3 dealing (of a
+    /// new key, or of the key in `key_file`) into `group/`, confirmed by
+    /// fingerprint, and every signer's import of it. Returns the fingerprint.
+    fn deal(&self, verb: &str, key_file: Option<&str>) -> String {
+        if !self.p("dealer/kura.json").exists() {
+            self.kura(&[
+                "dealer",
+                "init",
+                "--home",
+                "dealer",
+                "--label",
+                "dealer",
+                "--software",
+                "--passphrase-file",
+                "dealer.pass",
+            ])
+            .ok();
+        }
+        let cards = [
+            "--card",
+            "alice/identity.json",
+            "--card",
+            "bob/identity.json",
+            "--card",
+            "carol/identity.json",
+        ];
+        let mut a = vec![
+            "--json",
+            "fingerprint",
+            "-t",
+            "2",
+            "--dealer-card",
+            "dealer/identity.json",
+            "--ceremony",
+            NONCE,
+        ];
+        a.extend(cards);
+        let fp = self.kura(&a).ok().json()["data"]["ceremony"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let keygen_verb = if verb == "dealer" { "dealer" } else { "import" };
+        let mut a = vec![
+            "keygen",
+            keygen_verb,
+            "--home",
+            "dealer",
+            "-t",
+            "2",
+            "--ceremony",
+            NONCE,
+            "--fingerprint",
+            &fp,
+            "--out",
+            "group",
+            "--passphrase-file",
+            "dealer.pass",
+        ];
+        if let Some(k) = key_file {
+            a.extend(["--key-file", k]);
+        }
+        a.extend(cards);
+        self.kura(&a).ok();
+        for name in ["alice", "bob", "carol"] {
+            self.kura_as(
+                name,
+                &[
+                    "signer",
+                    "import",
+                    "--home",
+                    name,
+                    "--dealing",
+                    "group/dealing.json",
+                    "--fingerprint",
+                    &fp,
+                ],
+            )
+            .ok();
+        }
+        fp
     }
 
     /// Args that unlock `name`'s keystore.
@@ -1047,49 +1098,142 @@ fn refresh_and_repair_as_files() {
     .ok();
     let before = std::fs::read(env.p("alice/group.json")).unwrap();
 
-    // Refresh: same group id and address, new verifying shares.
+    // A forged refresh: an outsider with the public group and roster.
+    std::fs::write(env.p("mallory.pass"), "mallory\n").unwrap();
+    env.kura(&[
+        "signer",
+        "init",
+        "--home",
+        "mallory",
+        "--label",
+        "mallory",
+        "--software",
+        "--passphrase-file",
+        "mallory.pass",
+    ])
+    .ok();
+    let r = env.kura(&[
+        "refresh",
+        "propose",
+        "--home",
+        "mallory",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--out",
+        "forged.json",
+        "--passphrase-file",
+        "mallory.pass",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // A member's proposal without the quorum's consent is refused; nothing changes.
+    env.kura_as(
+        "bob",
+        &[
+            "refresh",
+            "propose",
+            "--home",
+            "bob",
+            "--out",
+            "bob-refresh.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "alice",
+        &["refresh", "apply", "--home", "alice", "bob-refresh.json"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("needs at least 2"), "{}", r.stderr);
+    // An endorsement "from carol" signed by mallory does not count.
+    env.kura_as(
+        "carol",
+        &[
+            "refresh",
+            "endorse",
+            "--home",
+            "carol",
+            "bob-refresh.json",
+            "--out",
+            "carol-ok.json",
+        ],
+    )
+    .ok();
+    let mut e: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.p("carol-ok.json")).unwrap()).unwrap();
+    let sig = e["body"]["signature"].as_str().unwrap().to_owned();
+    let flipped = format!(
+        "{}{}",
+        &sig[..60],
+        if &sig[60..61] == "0" { "1" } else { "0" }
+    ) + &sig[61..];
+    e["body"]["signature"] = serde_json::Value::String(flipped);
+    std::fs::write(env.p("carol-forged.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+    let r = env.kura_as(
+        "alice",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "alice",
+            "bob-refresh.json",
+            "--endorsement",
+            "carol-forged.json",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+
+    // The dealer's refresh: same group id and address, new verifying shares.
     env.kura(&[
         "refresh",
+        "propose",
+        "--home",
         "dealer",
         "--group",
         "group/group.json",
         "--roster",
         "group/roster.json",
         "--out",
-        "refresh",
+        "refresh/proposal.json",
+        "--passphrase-file",
+        "dealer.pass",
     ])
     .ok();
-    // bob cannot open alice's refreshing share.
-    let r = env.kura_as(
-        "bob",
-        &[
-            "refresh",
-            "apply",
-            "--home",
-            "bob",
-            "--group",
-            "refresh/group.json",
-            "--share",
-            "refresh/refresh-alice.json",
-        ],
-    );
-    assert_ne!(r.code, 0, "{}", r.stderr);
     for name in ["alice", "bob", "carol"] {
-        let share = format!("refresh/refresh-{name}.json");
         env.kura_as(
             name,
-            &[
-                "refresh",
-                "apply",
-                "--home",
-                name,
-                "--group",
-                "refresh/group.json",
-                "--share",
-                &share,
-            ],
+            &["refresh", "apply", "--home", name, "refresh/proposal.json"],
         )
         .ok();
+    }
+    // Staged only: the old share and group are still the ones in use.
+    assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+    // alice's activation is killed after the group switch, bob's after the
+    // share switch: each is usable at once, and a rerun completes it.
+    for (name, step) in [("alice", "GroupSwitched"), ("bob", "ShareSwitched")] {
+        let mut a = vec!["refresh", "activate", "--home", name];
+        let unlock = env.unlock(name);
+        a.extend(unlock.iter().map(String::as_str));
+        let r = env.kura_with(&a, &[("KURA_CRASH_AT", step)]);
+        assert_eq!(r.code, -1, "{name} killed at {step}: {}", r.stderr);
+        env.kura_as(name, &["sign", "review", "--home", name, "w.request.json"])
+            .ok();
+    }
+    for name in ["alice", "bob", "carol"] {
+        env.kura_as(name, &["refresh", "activate", "--home", name])
+            .ok();
     }
     let after = std::fs::read(env.p("alice/group.json")).unwrap();
     assert_ne!(before, after, "verifying shares change");
@@ -1139,8 +1283,8 @@ fn refresh_and_repair_as_files() {
         env.kura_as(
             name,
             &[
-                "repair", "sigma", "--home", name, "--lost", "alice", &deltas[0], &deltas[1],
-                "--out", &out,
+                "repair", "sigma", "--home", name, "--lost", "alice", "--helper", "bob",
+                "--helper", "carol", &deltas[0], &deltas[1], "--out", &out,
             ],
         )
         .ok();
@@ -1153,6 +1297,10 @@ fn refresh_and_repair_as_files() {
             "recover",
             "--home",
             "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
             "repair/sigma-bob.json",
         ],
     );
@@ -1164,6 +1312,10 @@ fn refresh_and_repair_as_files() {
             "recover",
             "--home",
             "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
             "repair/sigma-bob.json",
             "repair/sigma-carol.json",
         ],
@@ -1179,6 +1331,7 @@ fn refresh_and_repair_as_files() {
 #[test]
 fn importing_a_single_key_wallet_keeps_its_address() {
     let env = Env::new();
+    std::fs::write(env.p("dealer.pass"), "pass dealer\n").unwrap();
     for name in ["alice", "bob", "carol"] {
         std::fs::write(env.p(&format!("{name}.pass")), format!("pass {name}\n")).unwrap();
         env.kura(&[
@@ -1196,23 +1349,7 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     }
     let secret = [0x2a_u8; 32];
     std::fs::write(env.p("old.key"), hex::encode(secret)).unwrap();
-    env.kura(&[
-        "keygen",
-        "import",
-        "-t",
-        "2",
-        "--key-file",
-        "old.key",
-        "--card",
-        "alice/identity.json",
-        "--card",
-        "bob/identity.json",
-        "--card",
-        "carol/identity.json",
-        "--out",
-        "group",
-    ])
-    .ok();
+    env.deal("import", Some("old.key"));
     let addr = env
         .kura(&[
             "--json",
@@ -1240,8 +1377,14 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     let r = env.kura(&[
         "keygen",
         "import",
+        "--home",
+        "dealer",
         "-t",
         "2",
+        "--ceremony",
+        NONCE,
+        "--fingerprint",
+        "0000",
         "--key-file",
         "junk.key",
         "--card",
@@ -1250,6 +1393,8 @@ fn importing_a_single_key_wallet_keeps_its_address() {
         "bob/identity.json",
         "--out",
         "g2",
+        "--passphrase-file",
+        "dealer.pass",
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
