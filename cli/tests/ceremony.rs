@@ -1206,6 +1206,24 @@ fn refresh_and_repair_as_files() {
         "dealer.pass",
     ])
     .ok();
+    // carol's apply is killed after the staged share is kept: her old state
+    // is still the one in use, and running apply again completes it.
+    let mut a = vec![
+        "refresh",
+        "apply",
+        "--home",
+        "carol",
+        "refresh/proposal.json",
+    ];
+    let unlock = env.unlock("carol");
+    a.extend(unlock.iter().map(String::as_str));
+    let r = env.kura_with(&a, &[("KURA_CRASH_AT", "ShareKept")]);
+    assert_eq!(r.code, -1, "{}", r.stderr);
+    env.kura_as(
+        "carol",
+        &["sign", "review", "--home", "carol", "w.request.json"],
+    )
+    .ok();
     for name in ["alice", "bob", "carol"] {
         env.kura_as(
             name,

@@ -423,3 +423,60 @@ fn dkg_finish_killed_at_every_step_is_completed_by_a_rerun() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already finished"), "{err}");
 }
+
+#[test]
+fn cards_with_traversal_or_control_character_labels_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("x.pass"), "pass x\n").unwrap();
+    ok(
+        dir,
+        args(&[
+            "signer",
+            "init",
+            "--home",
+            "x",
+            "--label",
+            "x",
+            "--software",
+            "--passphrase-file",
+            "x.pass",
+        ]),
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("x/identity.json")).unwrap()).unwrap();
+    for bad in [
+        "../../etc/passwd",
+        "a/b",
+        "bob\u{202e}",
+        "bob\nmallory",
+        "Bob",
+    ] {
+        let mut c = card.clone();
+        c["label"] = serde_json::Value::String(bad.into());
+        std::fs::write(dir.join("evil.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        let (code, _, err) = run(dir, &args(&["fingerprint", "--card", "evil.json"]));
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("invalid participant label"), "{err}");
+        assert!(
+            !err.contains('\u{202e}') && !err.contains("\nmallory"),
+            "escaped: {err}"
+        );
+        let (code, _, _) = run(
+            dir,
+            &args(&[
+                "signer",
+                "init",
+                "--home",
+                "y",
+                "--label",
+                bad,
+                "--software",
+                "--passphrase-file",
+                "x.pass",
+            ]),
+        );
+        assert_eq!(code, 2, "{bad:?}");
+        assert!(!dir.join("y").exists(), "nothing created for {bad:?}");
+    }
+}

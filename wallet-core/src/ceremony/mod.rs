@@ -34,6 +34,7 @@ use std::str::FromStr;
 use frost_core::Identifier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::format::{self, DocumentBody, FormatError, GroupId};
 use crate::group::{identifier_hex, GroupError, Label, PublicGroup};
@@ -607,7 +608,9 @@ impl<T: DocumentBody> Authored<T> {
     /// # Errors
     /// A keystore failure.
     pub fn sign(scope: &GroupId, body: T, keystore: &dyn Keystore) -> Result<Self, CeremonyError> {
-        let bytes = format::canonical_bytes(scope, &body)?;
+        // Some bodies are secret (a round-2 share, a repair piece, signed
+        // before they are sealed): their canonical bytes are zeroized too.
+        let bytes = Zeroizing::new(format::canonical_bytes(scope, &body)?);
         Ok(Authored {
             signature: keystore.sign_identity(&bytes)?,
             body,
@@ -625,7 +628,7 @@ impl<T: DocumentBody> Authored<T> {
         key: &IdentityPublicKey,
         claimed: &Label,
     ) -> Result<&T, CeremonyError> {
-        let bytes = format::canonical_bytes(scope, &self.body)?;
+        let bytes = Zeroizing::new(format::canonical_bytes(scope, &self.body)?);
         key.verify(&bytes, &self.signature)
             .map_err(|_| CeremonyError::NotAuthentic {
                 what: T::KIND,
@@ -641,7 +644,7 @@ impl<T: DocumentBody> Authored<T> {
     /// Only on an internal serialization failure.
     pub fn digest(&self, scope: &GroupId) -> Result<[u8; 32], CeremonyError> {
         let mut h = Sha256::new();
-        h.update(format::canonical_bytes(scope, &self.body)?);
+        h.update(Zeroizing::new(format::canonical_bytes(scope, &self.body)?).as_slice());
         h.update(self.signature.to_bytes());
         Ok(h.finalize().into())
     }
