@@ -323,22 +323,28 @@ enum RefreshCmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Check the proposal and its consent, and stage this signer's refreshed share (the current one stays in use).
+    /// Check the proposal and its consent, stage this signer's refreshed share (the current one stays in use), write a signed receipt.
     ///
-    /// Example: kura refresh apply --home alice refresh.json --endorsement endorse-carol.json --passphrase-file alice.pass
+    /// Example: kura refresh apply --home alice refresh.json --endorsement endorse-carol.json --out receipt-alice.json --passphrase-file alice.pass
     Apply {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
         proposal: PathBuf,
         #[arg(long = "endorsement", value_name = "FILE")]
         endorsements: Vec<PathBuf>,
+        /// The receipt to give every other member.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
-    /// Switch to the staged share and group (crash-safe; rerun completes an interrupted switch).
+    /// Switch to the staged share and group once every member's receipt is given (crash-safe; rerun completes it).
     ///
-    /// Example: kura refresh activate --home alice --passphrase-file alice.pass
+    /// Example: kura refresh activate --home alice --receipt receipt-alice.json --receipt receipt-bob.json --receipt receipt-carol.json --passphrase-file alice.pass
     Activate {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
+        /// Every member's receipt (repeat).
+        #[arg(long = "receipt", value_name = "FILE")]
+        receipts: Vec<PathBuf>,
     },
 }
 
@@ -657,9 +663,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             home,
             proposal,
             endorsements,
-        }) => cmd::maintain::refresh_apply(&home, &proposal, &endorsements, s, &r),
-        Command::Refresh(RefreshCmd::Activate { home }) => {
-            cmd::maintain::refresh_activate(&home, s, &r)
+            out,
+        }) => cmd::maintain::refresh_apply(&home, &proposal, &endorsements, &out, s, &r),
+        Command::Refresh(RefreshCmd::Activate { home, receipts }) => {
+            cmd::maintain::refresh_activate(&home, &receipts, s, &r)
         }
         Command::Repair(RepairCmd::Deltas {
             home,

@@ -1142,7 +1142,15 @@ fn refresh_and_repair_as_files() {
     .ok();
     let r = env.kura_as(
         "alice",
-        &["refresh", "apply", "--home", "alice", "bob-refresh.json"],
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "alice",
+            "bob-refresh.json",
+            "--out",
+            "x.json",
+        ],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("needs at least 2"), "{}", r.stderr);
@@ -1160,15 +1168,26 @@ fn refresh_and_repair_as_files() {
         ],
     )
     .ok();
-    let mut e: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.p("carol-ok.json")).unwrap()).unwrap();
-    let sig = e["body"]["signature"].as_str().unwrap().to_owned();
-    let flipped = format!(
-        "{}{}",
-        &sig[..60],
-        if &sig[60..61] == "0" { "1" } else { "0" }
-    ) + &sig[61..];
-    e["body"]["signature"] = serde_json::Value::String(flipped);
+    // carol's endorsement carrying another signature (bob's, over his own
+    // endorsement): refused naming carol, who is not blamed.
+    env.kura_as(
+        "bob",
+        &[
+            "refresh",
+            "endorse",
+            "--home",
+            "bob",
+            "bob-refresh.json",
+            "--out",
+            "bob-ok.json",
+        ],
+    )
+    .ok();
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(env.p(f)).unwrap()).unwrap()
+    };
+    let mut e = json("carol-ok.json");
+    e["body"]["signature"] = json("bob-ok.json")["body"]["signature"].clone();
     std::fs::write(env.p("carol-forged.json"), serde_json::to_vec(&e).unwrap()).unwrap();
     let r = env.kura_as(
         "alice",
@@ -1180,9 +1199,17 @@ fn refresh_and_repair_as_files() {
             "bob-refresh.json",
             "--endorsement",
             "carol-forged.json",
+            "--out",
+            "x.json",
         ],
     );
-    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("claiming to come from carol"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.p("x.json").exists());
     assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
     env.kura_as(
         "alice",
@@ -1214,6 +1241,8 @@ fn refresh_and_repair_as_files() {
         "--home",
         "carol",
         "refresh/proposal.json",
+        "--out",
+        "refresh/receipt-carol.json",
     ];
     let unlock = env.unlock("carol");
     a.extend(unlock.iter().map(String::as_str));
@@ -1224,13 +1253,63 @@ fn refresh_and_repair_as_files() {
         &["sign", "review", "--home", "carol", "w.request.json"],
     )
     .ok();
-    for name in ["alice", "bob", "carol"] {
+    for name in ["alice", "bob"] {
+        let receipt = format!("refresh/receipt-{name}.json");
         env.kura_as(
             name,
-            &["refresh", "apply", "--home", name, "refresh/proposal.json"],
+            &[
+                "refresh",
+                "apply",
+                "--home",
+                name,
+                "refresh/proposal.json",
+                "--out",
+                &receipt,
+            ],
         )
         .ok();
     }
+    // Not every member has staged yet (carol's apply was killed): no activation.
+    let r = env.kura_as(
+        "alice",
+        &[
+            "refresh",
+            "activate",
+            "--home",
+            "alice",
+            "--receipt",
+            "refresh/receipt-alice.json",
+            "--receipt",
+            "refresh/receipt-bob.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no receipt yet from carol"),
+        "{}",
+        r.stderr
+    );
+    env.kura_as(
+        "carol",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "carol",
+            "refresh/proposal.json",
+            "--out",
+            "refresh/receipt-carol.json",
+        ],
+    )
+    .ok();
+    let all = [
+        "--receipt",
+        "refresh/receipt-alice.json",
+        "--receipt",
+        "refresh/receipt-bob.json",
+        "--receipt",
+        "refresh/receipt-carol.json",
+    ];
     // Staged only: the old share and group are still the ones in use.
     assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
     env.kura_as(
@@ -1242,6 +1321,7 @@ fn refresh_and_repair_as_files() {
     // share switch: each is usable at once, and a rerun completes it.
     for (name, step) in [("alice", "GroupSwitched"), ("bob", "ShareSwitched")] {
         let mut a = vec!["refresh", "activate", "--home", name];
+        a.extend(all);
         let unlock = env.unlock(name);
         a.extend(unlock.iter().map(String::as_str));
         let r = env.kura_with(&a, &[("KURA_CRASH_AT", step)]);
@@ -1250,8 +1330,9 @@ fn refresh_and_repair_as_files() {
             .ok();
     }
     for name in ["alice", "bob", "carol"] {
-        env.kura_as(name, &["refresh", "activate", "--home", name])
-            .ok();
+        let mut a = vec!["refresh", "activate", "--home", name];
+        a.extend(all);
+        env.kura_as(name, &a).ok();
     }
     let after = std::fs::read(env.p("alice/group.json")).unwrap();
     assert_ne!(before, after, "verifying shares change");

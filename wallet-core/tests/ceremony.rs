@@ -457,8 +457,15 @@ fn a_forged_refresh_is_refused_and_share_and_group_stay() {
     let (new_share, new_group) =
         maintain::accept_refresh(&group, &roster, &current, &real, &[e], &ms[0].ks).unwrap();
     let st = MemberState::new(dirs[0].path());
-    st.stage(&ms[0].ks, &new_share, &new_group, &mut state::no_crash)
-        .unwrap();
+    let tag = real.digest(group.id()).unwrap();
+    st.stage(
+        &ms[0].ks,
+        &new_share,
+        &new_group,
+        &tag,
+        &mut state::no_crash,
+    )
+    .unwrap();
     assert_eq!(
         before,
         std::fs::read(dirs[0].path().join("group.json")).unwrap()
@@ -468,9 +475,52 @@ fn a_forged_refresh_is_refused_and_share_and_group_stay() {
         current,
         "the old share stays in use until activation"
     );
-    let id = group.identifier_of("alice").unwrap();
-    st.activate::<C>(&ms[0].ks, &id, &mut state::no_crash)
-        .unwrap();
+    // Activation needs every member's receipt for this proposal; a forged
+    // one (carol's, signed by the outsider) is refused naming carol.
+    let receipts: Vec<_> = ms
+        .iter()
+        .map(|m| maintain::receipt(&group, &roster, &real, &m.ks).unwrap())
+        .collect();
+    let err = maintain::activate_refresh(
+        &st,
+        &group,
+        &roster,
+        &receipts[..2],
+        &ms[0].ks,
+        &mut state::no_crash,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("no receipt yet from carol"),
+        "{err}"
+    );
+    let forged_r =
+        wallet_core::ceremony::Authored::sign(group.id(), receipts[2].body.clone(), &outsider)
+            .unwrap();
+    let err = maintain::activate_refresh(
+        &st,
+        &group,
+        &roster,
+        &[receipts[0].clone(), receipts[1].clone(), forged_r],
+        &ms[0].ks,
+        &mut state::no_crash,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CeremonyError::NotAuthentic { ref claimed, .. } if claimed == "carol"),
+        "{err}"
+    );
+    assert_eq!(share_of(&ms[0], &group), current, "still the old share");
+    maintain::activate_refresh(
+        &st,
+        &group,
+        &roster,
+        &receipts,
+        &ms[0].ks,
+        &mut state::no_crash,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(st.group::<C>().unwrap().unwrap(), new_group);
     assert_eq!(share_of(&ms[0], &new_group), new_share);
 }
@@ -484,6 +534,7 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
     let current = share_of(&ms[0], &group);
     let (new_share, new_group) =
         maintain::accept_refresh(&group, &roster, &current, &real, &[e], &ms[0].ks).unwrap();
+    let tag = real.digest(group.id()).unwrap();
     let id = group.identifier_of("alice").unwrap();
     let st = MemberState::new(dirs[0].path());
     let usable = |st: &MemberState| {
@@ -501,7 +552,7 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
             }
         };
         assert!(st
-            .stage(&ms[0].ks, &new_share, &new_group, &mut hook)
+            .stage(&ms[0].ks, &new_share, &new_group, &tag, &mut hook)
             .is_err());
         assert_eq!(
             usable(&st),
@@ -509,8 +560,14 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
             "old state usable after a crash at {crash_at:?}"
         );
     }
-    st.stage(&ms[0].ks, &new_share, &new_group, &mut state::no_crash)
-        .unwrap();
+    st.stage(
+        &ms[0].ks,
+        &new_share,
+        &new_group,
+        &tag,
+        &mut state::no_crash,
+    )
+    .unwrap();
     for crash_at in [Step::GroupSwitched, Step::ShareSwitched] {
         let mut hook = |s: Step| {
             if s == crash_at {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rand_core::OsRng;
-use wallet_core::ceremony::maintain::{self, RefreshEndorsement, RefreshProposal, RepairMessage};
+use wallet_core::ceremony::maintain::{
+    self, RefreshEndorsement, RefreshProposal, RefreshReceipt, RepairMessage,
+};
 use wallet_core::ceremony::state::MemberState;
 use wallet_core::ceremony::{group_fingerprint, own_entry};
 use wallet_core::frost_core::Identifier;
@@ -148,6 +150,7 @@ pub fn refresh_apply(
     home_dir: &Path,
     proposal_path: &Path,
     endorsements: &[PathBuf],
+    out: &Path,
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
@@ -162,25 +165,44 @@ pub fn refresh_apply(
     let (share, new_group) =
         maintain::accept_refresh(&m.group, &m.roster, &current, &proposal, &endorsements, ks)
             .map_err(ceremony_err)?;
+    let tag = proposal.digest(m.group.id()).map_err(ceremony_err)?;
     MemberState::new(&m.home.dir)
-        .stage(ks, &share, &new_group, &mut crash_point)
+        .stage(ks, &share, &new_group, &tag, &mut crash_point)
         .map_err(ceremony_err)?;
+    let receipt = maintain::receipt(&m.group, &m.roster, &proposal, ks).map_err(ceremony_err)?;
+    write_copy(out, &format::encode(m.group.id(), &receipt)?)?;
     r.done(
         "refresh-apply",
-        serde_json::json!({"group": new_group.id().to_string(), "staged": true}),
+        serde_json::json!({"group": new_group.id().to_string(), "staged": true, "receipt": out.display().to_string()}),
         &format!(
-            "{}'s refreshed share is staged; the current one stays in use until `kura refresh activate` (activate once every member has applied)",
-            m.home.config.label
+            "{}'s refreshed share is staged; the current one stays in use. Give every member the receipt {}; `kura refresh activate` switches once it has every member's receipt",
+            m.home.config.label,
+            out.display()
         ),
     )
 }
 
-pub fn refresh_activate(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyhow::Result<()> {
+pub fn refresh_activate(
+    home_dir: &Path,
+    receipts: &[PathBuf],
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
     let m = member(home_dir, secrets)?;
     let state = MemberState::new(&m.home.dir);
-    let activated = state
-        .activate::<Suite>(m.home.keystore.as_ref(), &m.me, &mut crash_point)
-        .map_err(ceremony_err)?;
+    let receipts: Vec<RefreshReceipt<Suite>> = receipts
+        .iter()
+        .map(|p| home::read_doc(p, m.group.id(), "a refresh receipt for this group"))
+        .collect::<anyhow::Result<_>>()?;
+    let activated = maintain::activate_refresh(
+        &state,
+        &m.group,
+        &m.roster,
+        &receipts,
+        m.home.keystore.as_ref(),
+        &mut crash_point,
+    )
+    .map_err(ceremony_err)?;
     let group = activated.context("nothing staged: run `kura refresh apply` first")?;
     let fp = group_fingerprint(&group, &m.roster);
     r.done(

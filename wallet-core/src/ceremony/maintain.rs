@@ -95,6 +95,102 @@ impl<C: KuraSuite> DocumentBody for EndorsementBody<C> {
 /// A signed endorsement.
 pub type RefreshEndorsement<C> = Authored<EndorsementBody<C>>;
 
+/// A member's statement that it accepted a refresh and staged its share
+/// (kind `refresh-receipt`). Activation needs one from **every** member, so
+/// nobody switches while another member is left without a refreshed share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "C: KuraSuite", deny_unknown_fields)]
+pub struct ReceiptBody<C: KuraSuite> {
+    /// The member.
+    pub from: Identifier<C>,
+    /// The digest of the proposal it staged.
+    #[serde(with = "hex_bytes")]
+    pub proposal: Vec<u8>,
+}
+
+impl<C: KuraSuite> DocumentBody for ReceiptBody<C> {
+    const KIND: &'static str = "refresh-receipt";
+    fn suite() -> SuiteId {
+        C::SUITE
+    }
+}
+
+/// A signed receipt.
+pub type RefreshReceipt<C> = Authored<ReceiptBody<C>>;
+
+/// Signs this member's receipt for `proposal` (after [`accept_refresh`]
+/// and staging).
+///
+/// # Errors
+/// [`CeremonyError::NotAMember`], or a keystore failure.
+pub fn receipt<C: KuraSuite>(
+    group: &PublicGroup<C>,
+    roster: &Roster<C>,
+    proposal: &RefreshProposal<C>,
+    keystore: &dyn Keystore,
+) -> Result<RefreshReceipt<C>, CeremonyError> {
+    let me = own_entry(roster, keystore)?;
+    Authored::sign(
+        group.id(),
+        ReceiptBody {
+            from: me.participant,
+            proposal: proposal.digest(group.id())?.to_vec(),
+        },
+        keystore,
+    )
+}
+
+/// Activates a staged refresh once every member's receipt for the staged
+/// proposal is given (crash-safe; see
+/// [`super::state::MemberState::activate`]). `None` when nothing is staged.
+///
+/// # Errors
+/// [`CeremonyError::NotAuthentic`] for a forged receipt,
+/// [`CeremonyError::Messages`] naming the members whose receipt is missing.
+pub fn activate_refresh<C: KuraSuite>(
+    state: &super::state::MemberState,
+    group: &PublicGroup<C>,
+    roster: &Roster<C>,
+    receipts: &[RefreshReceipt<C>],
+    keystore: &dyn Keystore,
+    hook: super::state::Hook<'_>,
+) -> Result<Option<PublicGroup<C>>, CeremonyError> {
+    let me = own_entry(roster, keystore)?.participant;
+    let Some(tag) = state.staged_tag()? else {
+        return state.activate::<C>(keystore, &me, hook);
+    };
+    let mut have = BTreeSet::new();
+    for r in receipts {
+        let m = roster
+            .member(&r.body.from)
+            .ok_or_else(|| CeremonyError::Outsider {
+                what: "a refresh receipt",
+                who: roster.describe(&r.body.from),
+            })?;
+        r.verify(group.id(), &m.key, &m.label)?;
+        if r.body.proposal != tag {
+            return Err(CeremonyError::Misaddressed(format!(
+                "{}'s receipt is for another refresh than the one staged here",
+                m.label
+            )));
+        }
+        have.insert(m.participant);
+    }
+    let missing: Vec<String> = roster
+        .members
+        .iter()
+        .filter(|m| !have.contains(&m.participant))
+        .map(|m| m.label.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(CeremonyError::Messages(format!(
+            "not activated: no receipt yet from {} — every member must have staged the refreshed share first",
+            missing.join(", ")
+        )));
+    }
+    state.activate::<C>(keystore, &me, hook)
+}
+
 /// Proposes a refresh of `group` for all its members, signed by the
 /// keystore's identity key (a member's or the pinned dealer's).
 ///

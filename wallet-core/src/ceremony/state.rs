@@ -82,6 +82,32 @@ impl MemberState {
         self.dir.join("staged-group.json")
     }
 
+    /// `DIR/staged-refresh.txt`: the digest of the proposal the staged share came from.
+    pub fn staged_tag_path(&self) -> PathBuf {
+        self.dir.join("staged-refresh.txt")
+    }
+
+    /// The digest of the staged refresh proposal, if any.
+    ///
+    /// # Errors
+    /// An I/O error or a malformed file.
+    pub fn staged_tag(&self) -> Result<Option<[u8; 32]>, CeremonyError> {
+        let Some(bytes) = read(&self.staged_tag_path())? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                CeremonyError::Format(crate::FormatError::invalid(
+                    "staged-refresh.txt",
+                    "not 64 hex digits",
+                ))
+            })
+    }
+
     /// The active group, if there is one.
     ///
     /// # Errors
@@ -139,8 +165,9 @@ impl MemberState {
         Ok(())
     }
 
-    /// Stages a refreshed share and group; the active ones stay in use
-    /// until [`MemberState::activate`].
+    /// Stages a refreshed share and group, with `tag` (the digest of the
+    /// proposal it came from); the active ones stay in use until
+    /// [`MemberState::activate`].
     ///
     /// # Errors
     /// [`CeremonyError::Changed`] when the new group is not the active
@@ -150,6 +177,7 @@ impl MemberState {
         keystore: &dyn Keystore,
         share: &KeyShare<C>,
         new_group: &PublicGroup<C>,
+        tag: &[u8; 32],
         hook: Hook<'_>,
     ) -> Result<(), CeremonyError> {
         let current = self
@@ -163,6 +191,11 @@ impl MemberState {
             &share.to_secret_document()?,
         )?;
         hook(Step::ShareKept)?;
+        files::write_atomic(
+            &self.staged_tag_path(),
+            format!("{}\n", hex::encode(tag)).as_bytes(),
+            true,
+        )?;
         files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
         hook(Step::Staged)?;
         Ok(())
@@ -214,10 +247,12 @@ impl MemberState {
         // clears the staged slot (or finds it moved already).
         keystore::load_share(keystore, &staged, &participant)?;
         hook(Step::ShareSwitched)?;
-        match std::fs::remove_file(self.staged_path()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(files::io_error(&self.staged_path())(e).into()),
+        for path in [self.staged_path(), self.staged_tag_path()] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(files::io_error(&path)(e).into()),
+            }
         }
         files::sync_dir(&self.dir)?;
         Ok(Some(staged))
