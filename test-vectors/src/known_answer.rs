@@ -240,6 +240,12 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         "refresh-endorsement.json",
         format::encode(dealt.group.id(), &endorsement)?,
     );
+    let receipt =
+        maintain::receipt(&dealt.group, &dealt.roster, &proposal, carol_ks).map_err(err)?;
+    add(
+        "refresh-receipt.json",
+        format::encode(dealt.group.id(), &receipt)?,
+    );
     let bob_share = cdealer::import(
         dealt.group.id(),
         &dealt.dealing,

@@ -5,7 +5,9 @@
 use test_vectors::known_answer;
 use wallet_core::ceremony::dealer::Dealing;
 use wallet_core::ceremony::dkg::{Round1Document, Round2Document};
-use wallet_core::ceremony::maintain::{RefreshEndorsement, RefreshProposal, RepairMessage};
+use wallet_core::ceremony::maintain::{
+    RefreshEndorsement, RefreshProposal, RefreshReceipt, RepairMessage,
+};
 use wallet_core::ceremony::{IdentityCard, Roster};
 use wallet_core::format;
 use wallet_core::messages::{CommitmentsMessage, PackageMessage, ShareMessage, SignatureMessage};
@@ -16,7 +18,7 @@ const HINT: &str = "a Kura format changed; if that is deliberate, run `cargo run
 #[test]
 fn committed_known_answers_match_this_build() {
     let generated = known_answer::generate().unwrap();
-    assert_eq!(generated.len(), 2 * 16);
+    assert_eq!(generated.len(), 2 * 17);
     for f in &generated {
         let path = known_answer::dir().join(&f.path);
         let committed =
@@ -69,6 +71,7 @@ fn round_trip<C: KuraSuite>() {
     same!(Dealing<C>, "dealing.json");
     same!(RefreshProposal<C>, "refresh-proposal.json");
     same!(RefreshEndorsement<C>, "refresh-endorsement.json");
+    same!(RefreshReceipt<C>, "refresh-receipt.json");
     same!(RepairMessage<C>, "repair-delta.json");
     let card_bytes = read(s, "identity-card.json");
     let card = IdentityCard::from_json(&card_bytes).unwrap();
