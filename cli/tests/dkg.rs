@@ -480,3 +480,64 @@ fn cards_with_traversal_or_control_character_labels_are_refused() {
         assert!(!dir.join("y").exists(), "nothing created for {bad:?}");
     }
 }
+
+#[test]
+fn round1_asks_for_the_fingerprint_at_a_terminal() {
+    // `script` (util-linux) gives kura a pseudo-terminal: without
+    // --fingerprint, round 1 shows the fingerprint of the cards it holds and
+    // asks for the one the convener announced.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for n in NAMES {
+        std::fs::write(dir.join(format!("{n}.pass")), format!("pass {n}\n")).unwrap();
+        ok(
+            dir,
+            args(&[
+                "signer",
+                "init",
+                "--home",
+                n,
+                "--label",
+                n,
+                "--software",
+                "--passphrase-file",
+                &format!("{n}.pass"),
+            ]),
+        );
+    }
+    let fp = announced(dir);
+    let kura = env!("CARGO_BIN_EXE_kura");
+    let mut line = format!("{kura} dkg round1 --out r1-ann.json");
+    for a in common("ann") {
+        line.push(' ');
+        line.push_str(&a);
+    }
+    let typed = |answer: &str| {
+        let mut child = Command::new("script")
+            .current_dir(dir)
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) is needed for this test");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    let wrong = typed("AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH");
+    assert!(
+        wrong.contains("type the fingerprint the convener announced"),
+        "{wrong}"
+    );
+    assert!(wrong.contains("fingerprint mismatch"), "{wrong}");
+    assert!(!dir.join("r1-ann.json").exists());
+    let right = typed(&fp.to_lowercase());
+    assert!(right.contains("fingerprint confirmed"), "{right}");
+    assert!(dir.join("r1-ann.json").exists());
+}
