@@ -589,6 +589,15 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
         .unwrap();
     assert!(st.staged::<C>().unwrap().is_none());
     assert_eq!(share_of(&ms[0], &new_group), new_share);
+    // Someone with the disk restores the old group file: the old share is
+    // gone for good (no staged copy brings it back), the signer refuses.
+    std::fs::write(st.group_path(), group.to_document().unwrap()).unwrap();
+    let err = keystore::load_share(&ms[0].ks, &group, &wallet_core::group::identifier_hex(&id))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("old share after a refresh"),
+        "{err}"
+    );
 }
 
 #[test]

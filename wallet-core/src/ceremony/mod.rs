@@ -64,7 +64,7 @@ pub enum CeremonyError {
         computed: Fingerprint,
     },
     /// A fingerprint that is not one (wrong length or characters).
-    #[error("{0:?} is not a fingerprint (groups of base32 characters, e.g. ABCD-EFGH-…)")]
+    #[error("\"{0}\" is not a fingerprint (groups of base32 characters, e.g. ABCD-EFGH-…)")]
     BadFingerprint(String),
     /// A message whose signature does not verify under the pinned key of
     /// the participant it claims to come from. It was forged or altered on
@@ -225,11 +225,21 @@ impl Fingerprint {
     pub fn confirm(&self, typed: &str) -> Result<(), CeremonyError> {
         match normalize(typed) {
             None => Err(CeremonyError::BadFingerprint(
-                typed.chars().take(80).collect(),
+                typed
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+                    .escape_default()
+                    .to_string(),
             )),
             Some(t) if t == self.0 => Ok(()),
             Some(_) => Err(CeremonyError::FingerprintMismatch {
-                confirmed: typed.chars().take(80).collect::<String>(),
+                confirmed: typed
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+                    .escape_default()
+                    .to_string(),
                 computed: self.clone(),
             }),
         }
@@ -274,9 +284,15 @@ impl fmt::Debug for Fingerprint {
 impl FromStr for Fingerprint {
     type Err = CeremonyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        normalize(s)
-            .map(Fingerprint)
-            .ok_or_else(|| CeremonyError::BadFingerprint(s.chars().take(80).collect()))
+        normalize(s).map(Fingerprint).ok_or_else(|| {
+            CeremonyError::BadFingerprint(
+                s.chars()
+                    .take(80)
+                    .collect::<String>()
+                    .escape_default()
+                    .to_string(),
+            )
+        })
     }
 }
 

@@ -246,6 +246,13 @@ impl MemberState {
         // load_share finds the staged share, moves it to the main slot and
         // clears the staged slot (or finds it moved already).
         keystore::load_share(keystore, &staged, &participant)?;
+        // No copy of a share may outlive its activation in a staged slot
+        // (load_share clears it when it moves the share; this covers a
+        // crash between its two writes).
+        keystore.put_key_share(
+            &slot,
+            &crate::SecretBytes::new(keystore::STAGED_TOMBSTONE.to_vec()),
+        )?;
         hook(Step::ShareSwitched)?;
         for path in [self.staged_path(), self.staged_tag_path()] {
             match std::fs::remove_file(&path) {

@@ -417,7 +417,11 @@ pub fn load_share<C: KuraSuite>(
             let Ok(doc) = keystore.key_share(&staged) else {
                 return Err(first);
             };
-            let share = KeyShare::<C>::from_secret_document(doc.expose())?;
+            // A tombstone, or a staged share of another group state: the
+            // main slot's error is the one that explains the problem.
+            let Ok(share) = KeyShare::<C>::from_secret_document(doc.expose()) else {
+                return Err(first);
+            };
             if share.check_member_of(group).is_err() {
                 return Err(first);
             }
