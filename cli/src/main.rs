@@ -336,6 +336,56 @@ enum RefreshCmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Refresh by DKG (no proposer learns any refreshing share; every member takes part): the ceremony fingerprint to announce.
+    ///
+    /// Example: kura refresh fingerprint --home alice --ceremony $C
+    Fingerprint {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+    },
+    /// Refresh by DKG, round 1: confirm the fingerprint, then a signed zero-sharing broadcast.
+    ///
+    /// Example: kura refresh round1 --home alice --ceremony $C --fingerprint $FP --out rr1-alice.json --passphrase-file alice.pass
+    Round1 {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Refresh by DKG, round 2: check every member's round-1; one signed, sealed message per peer.
+    ///
+    /// Example: kura refresh round2 --home alice --ceremony $C --out-dir rsent rr1-*.json --passphrase-file alice.pass
+    Round2 {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[arg(required = true)]
+        round1: Vec<PathBuf>,
+    },
+    /// Refresh by DKG, finish: stage the refreshed share, write a signed receipt.
+    ///
+    /// Example: kura refresh finish --home alice --ceremony $C --round1 rr1-*.json --round2 rsent/round2-bob-to-alice.json … --out receipt-alice.json --passphrase-file alice.pass
+    Finish {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long = "round1", value_name = "FILE", required = true)]
+        round1: Vec<PathBuf>,
+        #[arg(long = "round2", value_name = "FILE", required = true)]
+        round2: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Switch to the staged share and group once every member's receipt is given (crash-safe; rerun completes it).
     ///
     /// Example: kura refresh activate --home alice --receipt receipt-alice.json --receipt receipt-bob.json --receipt receipt-carol.json --passphrase-file alice.pass
@@ -665,6 +715,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             endorsements,
             out,
         }) => cmd::maintain::refresh_apply(&home, &proposal, &endorsements, &out, s, &r),
+        Command::Refresh(RefreshCmd::Fingerprint { home, ceremony }) => {
+            cmd::maintain::refresh_fingerprint(&home, &ceremony, &r)
+        }
+        Command::Refresh(RefreshCmd::Round1 {
+            home,
+            ceremony,
+            fingerprint,
+            out,
+        }) => cmd::maintain::refresh_round1(&home, &ceremony, fingerprint.as_deref(), &out, s, &r),
+        Command::Refresh(RefreshCmd::Round2 {
+            home,
+            ceremony,
+            out_dir,
+            round1,
+        }) => cmd::maintain::refresh_round2(&home, &ceremony, &round1, &out_dir, s, &r),
+        Command::Refresh(RefreshCmd::Finish {
+            home,
+            ceremony,
+            round1,
+            round2,
+            out,
+        }) => cmd::maintain::refresh_finish(&home, &ceremony, &round1, &round2, &out, s, &r),
         Command::Refresh(RefreshCmd::Activate { home, receipts }) => {
             cmd::maintain::refresh_activate(&home, &receipts, s, &r)
         }

@@ -1497,3 +1497,127 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn refresh_by_dkg_as_files() {
+    let mut env = Env::new();
+    env.setup(false);
+    let names = ["alice", "bob", "carol"];
+    let before = std::fs::read(env.p("alice/group.json")).unwrap();
+    let fp = |name: &str| {
+        env.kura(&[
+            "--json",
+            "refresh",
+            "fingerprint",
+            "--home",
+            name,
+            "--ceremony",
+            NONCE,
+        ])
+        .ok()
+        .json()["data"]["ceremony"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let announced = fp("alice");
+    assert_eq!(announced, fp("carol"));
+    for n in names {
+        let out = format!("rr1-{n}.json");
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "round1",
+                "--home",
+                n,
+                "--ceremony",
+                NONCE,
+                "--fingerprint",
+                &announced,
+                "--out",
+                &out,
+            ],
+        )
+        .ok();
+    }
+    for n in names {
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "round2",
+                "--home",
+                n,
+                "--ceremony",
+                NONCE,
+                "--out-dir",
+                "rsent",
+                "rr1-alice.json",
+                "rr1-bob.json",
+                "rr1-carol.json",
+            ],
+        )
+        .ok();
+    }
+    for n in names {
+        let mut a: Vec<String> = ["refresh", "finish", "--home", n, "--ceremony", NONCE]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for m in names {
+            a.extend(["--round1".into(), format!("rr1-{m}.json")]);
+        }
+        for m in names.iter().filter(|m| **m != n) {
+            a.extend(["--round2".into(), format!("rsent/round2-{m}-to-{n}.json")]);
+        }
+        a.extend(["--out".into(), format!("receipt-{n}.json")]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        env.kura_as(n, &a).ok();
+    }
+    assert_eq!(
+        before,
+        std::fs::read(env.p("alice/group.json")).unwrap(),
+        "staged only"
+    );
+    for n in names {
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "activate",
+                "--home",
+                n,
+                "--receipt",
+                "receipt-alice.json",
+                "--receipt",
+                "receipt-bob.json",
+                "--receipt",
+                "receipt-carol.json",
+            ],
+        )
+        .ok();
+    }
+    let after = std::fs::read(env.p("alice/group.json")).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, std::fs::read(env.p("carol/group.json")).unwrap());
+    // The refreshed share loads and fits the refreshed group (repair loads it).
+    env.kura_as(
+        "bob",
+        &[
+            "repair",
+            "deltas",
+            "--home",
+            "bob",
+            "--lost",
+            "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
+            "--out-dir",
+            "rep",
+        ],
+    )
+    .ok();
+}

@@ -240,8 +240,13 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         "refresh-endorsement.json",
         format::encode(dealt.group.id(), &endorsement)?,
     );
-    let receipt =
-        maintain::receipt(&dealt.group, &dealt.roster, &proposal, carol_ks).map_err(err)?;
+    let receipt = maintain::receipt(
+        &dealt.group,
+        &dealt.roster,
+        &proposal.digest(dealt.group.id()).map_err(err)?,
+        carol_ks,
+    )
+    .map_err(err)?;
     add(
         "refresh-receipt.json",
         format::encode(dealt.group.id(), &receipt)?,

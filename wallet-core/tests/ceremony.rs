@@ -479,7 +479,7 @@ fn a_forged_refresh_is_refused_and_share_and_group_stay() {
     // one (carol's, signed by the outsider) is refused naming carol.
     let receipts: Vec<_> = ms
         .iter()
-        .map(|m| maintain::receipt(&group, &roster, &real, &m.ks).unwrap())
+        .map(|m| maintain::receipt(&group, &roster, &tag, &m.ks).unwrap())
         .collect();
     let err = maintain::activate_refresh(
         &st,
@@ -786,4 +786,96 @@ fn documents_round_trip_through_the_envelope() {
     // Another ceremony's id is refused by the envelope.
     let other = Ceremony::<C>::new(2, cards(&ms), [9; 32]).unwrap();
     assert!(format::decode_for_group::<Round1Document<C>>(&bytes, other.id()).is_err());
+}
+
+#[test]
+fn a_refresh_dkg_needs_every_member_and_refuses_forged_messages() {
+    let ms = members(&["alice", "bob", "carol"]);
+    let (dirs, group, roster) = installed(&ms);
+    let c = Ceremony::<C>::for_refresh(&group, &roster, [3; 32]).unwrap();
+    // Its fingerprint is not the keygen ceremony's over the same cards.
+    assert_ne!(c.fingerprint(), ceremony(&ms).fingerprint());
+    let fp = c.fingerprint().to_string();
+    let shares: Vec<_> = ms.iter().map(|m| share_of(m, &group)).collect();
+    let mut r1 = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        let conf = c.clone().confirm(&fp).unwrap();
+        r1.push(dkg::refresh_round1(&conf, &m.ks, &shares[i], &group, &mut rng(i as u64)).unwrap());
+    }
+    // Without carol's round-1 message (her consent), nothing goes on.
+    let err = dkg::round2(&c, &ms[0].ks, &r1[..2], &mut rng(9)).unwrap_err();
+    assert!(err.to_string().contains("missing from carol"), "{err}");
+    // A forged one "from carol" is refused naming her.
+    let mut forged = r1.clone();
+    forged[2] =
+        wallet_core::ceremony::Authored::sign(c.id(), r1[2].body.clone(), &MemoryKeystore::new())
+            .unwrap();
+    let err = dkg::round2(&c, &ms[0].ks, &forged, &mut rng(9)).unwrap_err();
+    assert!(
+        matches!(err, CeremonyError::NotAuthentic { ref claimed, .. } if claimed == "carol"),
+        "{err}"
+    );
+    let mut r2 = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        let o = dkg::round2(&c, &m.ks, &r1, &mut rng(50 + i as u64)).unwrap();
+        for (to, doc) in o.messages {
+            r2.push((m.label.clone(), to, doc));
+        }
+    }
+    let tag = *c.id().as_bytes();
+    let mut receipts = Vec::new();
+    let mut staged = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        let (share, new_group) =
+            dkg::refresh_finish(&c, &m.ks, &r1, &to(&r2, &m.label), &shares[i], &group).unwrap();
+        assert_eq!(new_group.id(), group.id());
+        assert_ne!(new_group, group, "new verifying shares");
+        let st = MemberState::new(dirs[i].path());
+        st.stage(&m.ks, &share, &new_group, &tag, &mut state::no_crash)
+            .unwrap();
+        dkg::forget(&c, &m.ks).unwrap();
+        receipts.push(maintain::receipt(&group, &roster, &tag, &m.ks).unwrap());
+        staged.push((share, new_group));
+    }
+    for (i, m) in ms.iter().enumerate() {
+        let st = MemberState::new(dirs[i].path());
+        let g = maintain::activate_refresh(
+            &st,
+            &group,
+            &roster,
+            &receipts,
+            &m.ks,
+            &mut state::no_crash,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(g, staged[i].1);
+        assert_eq!(share_of(m, &g), staged[i].0);
+    }
+    // The refreshed shares sign together.
+    let g = &staged[0].1;
+    let msg = b"after a refresh dkg, 32 bytes...";
+    let (s0, c0) = wallet_core::signing::commit(&staged[0].0, &mut rng(70));
+    let (s2, c2) = wallet_core::signing::commit(&staged[2].0, &mut rng(71));
+    let pkg = wallet_core::signing::build_package(
+        g,
+        std::collections::BTreeMap::from([
+            (*staged[0].0.identifier(), c0),
+            (*staged[2].0.identifier(), c2),
+        ]),
+        msg,
+    )
+    .unwrap();
+    let z0 = wallet_core::signing::sign(&staged[0].0, g, &pkg, msg, s0).unwrap();
+    let z2 = wallet_core::signing::sign(&staged[2].0, g, &pkg, msg, s2).unwrap();
+    let sig = wallet_core::signing::aggregate(
+        g,
+        &pkg,
+        &std::collections::BTreeMap::from([
+            (*staged[0].0.identifier(), z0),
+            (*staged[2].0.identifier(), z2),
+        ]),
+    )
+    .unwrap();
+    wallet_core::signing::verify(g, msg, &sig).unwrap();
 }

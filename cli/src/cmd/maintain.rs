@@ -1,4 +1,5 @@
-//! `kura refresh propose | endorse | apply | activate` and `kura repair
+//! `kura refresh propose | endorse | apply | activate`, the refresh DKG
+//! `kura refresh fingerprint | round1 | round2 | finish`, and `kura repair
 //! deltas | sigma | recover`: share refresh (with the quorum's consent,
 //! staged, then activated) and share repair as files. The protocol is
 //! `wallet_core::ceremony::maintain`; state changes are
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rand_core::OsRng;
+use wallet_core::ceremony::dkg::{self, Ceremony, Round1Document, Round2Document};
 use wallet_core::ceremony::maintain::{
     self, RefreshEndorsement, RefreshProposal, RefreshReceipt, RepairMessage,
 };
@@ -169,7 +171,7 @@ pub fn refresh_apply(
     MemberState::new(&m.home.dir)
         .stage(ks, &share, &new_group, &tag, &mut crash_point)
         .map_err(ceremony_err)?;
-    let receipt = maintain::receipt(&m.group, &m.roster, &proposal, ks).map_err(ceremony_err)?;
+    let receipt = maintain::receipt(&m.group, &m.roster, &tag, ks).map_err(ceremony_err)?;
     write_copy(out, &format::encode(m.group.id(), &receipt)?)?;
     r.done(
         "refresh-apply",
@@ -330,5 +332,106 @@ pub fn repair_recover(
         "repair-recover",
         serde_json::json!({"participant": m.home.config.label.as_str()}),
         &format!("{} holds its repaired share again", m.home.config.label),
+    )
+}
+
+/// A refresh DKG of this member's group: every member draws a
+/// zero-sharing, nobody learns another's refreshing share.
+fn refresh_ceremony(home_dir: &Path, nonce_hex: &str) -> anyhow::Result<Ceremony<Suite>> {
+    // Public files only: the fingerprint can be shown before unlocking.
+    let state = MemberState::new(home_dir);
+    let group = state
+        .group::<Suite>()
+        .map_err(ceremony_err)?
+        .context("this home holds no group")?;
+    let roster = state.roster(&group).map_err(ceremony_err)?;
+    Ceremony::for_refresh(&group, &roster, super::dkg::nonce(nonce_hex)?).map_err(ceremony_err)
+}
+
+pub fn refresh_fingerprint(home_dir: &Path, nonce_hex: &str, r: &Reporter) -> anyhow::Result<()> {
+    let c = refresh_ceremony(home_dir, nonce_hex)?;
+    r.done(
+        "refresh-fingerprint",
+        serde_json::json!({"ceremony": c.fingerprint().to_string()}),
+        &format!("refresh ceremony fingerprint {}", c.fingerprint()),
+    )
+}
+
+pub fn refresh_round1(
+    home_dir: &Path,
+    nonce_hex: &str,
+    fingerprint: Option<&str>,
+    out: &Path,
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let c = super::dkg::confirm(refresh_ceremony(home_dir, nonce_hex)?, fingerprint)?;
+    let m = member(home_dir, secrets)?;
+    let share = m.share()?;
+    let doc = dkg::refresh_round1(&c, m.home.keystore.as_ref(), &share, &m.group, &mut OsRng)
+        .map_err(ceremony_err)?;
+    home::write_new(out, &format::encode(c.id(), &doc)?)?;
+    r.done(
+        "refresh-round1",
+        serde_json::json!({"ceremony": c.fingerprint().to_string(), "out": out.display().to_string()}),
+        &format!(
+            "refresh round-1 broadcast (ceremony {} confirmed) written to {}: send it to every member",
+            c.fingerprint(),
+            out.display()
+        ),
+    )
+}
+
+pub fn refresh_round2(
+    home_dir: &Path,
+    nonce_hex: &str,
+    round1_files: &[PathBuf],
+    out_dir: &Path,
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let c = refresh_ceremony(home_dir, nonce_hex)?;
+    super::dkg::round2(home_dir, &c, round1_files, out_dir, secrets, r)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn refresh_finish(
+    home_dir: &Path,
+    nonce_hex: &str,
+    round1_files: &[PathBuf],
+    round2_files: &[PathBuf],
+    out: &Path,
+    secrets: &SecretArgs,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let c = refresh_ceremony(home_dir, nonce_hex)?;
+    let m = member(home_dir, secrets)?;
+    let r1: Vec<Round1Document<Suite>> = round1_files
+        .iter()
+        .map(|f| home::read_doc(f, c.id(), "a round-1 message of this refresh"))
+        .collect::<anyhow::Result<_>>()?;
+    let r2: Vec<Round2Document<Suite>> = round2_files
+        .iter()
+        .map(|f| home::read_doc(f, c.id(), "a round-2 message of this refresh"))
+        .collect::<anyhow::Result<_>>()?;
+    let ks = m.home.keystore.as_ref();
+    let current = m.share()?;
+    let (share, new_group) =
+        dkg::refresh_finish(&c, ks, &r1, &r2, &current, &m.group).map_err(ceremony_err)?;
+    let tag = *c.id().as_bytes();
+    MemberState::new(&m.home.dir)
+        .stage(ks, &share, &new_group, &tag, &mut crash_point)
+        .map_err(ceremony_err)?;
+    dkg::forget(&c, ks).map_err(ceremony_err)?;
+    let receipt = maintain::receipt(&m.group, &m.roster, &tag, ks).map_err(ceremony_err)?;
+    write_copy(out, &format::encode(m.group.id(), &receipt)?)?;
+    r.done(
+        "refresh-finish",
+        serde_json::json!({"group": new_group.id().to_string(), "staged": true, "receipt": out.display().to_string()}),
+        &format!(
+            "{}'s refreshed share is staged; the current one stays in use. Give every member the receipt {}; `kura refresh activate` switches once it has every member's receipt",
+            m.home.config.label,
+            out.display()
+        ),
     )
 }

@@ -56,6 +56,8 @@ pub struct Ceremony<C: KuraSuite> {
     nonce: [u8; 32],
     members: BTreeMap<Identifier<C>, IdentityCard>,
     dealer: Option<IdentityCard>,
+    /// For a refresh DKG: the group (id) it refreshes.
+    refreshes: Option<GroupId>,
     id: GroupId,
 }
 
@@ -155,12 +157,54 @@ impl<C: KuraSuite> Ceremony<C> {
                 )));
             }
         }
-        let id = Self::derive_id(min_signers, &members, dealer.as_ref(), &nonce);
+        let id = Self::derive_id(min_signers, &members, dealer.as_ref(), None, &nonce);
         Ok(Ceremony {
             min_signers,
             nonce,
             members,
             dealer,
+            refreshes: None,
+            id,
+        })
+    }
+
+    /// A refresh DKG of `group`: every member of the pinned roster (under
+    /// its identifier in the group) draws a zero-sharing, so nobody — no
+    /// proposer, no dealer — learns anyone's refreshing share, and every
+    /// member takes part (the consent of all). The id and fingerprint cover
+    /// the group fingerprint and the nonce.
+    ///
+    /// # Errors
+    /// [`CeremonyError::Changed`] when the roster does not fit the group.
+    pub fn for_refresh(
+        group: &PublicGroup<C>,
+        roster: &Roster<C>,
+        nonce: [u8; 32],
+    ) -> Result<Self, CeremonyError> {
+        roster.identities(group)?;
+        let members: BTreeMap<Identifier<C>, IdentityCard> = roster
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.participant,
+                    IdentityCard::new(m.label.clone(), Role::Signer, m.key),
+                )
+            })
+            .collect();
+        let fp = super::group_fingerprint(group, roster);
+        let mut tag = Sha256::new();
+        tag.update(group.id().as_bytes());
+        tag.update(fp.to_string().as_bytes());
+        let refreshes = GroupId::from_bytes(tag.finalize().into());
+        let min_signers = group.min_signers();
+        let id = Self::derive_id(min_signers, &members, None, Some(&refreshes), &nonce);
+        Ok(Ceremony {
+            min_signers,
+            nonce,
+            members,
+            dealer: None,
+            refreshes: Some(refreshes),
             id,
         })
     }
@@ -169,6 +213,7 @@ impl<C: KuraSuite> Ceremony<C> {
         min_signers: u16,
         members: &BTreeMap<Identifier<C>, IdentityCard>,
         dealer: Option<&IdentityCard>,
+        refreshes: Option<&GroupId>,
         nonce: &[u8; 32],
     ) -> GroupId {
         let mut h = Sha256::new();
@@ -193,6 +238,10 @@ impl<C: KuraSuite> Ceremony<C> {
                 put(d.label.as_str().as_bytes());
                 put(&d.key.to_sec1());
             }
+        }
+        if let Some(r) = refreshes {
+            put(b"refresh");
+            put(r.as_bytes());
         }
         put(nonce);
         GroupId::from_bytes(h.finalize().into())
@@ -450,10 +499,47 @@ pub fn round1<C: KuraSuite, R: RngCore + CryptoRng>(
     keystore: &dyn Keystore,
     rng: &mut R,
 ) -> Result<Round1Document<C>, CeremonyError> {
+    if c.refreshes.is_some() {
+        return Err(CeremonyError::Misaddressed(
+            "a refresh ceremony starts with refresh_round1".into(),
+        ));
+    }
     let me = c.me(keystore)?;
     let label = c.card(&me, "this participant")?.label.clone();
     let (secret, message) =
         frost_dkg::part1::<C, _>(me, label, c.max_signers(), c.min_signers, rng)?;
+    keep_round1(c, keystore, me, secret, message)
+}
+
+/// Round 1 of a refresh DKG ([`Ceremony::for_refresh`]): a zero-sharing
+/// from this member's current share.
+///
+/// # Errors
+/// As [`round1`]; a share that is not this member's in `group`.
+pub fn refresh_round1<C: KuraSuite, R: RngCore + CryptoRng>(
+    c: &Confirmed<C>,
+    keystore: &dyn Keystore,
+    share: &KeyShare<C>,
+    group: &PublicGroup<C>,
+    rng: &mut R,
+) -> Result<Round1Document<C>, CeremonyError> {
+    let me = c.me(keystore)?;
+    if c.refreshes.is_none() || share.identifier() != &me {
+        return Err(CeremonyError::Misaddressed(
+            "not a refresh ceremony, or not this member's share".into(),
+        ));
+    }
+    let (secret, message) = crate::keygen::refresh::dkg_part1(share, group, rng)?;
+    keep_round1(c, keystore, me, secret, message)
+}
+
+fn keep_round1<C: KuraSuite>(
+    c: &Ceremony<C>,
+    keystore: &dyn Keystore,
+    me: Identifier<C>,
+    secret: Round1Secret<C>,
+    message: Round1Message<C>,
+) -> Result<Round1Document<C>, CeremonyError> {
     let doc = Authored::sign(&c.id, message, keystore)?;
     keystore.put_nonces(&c.state_slot(&me, 1), &secret.to_secret_document(&c.id)?)?;
     Ok(doc)
@@ -490,7 +576,11 @@ pub fn round2<C: KuraSuite, R: RngCore + CryptoRng>(
         ))
     })?;
     let secret = Round1Secret::<C>::from_secret_document(state.expose(), &c.id)?;
-    let (secret2, outgoing) = frost_dkg::part2(secret, &set.messages)?;
+    let (secret2, outgoing) = if c.refreshes.is_some() {
+        crate::keygen::refresh::dkg_part2(secret, &set.messages)?
+    } else {
+        frost_dkg::part2(secret, &set.messages)?
+    };
     let mut messages = Vec::new();
     for m in outgoing {
         let to = c.card(&m.to, "a recipient")?.clone();
@@ -554,6 +644,61 @@ pub fn finish<C: KuraSuite>(
     round1_docs: &[Round1Document<C>],
     round2_docs: &[Round2Document<C>],
 ) -> Result<Finished<C>, CeremonyError> {
+    if c.refreshes.is_some() {
+        return Err(CeremonyError::Misaddressed(
+            "a refresh ceremony ends with refresh_finish".into(),
+        ));
+    }
+    let (set, received, secret2) = finish_inputs(c, keystore, round1_docs, round2_docs)?;
+    let (share, group) = frost_dkg::part3(&secret2, &set.messages, &received)?;
+    if group.participants() != &c.labels() || group.min_signers() != c.min_signers {
+        return Err(CeremonyError::Changed(
+            "the DKG produced a group with other members or threshold than the ceremony".into(),
+        ));
+    }
+    let roster = c.roster();
+    let fingerprint = super::group_fingerprint(&group, &roster);
+    Ok(Finished {
+        share,
+        group,
+        roster,
+        fingerprint,
+    })
+}
+
+/// Finish of a refresh DKG: this member's refreshed share and the
+/// refreshed group (same key, threshold, members), to be staged with the
+/// ceremony id as tag ([`super::state::MemberState::stage`]) and activated
+/// with every member's receipt ([`super::maintain::activate_refresh`]).
+///
+/// # Errors
+/// As [`finish`].
+pub fn refresh_finish<C: KuraSuite>(
+    c: &Ceremony<C>,
+    keystore: &dyn Keystore,
+    round1_docs: &[Round1Document<C>],
+    round2_docs: &[Round2Document<C>],
+    current: &KeyShare<C>,
+    group: &PublicGroup<C>,
+) -> Result<(KeyShare<C>, PublicGroup<C>), CeremonyError> {
+    if c.refreshes.is_none() {
+        return Err(CeremonyError::Misaddressed("not a refresh ceremony".into()));
+    }
+    let (set, received, secret2) = finish_inputs(c, keystore, round1_docs, round2_docs)?;
+    let (share, new_group) =
+        crate::keygen::refresh::dkg_finish(&secret2, &set.messages, &received, current, group)?;
+    super::state::same_group(group, &new_group)?;
+    Ok((share, new_group))
+}
+
+type FinishInputs<C> = (Round1Set<C>, Vec<Round2Message<C>>, Round2Secret<C>);
+
+fn finish_inputs<C: KuraSuite>(
+    c: &Ceremony<C>,
+    keystore: &dyn Keystore,
+    round1_docs: &[Round1Document<C>],
+    round2_docs: &[Round2Document<C>],
+) -> Result<FinishInputs<C>, CeremonyError> {
     let me = c.me(keystore)?;
     let set = check_round1(c, round1_docs)?;
     let mut received: BTreeMap<Identifier<C>, Round2Message<C>> = BTreeMap::new();
@@ -603,21 +748,7 @@ pub fn finish<C: KuraSuite>(
     })?;
     let secret2 = Round2Secret::<C>::from_secret_document(state.expose(), &c.id)
         .map_err(|_| CeremonyError::NoState("this ceremony is already finished here".into()))?;
-    let received: Vec<Round2Message<C>> = received.into_values().collect();
-    let (share, group) = frost_dkg::part3(&secret2, &set.messages, &received)?;
-    if group.participants() != &c.labels() || group.min_signers() != c.min_signers {
-        return Err(CeremonyError::Changed(
-            "the DKG produced a group with other members or threshold than the ceremony".into(),
-        ));
-    }
-    let roster = c.roster();
-    let fingerprint = super::group_fingerprint(&group, &roster);
-    Ok(Finished {
-        share,
-        group,
-        roster,
-        fingerprint,
-    })
+    Ok((set, received.into_values().collect(), secret2))
 }
 
 /// Overwrites this participant's round-2 state once its share is kept.

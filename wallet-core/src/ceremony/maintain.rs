@@ -118,15 +118,15 @@ impl<C: KuraSuite> DocumentBody for ReceiptBody<C> {
 /// A signed receipt.
 pub type RefreshReceipt<C> = Authored<ReceiptBody<C>>;
 
-/// Signs this member's receipt for `proposal` (after [`accept_refresh`]
-/// and staging).
+/// Signs this member's receipt for the refresh named `tag` — a proposal's
+/// [`Authored::digest`], or a refresh DKG's ceremony id — after staging.
 ///
 /// # Errors
 /// [`CeremonyError::NotAMember`], or a keystore failure.
 pub fn receipt<C: KuraSuite>(
     group: &PublicGroup<C>,
     roster: &Roster<C>,
-    proposal: &RefreshProposal<C>,
+    tag: &[u8; 32],
     keystore: &dyn Keystore,
 ) -> Result<RefreshReceipt<C>, CeremonyError> {
     let me = own_entry(roster, keystore)?;
@@ -134,7 +134,7 @@ pub fn receipt<C: KuraSuite>(
         group.id(),
         ReceiptBody {
             from: me.participant,
-            proposal: proposal.digest(group.id())?.to_vec(),
+            proposal: tag.to_vec(),
         },
         keystore,
     )
