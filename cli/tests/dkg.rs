@@ -368,6 +368,20 @@ fn a_forged_round1_message_is_refused_naming_the_claimed_sender() {
     assert!(err.contains("claiming to come from ben"), "{err}");
     assert!(err.contains("ben is not to blame"), "{err}");
     assert!(!dir.join("sent").exists(), "nothing sealed");
+    // Unsigned: the same refusal, naming ben.
+    let mut unsigned = real.clone();
+    unsigned["body"]
+        .as_object_mut()
+        .unwrap()
+        .remove("signature");
+    std::fs::write(
+        dir.join("r1-ben.json"),
+        serde_json::to_vec(&unsigned).unwrap(),
+    )
+    .unwrap();
+    let (code, _, err) = run(dir, &a);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("claiming to come from ben"), "{err}");
 }
 
 #[test]

@@ -189,6 +189,16 @@ fn a_forged_round1_message_is_refused_naming_the_claimed_sender() {
     r1[1] = unsigned;
     let err = dkg::round2(&c, &ms[0].ks, &r1, &mut rng(2)).unwrap_err();
     assert!(matches!(err, CeremonyError::NotAuthentic { ref claimed, .. } if claimed == "carol"));
+    // A message without any signature parses, and is refused the same way.
+    let mut json = serde_json::to_value(&r1[1]).unwrap();
+    json.as_object_mut().unwrap().remove("signature");
+    r1[1] = serde_json::from_value(json).unwrap();
+    assert!(r1[1].signature.is_none());
+    let err = dkg::round2(&c, &ms[0].ks, &r1, &mut rng(2)).unwrap_err();
+    assert!(
+        matches!(err, CeremonyError::NotAuthentic { ref claimed, .. } if claimed == "carol"),
+        "{err}"
+    );
 }
 
 #[test]
