@@ -7,10 +7,14 @@
 //! | [`Roster`] | `roster` | — (derived) | group | — |
 //! | [`dkg::Round1Document`] | `dkg-round1` | member, signed | ceremony | — |
 //! | [`dkg::Round2Document`] | `dkg-round2` | member, signed then sealed | ceremony | share of the sender's polynomial |
-//! | [`dealer::Dealing`] | `dealing` | dealer, signed | group | one [`SealedShare`] per member |
+//! | [`dealer::Dealing`] | `dealing` | dealer, signed | group | one [`SealedPart`] (key share) per member |
 //! | [`maintain::RefreshProposal`] | `refresh-proposal` | member or pinned dealer, signed | group | one refreshing share per member |
 //! | [`maintain::RefreshEndorsement`] | `refresh-endorsement` | member, signed | group | — |
-//! | [`maintain::RepairMessage`] | `repair-delta` / `repair-sigma` | helper, signed then sealed | group | delta / sigma |
+//! | [`maintain::RefreshReceipt`] | `refresh-receipt` | member, signed | group | — |
+//! | [`maintain::RepairMessage`] | `repair-message` (inside: `repair-delta` / `repair-sigma`) | helper, signed then sealed | group | delta / sigma |
+//!
+//! A refresh by DKG ([`dkg::Ceremony::for_refresh`]) uses the DKG round
+//! documents with the refresh ceremony's id as scope.
 //!
 //! Trust comes from people comparing fingerprints over another channel:
 //! a [`Fingerprint`] of each identity card, of each ceremony
