@@ -18,14 +18,13 @@ use anyhow::{bail, Context};
 use bitcoin::{Amount, Network, TxOut};
 use rand_core::{OsRng, RngCore};
 use wallet_core::audit::AuditLog;
+use wallet_core::ceremony::dkg::{self, Ceremony, Round1Document, Round2Document};
+use wallet_core::ceremony::state::MemberState;
+use wallet_core::ceremony::{IdentityCard, Role};
 use wallet_core::format;
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
-use wallet_core::keygen::dkg::{self, Round2Message};
-use wallet_core::keystore::{self, Keystore, SoftwareKeystore, WorkFactor};
-use wallet_core::messages::{
-    ceremony_id, dkg_round2_context, DkgRound1Document, DkgRound2Document,
-};
+use wallet_core::keystore::{Keystore, SoftwareKeystore, WorkFactor};
 use wallet_core::policy::Policy;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
 use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
@@ -138,15 +137,16 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let (stores, keystore_kind) = keystores(out, &names, &o)?;
     o.step(&format!("three signers, {keystore_kind}"));
     let mut signers = Vec::new();
-    for (i, (name, ks)) in names.iter().zip(stores).enumerate() {
+    for (name, ks) in names.iter().zip(stores) {
         let home = out.join("signers").join(name);
+        let label = Label::new(*name)?;
         write(
-            &home.join("identity.pub"),
-            format!("{}\n", ks.identity_public_key()?).as_bytes(),
+            &home.join("identity.json"),
+            &IdentityCard::new(label.clone(), Role::Signer, ks.identity_public_key()?).to_json()?,
         )?;
         signers.push(Participant {
-            label: Label::new(*name)?,
-            id: Identifier::try_from(u16::try_from(i + 1)?)?,
+            id: wallet_core::ceremony::identifier_for(&label).map_err(crate::ceremony_err)?,
+            label,
             keystore: ks,
             home,
         });
@@ -441,85 +441,95 @@ fn run_dkg(
     signers: &[Participant],
     o: &Output,
 ) -> anyhow::Result<(Vec<KeyShare<Suite>>, PublicGroup<Suite>)> {
-    let roster: BTreeMap<_, _> = signers.iter().map(|s| (s.id, s.label.clone())).collect();
+    // The same protocol, step by step, as `kura dkg round1|round2|finish`:
+    // wallet_core::ceremony::dkg, with every document written as a file.
+    let cards = signers
+        .iter()
+        .map(|s| {
+            Ok(IdentityCard::new(
+                s.label.clone(),
+                Role::Signer,
+                s.keystore.identity_public_key()?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
-    let ceremony = ceremony_id::<Suite>(2, &roster, &nonce);
+    let ceremony = Ceremony::<Suite>::new(2, cards, nonce).map_err(crate::ceremony_err)?;
+    let fingerprint = ceremony.fingerprint();
     o.step(&format!(
-        "DKG ceremony {} (2-of-3), round-2 shares sealed to each recipient's identity key",
-        ceremony.short()
+        "DKG ceremony {fingerprint} (2-of-3): every signer confirms this fingerprint, signs its round-1 and round-2 messages, and seals round-2 shares to each recipient's identity key"
     ));
     let dir = out.join("dkg");
-    let mut r1_secrets = Vec::new();
+    write(
+        &dir.join("ceremony.json"),
+        &serde_json::to_vec_pretty(&ceremony.plan())?,
+    )?;
     for s in signers {
-        let (secret, message) = dkg::part1::<Suite, _>(s.id, s.label.clone(), 3, 2, &mut OsRng)?;
+        // Each signer confirms the fingerprint (here: the one computed from
+        // its own copy of the cards, as the convener would announce it).
+        let confirmed = ceremony
+            .clone()
+            .confirm(&fingerprint.to_string())
+            .map_err(crate::ceremony_err)?;
+        let doc = dkg::round1(&confirmed, s.keystore.as_ref(), &mut OsRng)
+            .map_err(crate::ceremony_err)?;
         write(
             &dir.join(format!("round1-{}.json", s.label)),
-            &format::encode(&ceremony, &DkgRound1Document { message })?,
+            &format::encode(ceremony.id(), &doc)?,
         )?;
-        r1_secrets.push(secret);
     }
-    let mut r1 = Vec::new();
+    let read_r1 = || -> anyhow::Result<Vec<Round1Document<Suite>>> {
+        signers
+            .iter()
+            .map(|s| {
+                let bytes = fs::read(dir.join(format!("round1-{}.json", s.label)))?;
+                Ok(format::decode_for_group(&bytes, ceremony.id())?)
+            })
+            .collect()
+    };
+    let r1 = read_r1()?;
     for s in signers {
-        let bytes = fs::read(dir.join(format!("round1-{}.json", s.label)))?;
-        r1.push(format::decode_for_group::<DkgRound1Document<Suite>>(&bytes, &ceremony)?.message);
-    }
-    let mut r2_secrets = Vec::new();
-    for (s, secret) in signers.iter().zip(r1_secrets) {
-        let (secret2, messages) = dkg::part2(secret, &r1)?;
-        for m in messages {
-            let to = signers.iter().find(|x| x.id == m.to).context("recipient")?;
-            let sealed = to.keystore.identity_public_key()?.seal(
-                &serde_json::to_vec(&m)?,
-                &dkg_round2_context(&ceremony, &m.from, &m.to),
-                &mut OsRng,
-            )?;
-            let doc = format::encode(
-                &ceremony,
-                &DkgRound2Document::<Suite> {
-                    from: m.from,
-                    to: m.to,
-                    sealed,
-                },
-            )?;
+        let o2 = dkg::round2(&ceremony, s.keystore.as_ref(), &r1, &mut OsRng)
+            .map_err(crate::ceremony_err)?;
+        for (to, doc) in &o2.messages {
             write(
-                &dir.join(format!("round2-{}-to-{}.json", s.label, to.label)),
-                &doc,
+                &dir.join(format!("round2-{}-to-{to}.json", s.label)),
+                &format::encode(ceremony.id(), doc)?,
             )?;
         }
-        r2_secrets.push(secret2);
     }
     let mut shares = Vec::new();
     let mut group: Option<PublicGroup<Suite>> = None;
-    for (s, secret2) in signers.iter().zip(&r2_secrets) {
-        let mut received = Vec::new();
+    for s in signers {
+        let mut received: Vec<Round2Document<Suite>> = Vec::new();
         for from in signers.iter().filter(|x| x.id != s.id) {
             let path = dir.join(format!("round2-{}-to-{}.json", from.label, s.label));
-            let doc =
-                format::decode_for_group::<DkgRound2Document<Suite>>(&fs::read(&path)?, &ceremony)?;
-            if doc.to != s.id || doc.from != from.id {
-                bail!(
-                    "{} is not addressed from {} to {}",
-                    path.display(),
-                    from.label,
-                    s.label
-                );
-            }
-            let plain = s.keystore.open_sealed(
-                &doc.sealed,
-                &dkg_round2_context(&ceremony, &doc.from, &doc.to),
-            )?;
-            received.push(serde_json::from_slice::<Round2Message<Suite>>(
-                plain.expose(),
-            )?);
+            received.push(format::decode_for_group(&fs::read(&path)?, ceremony.id())?);
         }
-        let (share, g) = dkg::part3(secret2, &r1, &received)?;
-        keystore::put_share(s.keystore.as_ref(), &share)?;
-        if group.as_ref().is_some_and(|prev| prev != &g) {
+        let done = dkg::finish(&ceremony, s.keystore.as_ref(), &read_r1()?, &received)
+            .map_err(crate::ceremony_err)?;
+        MemberState::new(&s.home)
+            .install(
+                s.keystore.as_ref(),
+                &done.share,
+                &done.group,
+                &done.roster,
+                &mut wallet_core::ceremony::state::no_crash,
+            )
+            .map_err(crate::ceremony_err)?;
+        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::ceremony_err)?;
+        if group.as_ref().is_some_and(|prev| prev != &done.group) {
             return Err(refused("participants derived different groups"));
         }
-        group = Some(g);
-        shares.push(share);
+        if s.id == signers.first().map(|f| f.id).unwrap_or(s.id) {
+            o.step(&format!(
+                "group fingerprint {} (every signer compares it)",
+                done.fingerprint
+            ));
+        }
+        group = Some(done.group);
+        shares.push(done.share);
     }
     Ok((shares, group.context("no group")?))
 }

@@ -7,6 +7,7 @@
 //! HOME/keystore/       software keystore (age files), or HOME/nonces/ with a token
 //! HOME/group.json      the group (after keygen)
 //! HOME/roster.json     members' identity keys (after keygen)
+//! HOME/staged-group.json  a refreshed group waiting for `kura refresh activate`
 //! HOME/policy.toml     the signer's policy (written by its operator)
 //! HOME/audit.jsonl     the signer's audit log
 //! ```
@@ -16,11 +17,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use wallet_core::ceremony::{self, IdentityCard, Role};
 use wallet_core::format::{self, DocumentBody, GroupId};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
 use wallet_core::keystore::{files, Keystore, SoftwareKeystore, WorkFactor};
-use wallet_core::{Label, PublicGroup, Secp256k1Tr, SuiteId};
+use wallet_core::{Label, PublicGroup, Secp256k1Tr};
 
 use crate::secrets::SecretArgs;
 
@@ -43,84 +45,16 @@ pub enum KeystoreConfig {
 pub struct HomeConfig {
     /// Format version (1).
     pub kura_home: u32,
-    /// `signer` or `requester`.
-    pub role: String,
+    /// `signer`, `requester` or `dealer`.
+    pub role: Role,
     /// The participant's label.
     pub label: Label,
     /// Its keystore.
     pub keystore: KeystoreConfig,
 }
 
-/// A public identity card: who, which role, which key.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityCard {
-    /// Format version (1).
-    pub kura_identity_card: u32,
-    /// Label.
-    pub label: Label,
-    /// `signer` or `requester`.
-    pub role: String,
-    /// P-256 identity public key.
-    pub key: IdentityPublicKey,
-}
-
-/// One roster entry.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RosterEntry {
-    /// FROST identifier.
-    pub participant: Identifier<Secp256k1Tr>,
-    /// Label.
-    pub label: Label,
-    /// Identity key.
-    pub key: IdentityPublicKey,
-}
-
-/// The group's roster of identity keys (a `roster` document).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Roster {
-    /// Members.
-    pub members: Vec<RosterEntry>,
-}
-
-impl DocumentBody for Roster {
-    const KIND: &'static str = "roster";
-    fn suite() -> SuiteId {
-        SuiteId::Secp256k1Tr
-    }
-}
-
-impl Roster {
-    /// Identity keys by identifier, checked against the group's members.
-    pub fn identities(
-        &self,
-        group: &PublicGroup<Secp256k1Tr>,
-    ) -> anyhow::Result<BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>> {
-        let mut map = BTreeMap::new();
-        for m in &self.members {
-            if group.label(&m.participant) != Some(&m.label) {
-                bail!(
-                    "roster entry {:?} is not a member of group {} under that label",
-                    m.label.as_str(),
-                    group.id().short()
-                );
-            }
-            if map.insert(m.participant, m.key).is_some() {
-                bail!("roster lists {:?} twice", m.label.as_str());
-            }
-        }
-        if map.len() != group.participants().len() {
-            bail!(
-                "roster has {} members, the group {}",
-                map.len(),
-                group.participants().len()
-            );
-        }
-        Ok(map)
-    }
-}
+/// The protocol's documents, defined once in wallet-core.
+pub type Roster = ceremony::Roster<Secp256k1Tr>;
 
 /// The largest audit log `kura audit` reads (the signer's own file, which
 /// grows with every decision).
@@ -241,28 +175,22 @@ pub fn read_roster(
     path: &Path,
     group: &PublicGroup<Secp256k1Tr>,
 ) -> anyhow::Result<BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>> {
-    let roster =
-        format::decode_for_group::<Roster>(&read(path)?, group.id()).with_context(|| {
-            format!(
-                "{} is not a valid roster for group {}",
-                path.display(),
-                group.id().short()
-            )
-        })?;
-    roster.identities(group)
+    Ok(read_roster_doc(path, group)?.identities(group)?)
+}
+
+pub fn read_roster_doc(path: &Path, group: &PublicGroup<Secp256k1Tr>) -> anyhow::Result<Roster> {
+    Roster::from_document(&read(path)?, group).with_context(|| {
+        format!(
+            "{} is not a valid roster for group {}",
+            path.display(),
+            group.id().short()
+        )
+    })
 }
 
 pub fn read_card(path: &Path) -> anyhow::Result<IdentityCard> {
-    let card: IdentityCard = serde_json::from_slice(&read(path)?)
-        .with_context(|| format!("{} is not an identity card", path.display()))?;
-    if card.kura_identity_card != 1 {
-        bail!(
-            "{}: unsupported identity card version {}",
-            path.display(),
-            card.kura_identity_card
-        );
-    }
-    Ok(card)
+    IdentityCard::from_json(&read(path)?)
+        .with_context(|| format!("{} is not an identity card", path.display()))
 }
 
 /// An opened home.
@@ -276,7 +204,7 @@ impl Home {
     /// Creates a home with a new keystore and identity key.
     pub fn init(
         dir: &Path,
-        role: &str,
+        role: Role,
         label: &str,
         hsm: Option<&str>,
         secrets: &SecretArgs,
@@ -317,21 +245,13 @@ impl Home {
         };
         let config = HomeConfig {
             kura_home: 1,
-            role: role.to_owned(),
+            role,
             label: label.clone(),
             keystore: config,
         };
         write_new(&dir.join("kura.json"), &serde_json::to_vec_pretty(&config)?)?;
-        let card = IdentityCard {
-            kura_identity_card: 1,
-            label,
-            role: role.to_owned(),
-            key: keystore.identity_public_key()?,
-        };
-        write_new(
-            &dir.join("identity.json"),
-            &serde_json::to_vec_pretty(&card)?,
-        )?;
+        let card = IdentityCard::new(label, role, keystore.identity_public_key()?);
+        write_new(&dir.join("identity.json"), &card.to_json()?)?;
         Ok(Home {
             dir: dir.to_owned(),
             config,
@@ -339,15 +259,17 @@ impl Home {
         })
     }
 
-    /// Opens a home of any role and unlocks its keystore.
-    pub fn open_any(dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Home> {
-        let config: HomeConfig = serde_json::from_slice(&read(&dir.join("kura.json"))?)
-            .with_context(|| format!("{} is not a Kura home", dir.display()))?;
-        Self::open(dir, &config.role, secrets)
-    }
-
     /// Opens a home and unlocks its keystore.
     pub fn open(dir: &Path, role: &str, secrets: &SecretArgs) -> anyhow::Result<Home> {
+        Self::open_as(dir, Some(role), secrets)
+    }
+
+    /// Opens a home of any role.
+    pub fn open_any(dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Home> {
+        Self::open_as(dir, None, secrets)
+    }
+
+    fn open_as(dir: &Path, role: Option<&str>, secrets: &SecretArgs) -> anyhow::Result<Home> {
         for path in [dir.to_owned(), dir.join("kura.json")] {
             if path.exists() {
                 files::check_private(&path)?;
@@ -363,7 +285,7 @@ impl Home {
         if config.kura_home != 1 {
             bail!("unsupported home version {}", config.kura_home);
         }
-        if config.role != role {
+        if let Some(role) = role.filter(|r| *r != config.role.as_str()) {
             bail!(
                 "{} is a {} home, not a {role} home",
                 dir.display(),

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use secrets::SecretArgs;
+use wallet_core::ceremony::Role;
 
 /// Kura: threshold custody with FROST, where every co-signer checks what it signs.
 #[derive(Debug, Parser)]
@@ -55,6 +56,25 @@ enum Command {
     /// A co-signer's home: keystore, identity, group, policy, audit log.
     #[command(subcommand)]
     Signer(SignerCmd),
+    /// A trusted dealer's home: the identity that signs dealings and dealer refreshes.
+    #[command(subcommand)]
+    Dealer(DealerCmd),
+    /// Fingerprints to compare over another channel: of identity cards, and of a ceremony.
+    ///
+    /// Example: kura fingerprint -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C
+    Fingerprint {
+        #[arg(long, short = 't')]
+        threshold: Option<u16>,
+        /// Identity cards (repeat).
+        #[arg(long = "card", value_name = "FILE", required = true)]
+        cards: Vec<PathBuf>,
+        /// The dealer's identity card, for a dealer ceremony.
+        #[arg(long, value_name = "FILE")]
+        dealer_card: Option<PathBuf>,
+        /// The ceremony nonce (64 hex digits); with -t, prints the ceremony fingerprint.
+        #[arg(long, value_name = "HEX")]
+        ceremony: Option<String>,
+    },
     /// A requester's home: the identity that signs withdrawal requests.
     #[command(subcommand)]
     Requester(RequesterCmd),
@@ -110,18 +130,34 @@ enum SignerCmd {
         #[arg(long, value_name = "PKCS11-URI")]
         hsm: Option<String>,
     },
-    /// Import this signer's sealed share from a dealer (with the group and roster files).
+    /// Import this signer's share from a dealer's signed dealing, after confirming the ceremony fingerprint.
     ///
-    /// Example: kura signer import --home alice --group out/group.json --roster out/roster.json --share out/share-alice.json --passphrase-file alice.pass
+    /// Example: kura signer import --home alice --dealing out/dealing.json --fingerprint XXXX-… --passphrase-file alice.pass
     Import {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
         #[arg(long, value_name = "FILE")]
-        group: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        roster: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        share: PathBuf,
+        dealing: PathBuf,
+        /// The ceremony fingerprint the convener announced (else asked on a terminal).
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DealerCmd {
+    /// Create a dealer home with a new keystore and identity key; its card is pinned by every signer.
+    ///
+    /// Example: kura dealer init --home dealer --label dealer --software --passphrase-file dealer.pass
+    Init {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long)]
+        label: String,
+        #[arg(long, conflicts_with = "hsm", required_unless_present = "hsm")]
+        software: bool,
+        #[arg(long, value_name = "PKCS11-URI")]
+        hsm: Option<String>,
     },
 }
 
@@ -138,34 +174,59 @@ enum RequesterCmd {
     },
 }
 
+/// A dealer ceremony.
+#[derive(Debug, clap::Args)]
+struct DealArgs {
+    /// The dealer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    #[arg(long, short = 't')]
+    threshold: u16,
+    /// A signer's identity card (repeat, one per signer).
+    #[arg(long = "card", value_name = "FILE", required = true)]
+    cards: Vec<PathBuf>,
+    /// 64 hex digits the convener picked at random and gave everyone.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// The ceremony fingerprint the convener announced (else asked on a terminal).
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+impl DealArgs {
+    fn view(&self) -> cmd::keygen::DealArgs<'_> {
+        cmd::keygen::DealArgs {
+            home: &self.home,
+            threshold: self.threshold,
+            cards: &self.cards,
+            ceremony: &self.ceremony,
+            fingerprint: self.fingerprint.as_deref(),
+            out: &self.out,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeygenCmd {
-    /// Trusted-dealer keygen (tests, migrations): group, roster and one share sealed to each signer's card.
+    /// Trusted-dealer keygen (tests, migrations): a dealing signed by the dealer, one share sealed to each signer.
     ///
-    /// Example: kura keygen dealer --threshold 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --out group
+    /// Example: kura keygen dealer --home dealer -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --fingerprint $FP --out group
     Dealer {
-        #[arg(long, short = 't')]
-        threshold: u16,
-        /// A signer's identity card (repeat, one per signer).
-        #[arg(long = "card", value_name = "FILE", required = true)]
-        cards: Vec<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[command(flatten)]
+        d: DealArgs,
     },
     /// Split an existing single-key wallet's secret key (a file: WIF or hex) into sealed shares.
     ///
     /// For Taproot the group's internal key is the imported key, so a BIP86 wallet keeps its address.
-    /// Example: kura keygen import -t 2 --key-file old-wallet.wif --card alice/identity.json --card bob/identity.json --card carol/identity.json --out group
+    /// Example: kura keygen import --home dealer -t 2 --key-file old-wallet.wif --card … --ceremony $C --fingerprint $FP --out group
     Import {
-        #[arg(long, short = 't')]
-        threshold: u16,
+        #[command(flatten)]
+        d: DealArgs,
         /// File holding the secret key (WIF or 64 hex digits); never pass a key on the command line.
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
-        #[arg(long = "card", value_name = "FILE", required = true)]
-        cards: Vec<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
     },
 }
 
@@ -182,13 +243,29 @@ struct CeremonyArgs {
     /// 64 hex digits the convener picked at random and gave everyone.
     #[arg(long, value_name = "HEX")]
     ceremony: String,
+    /// The ceremony fingerprint the convener announced over another channel
+    /// (round 1 needs it, or asks on a terminal; later rounds check it if given).
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<String>,
+}
+
+impl CeremonyArgs {
+    fn ceremony(
+        &self,
+    ) -> anyhow::Result<wallet_core::ceremony::dkg::Ceremony<wallet_core::Secp256k1Tr>> {
+        let c = cmd::dkg::ceremony(self.threshold, &self.cards, &self.ceremony)?;
+        if let Some(f) = &self.fingerprint {
+            c.fingerprint().confirm(f).map_err(ceremony_err)?;
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum DkgCmd {
-    /// Round 1: this signer's broadcast (send it to everyone).
+    /// Round 1: confirm the ceremony fingerprint, then this signer's signed broadcast (send it to everyone).
     ///
-    /// Example: kura dkg round1 --home alice -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --out r1-alice.json --passphrase-file alice.pass
+    /// Example: kura dkg round1 --home alice -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --fingerprint $FP --out r1-alice.json --passphrase-file alice.pass
     Round1 {
         #[command(flatten)]
         c: CeremonyArgs,
@@ -223,33 +300,107 @@ enum DkgCmd {
 
 #[derive(Debug, Subcommand)]
 enum RefreshCmd {
-    /// Trusted-dealer refresh: the refreshed group and one sealed refreshing share per member.
+    /// Propose a refresh (a member, or the group's dealer with --group/--roster): one sealed refreshing share per member.
     ///
-    /// Example: kura refresh dealer --group group.json --roster roster.json --out refresh
-    Dealer {
-        #[arg(long, value_name = "FILE")]
-        group: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        roster: PathBuf,
+    /// Example: kura refresh propose --home bob --out refresh.json --passphrase-file bob.pass
+    Propose {
         #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "FILE", requires = "roster")]
+        group: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "group")]
+        roster: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Apply this signer's refreshing share; the old share is replaced.
+    /// Consent to a member's refresh proposal (signed); t members must consent.
     ///
-    /// Example: kura refresh apply --home alice --group refresh/group.json --share refresh/refresh-alice.json --passphrase-file alice.pass
+    /// Example: kura refresh endorse --home carol refresh.json --out endorse-carol.json --passphrase-file carol.pass
+    Endorse {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        proposal: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check the proposal and its consent, stage this signer's refreshed share (the current one stays in use), write a signed receipt.
+    ///
+    /// Example: kura refresh apply --home alice refresh.json --endorsement endorse-carol.json --out receipt-alice.json --passphrase-file alice.pass
     Apply {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
+        proposal: PathBuf,
+        #[arg(long = "endorsement", value_name = "FILE")]
+        endorsements: Vec<PathBuf>,
+        /// The receipt to give every other member.
         #[arg(long, value_name = "FILE")]
-        group: PathBuf,
+        out: PathBuf,
+    },
+    /// Refresh by DKG (no proposer learns any refreshing share; every member takes part): the ceremony fingerprint to announce.
+    ///
+    /// Example: kura refresh fingerprint --home alice --ceremony $C
+    Fingerprint {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+    },
+    /// Refresh by DKG, round 1: confirm the fingerprint, then a signed zero-sharing broadcast.
+    ///
+    /// Example: kura refresh round1 --home alice --ceremony $C --fingerprint $FP --out rr1-alice.json --passphrase-file alice.pass
+    Round1 {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long, value_name = "FP")]
+        fingerprint: Option<String>,
         #[arg(long, value_name = "FILE")]
-        share: PathBuf,
+        out: PathBuf,
+    },
+    /// Refresh by DKG, round 2: check every member's round-1; one signed, sealed message per peer.
+    ///
+    /// Example: kura refresh round2 --home alice --ceremony $C --out-dir rsent rr1-*.json --passphrase-file alice.pass
+    Round2 {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        #[arg(required = true)]
+        round1: Vec<PathBuf>,
+    },
+    /// Refresh by DKG, finish: stage the refreshed share, write a signed receipt.
+    ///
+    /// Example: kura refresh finish --home alice --ceremony $C --round1 rr1-*.json --round2 rsent/round2-bob-to-alice.json … --out receipt-alice.json --passphrase-file alice.pass
+    Finish {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        #[arg(long, value_name = "HEX")]
+        ceremony: String,
+        #[arg(long = "round1", value_name = "FILE", required = true)]
+        round1: Vec<PathBuf>,
+        #[arg(long = "round2", value_name = "FILE", required = true)]
+        round2: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Switch to the staged share and group once every member's receipt is given (crash-safe; rerun completes it).
+    ///
+    /// Example: kura refresh activate --home alice --receipt receipt-alice.json --receipt receipt-bob.json --receipt receipt-carol.json --passphrase-file alice.pass
+    Activate {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+        /// Every member's receipt (repeat).
+        #[arg(long = "receipt", value_name = "FILE")]
+        receipts: Vec<PathBuf>,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum RepairCmd {
-    /// Helper, step 1: one sealed delta per helper (the helper list includes this signer).
+    /// Helper, step 1: one signed, sealed delta per helper (the helper list includes this signer).
     ///
     /// Example: kura repair deltas --home bob --lost alice --helper bob --helper carol --out-dir repair --passphrase-file bob.pass
     Deltas {
@@ -262,25 +413,29 @@ enum RepairCmd {
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
     },
-    /// Helper, step 2: sum the deltas sealed to this signer into a sigma sealed to the lost member.
+    /// Helper, step 2: check the deltas sealed to this signer and seal a signed sigma to the lost member.
     ///
-    /// Example: kura repair sigma --home bob --lost alice repair/delta-*-to-bob.json --out repair/sigma-bob.json --passphrase-file bob.pass
+    /// Example: kura repair sigma --home bob --lost alice --helper bob --helper carol repair/delta-*-to-bob.json --out repair/sigma-bob.json --passphrase-file bob.pass
     Sigma {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
         #[arg(long)]
         lost: String,
+        #[arg(long = "helper", required = true)]
+        helpers: Vec<String>,
         #[arg(required = true)]
         deltas: Vec<PathBuf>,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// The lost member: rebuild the share from the helpers' sigmas (checked against the group).
+    /// The lost member: check the helpers' sigmas and rebuild the share (checked against the group).
     ///
-    /// Example: kura repair recover --home alice repair/sigma-bob.json repair/sigma-carol.json --passphrase-file alice.pass
+    /// Example: kura repair recover --home alice --helper bob --helper carol repair/sigma-bob.json repair/sigma-carol.json --passphrase-file alice.pass
     Recover {
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
+        #[arg(long = "helper", required = true)]
+        helpers: Vec<String>,
         #[arg(required = true)]
         sigmas: Vec<PathBuf>,
     },
@@ -498,6 +653,15 @@ pub fn refused(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(message.into()))
 }
 
+/// A ceremony error: exit 1 when a check refused its input, else 2.
+pub fn ceremony_err(e: wallet_core::ceremony::CeremonyError) -> anyhow::Error {
+    if e.is_refusal() {
+        refused(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
 /// Prints a command's result as text or as one JSON line.
 #[derive(Debug)]
 pub struct Reporter {
@@ -570,38 +734,87 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { out } => demo::run(&out, cli.json),
         Command::Signer(SignerCmd::Init {
             home, label, hsm, ..
-        }) => cmd::misc::init(&home, "signer", &label, hsm.as_deref(), s, &r),
+        }) => cmd::misc::init(&home, Role::Signer, &label, hsm.as_deref(), s, &r),
+        Command::Dealer(DealerCmd::Init {
+            home, label, hsm, ..
+        }) => cmd::misc::init(&home, Role::Dealer, &label, hsm.as_deref(), s, &r),
+        Command::Fingerprint {
+            threshold,
+            cards,
+            dealer_card,
+            ceremony,
+        } => cmd::dkg::fingerprint(
+            threshold,
+            &cards,
+            dealer_card.as_deref(),
+            ceremony.as_deref(),
+            &r,
+        ),
         Command::Signer(SignerCmd::Import {
             home,
-            group,
-            roster,
-            share,
-        }) => cmd::keygen::import(&home, &group, &roster, &share, s, &r),
+            dealing,
+            fingerprint,
+        }) => cmd::keygen::import(&home, &dealing, fingerprint.as_deref(), s, &r),
         Command::Requester(RequesterCmd::Init { home, label }) => {
-            cmd::misc::init(&home, "requester", &label, None, s, &r)
+            cmd::misc::init(&home, Role::Requester, &label, None, s, &r)
         }
         Command::Dkg(DkgCmd::Round1 { c, out }) => {
             let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
+            let cer = cmd::dkg::confirm(cer, c.fingerprint.as_deref())?;
             cmd::dkg::round1(&c.home, &cer, &out, s, &r)
         }
         Command::Dkg(DkgCmd::Round2 { c, out_dir, round1 }) => {
-            let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
-            cmd::dkg::round2(&c.home, &cer, &round1, &out_dir, s, &r)
+            cmd::dkg::round2(&c.home, &c.ceremony()?, &round1, &out_dir, s, &r)
         }
         Command::Dkg(DkgCmd::Finish {
             c,
             round1,
             round2,
             out_dir,
+        }) => cmd::dkg::finish(&c.home, &c.ceremony()?, &round1, &round2, &out_dir, s, &r),
+        Command::Refresh(RefreshCmd::Propose {
+            home,
+            group,
+            roster,
+            out,
         }) => {
-            let cer = cmd::dkg::ceremony(c.threshold, &c.cards, &c.ceremony)?;
-            cmd::dkg::finish(&c.home, &cer, &round1, &round2, &out_dir, s, &r)
+            cmd::maintain::refresh_propose(&home, group.as_deref(), roster.as_deref(), &out, s, &r)
         }
-        Command::Refresh(RefreshCmd::Dealer { group, roster, out }) => {
-            cmd::maintain::refresh_dealer(&group, &roster, &out, &r)
+        Command::Refresh(RefreshCmd::Endorse {
+            home,
+            proposal,
+            out,
+        }) => cmd::maintain::refresh_endorse(&home, &proposal, &out, s, &r),
+        Command::Refresh(RefreshCmd::Apply {
+            home,
+            proposal,
+            endorsements,
+            out,
+        }) => cmd::maintain::refresh_apply(&home, &proposal, &endorsements, &out, s, &r),
+        Command::Refresh(RefreshCmd::Fingerprint { home, ceremony }) => {
+            cmd::maintain::refresh_fingerprint(&home, &ceremony, &r)
         }
-        Command::Refresh(RefreshCmd::Apply { home, group, share }) => {
-            cmd::maintain::refresh_apply(&home, &group, &share, s, &r)
+        Command::Refresh(RefreshCmd::Round1 {
+            home,
+            ceremony,
+            fingerprint,
+            out,
+        }) => cmd::maintain::refresh_round1(&home, &ceremony, fingerprint.as_deref(), &out, s, &r),
+        Command::Refresh(RefreshCmd::Round2 {
+            home,
+            ceremony,
+            out_dir,
+            round1,
+        }) => cmd::maintain::refresh_round2(&home, &ceremony, &round1, &out_dir, s, &r),
+        Command::Refresh(RefreshCmd::Finish {
+            home,
+            ceremony,
+            round1,
+            round2,
+            out,
+        }) => cmd::maintain::refresh_finish(&home, &ceremony, &round1, &round2, &out, s, &r),
+        Command::Refresh(RefreshCmd::Activate { home, receipts }) => {
+            cmd::maintain::refresh_activate(&home, &receipts, s, &r)
         }
         Command::Repair(RepairCmd::Deltas {
             home,
@@ -612,23 +825,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repair(RepairCmd::Sigma {
             home,
             lost,
+            helpers,
             deltas,
             out,
-        }) => cmd::maintain::repair_sigma(&home, &lost, &deltas, &out, s, &r),
-        Command::Repair(RepairCmd::Recover { home, sigmas }) => {
-            cmd::maintain::repair_recover(&home, &sigmas, s, &r)
+        }) => cmd::maintain::repair_sigma(&home, &lost, &helpers, &deltas, &out, s, &r),
+        Command::Repair(RepairCmd::Recover {
+            home,
+            helpers,
+            sigmas,
+        }) => cmd::maintain::repair_recover(&home, &helpers, &sigmas, s, &r),
+        Command::Keygen(KeygenCmd::Import { d, key_file }) => {
+            cmd::keygen::import_key(&d.view(), &key_file, s, &r)
         }
-        Command::Keygen(KeygenCmd::Import {
-            threshold,
-            key_file,
-            cards,
-            out,
-        }) => cmd::keygen::import_key(threshold, &cards, &key_file, &out, &r),
-        Command::Keygen(KeygenCmd::Dealer {
-            threshold,
-            cards,
-            out,
-        }) => cmd::keygen::dealer(threshold, &cards, &out, &r),
+        Command::Keygen(KeygenCmd::Dealer { d }) => cmd::keygen::dealer(&d.view(), s, &r),
         Command::Wallet(WalletCmd::Address { group, network }) => {
             cmd::misc::address(&group, network, &r)
         }

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use bitcoin::{Amount, TxOut};
 
+const NONCE: &str = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
+
 struct Run {
     code: i32,
     stdout: String,
@@ -75,7 +77,7 @@ impl Env {
     /// requester, a dealt 2-of-3 group imported by every signer, and a policy
     /// for each signer allowing the requester to pay `exchange`.
     fn setup(&mut self, tokens: bool) -> (String, String) {
-        for name in ["alice", "bob", "carol", "ops"] {
+        for name in ["alice", "bob", "carol", "ops", "dealer"] {
             std::fs::write(
                 self.p(&format!("{name}.pass")),
                 format!("passphrase of {name}\n"),
@@ -174,40 +176,7 @@ impl Env {
             .as_str()
             .unwrap()
             .to_owned();
-        self.kura(&[
-            "keygen",
-            "dealer",
-            "-t",
-            "2",
-            "--card",
-            "alice/identity.json",
-            "--card",
-            "bob/identity.json",
-            "--card",
-            "carol/identity.json",
-            "--out",
-            "group",
-        ])
-        .ok();
-        for name in ["alice", "bob", "carol"] {
-            let share = format!("group/share-{name}.json");
-            self.kura_as(
-                name,
-                &[
-                    "signer",
-                    "import",
-                    "--home",
-                    name,
-                    "--group",
-                    "group/group.json",
-                    "--roster",
-                    "group/roster.json",
-                    "--share",
-                    &share,
-                ],
-            )
-            .ok();
-        }
+        self.deal("dealer", None);
         let exchange = address(0x11);
         let policy = format!(
             "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n[[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n"
@@ -236,6 +205,88 @@ impl Env {
             addr["data"]["address"].as_str().unwrap().to_owned(),
             exchange.to_string(),
         )
+    }
+
+    /// A dealer home `dealer` (software keystore), a 2-of-3 dealing (of a
+    /// new key, or of the key in `key_file`) into `group/`, confirmed by
+    /// fingerprint, and every signer's import of it. Returns the fingerprint.
+    fn deal(&self, verb: &str, key_file: Option<&str>) -> String {
+        if !self.p("dealer/kura.json").exists() {
+            self.kura(&[
+                "dealer",
+                "init",
+                "--home",
+                "dealer",
+                "--label",
+                "dealer",
+                "--software",
+                "--passphrase-file",
+                "dealer.pass",
+            ])
+            .ok();
+        }
+        let cards = [
+            "--card",
+            "alice/identity.json",
+            "--card",
+            "bob/identity.json",
+            "--card",
+            "carol/identity.json",
+        ];
+        let mut a = vec![
+            "--json",
+            "fingerprint",
+            "-t",
+            "2",
+            "--dealer-card",
+            "dealer/identity.json",
+            "--ceremony",
+            NONCE,
+        ];
+        a.extend(cards);
+        let fp = self.kura(&a).ok().json()["data"]["ceremony"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let keygen_verb = if verb == "dealer" { "dealer" } else { "import" };
+        let mut a = vec![
+            "keygen",
+            keygen_verb,
+            "--home",
+            "dealer",
+            "-t",
+            "2",
+            "--ceremony",
+            NONCE,
+            "--fingerprint",
+            &fp,
+            "--out",
+            "group",
+            "--passphrase-file",
+            "dealer.pass",
+        ];
+        if let Some(k) = key_file {
+            a.extend(["--key-file", k]);
+        }
+        a.extend(cards);
+        self.kura(&a).ok();
+        for name in ["alice", "bob", "carol"] {
+            self.kura_as(
+                name,
+                &[
+                    "signer",
+                    "import",
+                    "--home",
+                    name,
+                    "--dealing",
+                    "group/dealing.json",
+                    "--fingerprint",
+                    &fp,
+                ],
+            )
+            .ok();
+        }
+        fp
     }
 
     /// Args that unlock `name`'s keystore.
@@ -1059,35 +1110,163 @@ fn refresh_and_repair_as_files() {
     .ok();
     let before = std::fs::read(env.p("alice/group.json")).unwrap();
 
-    // Refresh: same group id and address, new verifying shares.
+    // A forged refresh: an outsider with the public group and roster.
+    std::fs::write(env.p("mallory.pass"), "mallory\n").unwrap();
+    env.kura(&[
+        "signer",
+        "init",
+        "--home",
+        "mallory",
+        "--label",
+        "mallory",
+        "--software",
+        "--passphrase-file",
+        "mallory.pass",
+    ])
+    .ok();
+    let r = env.kura(&[
+        "refresh",
+        "propose",
+        "--home",
+        "mallory",
+        "--group",
+        "group/group.json",
+        "--roster",
+        "group/roster.json",
+        "--out",
+        "forged.json",
+        "--passphrase-file",
+        "mallory.pass",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // A member's proposal without the quorum's consent is refused; nothing changes.
+    env.kura_as(
+        "bob",
+        &[
+            "refresh",
+            "propose",
+            "--home",
+            "bob",
+            "--out",
+            "bob-refresh.json",
+        ],
+    )
+    .ok();
+    let r = env.kura_as(
+        "alice",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "alice",
+            "bob-refresh.json",
+            "--out",
+            "x.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("needs at least 2"), "{}", r.stderr);
+    // An endorsement "from carol" signed by mallory does not count.
+    env.kura_as(
+        "carol",
+        &[
+            "refresh",
+            "endorse",
+            "--home",
+            "carol",
+            "bob-refresh.json",
+            "--out",
+            "carol-ok.json",
+        ],
+    )
+    .ok();
+    // carol's endorsement carrying another signature (bob's, over his own
+    // endorsement): refused naming carol, who is not blamed.
+    env.kura_as(
+        "bob",
+        &[
+            "refresh",
+            "endorse",
+            "--home",
+            "bob",
+            "bob-refresh.json",
+            "--out",
+            "bob-ok.json",
+        ],
+    )
+    .ok();
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(env.p(f)).unwrap()).unwrap()
+    };
+    let mut e = json("carol-ok.json");
+    e["body"]["signature"] = json("bob-ok.json")["body"]["signature"].clone();
+    std::fs::write(env.p("carol-forged.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+    let r = env.kura_as(
+        "alice",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "alice",
+            "bob-refresh.json",
+            "--endorsement",
+            "carol-forged.json",
+            "--out",
+            "x.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("claiming to come from carol"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.p("x.json").exists());
+    assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+
+    // The dealer's refresh: same group id and address, new verifying shares.
     env.kura(&[
         "refresh",
+        "propose",
+        "--home",
         "dealer",
         "--group",
         "group/group.json",
         "--roster",
         "group/roster.json",
         "--out",
-        "refresh",
+        "refresh/proposal.json",
+        "--passphrase-file",
+        "dealer.pass",
     ])
     .ok();
-    // bob cannot open alice's refreshing share.
-    let r = env.kura_as(
-        "bob",
-        &[
-            "refresh",
-            "apply",
-            "--home",
-            "bob",
-            "--group",
-            "refresh/group.json",
-            "--share",
-            "refresh/refresh-alice.json",
-        ],
-    );
-    assert_ne!(r.code, 0, "{}", r.stderr);
-    for name in ["alice", "bob", "carol"] {
-        let share = format!("refresh/refresh-{name}.json");
+    // carol's apply is killed after the staged share is kept: her old state
+    // is still the one in use, and running apply again completes it.
+    let mut a = vec![
+        "refresh",
+        "apply",
+        "--home",
+        "carol",
+        "refresh/proposal.json",
+        "--out",
+        "refresh/receipt-carol.json",
+    ];
+    let unlock = env.unlock("carol");
+    a.extend(unlock.iter().map(String::as_str));
+    let r = env.kura_with(&a, &[("KURA_CRASH_AT", "ShareKept")]);
+    assert_eq!(r.code, -1, "{}", r.stderr);
+    env.kura_as(
+        "carol",
+        &["sign", "review", "--home", "carol", "w.request.json"],
+    )
+    .ok();
+    for name in ["alice", "bob"] {
+        let receipt = format!("refresh/receipt-{name}.json");
         env.kura_as(
             name,
             &[
@@ -1095,13 +1274,77 @@ fn refresh_and_repair_as_files() {
                 "apply",
                 "--home",
                 name,
-                "--group",
-                "refresh/group.json",
-                "--share",
-                &share,
+                "refresh/proposal.json",
+                "--out",
+                &receipt,
             ],
         )
         .ok();
+    }
+    // Not every member has staged yet (carol's apply was killed): no activation.
+    let r = env.kura_as(
+        "alice",
+        &[
+            "refresh",
+            "activate",
+            "--home",
+            "alice",
+            "--receipt",
+            "refresh/receipt-alice.json",
+            "--receipt",
+            "refresh/receipt-bob.json",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no receipt yet from carol"),
+        "{}",
+        r.stderr
+    );
+    env.kura_as(
+        "carol",
+        &[
+            "refresh",
+            "apply",
+            "--home",
+            "carol",
+            "refresh/proposal.json",
+            "--out",
+            "refresh/receipt-carol.json",
+        ],
+    )
+    .ok();
+    let all = [
+        "--receipt",
+        "refresh/receipt-alice.json",
+        "--receipt",
+        "refresh/receipt-bob.json",
+        "--receipt",
+        "refresh/receipt-carol.json",
+    ];
+    // Staged only: the old share and group are still the ones in use.
+    assert_eq!(before, std::fs::read(env.p("alice/group.json")).unwrap());
+    env.kura_as(
+        "alice",
+        &["sign", "review", "--home", "alice", "w.request.json"],
+    )
+    .ok();
+    // alice's activation is killed after the group switch, bob's after the
+    // share switch: each is usable at once, and a rerun completes it.
+    for (name, step) in [("alice", "GroupSwitched"), ("bob", "ShareSwitched")] {
+        let mut a = vec!["refresh", "activate", "--home", name];
+        a.extend(all);
+        let unlock = env.unlock(name);
+        a.extend(unlock.iter().map(String::as_str));
+        let r = env.kura_with(&a, &[("KURA_CRASH_AT", step)]);
+        assert_eq!(r.code, -1, "{name} killed at {step}: {}", r.stderr);
+        env.kura_as(name, &["sign", "review", "--home", name, "w.request.json"])
+            .ok();
+    }
+    for name in ["alice", "bob", "carol"] {
+        let mut a = vec!["refresh", "activate", "--home", name];
+        a.extend(all);
+        env.kura_as(name, &a).ok();
     }
     let after = std::fs::read(env.p("alice/group.json")).unwrap();
     assert_ne!(before, after, "verifying shares change");
@@ -1151,8 +1394,8 @@ fn refresh_and_repair_as_files() {
         env.kura_as(
             name,
             &[
-                "repair", "sigma", "--home", name, "--lost", "alice", &deltas[0], &deltas[1],
-                "--out", &out,
+                "repair", "sigma", "--home", name, "--lost", "alice", "--helper", "bob",
+                "--helper", "carol", &deltas[0], &deltas[1], "--out", &out,
             ],
         )
         .ok();
@@ -1165,6 +1408,10 @@ fn refresh_and_repair_as_files() {
             "recover",
             "--home",
             "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
             "repair/sigma-bob.json",
         ],
     );
@@ -1176,6 +1423,10 @@ fn refresh_and_repair_as_files() {
             "recover",
             "--home",
             "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
             "repair/sigma-bob.json",
             "repair/sigma-carol.json",
         ],
@@ -1191,6 +1442,7 @@ fn refresh_and_repair_as_files() {
 #[test]
 fn importing_a_single_key_wallet_keeps_its_address() {
     let env = Env::new();
+    std::fs::write(env.p("dealer.pass"), "pass dealer\n").unwrap();
     for name in ["alice", "bob", "carol"] {
         std::fs::write(env.p(&format!("{name}.pass")), format!("pass {name}\n")).unwrap();
         env.kura(&[
@@ -1208,23 +1460,7 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     }
     let secret = [0x2a_u8; 32];
     std::fs::write(env.p("old.key"), hex::encode(secret)).unwrap();
-    env.kura(&[
-        "keygen",
-        "import",
-        "-t",
-        "2",
-        "--key-file",
-        "old.key",
-        "--card",
-        "alice/identity.json",
-        "--card",
-        "bob/identity.json",
-        "--card",
-        "carol/identity.json",
-        "--out",
-        "group",
-    ])
-    .ok();
+    env.deal("import", Some("old.key"));
     let addr = env
         .kura(&[
             "--json",
@@ -1252,8 +1488,14 @@ fn importing_a_single_key_wallet_keeps_its_address() {
     let r = env.kura(&[
         "keygen",
         "import",
+        "--home",
+        "dealer",
         "-t",
         "2",
+        "--ceremony",
+        NONCE,
+        "--fingerprint",
+        "0000",
         "--key-file",
         "junk.key",
         "--card",
@@ -1262,8 +1504,134 @@ fn importing_a_single_key_wallet_keeps_its_address() {
         "bob/identity.json",
         "--out",
         "g2",
+        "--passphrase-file",
+        "dealer.pass",
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn refresh_by_dkg_as_files() {
+    let mut env = Env::new();
+    env.setup(false);
+    let names = ["alice", "bob", "carol"];
+    let before = std::fs::read(env.p("alice/group.json")).unwrap();
+    let fp = |name: &str| {
+        env.kura(&[
+            "--json",
+            "refresh",
+            "fingerprint",
+            "--home",
+            name,
+            "--ceremony",
+            NONCE,
+        ])
+        .ok()
+        .json()["data"]["ceremony"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let announced = fp("alice");
+    assert_eq!(announced, fp("carol"));
+    for n in names {
+        let out = format!("rr1-{n}.json");
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "round1",
+                "--home",
+                n,
+                "--ceremony",
+                NONCE,
+                "--fingerprint",
+                &announced,
+                "--out",
+                &out,
+            ],
+        )
+        .ok();
+    }
+    for n in names {
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "round2",
+                "--home",
+                n,
+                "--ceremony",
+                NONCE,
+                "--out-dir",
+                "rsent",
+                "rr1-alice.json",
+                "rr1-bob.json",
+                "rr1-carol.json",
+            ],
+        )
+        .ok();
+    }
+    for n in names {
+        let mut a: Vec<String> = ["refresh", "finish", "--home", n, "--ceremony", NONCE]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for m in names {
+            a.extend(["--round1".into(), format!("rr1-{m}.json")]);
+        }
+        for m in names.iter().filter(|m| **m != n) {
+            a.extend(["--round2".into(), format!("rsent/round2-{m}-to-{n}.json")]);
+        }
+        a.extend(["--out".into(), format!("receipt-{n}.json")]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        env.kura_as(n, &a).ok();
+    }
+    assert_eq!(
+        before,
+        std::fs::read(env.p("alice/group.json")).unwrap(),
+        "staged only"
+    );
+    for n in names {
+        env.kura_as(
+            n,
+            &[
+                "refresh",
+                "activate",
+                "--home",
+                n,
+                "--receipt",
+                "receipt-alice.json",
+                "--receipt",
+                "receipt-bob.json",
+                "--receipt",
+                "receipt-carol.json",
+            ],
+        )
+        .ok();
+    }
+    let after = std::fs::read(env.p("alice/group.json")).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, std::fs::read(env.p("carol/group.json")).unwrap());
+    // The refreshed share loads and fits the refreshed group (repair loads it).
+    env.kura_as(
+        "bob",
+        &[
+            "repair",
+            "deltas",
+            "--home",
+            "bob",
+            "--lost",
+            "alice",
+            "--helper",
+            "bob",
+            "--helper",
+            "carol",
+            "--out-dir",
+            "rep",
+        ],
+    )
+    .ok();
 }
 
 // ---- Signer state a disk writer cannot roll back, through the binary ----

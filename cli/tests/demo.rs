@@ -78,6 +78,42 @@ fn demo_withdraws_verifies_under_core_and_refuses_the_attack() {
         sealed.contains("\"sealed\"") && !sealed.contains("signing_share"),
         "{sealed}"
     );
+    // The demo runs the CLI's protocol (wallet_core::ceremony): `kura
+    // fingerprint` over the demo's card files gives the demo's ceremony,
+    // and the demo's round-1 files authenticate under it.
+    use wallet_core::ceremony::dkg::{self, Ceremony, CeremonyPlan, Round1Document};
+    let plan: CeremonyPlan =
+        serde_json::from_slice(&std::fs::read(out.join("dkg/ceremony.json")).unwrap()).unwrap();
+    let c = Ceremony::<wallet_core::Secp256k1Tr>::from_plan(&plan).unwrap();
+    let mut a: Vec<String> = ["--json", "fingerprint", "-t", "2", "--ceremony"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.push(hex::encode(&plan.nonce));
+    for n in ["alice", "bob", "carol"] {
+        a.push("--card".into());
+        a.push(
+            out.join(format!("signers/{n}/identity.json"))
+                .display()
+                .to_string(),
+        );
+    }
+    let fp = kura().args(&a).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&fp.stdout).unwrap();
+    assert_eq!(v["data"]["ceremony"], c.fingerprint().to_string());
+    let docs: Vec<Round1Document<wallet_core::Secp256k1Tr>> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            let b = std::fs::read(out.join(format!("dkg/round1-{n}.json"))).unwrap();
+            wallet_core::format::decode_for_group(&b, c.id()).unwrap()
+        })
+        .collect();
+    dkg::round1_set_digest(&c, &docs).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("signers/alice/group.json")).unwrap(),
+        std::fs::read(out.join("group.json")).unwrap()
+    );
+
     // alice's audit log: approved, refused (the attack), share released.
     let audit = std::fs::read_to_string(out.join("signers/alice/audit.jsonl")).unwrap();
     let events: Vec<String> = audit

@@ -13,14 +13,15 @@ use std::path::PathBuf;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use wallet_core::ceremony::dealer as cdealer;
+use wallet_core::ceremony::dkg::{self as cdkg, Ceremony};
+use wallet_core::ceremony::{maintain, IdentityCard, Role};
 use wallet_core::format::{self, canonical_bytes, FormatError};
 use wallet_core::frost_core::Identifier;
-use wallet_core::keygen::{self, dkg, Identifiers};
+use wallet_core::keygen::{self, Identifiers};
 use wallet_core::keystore::SessionId;
-use wallet_core::messages::{
-    ceremony_id, dkg_round2_context, CommitmentsMessage, DkgRound1Document, DkgRound2Document,
-    PackageMessage, ShareMessage, SignatureMessage,
-};
+use wallet_core::keystore::{Keystore, MemoryKeystore};
+use wallet_core::messages::{CommitmentsMessage, PackageMessage, ShareMessage, SignatureMessage};
 use wallet_core::{signing, KuraSuite, Label, Secp256k1, Secp256k1Tr};
 
 /// The directory of the known-answer files.
@@ -157,55 +158,138 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         )?,
     );
 
-    // DKG documents: alice's round-1 broadcast and her round-2 message to bob,
-    // sealed to a fixed identity key.
-    let ids: Vec<Identifier<C>> = (1..=3u16)
-        .map(Identifier::try_from)
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
-    let roster: BTreeMap<_, _> = ids.iter().copied().zip(labels.iter().cloned()).collect();
-    let ceremony = ceremony_id::<C>(2, &roster, &[0xce; 32]);
-    let mut r1 = Vec::new();
-    let mut secrets = Vec::new();
-    for (id, label) in &roster {
-        let (s, m) = dkg::part1::<C, _>(*id, label.clone(), 3, 2, &mut rng).map_err(err)?;
-        secrets.push(s);
-        r1.push(m);
-    }
-    let first = r1
-        .first()
-        .cloned()
-        .ok_or_else(|| err("no round-1 message"))?;
-    add(
-        "dkg-round1.json",
-        format::encode(&ceremony, &DkgRound1Document { message: first })?,
+    // Setup documents (wallet_core::ceremony), from fixed identity keys:
+    // alice's card, a DKG ceremony's round-1 and sealed round-2 messages,
+    // the resulting roster, a dealer's dealing, a refresh proposal and
+    // endorsement, a repair delta, and the fingerprints people compare.
+    let identity = |b: u8| {
+        wallet_core::identity::SoftwareIdentity::from_secret_bytes(&[b; 32])
+            .map(MemoryKeystore::with_identity)
+            .map_err(err)
+    };
+    let stores = [identity(0xa1)?, identity(0xb0)?, identity(0xca)?];
+    let dealer_ks = identity(0xde)?;
+    let cards: Vec<IdentityCard> = labels
+        .iter()
+        .zip(&stores)
+        .map(|(l, ks)| {
+            Ok(IdentityCard::new(
+                l.clone(),
+                Role::Signer,
+                ks.identity_public_key().map_err(err)?,
+            ))
+        })
+        .collect::<Result<_, GenerateError>>()?;
+    let dealer_card = IdentityCard::new(
+        Label::new("dealer").map_err(err)?,
+        Role::Dealer,
+        dealer_ks.identity_public_key().map_err(err)?,
     );
-    let secret = secrets.into_iter().next().ok_or_else(|| err("no secret"))?;
-    let (_, r2) = dkg::part2(secret, &r1).map_err(err)?;
-    let to_bob = r2
-        .into_iter()
-        .next()
-        .ok_or_else(|| err("no round-2 message"))?;
-    let bob_identity = wallet_core::identity::SoftwareIdentity::generate(&mut rng);
-    let plain = serde_json::to_vec(&to_bob).map_err(err)?;
-    let sealed = bob_identity
-        .public_key()
-        .seal(
-            &plain,
-            &dkg_round2_context(&ceremony, &to_bob.from, &to_bob.to),
-            &mut rng,
-        )
+    let alice_card = cards.first().cloned().ok_or_else(|| err("no card"))?;
+    add("identity-card.json", alice_card.to_json()?);
+    let c = Ceremony::<C>::new(2, cards.clone(), [0xce; 32]).map_err(err)?;
+    let conf = c
+        .clone()
+        .confirm(&c.fingerprint().to_string())
         .map_err(err)?;
+    let mut r1 = Vec::new();
+    for ks in &stores {
+        r1.push(cdkg::round1(&conf, ks, &mut rng).map_err(err)?);
+    }
+    let first = r1.first().ok_or_else(|| err("no round-1 message"))?;
+    add("dkg-round1.json", format::encode(c.id(), first)?);
+    let mut r2 = Vec::new();
+    for ks in &stores {
+        r2.push(cdkg::round2(&c, ks, &r1, &mut rng).map_err(err)?);
+    }
+    let (_, to_bob) = r2
+        .first()
+        .and_then(|o| o.messages.first())
+        .ok_or_else(|| err("no round-2 message"))?;
+    add("dkg-round2.json", format::encode(c.id(), to_bob)?);
+    let alice_r2: Vec<_> = r2
+        .iter()
+        .flat_map(|o| o.messages.iter())
+        .filter(|(to, _)| to.as_str() == "alice")
+        .map(|(_, d)| d.clone())
+        .collect();
+    let alice_ks = stores.first().ok_or_else(|| err("no store"))?;
+    let done = cdkg::finish(&c, alice_ks, &r1, &alice_r2).map_err(err)?;
+    add("roster.json", done.roster.to_document(done.group.id())?);
+
+    let dc = Ceremony::<C>::with_dealer(2, cards, dealer_card, [0xde; 32]).map_err(err)?;
+    let dconf = dc
+        .clone()
+        .confirm(&dc.fingerprint().to_string())
+        .map_err(err)?;
+    let dealt = cdealer::deal(&dconf, &dealer_ks, None, &mut rng).map_err(err)?;
     add(
-        "dkg-round2.json",
-        format::encode(
-            &ceremony,
-            &DkgRound2Document::<C> {
-                from: to_bob.from,
-                to: to_bob.to,
-                sealed,
-            },
-        )?,
+        "dealing.json",
+        format::encode(dealt.group.id(), &dealt.dealing)?,
+    );
+    let bob_ks = stores.get(1).ok_or_else(|| err("no store"))?;
+    let carol_ks = stores.get(2).ok_or_else(|| err("no store"))?;
+    let proposal =
+        maintain::propose_refresh(&dealt.group, &dealt.roster, bob_ks, &mut rng).map_err(err)?;
+    add(
+        "refresh-proposal.json",
+        format::encode(dealt.group.id(), &proposal)?,
+    );
+    let endorsement =
+        maintain::endorse_refresh(&dealt.group, &dealt.roster, &proposal, carol_ks).map_err(err)?;
+    add(
+        "refresh-endorsement.json",
+        format::encode(dealt.group.id(), &endorsement)?,
+    );
+    let receipt = maintain::receipt(
+        &dealt.group,
+        &dealt.roster,
+        &proposal.digest(dealt.group.id()).map_err(err)?,
+        carol_ks,
+    )
+    .map_err(err)?;
+    add(
+        "refresh-receipt.json",
+        format::encode(dealt.group.id(), &receipt)?,
+    );
+    let bob_share = cdealer::import(
+        dealt.group.id(),
+        &dealt.dealing,
+        &dc.fingerprint().to_string(),
+        bob_ks,
+    )
+    .map_err(err)?
+    .share;
+    let ids: Vec<Identifier<C>> = dealt.group.participants().keys().copied().collect();
+    let (Some(lost), Some(b), Some(cc)) = (ids.first(), ids.get(1), ids.get(2)) else {
+        return Err(err("three members"));
+    };
+    let deltas = maintain::repair_deltas(
+        &dealt.group,
+        &dealt.roster,
+        &bob_share,
+        bob_ks,
+        lost,
+        &[*b, *cc],
+        &mut rng,
+    )
+    .map_err(err)?;
+    let delta = deltas.first().ok_or_else(|| err("no delta"))?;
+    add(
+        "repair-delta.json",
+        format::encode(dealt.group.id(), delta)?,
+    );
+    add(
+        "fingerprints.txt",
+        format!(
+            "card alice {}\nceremony {}\ngroup {}\ndealer ceremony {}\ndealt group {}\n",
+            alice_card.fingerprint(),
+            c.fingerprint(),
+            done.fingerprint,
+            dc.fingerprint(),
+            dealt.fingerprint
+        )
+        .into_bytes(),
     );
     Ok(files)
 }

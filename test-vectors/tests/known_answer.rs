@@ -3,11 +3,14 @@
 //! to the same bytes.
 
 use test_vectors::known_answer;
-use wallet_core::format;
-use wallet_core::messages::{
-    CommitmentsMessage, DkgRound1Document, DkgRound2Document, PackageMessage, ShareMessage,
-    SignatureMessage,
+use wallet_core::ceremony::dealer::Dealing;
+use wallet_core::ceremony::dkg::{Round1Document, Round2Document};
+use wallet_core::ceremony::maintain::{
+    RefreshEndorsement, RefreshProposal, RefreshReceipt, RepairMessage,
 };
+use wallet_core::ceremony::{IdentityCard, Roster};
+use wallet_core::format;
+use wallet_core::messages::{CommitmentsMessage, PackageMessage, ShareMessage, SignatureMessage};
 use wallet_core::{KeyShare, KuraSuite, PublicGroup, Secp256k1, Secp256k1Tr};
 
 const HINT: &str = "a Kura format changed; if that is deliberate, run `cargo run -p test-vectors --bin regenerate` and review the diff";
@@ -15,7 +18,7 @@ const HINT: &str = "a Kura format changed; if that is deliberate, run `cargo run
 #[test]
 fn committed_known_answers_match_this_build() {
     let generated = known_answer::generate().unwrap();
-    assert_eq!(generated.len(), 19);
+    assert_eq!(generated.len(), 2 * 17 + 1);
     for f in &generated {
         let path = known_answer::dir().join(&f.path);
         let committed =
@@ -62,8 +65,19 @@ fn round_trip<C: KuraSuite>() {
     let package = same!(PackageMessage<C>, "signing-package.json");
     same!(ShareMessage<C>, "signature-share.json");
     let sig = same!(SignatureMessage<C>, "signature.json");
-    same!(DkgRound1Document<C>, "dkg-round1.json");
-    same!(DkgRound2Document<C>, "dkg-round2.json");
+    same!(Round1Document<C>, "dkg-round1.json");
+    same!(Round2Document<C>, "dkg-round2.json");
+    same!(Roster<C>, "roster.json");
+    same!(Dealing<C>, "dealing.json");
+    same!(RefreshProposal<C>, "refresh-proposal.json");
+    same!(RefreshEndorsement<C>, "refresh-endorsement.json");
+    same!(RefreshReceipt<C>, "refresh-receipt.json");
+    same!(RepairMessage<C>, "repair-delta.json");
+    let card_bytes = read(s, "identity-card.json");
+    let card = IdentityCard::from_json(&card_bytes).unwrap();
+    assert_eq!(card.to_json().unwrap(), card_bytes);
+    let fps = String::from_utf8(read(s, "fingerprints.txt")).unwrap();
+    assert!(fps.contains(&card.fingerprint().to_string()));
     // The recorded signature verifies under the recorded group.
     assert_eq!(sig.message, package.message);
     wallet_core::signing::verify(&group, &sig.message, &sig.signature).unwrap();

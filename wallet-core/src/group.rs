@@ -21,24 +21,39 @@ use crate::suite::{KuraSuite, SuiteId};
 /// keeps files, packages and loops small).
 pub const MAX_PARTICIPANTS: u16 = 1000;
 
-/// A person-facing name for a participant: 1 to 64 characters, no control
-/// characters, unique within a group.
+/// A person-facing name for a participant, unique within a group.
+///
+/// Labels end up in file names and on operators' screens, so they are
+/// restricted to `[a-z0-9][a-z0-9._-]{0,31}` without `..`: no path
+/// separators, no traversal, no control, bidi or look-alike characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Label(String);
+
+/// The longest label, in characters (all ASCII).
+pub const MAX_LABEL_LEN: usize = 32;
 
 impl Label {
     /// Checks and wraps a label.
     ///
     /// # Errors
-    /// [`GroupError::InvalidLabel`] when empty, longer than 64 characters or
-    /// containing control, bidirectional or invisible characters
-    /// ([`crate::display::is_unsafe_char`]).
+    /// [`GroupError::InvalidLabel`] unless the label is 1 to 32 characters
+    /// of `a-z`, `0-9`, `.`, `_` and `-`, starts with a letter or digit and
+    /// contains no `..`.
     pub fn new(label: impl Into<String>) -> Result<Self, GroupError> {
         let label = label.into();
-        let len = label.chars().count();
-        if len == 0 || len > 64 || label.chars().any(crate::display::is_unsafe_char) {
-            return Err(GroupError::InvalidLabel(label));
+        let first_ok = label
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let chars_ok = label.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+        });
+        if !first_ok || !chars_ok || label.len() > MAX_LABEL_LEN || label.contains("..") {
+            // The refused text is kept escaped so that printing the error
+            // cannot move a terminal's cursor or reorder text.
+            let shown: String = label.chars().take(2 * MAX_LABEL_LEN).collect();
+            return Err(GroupError::InvalidLabel(shown.escape_default().to_string()));
         }
         Ok(Label(label))
     }
@@ -82,7 +97,7 @@ pub struct Participant<C: KuraSuite> {
 #[non_exhaustive]
 pub enum GroupError {
     /// A bad label.
-    #[error("invalid participant label {0:?}: use 1 to 64 printable characters")]
+    #[error("invalid participant label \"{0}\": use 1 to 32 of a-z 0-9 . _ -, starting with a letter or digit, without \"..\"")]
     InvalidLabel(String),
     /// Threshold and participant count do not fit together.
     #[error(

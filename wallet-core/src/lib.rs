@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod ceremony;
 pub mod display;
 pub mod format;
 pub mod group;

@@ -1,229 +1,209 @@
-//! `kura dkg round1 | round2 | finish`: distributed key generation as files.
-//!
-//! Participants are named by their identity cards; each one's FROST
-//! identifier is derived from its label, so every participant computes the
-//! same roster whatever order the cards are given in. The ceremony id binds
-//! the suite, threshold, roster and a nonce the convener picks (`--ceremony`).
-//! Secret state between rounds is kept in the participant's keystore as a
-//! take-once entry. Round-2 shares are sealed to each recipient's identity
-//! key with the ceremony, sender, recipient *and a digest of the round-1
-//! set* as associated data: a recipient that saw a different set of round-1
-//! broadcasts than the sender cannot open the share, so an inconsistent
-//! broadcast is detected instead of producing split groups.
+//! `kura dkg round1 | round2 | finish` and `kura fingerprint`: distributed
+//! key generation as files. The protocol — identifiers, the ceremony id and
+//! fingerprint, signatures, sealing, the round-1-set binding — is
+//! `wallet_core::ceremony::dkg`; this module reads and writes files and
+//! talks to the operator.
 
-use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rand_core::OsRng;
-use sha2::{Digest, Sha256};
-use wallet_core::format::{self, GroupId};
-use wallet_core::frost_core::Identifier;
-use wallet_core::keygen::dkg::{self, Round1Message, Round1Secret, Round2Message, Round2Secret};
-use wallet_core::keystore::{self, SecretSlot, SessionId};
-use wallet_core::messages::{
-    ceremony_id, dkg_round2_context, DkgRound1Document, DkgRound2Document,
-};
-use wallet_core::{Label, Secp256k1Tr, SuiteId};
+use wallet_core::ceremony::dkg::{self, Ceremony, Confirmed, Round1Document, Round2Document};
+use wallet_core::ceremony::state::{MemberState, Step};
+use wallet_core::ceremony::{CeremonyError, IdentityCard};
+use wallet_core::{format, Secp256k1Tr};
 
-use crate::home::{self, Home, IdentityCard, Roster, RosterEntry};
+use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
-use crate::{refused, Reporter};
+use crate::{ceremony_err, Reporter};
 
 type Suite = Secp256k1Tr;
 
-/// The ceremony as every participant computes it.
-pub struct Ceremony {
-    pub id: GroupId,
-    pub threshold: u16,
-    pub cards: BTreeMap<Identifier<Suite>, IdentityCard>,
-}
-
-pub fn ceremony(threshold: u16, cards: &[PathBuf], nonce_hex: &str) -> anyhow::Result<Ceremony> {
-    let nonce: [u8; 32] = hex::decode(nonce_hex)
+/// Parses the convener's 64-hex-digit nonce.
+pub fn nonce(nonce_hex: &str) -> anyhow::Result<[u8; 32]> {
+    hex::decode(nonce_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
         .context(
             "--ceremony must be 64 hex digits (32 bytes the convener picks at random and shares)",
-        )?;
-    let mut map = BTreeMap::new();
-    for path in cards {
-        let card = home::read_card(path)?;
-        if card.role != "signer" {
-            bail!("{} is not a signer's identity card", path.display());
-        }
-        let id = Identifier::<Suite>::derive(card.label.as_str().as_bytes())?;
-        if map.insert(id, card).is_some() {
-            bail!("two cards share a label");
-        }
-    }
-    let roster: BTreeMap<Identifier<Suite>, Label> =
-        map.iter().map(|(id, c)| (*id, c.label.clone())).collect();
-    Ok(Ceremony {
-        id: ceremony_id::<Suite>(threshold, &roster, &nonce),
-        threshold,
-        cards: map,
-    })
+        )
 }
 
-fn me(c: &Ceremony, home: &Home) -> anyhow::Result<Identifier<Suite>> {
-    let key = home.keystore.identity_public_key()?;
-    c.cards
+pub fn read_cards(cards: &[PathBuf]) -> anyhow::Result<Vec<IdentityCard>> {
+    cards.iter().map(|p| home::read_card(p)).collect()
+}
+
+pub fn ceremony(
+    threshold: u16,
+    cards: &[PathBuf],
+    nonce_hex: &str,
+) -> anyhow::Result<Ceremony<Suite>> {
+    Ceremony::new(threshold, read_cards(cards)?, nonce(nonce_hex)?).map_err(ceremony_err)
+}
+
+/// Confirms the ceremony's fingerprint: the value of `--fingerprint`, or
+/// typed at a terminal after the operator compared it with the one the
+/// convener announced over another channel.
+pub fn confirm(c: Ceremony<Suite>, fingerprint: Option<&str>) -> anyhow::Result<Confirmed<Suite>> {
+    let typed = match fingerprint {
+        Some(f) => f.to_owned(),
+        None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+            let mut err = std::io::stderr();
+            writeln!(err, "ceremony fingerprint from your cards: {}", c.fingerprint())?;
+            write!(
+                err,
+                "type the fingerprint the convener announced (by phone or in person) to confirm: "
+            )?;
+            err.flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line
+        }
+        None => anyhow::bail!(
+            "this step needs the ceremony fingerprint the convener announced over another channel: pass --fingerprint FP (see `kura fingerprint` for yours)"
+        ),
+    };
+    c.confirm(typed.trim()).map_err(ceremony_err)
+}
+
+/// Debug builds only: `KURA_CRASH_AT=<Step>` kills the process with
+/// SIGKILL at that point of a state change (the crash tests use it).
+pub fn crash_point(step: Step) -> Result<(), CeremonyError> {
+    if cfg!(debug_assertions)
+        && std::env::var("KURA_CRASH_AT").is_ok_and(|at| at == format!("{step:?}"))
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
+    }
+    Ok(())
+}
+
+/// Writes a public copy; an identical existing file (a rerun) is fine.
+pub fn write_copy(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).is_ok_and(|b| b == bytes) {
+        return Ok(());
+    }
+    home::write_new(path, bytes)
+}
+
+pub fn fingerprint(
+    threshold: Option<u16>,
+    cards: &[PathBuf],
+    dealer: Option<&Path>,
+    nonce_hex: Option<&str>,
+    r: &Reporter,
+) -> anyhow::Result<()> {
+    let cards = read_cards(cards)?;
+    let mut lines: Vec<String> = cards
         .iter()
-        .find(|(_, card)| card.key == key && card.label == home.config.label)
-        .map(|(id, _)| *id)
-        .context("this signer's own identity card is not among the --card files")
-}
-
-fn state_slot(c: &Ceremony, me: &Identifier<Suite>, round: u8) -> SecretSlot {
-    let session = SessionId::from_bytes(
-        Sha256::digest([b"kura/v1/dkg-state\0".as_slice(), &[round]].concat()).into(),
+        .map(|c| {
+            format!(
+                "card {:<16} {:<9} {}",
+                c.label.as_str(),
+                c.role.as_str(),
+                c.fingerprint()
+            )
+        })
+        .collect();
+    let dealer = dealer.map(home::read_card).transpose()?;
+    if let Some(d) = &dealer {
+        lines.push(format!(
+            "card {:<16} {:<9} {}",
+            d.label.as_str(),
+            d.role.as_str(),
+            d.fingerprint()
+        ));
+    }
+    let mut json = serde_json::Map::new();
+    json.insert(
+        "cards".into(),
+        cards
+            .iter()
+            .chain(dealer.iter())
+            .map(|c| serde_json::json!({"label": c.label.as_str(), "role": c.role.as_str(), "fingerprint": c.fingerprint().to_string()}))
+            .collect(),
     );
-    SecretSlot::for_nonces(
-        SuiteId::Secp256k1Tr,
-        c.id,
-        hex::encode(me.serialize()),
-        session,
-    )
-}
-
-fn round1_set(
-    c: &Ceremony,
-    files: &[PathBuf],
-) -> anyhow::Result<(Vec<Round1Message<Suite>>, [u8; 32])> {
-    let mut messages = BTreeMap::new();
-    for f in files {
-        let m = home::read_doc::<DkgRound1Document<Suite>>(
-            f,
-            &c.id,
-            "a round-1 message of this ceremony",
-        )?
-        .message;
-        match c.cards.get(&m.from) {
-            Some(card) if card.label == m.label => {}
-            _ => {
-                return Err(refused(format!(
-                    "{}: round-1 message from someone outside this ceremony",
-                    f.display()
-                )))
-            }
+    if let (Some(t), Some(n)) = (threshold, nonce_hex) {
+        let c = match dealer {
+            None => Ceremony::<Suite>::new(t, cards, nonce(n)?),
+            Some(d) => Ceremony::<Suite>::with_dealer(t, cards, d, nonce(n)?),
         }
-        if messages.insert(m.from, m).is_some() {
-            return Err(refused(format!(
-                "{}: a second round-1 message from the same participant",
-                f.display()
-            )));
-        }
+        .map_err(ceremony_err)?;
+        lines.push(format!("ceremony fingerprint {}", c.fingerprint()));
+        json.insert("ceremony".into(), c.fingerprint().to_string().into());
     }
-    if messages.len() != c.cards.len() {
-        bail!(
-            "{} round-1 messages for {} participants: give every participant's, your own included",
-            messages.len(),
-            c.cards.len()
-        );
-    }
-    let mut h = Sha256::new();
-    h.update(b"kura/v1/dkg-round1-set\0");
-    for m in messages.values() {
-        h.update(serde_json::to_vec(m)?);
-    }
-    Ok((messages.into_values().collect(), h.finalize().into()))
-}
-
-fn seal_context(
-    c: &Ceremony,
-    from: &Identifier<Suite>,
-    to: &Identifier<Suite>,
-    set: &[u8; 32],
-) -> Vec<u8> {
-    let mut ctx = dkg_round2_context(&c.id, from, to);
-    ctx.extend_from_slice(set);
-    ctx
+    r.done("fingerprint", json.into(), &lines.join("\n"))
 }
 
 pub fn round1(
     home_dir: &Path,
-    c: &Ceremony,
+    c: &Confirmed<Suite>,
     out: &Path,
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
     let home = Home::open(home_dir, "signer", secrets)?;
-    let me = me(c, &home)?;
-    let n = u16::try_from(c.cards.len())?;
-    let (secret, message) =
-        dkg::part1::<Suite, _>(me, home.config.label.clone(), n, c.threshold, &mut OsRng)?;
-    home.keystore
-        .put_nonces(&state_slot(c, &me, 1), &secret.to_secret_document(&c.id)?)?;
-    home::write_new(out, &format::encode(&c.id, &DkgRound1Document { message })?)?;
+    let doc = dkg::round1(c, home.keystore.as_ref(), &mut OsRng).map_err(ceremony_err)?;
+    home::write_new(out, &format::encode(c.id(), &doc)?)?;
     r.done(
         "dkg-round1",
-        serde_json::json!({"ceremony": c.id.to_string(), "out": out.display().to_string()}),
+        serde_json::json!({"ceremony": c.id().to_string(), "fingerprint": c.fingerprint().to_string(), "out": out.display().to_string()}),
         &format!(
-            "round-1 broadcast for ceremony {} written to {}: send it to every participant",
-            c.id.short(),
+            "round-1 broadcast for ceremony {} (fingerprint confirmed) written to {}: send it to every participant",
+            c.fingerprint(),
             out.display()
         ),
     )
 }
 
+fn round1_docs(
+    c: &Ceremony<Suite>,
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<Round1Document<Suite>>> {
+    files
+        .iter()
+        .map(|f| home::read_doc(f, c.id(), "a round-1 message of this ceremony"))
+        .collect()
+}
+
 pub fn round2(
     home_dir: &Path,
-    c: &Ceremony,
+    c: &Ceremony<Suite>,
     round1_files: &[PathBuf],
     out_dir: &Path,
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
     let home = Home::open(home_dir, "signer", secrets)?;
-    let me = me(c, &home)?;
-    let (messages, set) = round1_set(c, round1_files)?;
-    let state = home.keystore.take_nonces(&state_slot(c, &me, 1)).context(
-        "no round-1 state for this ceremony (round 1 not run here, or round 2 already run)",
-    )?;
-    let secret = Round1Secret::<Suite>::from_secret_document(state.expose(), &c.id)?;
-    if !messages.iter().any(|m| m.from == me) {
-        bail!("your own round-1 message is missing from the set");
-    }
-    let (secret2, outgoing) = dkg::part2(secret, &messages).map_err(|e| refused(e.to_string()))?;
-    home.keystore
-        .put_nonces(&state_slot(c, &me, 2), &secret2.to_secret_document(&c.id)?)?;
+    let docs = round1_docs(c, round1_files)?;
+    let out = dkg::round2(c, home.keystore.as_ref(), &docs, &mut OsRng).map_err(ceremony_err)?;
     let mut written = Vec::new();
-    for m in outgoing {
-        let to = c
-            .cards
-            .get(&m.to)
-            .context("recipient outside the ceremony")?;
-        let sealed = to.key.seal(
-            &serde_json::to_vec(&m)?,
-            &seal_context(c, &m.from, &m.to, &set),
-            &mut OsRng,
-        )?;
-        let path = out_dir.join(format!("round2-{}-to-{}.json", home.config.label, to.label));
-        home::write_new(
-            &path,
-            &format::encode(
-                &c.id,
-                &DkgRound2Document::<Suite> {
-                    from: m.from,
-                    to: m.to,
-                    sealed,
-                },
-            )?,
-        )?;
+    for (to, doc) in &out.messages {
+        // Labels are checked ([a-z0-9._-], no ".."): safe in a file name.
+        let path = out_dir.join(format!("round2-{}-to-{to}.json", home.config.label));
+        home::write_new(&path, &format::encode(c.id(), doc)?)?;
         written.push(path.display().to_string());
     }
+    let set = hex::encode(out.round1_set);
     r.done(
         "dkg-round2",
-        serde_json::json!({"ceremony": c.id.to_string(), "round1_set": hex::encode(set), "out": written}),
-        &format!("{} sealed round-2 messages written to {} (round-1 set {})", written.len(), out_dir.display(), &hex::encode(set)[..16]),
+        serde_json::json!({"ceremony": c.id().to_string(), "round1_set": set, "out": written}),
+        &format!(
+            "{} signed, sealed round-2 messages written to {} (round-1 set {})",
+            written.len(),
+            out_dir.display(),
+            set.get(..16).unwrap_or_default()
+        ),
     )
 }
 
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
     home_dir: &Path,
-    c: &Ceremony,
+    c: &Ceremony<Suite>,
     round1_files: &[PathBuf],
     round2_files: &[PathBuf],
     out_dir: &Path,
@@ -231,76 +211,30 @@ pub fn finish(
     r: &Reporter,
 ) -> anyhow::Result<()> {
     let home = Home::open(home_dir, "signer", secrets)?;
-    let me = me(c, &home)?;
-    let (messages, set) = round1_set(c, round1_files)?;
-    let mut received: Vec<Round2Message<Suite>> = Vec::new();
-    for f in round2_files {
-        let doc = home::read_doc::<DkgRound2Document<Suite>>(
-            f,
-            &c.id,
-            "a round-2 message of this ceremony",
-        )?;
-        if doc.to != me {
-            continue;
-        }
-        let from = c
-            .cards
-            .get(&doc.from)
-            .map(|c| c.label.to_string())
-            .unwrap_or_else(|| "an outsider".into());
-        let plain = home.keystore.open_sealed(&doc.sealed, &seal_context(c, &doc.from, &doc.to, &set)).map_err(|_| {
-            refused(format!(
-                "round-2 message from {from} ({}) does not open: tampered, or {from} saw a different set of round-1 messages than you (inconsistent broadcast) — abort the ceremony",
-                f.display()
-            ))
-        })?;
-        let m: Round2Message<Suite> = serde_json::from_slice(plain.expose())?;
-        if m.from != doc.from || m.to != doc.to {
-            return Err(refused(format!(
-                "{}: sealed content is addressed differently from its envelope",
-                f.display()
-            )));
-        }
-        received.push(m);
-    }
-    let state = home.keystore.take_nonces(&state_slot(c, &me, 2)).context(
-        "no round-2 state for this ceremony (round 2 not run here, or already finished)",
-    )?;
-    let secret2 = Round2Secret::<Suite>::from_secret_document(state.expose(), &c.id)?;
-    let (share, group) =
-        dkg::part3(&secret2, &messages, &received).map_err(|e| refused(e.to_string()))?;
-    keystore::put_share(home.keystore.as_ref(), &share)?;
-    let roster = Roster {
-        members: c
-            .cards
-            .iter()
-            .map(|(id, card)| RosterEntry {
-                participant: *id,
-                label: card.label.clone(),
-                key: card.key,
-            })
-            .collect(),
-    };
-    let group_doc = group.to_document()?;
-    let roster_doc = format::encode(group.id(), &roster)?;
-    home::write_new(&home.dir.join("group.json"), &group_doc)?;
-    home::write_new(&home.dir.join("roster.json"), &roster_doc)?;
-    home::write_new(
-        &out_dir.join(format!("group-{}.json", home.config.label)),
-        &group_doc,
-    )?;
-    home::write_new(
-        &out_dir.join(format!("roster-{}.json", home.config.label)),
-        &roster_doc,
-    )?;
+    let r1 = round1_docs(c, round1_files)?;
+    let r2: Vec<Round2Document<Suite>> = round2_files
+        .iter()
+        .map(|f| home::read_doc(f, c.id(), "a round-2 message of this ceremony"))
+        .collect::<anyhow::Result<_>>()?;
+    let ks = home.keystore.as_ref();
+    let done = dkg::finish(c, ks, &r1, &r2).map_err(ceremony_err)?;
+    let group_doc = done.group.to_document()?;
+    let roster_doc = done.roster.to_document(done.group.id())?;
+    let label = &home.config.label;
+    write_copy(&out_dir.join(format!("group-{label}.json")), &group_doc)?;
+    write_copy(&out_dir.join(format!("roster-{label}.json")), &roster_doc)?;
+    MemberState::new(&home.dir)
+        .install(ks, &done.share, &done.group, &done.roster, &mut crash_point)
+        .map_err(ceremony_err)?;
+    dkg::forget(c, ks).map_err(ceremony_err)?;
+    let address = done.group.taproot().address(bitcoin::Network::Regtest);
     r.done(
         "dkg-finish",
-        serde_json::json!({"group": group.id().to_string(), "address_regtest": group.taproot().address(bitcoin::Network::Regtest).to_string()}),
+        serde_json::json!({"group": done.group.id().to_string(), "fingerprint": done.fingerprint.to_string(), "address_regtest": address.to_string()}),
         &format!(
-            "{} holds its share of group {} — compare this group id with every other participant's before funding\naddress (regtest) {}",
-            home.config.label,
-            group.id(),
-            group.taproot().address(bitcoin::Network::Regtest)
+            "{label} holds its share of group {}\ngroup fingerprint {} — compare it with every other participant's before funding\naddress (regtest) {address}",
+            done.group.id().short(),
+            done.fingerprint,
         ),
     )
 }

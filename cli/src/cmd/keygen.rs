@@ -1,48 +1,36 @@
-//! `kura keygen dealer` and `kura signer import`: a trusted dealer's keygen
-//! (for tests and migrations), with each share sealed to its signer's
-//! identity key so whoever carries the files learns nothing.
+//! `kura keygen dealer | import` and `kura signer import`: a trusted
+//! dealer's keygen (tests, migrations) as one dealing signed by the
+//! dealer's identity key, each share sealed to its signer. The protocol is
+//! `wallet_core::ceremony::dealer`.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rand_core::OsRng;
-use serde::{Deserialize, Serialize};
-use wallet_core::format::{self, DocumentBody, GroupId};
-use wallet_core::frost_core::Identifier;
-use wallet_core::identity::SealedMessage;
-use wallet_core::keygen::{self, Identifiers};
-use wallet_core::{keystore, KeyShare, Label, Secp256k1Tr, SuiteId};
+use wallet_core::ceremony::dealer::{self, Dealing};
+use wallet_core::ceremony::dkg::Ceremony;
+use wallet_core::ceremony::state::MemberState;
+use wallet_core::{format, Label, Secp256k1Tr};
 
-use crate::home::{self, Home, Roster, RosterEntry};
+use super::dkg::{confirm, crash_point, nonce, read_cards};
+use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
-use crate::Reporter;
+use crate::{ceremony_err, Reporter};
 
-/// A key share sealed to its signer's identity key.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealedShare {
-    /// The recipient.
-    pub participant: Identifier<Secp256k1Tr>,
-    /// The `key-share` document, sealed.
-    pub sealed: SealedMessage,
+type Suite = Secp256k1Tr;
+
+/// The inputs of a dealer ceremony.
+pub struct DealArgs<'a> {
+    pub home: &'a Path,
+    pub threshold: u16,
+    pub cards: &'a [PathBuf],
+    pub ceremony: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub out: &'a Path,
 }
 
-impl DocumentBody for SealedShare {
-    const KIND: &'static str = "sealed-key-share";
-    fn suite() -> SuiteId {
-        SuiteId::Secp256k1Tr
-    }
-}
-
-fn seal_context(group: &GroupId, participant: &Identifier<Secp256k1Tr>) -> Vec<u8> {
-    let mut ctx = b"kura/v1/sealed-key-share\0".to_vec();
-    ctx.extend_from_slice(group.as_bytes());
-    ctx.extend_from_slice(&participant.serialize());
-    ctx
-}
-
-pub fn dealer(threshold: u16, cards: &[PathBuf], out: &Path, r: &Reporter) -> anyhow::Result<()> {
-    deal(threshold, cards, None, out, r)
+pub fn dealer(a: &DealArgs<'_>, secrets: &SecretArgs, r: &Reporter) -> anyhow::Result<()> {
+    deal(a, None, secrets, r)
 }
 
 /// `kura keygen import`: split an existing single-key wallet's secret key
@@ -50,10 +38,9 @@ pub fn dealer(threshold: u16, cards: &[PathBuf], out: &Path, r: &Reporter) -> an
 /// For Taproot the group's internal key is the imported key, so a BIP86
 /// single-key wallet keeps its address.
 pub fn import_key(
-    threshold: u16,
-    cards: &[PathBuf],
+    a: &DealArgs<'_>,
     key_file: &Path,
-    out: &Path,
+    secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
     let raw = zeroize::Zeroizing::new(home::read_capped(key_file, 4096)?);
@@ -76,119 +63,89 @@ pub fn import_key(
         wallet_core::frost_core::SigningKey::<Secp256k1Tr>::deserialize(&bytes).map_err(|_| {
             anyhow::anyhow!("{} is not a valid secp256k1 secret key", key_file.display())
         })?;
-    deal(threshold, cards, Some(&key), out, r)
+    deal(a, Some(&key), secrets, r)
 }
 
 fn deal(
-    threshold: u16,
-    cards: &[PathBuf],
+    a: &DealArgs<'_>,
     key: Option<&wallet_core::frost_core::SigningKey<Secp256k1Tr>>,
-    out: &Path,
+    secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
-    let cards = cards
-        .iter()
-        .map(|c| home::read_card(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if cards.iter().any(|c| c.role != "signer") {
-        bail!("every card must be a signer's identity card");
-    }
-    let labels: Vec<Label> = cards.iter().map(|c| c.label.clone()).collect();
-    let dealt = match key {
-        None => {
-            keygen::dealer::<Secp256k1Tr, _>(threshold, &labels, Identifiers::Default, &mut OsRng)?
-        }
-        Some(k) => keygen::split::<Secp256k1Tr, _>(
-            k,
-            threshold,
-            &labels,
-            Identifiers::Default,
-            &mut OsRng,
-        )?,
-    };
+    let cards = read_cards(a.cards)?;
+    let nonce = nonce(a.ceremony)?;
+    let home = Home::open(a.home, "dealer", secrets)?;
+    let own = home::read_card(&home.dir.join("identity.json"))?;
+    let c = Ceremony::<Suite>::with_dealer(a.threshold, cards, own, nonce).map_err(ceremony_err)?;
+    // Nothing is dealt, let alone sealed, before the fingerprint is confirmed.
+    let c = confirm(c, a.fingerprint)?;
+    let dealt = dealer::deal(&c, home.keystore.as_ref(), key, &mut OsRng).map_err(ceremony_err)?;
     let group = &dealt.group;
-    let roster = Roster {
-        members: dealt
-            .shares
-            .iter()
-            .zip(&cards)
-            .map(|(s, c)| RosterEntry {
-                participant: *s.identifier(),
-                label: c.label.clone(),
-                key: c.key,
-            })
-            .collect(),
-    };
-    home::write_new(&out.join("group.json"), &group.to_document()?)?;
     home::write_new(
-        &out.join("roster.json"),
-        &format::encode(group.id(), &roster)?,
+        &a.out.join("dealing.json"),
+        &format::encode(group.id(), &dealt.dealing)?,
     )?;
-    for (share, card) in dealt.shares.iter().zip(&cards) {
-        let doc = share.to_secret_document()?;
-        let sealed = card.key.seal(
-            doc.expose(),
-            &seal_context(group.id(), share.identifier()),
-            &mut OsRng,
-        )?;
-        let body = SealedShare {
-            participant: *share.identifier(),
-            sealed,
-        };
-        home::write_new(
-            &out.join(format!("share-{}.json", card.label)),
-            &format::encode(group.id(), &body)?,
-        )?;
-    }
+    home::write_new(&a.out.join("group.json"), &group.to_document()?)?;
+    home::write_new(
+        &a.out.join("roster.json"),
+        &dealt.roster.to_document(group.id())?,
+    )?;
+    let labels: Vec<&Label> = c.members().values().map(|m| &m.label).collect();
     let address = group.taproot().address(bitcoin::Network::Regtest);
     r.done(
         "keygen-dealer",
-        serde_json::json!({"group": group.id().to_string(), "threshold": threshold, "signers": labels.iter().map(Label::as_str).collect::<Vec<_>>(), "out": out.display().to_string()}),
+        serde_json::json!({"group": group.id().to_string(), "fingerprint": dealt.fingerprint.to_string(), "threshold": a.threshold, "signers": labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(), "out": a.out.display().to_string()}),
         &format!(
-            "group {} ({threshold}-of-{}) written to {}: group.json, roster.json and one sealed share per signer\nregtest address {address}",
-            group.id(),
+            "group {} ({}-of-{}) written to {}: dealing.json (signed, one sealed share per signer), group.json, roster.json\ngroup fingerprint {}\nregtest address {address}",
+            group.id().short(),
+            a.threshold,
             labels.len(),
-            out.display()
+            a.out.display(),
+            dealt.fingerprint
         ),
     )
 }
 
 pub fn import(
     home_dir: &Path,
-    group_path: &Path,
-    roster_path: &Path,
-    share_path: &Path,
+    dealing_path: &Path,
+    fingerprint: Option<&str>,
     secrets: &SecretArgs,
     r: &Reporter,
 ) -> anyhow::Result<()> {
     let home = Home::open(home_dir, "signer", secrets)?;
-    let group = home::read_group(group_path)?;
-    let identities = home::read_roster(roster_path, &group)?;
-    let sealed =
-        home::read_doc::<SealedShare>(share_path, group.id(), "a sealed key share for this group")?;
-    let me = home.keystore.identity_public_key()?;
-    if identities.get(&sealed.participant) != Some(&me) {
-        bail!("this share is for another participant (the roster does not give it this signer's identity key)");
-    }
-    let plain = home
-        .keystore
-        .open_sealed(&sealed.sealed, &seal_context(group.id(), &sealed.participant))
-        .context("the sealed share does not open with this signer's identity key (tampered, or for someone else)")?;
-    let share = KeyShare::<Secp256k1Tr>::from_secret_document(plain.expose())?;
-    share.check_member_of(&group)?;
-    if share.identifier() != &sealed.participant || share.label() != &home.config.label {
-        bail!(
-            "the share inside is for {:?}, not this signer ({:?})",
-            share.label().as_str(),
-            home.config.label.as_str()
-        );
-    }
-    keystore::put_share(home.keystore.as_ref(), &share)?;
-    home::write_new(&home.dir.join("group.json"), &home::read(group_path)?)?;
-    home::write_new(&home.dir.join("roster.json"), &home::read(roster_path)?)?;
+    let bytes = home::read(dealing_path)?;
+    let doc = format::decode::<Dealing<Suite>>(&bytes)
+        .with_context(|| format!("{} is not a dealing", dealing_path.display()))?;
+    let typed = match fingerprint {
+        Some(f) => f.to_owned(),
+        None => {
+            // Show the fingerprint of the cards inside, for a terminal confirmation.
+            let c = Ceremony::<Suite>::from_plan(&doc.body.body.plan).map_err(ceremony_err)?;
+            confirm(c.clone(), None)?;
+            c.fingerprint().to_string()
+        }
+    };
+    let ks = home.keystore.as_ref();
+    let imported = dealer::import(&doc.group, &doc.body, &typed, ks).map_err(ceremony_err)?;
+    MemberState::new(&home.dir)
+        .install(
+            ks,
+            &imported.share,
+            &imported.group,
+            &imported.roster,
+            &mut crash_point,
+        )
+        .map_err(ceremony_err)?;
     r.done(
         "signer-import",
-        serde_json::json!({"group": group.id().to_string(), "participant": home.config.label.as_str()}),
-        &format!("{} holds its share of group {} in {}", home.config.label, group.id().short(), home.keystore.describe()),
+        serde_json::json!({"group": imported.group.id().to_string(), "fingerprint": imported.fingerprint.to_string(), "participant": home.config.label.as_str()}),
+        &format!(
+            "{} holds its share of group {} in {}\ngroup fingerprint {} — compare it with every other participant's before funding",
+            home.config.label,
+            imported.group.id().short(),
+            home.keystore.describe(),
+            imported.fingerprint
+        ),
     )
 }

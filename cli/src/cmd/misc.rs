@@ -18,7 +18,7 @@ use crate::{refused, Reporter};
 
 pub fn init(
     dir: &Path,
-    role: &str,
+    role: wallet_core::ceremony::Role,
     label: &str,
     hsm: Option<&str>,
     secrets: &SecretArgs,
@@ -26,11 +26,13 @@ pub fn init(
 ) -> anyhow::Result<()> {
     let home = Home::init(dir, role, label, hsm, secrets)?;
     let key = home.keystore.identity_public_key()?;
+    let card = home::read_card(&dir.join("identity.json"))?;
+    let fp = card.fingerprint();
     r.done(
         &format!("{role}-init"),
-        serde_json::json!({"label": label, "identity": key.to_string(), "keystore": home.keystore.describe(), "card": dir.join("identity.json").display().to_string()}),
+        serde_json::json!({"label": label, "identity": key.to_string(), "fingerprint": fp.to_string(), "keystore": home.keystore.describe(), "card": dir.join("identity.json").display().to_string()}),
         &format!(
-            "{role} {label} ready ({}).\nidentity key {key}\nshare your identity card: {}",
+            "{role} {label} ready ({}).\nidentity key {key}\ncard fingerprint {fp} (read it out to whoever receives your card)\nshare your identity card: {}",
             home.keystore.describe(),
             dir.join("identity.json").display()
         ),

@@ -167,6 +167,25 @@ impl SecretSlot {
         }
     }
 
+    /// The slot where a new share for `group` (same group key, new
+    /// verifying shares: a refresh) waits until it is activated. It is
+    /// named by a digest of the whole public group, so each refresh has
+    /// its own and the active share is never overwritten by staging.
+    pub fn staged_share<C: KuraSuite>(group: &PublicGroup<C>, participant: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"kura/v1/staged-share\0");
+        h.update(group.id().as_bytes());
+        for (id, vs) in group.public_key_package().verifying_shares() {
+            h.update(id.serialize());
+            h.update(vs.serialize().unwrap_or_default());
+        }
+        Self::for_share(
+            C::SUITE,
+            GroupId::from_bytes(h.finalize().into()),
+            participant.to_owned(),
+        )
+    }
+
     /// The slot of `share`'s nonces for `session`.
     pub fn nonces<C: KuraSuite>(share: &KeyShare<C>, session: &SessionId) -> Self {
         Self::for_nonces(
@@ -458,6 +477,9 @@ pub fn put_share<C: KuraSuite>(
     keystore.put_key_share(&SecretSlot::key_share(share), &share.to_secret_document()?)
 }
 
+/// What a staged slot holds once its share is active (nothing to load).
+pub const STAGED_TOMBSTONE: &[u8] = b"activated";
+
 /// Loads the key share of participant `participant` (identifier hex) in `group`.
 ///
 /// # Errors
@@ -468,10 +490,34 @@ pub fn load_share<C: KuraSuite>(
     participant: &str,
 ) -> Result<KeyShare<C>, KeystoreError> {
     let slot = SecretSlot::for_share(C::SUITE, *group.id(), participant.to_owned());
-    let doc = keystore.key_share(&slot)?;
-    let share = KeyShare::<C>::from_secret_document(doc.expose())?;
-    share.check_member_of(group)?;
-    Ok(share)
+    let main = keystore.key_share(&slot).and_then(|doc| {
+        let share = KeyShare::<C>::from_secret_document(doc.expose())?;
+        share.check_member_of(group)?;
+        Ok(share)
+    });
+    match main {
+        Ok(share) => Ok(share),
+        Err(first) => {
+            // A share change (refresh) switches the group file first and
+            // the share slot second; a crash in between leaves the new
+            // share only in its staged slot. Use it, and finish the switch.
+            let staged = SecretSlot::staged_share(group, participant);
+            let Ok(doc) = keystore.key_share(&staged) else {
+                return Err(first);
+            };
+            // A tombstone, or a staged share of another group state: the
+            // main slot's error is the one that explains the problem.
+            let Ok(share) = KeyShare::<C>::from_secret_document(doc.expose()) else {
+                return Err(first);
+            };
+            if share.check_member_of(group).is_err() {
+                return Err(first);
+            }
+            keystore.put_key_share(&slot, &doc)?;
+            keystore.put_key_share(&staged, &SecretBytes::new(STAGED_TOMBSTONE.to_vec()))?;
+            Ok(share)
+        }
+    }
 }
 
 /// The persisted round-1 state (secret).

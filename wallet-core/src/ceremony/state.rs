@@ -1,0 +1,315 @@
+//! A member's group state on disk and its crash-atomic changes.
+//!
+//! ```text
+//! DIR/group.json          the active group   ← the one commit point of every change
+//! DIR/roster.json         its roster (written before group.json)
+//! DIR/staged-group.json   a refreshed group waiting for activation
+//! ```
+//!
+//! The share lives in the keystore. Every change writes the new share and
+//! files first and switches `group.json` last with one atomic rename; a
+//! share whose group switched but whose main slot was not yet rewritten is
+//! found in its staged slot ([`crate::keystore::load_share`]) and the switch
+//! completed. A process killed at any point leaves the old state or the new
+//! one usable, and running the same step again completes it.
+
+use std::path::{Path, PathBuf};
+
+use super::{CeremonyError, Roster};
+use crate::group::{identifier_hex, KeyShare, PublicGroup};
+use crate::keystore::{self, files, Keystore, SecretSlot};
+use crate::suite::KuraSuite;
+
+/// The point a state change reached; tests stop a change at each one to
+/// check that a crash there is recoverable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The new share is in the keystore (staged slot or, for a new group, main slot).
+    ShareKept,
+    /// The roster is written.
+    RosterWritten,
+    /// The staged group is written.
+    Staged,
+    /// `group.json` switched: the new state is the active one.
+    GroupSwitched,
+    /// The main share slot holds the new share.
+    ShareSwitched,
+}
+
+/// Called after each [`Step`]; returning an error stops the change there
+/// (what a crash would do). [`no_crash`] is the hook for real use.
+pub type Hook<'a> = &'a mut dyn FnMut(Step) -> Result<(), CeremonyError>;
+
+/// The hook that lets every change run to its end.
+pub fn no_crash(_: Step) -> Result<(), CeremonyError> {
+    Ok(())
+}
+
+/// A member's state directory.
+#[derive(Clone, Debug)]
+pub struct MemberState {
+    dir: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, CeremonyError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(files::io_error(path)(e).into()),
+    }
+}
+
+impl MemberState {
+    /// The state in `dir` (a signer's home).
+    pub fn new(dir: &Path) -> Self {
+        MemberState {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// `DIR/group.json`.
+    pub fn group_path(&self) -> PathBuf {
+        self.dir.join("group.json")
+    }
+
+    /// `DIR/roster.json`.
+    pub fn roster_path(&self) -> PathBuf {
+        self.dir.join("roster.json")
+    }
+
+    /// `DIR/staged-group.json`.
+    pub fn staged_path(&self) -> PathBuf {
+        self.dir.join("staged-group.json")
+    }
+
+    /// `DIR/staged-refresh.txt`: the digest of the proposal the staged share came from.
+    pub fn staged_tag_path(&self) -> PathBuf {
+        self.dir.join("staged-refresh.txt")
+    }
+
+    /// The digest of the staged refresh proposal, if any.
+    ///
+    /// # Errors
+    /// An I/O error or a malformed file.
+    pub fn staged_tag(&self) -> Result<Option<[u8; 32]>, CeremonyError> {
+        let Some(bytes) = read(&self.staged_tag_path())? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                CeremonyError::Format(crate::FormatError::invalid(
+                    "staged-refresh.txt",
+                    "not 64 hex digits",
+                ))
+            })
+    }
+
+    /// The active group, if there is one.
+    ///
+    /// # Errors
+    /// An I/O error or a malformed group file.
+    pub fn group<C: KuraSuite>(&self) -> Result<Option<PublicGroup<C>>, CeremonyError> {
+        read(&self.group_path())?
+            .map(|b| PublicGroup::from_document(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The active group's roster.
+    ///
+    /// # Errors
+    /// A missing, malformed or non-fitting roster.
+    pub fn roster<C: KuraSuite>(&self, group: &PublicGroup<C>) -> Result<Roster<C>, CeremonyError> {
+        let bytes = read(&self.roster_path())?.ok_or_else(|| {
+            CeremonyError::NoState(format!("{} is missing", self.roster_path().display()))
+        })?;
+        Roster::from_document(&bytes, group)
+    }
+
+    /// Installs the share, group and roster of a new group (DKG finish,
+    /// dealer import). The group file is written last; running it again
+    /// with the same group completes an interrupted install.
+    ///
+    /// # Errors
+    /// [`CeremonyError::Changed`] when this home already holds another
+    /// group; keystore and I/O failures.
+    pub fn install<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        share: &KeyShare<C>,
+        group: &PublicGroup<C>,
+        roster: &Roster<C>,
+        hook: Hook<'_>,
+    ) -> Result<(), CeremonyError> {
+        share.check_member_of(group)?;
+        roster.identities(group)?;
+        if let Some(current) = self.group::<C>()? {
+            if current.id() != group.id() {
+                return Err(CeremonyError::Changed(format!(
+                    "{} already holds group {}; use a new home for another group",
+                    self.dir.display(),
+                    current.id().short()
+                )));
+            }
+        }
+        keystore::put_share(keystore, share)?;
+        hook(Step::ShareKept)?;
+        files::write_atomic(&self.roster_path(), &roster.to_document(group.id())?, true)?;
+        hook(Step::RosterWritten)?;
+        files::write_atomic(&self.group_path(), &group.to_document()?, true)?;
+        hook(Step::GroupSwitched)?;
+        Ok(())
+    }
+
+    /// Stages a refreshed share and group, with `tag` (the digest of the
+    /// proposal it came from); the active ones stay in use until
+    /// [`MemberState::activate`].
+    ///
+    /// # Errors
+    /// [`CeremonyError::Changed`] when the new group is not the active
+    /// group refreshed (same key, threshold, members and labels).
+    pub fn stage<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        share: &KeyShare<C>,
+        new_group: &PublicGroup<C>,
+        tag: &[u8; 32],
+        hook: Hook<'_>,
+    ) -> Result<(), CeremonyError> {
+        let current = self
+            .group::<C>()?
+            .ok_or_else(|| CeremonyError::NoState("this home holds no group yet".into()))?;
+        same_group(&current, new_group)?;
+        share.check_member_of(new_group)?;
+        let participant = identifier_hex(share.identifier());
+        keystore.put_key_share(
+            &SecretSlot::staged_share(new_group, &participant),
+            &share.to_secret_document()?,
+        )?;
+        hook(Step::ShareKept)?;
+        files::write_atomic(
+            &self.staged_tag_path(),
+            format!("{}\n", hex::encode(tag)).as_bytes(),
+            true,
+        )?;
+        files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
+        hook(Step::Staged)?;
+        Ok(())
+    }
+
+    /// The staged group, if any.
+    ///
+    /// # Errors
+    /// An I/O error or a malformed file.
+    pub fn staged<C: KuraSuite>(&self) -> Result<Option<PublicGroup<C>>, CeremonyError> {
+        read(&self.staged_path())?
+            .map(|b| PublicGroup::from_document(&b))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Activates the staged share and group: switches `group.json` (the
+    /// commit point), then the main share slot, then clears the staging.
+    /// Running it again after a crash completes it; with nothing staged
+    /// it returns `None`.
+    ///
+    /// # Errors
+    /// A staged share that is missing or does not fit the staged group;
+    /// keystore and I/O failures.
+    pub fn activate<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        participant: &frost_core::Identifier<C>,
+        hook: Hook<'_>,
+    ) -> Result<Option<PublicGroup<C>>, CeremonyError> {
+        let Some(staged) = self.staged::<C>()? else {
+            return Ok(None);
+        };
+        let participant = identifier_hex(participant);
+        let slot = SecretSlot::staged_share(&staged, &participant);
+        let active = self.group::<C>()?;
+        let switched = active.as_ref() == Some(&staged);
+        if !switched {
+            if let Some(current) = &active {
+                same_group(current, &staged)?;
+            }
+            // The staged share must be there and fit before anything switches.
+            let doc = keystore.key_share(&slot)?;
+            KeyShare::<C>::from_secret_document(doc.expose())?.check_member_of(&staged)?;
+            files::write_atomic(&self.group_path(), &staged.to_document()?, true)?;
+        }
+        hook(Step::GroupSwitched)?;
+        // load_share finds the staged share, moves it to the main slot and
+        // clears the staged slot (or finds it moved already).
+        keystore::load_share(keystore, &staged, &participant)?;
+        // No copy of a share may outlive its activation in a staged slot
+        // (load_share clears it when it moves the share; this covers a
+        // crash between its two writes).
+        keystore.put_key_share(
+            &slot,
+            &crate::SecretBytes::new(keystore::STAGED_TOMBSTONE.to_vec()),
+        )?;
+        hook(Step::ShareSwitched)?;
+        for path in [self.staged_path(), self.staged_tag_path()] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(files::io_error(&path)(e).into()),
+            }
+        }
+        files::sync_dir(&self.dir)?;
+        Ok(Some(staged))
+    }
+
+    /// Replaces the active share (repair: same group, same verifying share).
+    ///
+    /// # Errors
+    /// A share that does not fit the active group.
+    pub fn replace_share<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        share: &KeyShare<C>,
+    ) -> Result<(), CeremonyError> {
+        let group = self
+            .group::<C>()?
+            .ok_or_else(|| CeremonyError::NoState("this home holds no group".into()))?;
+        share.check_member_of(&group)?;
+        keystore::put_share(keystore, share)?;
+        Ok(())
+    }
+}
+
+/// Checks that `new` is `current` refreshed: same key, threshold, members
+/// and labels.
+///
+/// # Errors
+/// [`CeremonyError::Changed`] naming the difference.
+pub fn same_group<C: KuraSuite>(
+    current: &PublicGroup<C>,
+    new: &PublicGroup<C>,
+) -> Result<(), CeremonyError> {
+    if new.id() != current.id() {
+        return Err(CeremonyError::Changed(format!(
+            "the refresh is for group {}, not {}",
+            new.id().short(),
+            current.id().short()
+        )));
+    }
+    if new.min_signers() != current.min_signers() {
+        return Err(CeremonyError::Changed(format!(
+            "the refresh changes the threshold from {} to {}",
+            current.min_signers(),
+            new.min_signers()
+        )));
+    }
+    if new.participants() != current.participants() {
+        return Err(CeremonyError::Changed(
+            "the refresh changes the members or their labels".into(),
+        ));
+    }
+    Ok(())
+}
