@@ -682,6 +682,28 @@ impl Reporter {
     }
 }
 
+/// Asks the operator on the terminal: shows `shown`, then `question [y/N]`.
+/// Without a terminal it refuses to go on (pass `--yes` for automation);
+/// any answer but yes is a refusal ("not {done} by the operator").
+pub fn confirm(shown: &str, question: &str, action: &str, done: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to {action} without confirmation: run on a terminal, or pass --yes for automation"
+        );
+    }
+    eprintln!("{shown}");
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(refused(format!("not {done} by the operator")))
+    }
+}
+
 /// Writes a line to stdout; a reader that went away (`kura … | head -1`)
 /// ends the output quietly instead of a panic.
 pub fn print_line(line: &str) -> anyhow::Result<()> {

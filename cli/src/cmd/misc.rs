@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use std::io::{BufRead, IsTerminal, Write};
-
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bitcoin::Network;
 use wallet_core::audit::{AuditError, AuditLog};
 use wallet_core::keystore::{self, files};
@@ -112,17 +110,12 @@ pub fn audit_reanchor(
         log.head()
     );
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to re-anchor without confirmation: run on a terminal, or pass --yes");
-        }
-        eprintln!("{summary}");
-        eprint!("Re-anchor to the log as it is? [y/N] ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(refused("not re-anchored by the operator"));
-        }
+        crate::confirm(
+            &summary,
+            "Re-anchor to the log as it is?",
+            "re-anchor",
+            "re-anchored",
+        )?;
     }
     let old = log.reanchor(home.keystore.as_ref(), crate::now(), &reason)?;
     r.done(
@@ -311,21 +304,16 @@ pub fn policy_install(
     }
     let summary = changes.join("\n  ");
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to install a policy without confirmation: run on a terminal, or pass --yes for automation");
-        }
-        eprintln!(
-            "Installing {} in {}:\n  {summary}",
-            file.display(),
-            home_dir.display()
-        );
-        eprint!("Install this policy? [y/N] ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(refused("not installed by the operator"));
-        }
+        crate::confirm(
+            &format!(
+                "Installing {} in {}:\n  {summary}",
+                file.display(),
+                home_dir.display()
+            ),
+            "Install this policy?",
+            "install a policy",
+            "installed",
+        )?;
     }
     // Pin first: a crash before the copy leaves a signer that refuses
     // everything (fail closed) until this command is run again.

@@ -1,7 +1,6 @@
 //! The requester's `kura withdraw request` and the signer's
 //! `kura sign review | approve | share`.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -220,22 +219,17 @@ pub fn approve(
     let request = read_request(request_path, &s.group)?;
     if !yes {
         let reviewed = s.signer().review(&request, now()).map_err(refusal)?;
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to approve without confirmation: run on a terminal, or pass --yes for automation");
-        }
         // The same review `sign review` shows, memo and verdict included.
-        eprintln!("{}\n", reviewed.render());
-        eprint!(
-            "Approve request {} as {}? [y/N] ",
-            display::inert(&reviewed.request_id),
-            s.home.config.label
-        );
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(refused("not approved by the operator"));
-        }
+        crate::confirm(
+            &format!("{}\n", reviewed.render()),
+            &format!(
+                "Approve request {} as {}?",
+                display::inert(&reviewed.request_id),
+                s.home.config.label
+            ),
+            "approve",
+            "approved",
+        )?;
     }
     let approval = s.signer().approve(&request, now()).map_err(refusal)?;
     home::write_new(out, &format::encode(s.group.id(), &approval)?)?;
