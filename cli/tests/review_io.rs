@@ -127,23 +127,64 @@ impl Env {
             )
             .ok();
         let requester_key = run.json()["data"]["identity"].as_str().unwrap().to_owned();
+        // A dealer home deals the 2-of-3 group; everyone confirms the
+        // ceremony fingerprint (the ceremony protocol of issue 8).
+        std::fs::write(env.p("dealer.pass"), "passphrase of dealer\n").unwrap();
         env.kura(&[
-            "keygen",
             "dealer",
-            "-t",
-            "2",
+            "init",
+            "--home",
+            "dealer",
+            "--label",
+            "dealer",
+            "--software",
+            "--passphrase-file",
+            "dealer.pass",
+        ])
+        .ok();
+        const NONCE: &str = "7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e";
+        let cards = [
             "--card",
             "alice/identity.json",
             "--card",
             "bob/identity.json",
             "--card",
             "carol/identity.json",
+        ];
+        let mut a = vec![
+            "--json",
+            "fingerprint",
+            "-t",
+            "2",
+            "--dealer-card",
+            "dealer/identity.json",
+            "--ceremony",
+            NONCE,
+        ];
+        a.extend(cards);
+        let fp = env.kura(&a).ok().json()["data"]["ceremony"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut a = vec![
+            "keygen",
+            "dealer",
+            "--home",
+            "dealer",
+            "-t",
+            "2",
+            "--ceremony",
+            NONCE,
+            "--fingerprint",
+            &fp,
             "--out",
             "group",
-        ])
-        .ok();
+            "--passphrase-file",
+            "dealer.pass",
+        ];
+        a.extend(cards);
+        env.kura(&a).ok();
         for name in ["alice", "bob", "carol"] {
-            let share = format!("group/share-{name}.json");
             env.kura_as(
                 name,
                 &[
@@ -151,12 +192,10 @@ impl Env {
                     "import",
                     "--home",
                     name,
-                    "--group",
-                    "group/group.json",
-                    "--roster",
-                    "group/roster.json",
-                    "--share",
-                    &share,
+                    "--dealing",
+                    "group/dealing.json",
+                    "--fingerprint",
+                    &fp,
                 ],
             )
             .ok();
