@@ -3,233 +3,17 @@
 //! rewrite the terminal, bounded input, and `coordinate finalize` writing
 //! exactly the reviewed transaction, all or nothing.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use bitcoin::{Amount, TxOut};
+use common::*;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-    fn code(self, code: i32) -> Self {
-        assert_eq!(
-            self.code, code,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
+/// A 2-of-3 group of software signers alice, bob, carol, a requester ops,
+/// and `policy_extra` appended to every signer's policy. Returns the group's
+/// address and the allowlisted exchange address.
 impl Env {
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
-        cmd.current_dir(self.dir.path())
-            .args(args)
-            .env_remove("KURA_NOW");
-        cmd
-    }
-
-    fn finish(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn kura(&self, args: &[&str]) -> Run {
-        Self::finish(self.command(args).output().unwrap())
-    }
-
-    fn kura_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        Self::finish(child.wait_with_output().unwrap())
-    }
-
-    /// `args` plus the passphrase file of `name`.
-    fn kura_as(&self, name: &str, args: &[&str]) -> Run {
-        let pass = format!("{name}.pass");
-        let mut all = args.to_vec();
-        all.extend(["--passphrase-file", pass.as_str()]);
-        self.kura(&all)
-    }
-
-    /// A 2-of-3 group of software signers alice, bob, carol, a requester
-    /// ops, and `policy_extra` appended to every signer's policy. Returns the
-    /// group's address and the allowlisted exchange address.
-    fn new(policy_extra: &str) -> (Env, String, String) {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for name in ["alice", "bob", "carol", "ops"] {
-            std::fs::write(env.p(&format!("{name}.pass")), format!("pass of {name}\n")).unwrap();
-        }
-        for name in ["alice", "bob", "carol"] {
-            env.kura_as(
-                name,
-                &[
-                    "signer",
-                    "init",
-                    "--home",
-                    name,
-                    "--label",
-                    name,
-                    "--software",
-                ],
-            )
-            .ok();
-        }
-        let run = env
-            .kura_as(
-                "ops",
-                &[
-                    "--json",
-                    "requester",
-                    "init",
-                    "--home",
-                    "ops",
-                    "--label",
-                    "treasury-ops",
-                ],
-            )
-            .ok();
-        let requester_key = run.json()["data"]["identity"].as_str().unwrap().to_owned();
-        // A dealer home deals the 2-of-3 group; everyone confirms the
-        // ceremony fingerprint (the ceremony protocol of issue 8).
-        std::fs::write(env.p("dealer.pass"), "passphrase of dealer\n").unwrap();
-        env.kura(&[
-            "dealer",
-            "init",
-            "--home",
-            "dealer",
-            "--label",
-            "dealer",
-            "--software",
-            "--passphrase-file",
-            "dealer.pass",
-        ])
-        .ok();
-        const NONCE: &str = "7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e7e5e";
-        let cards = [
-            "--card",
-            "alice/identity.json",
-            "--card",
-            "bob/identity.json",
-            "--card",
-            "carol/identity.json",
-        ];
-        let mut a = vec![
-            "--json",
-            "fingerprint",
-            "-t",
-            "2",
-            "--dealer-card",
-            "dealer/identity.json",
-            "--ceremony",
-            NONCE,
-        ];
-        a.extend(cards);
-        let fp = env.kura(&a).ok().json()["data"]["ceremony"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let mut a = vec![
-            "keygen",
-            "dealer",
-            "--home",
-            "dealer",
-            "-t",
-            "2",
-            "--ceremony",
-            NONCE,
-            "--fingerprint",
-            &fp,
-            "--out",
-            "group",
-            "--passphrase-file",
-            "dealer.pass",
-        ];
-        a.extend(cards);
-        env.kura(&a).ok();
-        for name in ["alice", "bob", "carol"] {
-            env.kura_as(
-                name,
-                &[
-                    "signer",
-                    "import",
-                    "--home",
-                    name,
-                    "--dealing",
-                    "group/dealing.json",
-                    "--fingerprint",
-                    &fp,
-                ],
-            )
-            .ok();
-        }
-        let exchange = address(0x11);
-        let policy = format!(
-            "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n\
-             [[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\n\
-             rolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n\
-             {policy_extra}"
-        );
-        for name in ["alice", "bob", "carol"] {
-            let file = format!("{name}/policy.toml");
-            std::fs::write(env.p(&file), &policy).unwrap();
-            // Only an installed policy is in force.
-            env.kura_as(name, &["policy", "install", "--home", name, "--yes", &file])
-                .ok();
-        }
-        let addr = env
-            .kura(&[
-                "--json",
-                "wallet",
-                "address",
-                "--group",
-                "group/group.json",
-                "--network",
-                "regtest",
-            ])
-            .ok()
-            .json();
-        let group = addr["data"]["address"].as_str().unwrap().to_owned();
-        (env, group, exchange.to_string())
-    }
-
     fn request(&self, psbt: &str, id: &str, out: &str, extra: &[&str]) -> Run {
         let mut args = vec![
             "withdraw",
@@ -250,61 +34,10 @@ impl Env {
     }
 }
 
-fn address(tag: u8) -> bitcoin::Address {
-    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
-    let secp = Secp256k1::new();
-    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32]).unwrap());
-    bitcoin::Address::p2tr(
-        &secp,
-        kp.x_only_public_key().0,
-        None,
-        bitcoin::Network::Regtest,
-    )
-}
-
-/// A PSBT spending a synthetic 1,000,000-sat coin of `coin_owner` to
-/// `outputs`, with `edit` applied to the transaction.
-fn psbt(
-    coin_owner: &str,
-    outputs: &[(&str, u64)],
-    tag: u8,
-    edit: impl FnOnce(&mut bitcoin::Transaction),
-) -> (bitcoin::psbt::Psbt, TxOut) {
-    use bitcoin::{absolute, transaction, OutPoint, Sequence, Transaction, TxIn, Witness};
-    let parse = |a: &str| {
-        a.parse::<bitcoin::Address<_>>()
-            .unwrap()
-            .assume_checked()
-            .script_pubkey()
-    };
-    let coin = TxOut {
-        value: Amount::from_sat(1_000_000),
-        script_pubkey: parse(coin_owner),
-    };
-    let mut tx = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint {
-                txid: bitcoin::hashes::Hash::from_byte_array([tag; 32]),
-                vout: 0,
-            },
-            script_sig: bitcoin::ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: Witness::new(),
-        }],
-        output: outputs
-            .iter()
-            .map(|(a, v)| TxOut {
-                value: Amount::from_sat(*v),
-                script_pubkey: parse(a),
-            })
-            .collect(),
-    };
-    edit(&mut tx);
-    let mut p = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
-    p.inputs[0].witness_utxo = Some(coin.clone());
-    (p, coin)
+fn world(policy_extra: &str) -> (Env, String, String) {
+    let mut env = Env::new();
+    let (group, exchange) = env.setup_with(false, policy_extra);
+    (env, group, exchange)
 }
 
 fn wrap(text: &str, width: usize) -> String {
@@ -316,28 +49,6 @@ fn wrap(text: &str, width: usize) -> String {
         + "\n"
 }
 
-fn consensus_ok(tx_hex: &str, coin: &TxOut) -> bool {
-    let tx: bitcoin::Transaction =
-        bitcoin::consensus::encode::deserialize_hex(tx_hex.trim()).unwrap();
-    let bytes = bitcoin::consensus::serialize(&tx);
-    let script = coin.script_pubkey.to_bytes();
-    let utxo = bitcoinconsensus::Utxo {
-        script_pubkey: script.as_ptr(),
-        script_pubkey_len: script.len() as u32,
-        value: coin.value.to_sat() as i64,
-    };
-    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
-    bitcoinconsensus::verify_with_flags(
-        &script,
-        coin.value.to_sat(),
-        &bytes,
-        Some(&[utxo]),
-        0,
-        flags,
-    )
-    .is_ok()
-}
-
 fn unsafe_chars(s: &str) -> bool {
     s.chars()
         .any(|c| c != '\n' && wallet_core::display::is_unsafe_char(c))
@@ -345,9 +56,9 @@ fn unsafe_chars(s: &str) -> bool {
 
 #[test]
 fn psbts_as_wallets_write_them_and_early_refusals() {
-    let (env, group, exchange) = Env::new("");
+    let (env, group, exchange) = world("");
     let outputs = [(exchange.as_str(), 300_000), (group.as_str(), 698_600)];
-    let (p, _) = psbt(&group, &outputs, 1, |_| {});
+    let (p, _) = psbt_with(&group, &outputs, 1, |_| {});
     let b64 = p.to_string();
     let binary = p.serialize();
     // Binary (Core, Sparrow), base64 wrapped at 76 (coreutils) and 64, hex.
@@ -422,12 +133,12 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
         ))
         .output()
         .unwrap();
-    let r = Env::finish(run).code(2);
+    let r = Env::finish_output(run).code(2);
     assert!(r.stderr.contains("larger than the"), "{}", r.stderr);
 
     // Early warning: a PSBT every signer refuses (a coin that is not the
     // group's) is refused at request time, exit 1, unless --unchecked.
-    let (foreign, _) = psbt(&address(0x44).to_string(), &outputs, 2, |_| {});
+    let (foreign, _) = psbt_with(&address(0x44).to_string(), &outputs, 2, |_| {});
     std::fs::write(env.p("foreign.psbt"), foreign.serialize()).unwrap();
     let r = env
         .request("foreign.psbt", "w-foreign", "foreign.json", &[])
@@ -438,7 +149,7 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
         r.stderr
     );
     assert!(!env.p("foreign.json").exists());
-    let (no_utxo, _) = psbt(&group, &outputs, 3, |_| {});
+    let (no_utxo, _) = psbt_with(&group, &outputs, 3, |_| {});
     let mut no_utxo = no_utxo;
     no_utxo.inputs[0].witness_utxo = None;
     std::fs::write(env.p("noutxo.psbt"), no_utxo.serialize()).unwrap();
@@ -447,7 +158,7 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
         .code(1);
     assert!(r.stderr.contains("witness_utxo"), "{}", r.stderr);
     // Version 0 is refused by every policy (versions are 1, 2 or 3).
-    let (v0, _) = psbt(&group, &outputs, 6, |tx| {
+    let (v0, _) = psbt_with(&group, &outputs, 6, |tx| {
         tx.version = bitcoin::transaction::Version(0)
     });
     std::fs::write(env.p("v0.psbt"), v0.serialize()).unwrap();
@@ -497,7 +208,7 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
 
 #[test]
 fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
-    let (env, group, exchange) = Env::new("");
+    let (env, group, exchange) = world("");
     let outputs = [(exchange.as_str(), 300_000), (group.as_str(), 698_600)];
 
     // `policy check` states the transaction rules in force (the defaults).
@@ -510,7 +221,7 @@ fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
 
     // A timelocked transaction: the review would show it; the default policy
     // refuses it, naming the rule.
-    let (locked, _) = psbt(&group, &outputs, 4, |tx| {
+    let (locked, _) = psbt_with(&group, &outputs, 4, |tx| {
         tx.lock_time = bitcoin::absolute::LockTime::from_consensus(1_900_000)
     });
     std::fs::write(env.p("locked.psbt"), locked.serialize()).unwrap();
@@ -529,7 +240,7 @@ fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
     );
 
     // The honest request, with a hostile memo and a pre-set final_script_sig.
-    let (mut p, coin) = psbt(&group, &outputs, 5, |_| {});
+    let (mut p, coin) = psbt_with(&group, &outputs, 5, |_| {});
     let reviewed_txid = p.unsigned_tx.compute_txid().to_string();
     p.inputs[0].final_script_sig = Some(bitcoin::ScriptBuf::from_bytes(vec![0x51]));
     std::fs::write(env.p("w.psbt"), p.serialize()).unwrap();
