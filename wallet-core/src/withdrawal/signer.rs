@@ -479,11 +479,20 @@ impl Signer<'_> {
     /// Whether this signer already recorded one of `events` for this
     /// requester's request id.
     fn handled(&self, subject: &dyn Subject, events: &[fn(&AuditEvent) -> bool]) -> bool {
+        self.entries_about(subject)
+            .any(|e| events.iter().any(|f| f(&e.record.event)))
+    }
+
+    /// This signer's audit entries about the subject's request: its id,
+    /// from its requester (request ids are unique per requester).
+    fn entries_about<'s>(
+        &'s self,
+        subject: &'s dyn Subject,
+    ) -> impl Iterator<Item = &'s crate::audit::AuditEntry> + 's {
         let requester = subject.requester().to_string();
-        self.audit.entries().iter().any(|e| {
+        self.audit.entries().iter().filter(move |e| {
             e.record.request_id.as_deref() == Some(subject.request_id())
                 && e.record.requester.as_deref() == Some(requester.as_str())
-                && events.iter().any(|f| f(&e.record.event))
         })
     }
 
@@ -585,27 +594,17 @@ impl Signer<'_> {
 
     /// This signer's share release for the subject's request, if any.
     fn release_of(&self, subject: &dyn Subject) -> Option<crate::audit::AuditEntry> {
-        let requester = subject.requester().to_string();
-        self.audit
-            .entries()
-            .iter()
-            .find(|e| {
-                matches!(e.record.event, AuditEvent::ShareReleased)
-                    && e.record.request_id.as_deref() == Some(subject.request_id())
-                    && e.record.requester.as_deref() == Some(requester.as_str())
-            })
+        self.entries_about(subject)
+            .find(|e| matches!(e.record.event, AuditEvent::ShareReleased))
             .cloned()
     }
 
     /// Whether this signer approved the request's id with another digest
     /// (another request reusing the id).
     fn approved_other_version(&self, subject: &dyn Subject, checked: &Checked) -> bool {
-        let requester = subject.requester().to_string();
         let digest = hex32(&checked.request_digest);
-        self.audit.entries().iter().any(|e| {
+        self.entries_about(subject).any(|e| {
             matches!(e.record.event, AuditEvent::Approved)
-                && e.record.request_id.as_deref() == Some(subject.request_id())
-                && e.record.requester.as_deref() == Some(requester.as_str())
                 && e.record.request_digest.as_deref() != Some(digest.as_str())
         })
     }
@@ -677,22 +676,16 @@ impl Signer<'_> {
         let requester = subject.requester().to_string();
         let digest = hex32(&checked.request_digest);
         let of_this_request = |e: &&crate::audit::AuditEntry| {
-            e.record.request_id.as_deref() == Some(subject.request_id())
-                && e.record.requester.as_deref() == Some(requester.as_str())
-                && e.record.request_digest.as_deref() == Some(digest.as_str())
+            e.record.request_digest.as_deref() == Some(digest.as_str())
         };
         let superseded: BTreeSet<SessionId> = self
-            .audit
-            .entries()
-            .iter()
+            .entries_about(subject)
             .filter(of_this_request)
             .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
             .filter_map(|e| e.record.session)
             .collect();
         let open: Vec<SessionId> = self
-            .audit
-            .entries()
-            .iter()
+            .entries_about(subject)
             .filter(of_this_request)
             .filter(|e| matches!(e.record.event, AuditEvent::Approved))
             .filter_map(|e| e.record.session)
