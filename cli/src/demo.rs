@@ -27,7 +27,7 @@ use wallet_core::identity::IdentityPublicKey;
 use wallet_core::keystore::{Keystore, SoftwareKeystore, WorkFactor};
 use wallet_core::policy::Policy;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
-use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
+use wallet_core::withdrawal::request::{RequestId, Signed, WithdrawalRequest};
 use wallet_core::withdrawal::review::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
@@ -205,7 +205,10 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let request = Signed::sign(
         group.id(),
         WithdrawalRequest {
-            request_id: format!("demo-{}", hex::encode(&group.id().as_bytes()[..4])),
+            request_id: RequestId::new(format!(
+                "demo-{}",
+                hex::encode(&group.id().as_bytes()[..4])
+            ))?,
             requester: requester.identity_public_key()?,
             created_at: t,
             expires_at: t + 3600,
@@ -289,7 +292,7 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
         .iter_mut()
         .zip(review(&stolen, &keys, NETWORK)?.sighashes())
     {
-        p.message = sighash.to_vec();
+        p.message = sighash.as_bytes().to_vec();
     }
     write(
         &out.join("attack").join("packages-tampered.json"),

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use wallet_core::frost_core::Identifier;
 
 use age::secrecy::SecretString as AgeSecret;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -83,7 +84,11 @@ fn dealt(t: u16, n: u16) -> Dealt<Secp256k1Tr> {
 
 /// One signing with persisted nonces: each signer loads its share from its
 /// keystore (decrypting it), commits, then signs; the coordinator aggregates.
-fn keystore_sign(d: &Dealt<Secp256k1Tr>, stores: &[&dyn Keystore], ids: &[String]) {
+fn keystore_sign(
+    d: &Dealt<Secp256k1Tr>,
+    stores: &[&dyn Keystore],
+    ids: &[Identifier<Secp256k1Tr>],
+) {
     let session = SessionId::random();
     let mut shares = Vec::new();
     let mut commitments = BTreeMap::new();
@@ -168,10 +173,8 @@ fn bench(c: &mut Criterion) {
             keystore::put_share(&soft_stores[i], share).unwrap();
         }
         let t = usize::from(t);
-        let ids: Vec<String> = d.shares[..t]
-            .iter()
-            .map(|s| hex::encode(s.identifier().serialize()))
-            .collect();
+        let ids: Vec<Identifier<Secp256k1Tr>> =
+            d.shares[..t].iter().map(|s| *s.identifier()).collect();
         let id = format!("{t}-of-{n}");
         let mut rng = StdRng::seed_from_u64(3);
         g.bench_function(BenchmarkId::new("raw-frost", &id), |b| {

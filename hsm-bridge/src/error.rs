@@ -7,7 +7,7 @@ use wallet_core::keystore::KeystoreError;
 #[non_exhaustive]
 pub enum HsmError {
     /// The module (shared library) could not be loaded.
-    #[error("PKCS#11 module {path} could not be loaded ({reason}); install SoftHSM2 (`apt-get install softhsm2`) or point module-path= / PKCS11_MODULE at your HSM's library")]
+    #[error("PKCS#11 module {path} could not be loaded ({reason}); point module-path= or PKCS11_MODULE at the HSM's PKCS#11 library")]
     ModuleNotFound {
         /// The module path tried.
         path: String,
@@ -144,7 +144,7 @@ impl From<HsmError> for KeystoreError {
     fn from(e: HsmError) -> Self {
         match e {
             HsmError::WrongPin { .. } => KeystoreError::WrongPassphrase,
-            other => KeystoreError::Backend(other.to_string()),
+            other => KeystoreError::Backend(wallet_core::error::Cause::new(other)),
         }
     }
 }

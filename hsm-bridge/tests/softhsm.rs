@@ -127,8 +127,11 @@ fn deal(seed: u64) -> Dealt<Secp256k1Tr> {
     .unwrap()
 }
 
-fn participant(d: &Dealt<Secp256k1Tr>, i: usize) -> String {
-    hex::encode(d.shares[i].identifier().serialize())
+fn participant(
+    d: &Dealt<Secp256k1Tr>,
+    i: usize,
+) -> wallet_core::frost_core::Identifier<Secp256k1Tr> {
+    *d.shares[i].identifier()
 }
 
 /// A session on `label` for inspecting objects directly, as an attacker
@@ -693,7 +696,10 @@ fn spawn_child(
         .env("KURA_TEST_TOKEN", label)
         .env("KURA_TEST_PIN", PIN)
         .env("KURA_TEST_GROUP", d.group.id().to_string())
-        .env("KURA_TEST_PARTICIPANT", participant(d, 0))
+        .env(
+            "KURA_TEST_PARTICIPANT",
+            hex::encode(participant(d, 0).serialize()),
+        )
         .env("KURA_TEST_SESSION", session.to_string())
         .env("KURA_TEST_GO", go)
         .stdout(Stdio::piped())

@@ -133,7 +133,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let body = WithdrawalRequest {
-                request_id: format!("bench-{n}"),
+                request_id: wallet_core::withdrawal::request::RequestId::new(format!("bench-{n}"))
+                    .unwrap(),
                 requester: requester.public_key(),
                 created_at: NOW,
                 expires_at: NOW + 3600,
@@ -197,7 +198,7 @@ fn bench(c: &mut Criterion) {
                 nonces.insert(*kp.identifier(), nn);
                 commitments.insert(*kp.identifier(), cc);
             }
-            let package = frost_secp256k1_tr::SigningPackage::new(commitments, &sighash);
+            let package = frost_secp256k1_tr::SigningPackage::new(commitments, sighash.as_ref());
             let mut shares = BTreeMap::new();
             for kp in kps {
                 let s = frost_secp256k1_tr::round2::sign_with_tweak(

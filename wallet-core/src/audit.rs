@@ -55,6 +55,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::digest::{PackagesDigest, PolicyDigest, RequestDigest, SigningDigest};
+use crate::withdrawal::request::RequestId;
 use sha2::{Digest, Sha256};
 
 use crate::format::write_canonical_json;
@@ -81,8 +84,9 @@ pub enum AuditEvent {
     Approved,
     /// The policy refused a request.
     Refused {
-        /// The policy rule that refused it.
-        rule: String,
+        /// The kind of refusal (for a policy refusal, its rule), stored by
+        /// its kebab-case name.
+        rule: crate::withdrawal::RefusalKind,
         /// Why, in words for an operator.
         reason: String,
     },
@@ -108,9 +112,8 @@ pub enum AuditEvent {
 
 /// The content of an audit entry: an event and what it concerns.
 ///
-/// Build one with [`AuditRecord::new`] and the `with_*` methods. Digests and
-/// sighashes are lowercase hex strings, as the caller gives them (the log
-/// signs what it is given and does not parse them).
+/// Build one with [`AuditRecord::new`] and the `with_*` methods. Digests
+/// are typed and written as lowercase hex, the one spelling that parses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -123,15 +126,16 @@ pub struct AuditRecord {
     /// unique per requester).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester: Option<String>,
-    /// Hex digest of the request concerned, if any.
+    /// The digest of the request concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_digest: Option<String>,
-    /// Hex sighashes signed (or refused), in input order.
+    pub request_digest: Option<RequestDigest>,
+    /// What was signed (or refused), in input order: each input's sighash,
+    /// or a raw message's digest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sighashes: Vec<String>,
-    /// Hex digest of the policy that decided, if any.
+    pub sighashes: Vec<SigningDigest>,
+    /// The digest of the policy that decided, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_digest: Option<String>,
+    pub policy_digest: Option<PolicyDigest>,
     /// Satoshis leaving the wallet (for rolling limits), if known: the
     /// outputs that are not change plus the fee. (Entries written before
     /// `fee_sat` existed counted the outputs only.)
@@ -145,9 +149,9 @@ pub struct AuditRecord {
     /// The nonce session of an approval (or of the approval superseded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<crate::keystore::SessionId>,
-    /// Hex digest of the signing packages a share release answered.
+    /// The digest of the signing packages a share release answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packages_digest: Option<String>,
+    pub packages_digest: Option<PackagesDigest>,
     /// Hex of each released signature share, in input order. A share is
     /// public once released; recording it lets the signer hand the same
     /// shares out again for the same packages (after a crash lost them)
@@ -176,8 +180,8 @@ impl AuditRecord {
 
     /// Records the packages answered and the shares released for them.
     #[must_use]
-    pub fn with_release(mut self, packages_digest_hex: String, shares_hex: Vec<String>) -> Self {
-        self.packages_digest = Some(packages_digest_hex);
+    pub fn with_release(mut self, packages: PackagesDigest, shares_hex: Vec<String>) -> Self {
+        self.packages_digest = Some(packages);
         self.shares = shares_hex;
         self
     }
@@ -191,8 +195,8 @@ impl AuditRecord {
 
     /// Names the signing request concerned.
     #[must_use]
-    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Some(request_id.into());
+    pub fn with_request_id(mut self, request_id: &RequestId) -> Self {
+        self.request_id = Some(request_id.as_str().to_owned());
         self
     }
 
@@ -203,25 +207,24 @@ impl AuditRecord {
         self
     }
 
-    /// Records the request's digest, as lowercase hex.
+    /// Records the request's digest.
     #[must_use]
-    pub fn with_request_digest(mut self, digest_hex: impl Into<String>) -> Self {
-        self.request_digest = Some(digest_hex.into());
+    pub fn with_request_digest(mut self, digest: RequestDigest) -> Self {
+        self.request_digest = Some(digest);
         self
     }
 
-    /// Records the sighashes concerned, as lowercase hex in input order,
-    /// replacing any set before.
+    /// Records what was signed, in input order, replacing any set before.
     #[must_use]
-    pub fn with_sighashes(mut self, sighashes_hex: Vec<String>) -> Self {
-        self.sighashes = sighashes_hex;
+    pub fn with_sighashes(mut self, sighashes: Vec<SigningDigest>) -> Self {
+        self.sighashes = sighashes;
         self
     }
 
-    /// Records the digest of the policy that decided, as lowercase hex.
+    /// Records the digest of the policy that decided.
     #[must_use]
-    pub fn with_policy_digest(mut self, digest_hex: impl Into<String>) -> Self {
-        self.policy_digest = Some(digest_hex.into());
+    pub fn with_policy_digest(mut self, digest: PolicyDigest) -> Self {
+        self.policy_digest = Some(digest);
         self
     }
 

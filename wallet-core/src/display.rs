@@ -201,17 +201,6 @@ pub fn check_label(label: &str) -> Result<(), TextError> {
     Ok(())
 }
 
-/// Serde helper: a request id field checked with [`check_request_id`] when
-/// parsed (`#[serde(deserialize_with = "crate::display::request_id")]`).
-///
-/// # Errors
-/// The deserializer's error, carrying [`TextError::RequestId`]'s message.
-pub fn request_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let id = <String as serde::Deserialize>::deserialize(d)?;
-    check_request_id(&id).map_err(serde::de::Error::custom)?;
-    Ok(id)
-}
-
 /// Serde helper: a memo field checked with [`check_memo`] when parsed.
 ///
 /// # Errors
@@ -220,44 +209,6 @@ pub fn memo<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     let memo = <String as serde::Deserialize>::deserialize(d)?;
     check_memo(&memo).map_err(serde::de::Error::custom)?;
     Ok(memo)
-}
-
-fn check_digest_hex(text: &str) -> Result<(), String> {
-    if text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "\"{}\" is not a digest (64 lowercase hex digits)",
-            inert_bounded(text, 80)
-        ))
-    }
-}
-
-/// Serde helper: a digest field (request digest, policy digest, sighash)
-/// must be 64 lowercase hex digits when parsed.
-///
-/// # Errors
-/// The deserializer's error, naming the value (inert).
-pub fn digest_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let text = <String as serde::Deserialize>::deserialize(d)?;
-    check_digest_hex(&text).map_err(serde::de::Error::custom)?;
-    Ok(text)
-}
-
-/// Serde helper: a list of digests, each as [`digest_hex`].
-///
-/// # Errors
-/// The deserializer's error, naming the first bad value (inert).
-pub fn digests_hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let list = <Vec<String> as serde::Deserialize>::deserialize(d)?;
-    for text in &list {
-        check_digest_hex(text).map_err(serde::de::Error::custom)?;
-    }
-    Ok(list)
 }
 
 #[cfg(test)]

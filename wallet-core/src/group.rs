@@ -144,6 +144,26 @@ pub fn identifier_hex<C: KuraSuite>(id: &Identifier<C>) -> String {
     hex::encode(id.serialize())
 }
 
+/// The sender of something refused (an invalid share, a bad approval), as an
+/// error names it: its FROST identifier, and its label when it is a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Culprit<C: KuraSuite> {
+    /// The FROST identifier.
+    pub identifier: Identifier<C>,
+    /// The member's label; `None` for an identifier outside the group.
+    pub label: Option<Label>,
+}
+
+impl<C: KuraSuite> fmt::Display for Culprit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = identifier_hex(&self.identifier);
+        match &self.label {
+            Some(label) => write!(f, "{label} (…{})", tail(&hex, 8)),
+            None => write!(f, "non-member {hex}"),
+        }
+    }
+}
+
 /// Serialized group verifying key (33-byte compressed point for both suites).
 pub(crate) fn verifying_key_bytes<C: KuraSuite>(vk: &VerifyingKey<C>) -> Vec<u8> {
     // Serializing a valid (non-identity) group element cannot fail; a key
@@ -249,6 +269,14 @@ impl<C: KuraSuite> PublicGroup<C> {
     /// The label of `id`, if it is a member.
     pub fn label(&self, id: &Identifier<C>) -> Option<&Label> {
         self.participants.get(id)
+    }
+
+    /// The participant `id` as errors name it: with its label if a member.
+    pub fn culprit(&self, id: &Identifier<C>) -> Culprit<C> {
+        Culprit {
+            identifier: *id,
+            label: self.label(id).cloned(),
+        }
     }
 
     /// The identifier of the participant with this label.

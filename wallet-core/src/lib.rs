@@ -19,7 +19,9 @@
 
 pub mod audit;
 pub mod ceremony;
+pub mod digest;
 pub mod display;
+pub mod error;
 pub mod format;
 pub mod group;
 pub mod identity;
@@ -36,7 +38,7 @@ pub mod withdrawal;
 mod secret;
 
 pub use format::{FormatError, GroupId};
-pub use group::{GroupError, KeyShare, Label, PublicGroup};
+pub use group::{Culprit, GroupError, KeyShare, Label, PublicGroup};
 pub use secret::SecretBytes;
 pub use suite::{KuraSuite, Secp256k1, Secp256k1Tr, SuiteId};
 

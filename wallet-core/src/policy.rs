@@ -1021,8 +1021,9 @@ pub fn check_any_policy(summary: &WithdrawalSummary) -> Result<(), PolicyRefusal
             return Err(refuse(
                 Rule::DestinationAllowlist,
                 format!(
-                    "output {} pays a non-standard script {script}, which no policy allows",
-                    output.index
+                    "output {} pays a non-standard script {}, which no policy allows",
+                    output.index,
+                    script.to_hex_string()
                 ),
             ));
         }
@@ -1424,11 +1425,12 @@ impl Policy {
             Destination::NonStandard { script } => Err(refuse(
                 Rule::DestinationAllowlist,
                 format!(
-                    "output {} pays a non-standard script {script}, which no policy allows",
-                    output.index
+                    "output {} pays a non-standard script {}, which no policy allows",
+                    output.index,
+                    script.to_hex_string()
                 ),
             )),
-            Destination::Address(address) => match self.destination(address) {
+            Destination::Address(address) => match self.destination(&address.to_string()) {
                 Some(_) => Ok(()),
                 None => Err(refuse(
                     Rule::DestinationAllowlist,
@@ -1447,22 +1449,23 @@ impl Policy {
     /// network (the group's own). `review` only marks the group's own script,
     /// so this refuses only summaries that were altered or built by hand.
     fn check_change(&self, outputs: &[OutputSummary]) -> Result<(), PolicyRefusal> {
-        let mut first: Option<(usize, ScriptBuf, &str)> = None;
+        let mut first: Option<(usize, ScriptBuf, String)> = None;
         for output in outputs.iter().filter(|o| o.is_change) {
             let address = match &output.destination {
                 Destination::NonStandard { script } => {
                     return Err(refuse(
                         Rule::Change,
                         format!(
-                        "output {} is marked as change but pays a non-standard script {script}; \
+                            "output {} is marked as change but pays a non-standard script {}; \
                              change goes only to the group's own Taproot address",
-                        output.index
-                    ),
+                            output.index,
+                            script.to_hex_string()
+                        ),
                     ))
                 }
-                Destination::Address(a) => a.as_str(),
+                Destination::Address(a) => a.to_string(),
             };
-            let script = Address::<NetworkUnchecked>::from_str(address)
+            let script = Address::<NetworkUnchecked>::from_str(&address)
                 .ok()
                 .and_then(|a| a.require_network(self.network).ok())
                 .filter(|a| a.address_type() == Some(AddressType::P2tr))

@@ -24,7 +24,7 @@ use frost_core::round2::SignatureShare;
 use frost_core::{CheaterDetection, Identifier, Signature, SigningPackage};
 use rand_core::{CryptoRng, RngCore};
 
-use crate::group::{identifier_hex, GroupError, KeyShare, PublicGroup};
+use crate::group::{identifier_hex, Culprit, GroupError, KeyShare, PublicGroup};
 use crate::suite::KuraSuite;
 
 /// A signer's secret round-1 state: the nonces behind its commitments.
@@ -63,9 +63,16 @@ impl<C: KuraSuite> Round1State<C> {
         &self.identifier
     }
 
-    /// The nonces, for a keystore to persist them encrypted. Whoever copies
-    /// them out takes on the single-use duty this type otherwise enforces.
-    pub fn nonces(&self) -> &SigningNonces<C> {
+    /// The nonces, for a keystore to persist them encrypted.
+    pub(crate) fn nonces(&self) -> &SigningNonces<C> {
+        &self.nonces
+    }
+
+    /// The nonces, for known-answer tests that compare them with a vector
+    /// (feature `hazmat`). `SigningNonces` is `Clone`: whoever copies them
+    /// out takes on the single-use duty this type otherwise enforces.
+    #[cfg(feature = "hazmat")]
+    pub fn hazmat_nonces(&self) -> &SigningNonces<C> {
         &self.nonces
     }
 }
@@ -110,38 +117,18 @@ pub enum SignError {
     Group(#[from] GroupError),
     /// Any other failure inside frost.
     #[error("FROST signing failed: {0}")]
-    Frost(String),
-}
-
-/// A participant named as the sender of an invalid signature share.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Culprit {
-    /// Hex of the participant's identifier.
-    pub identifier: String,
-    /// The participant's label.
-    pub label: String,
-}
-
-impl fmt::Display for Culprit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (…{})",
-            self.label,
-            crate::group::tail(&self.identifier, 8)
-        )
-    }
+    Frost(crate::error::Cause),
 }
 
 /// Why aggregation produced no signature.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AggregateError {
+pub enum AggregateError<C: KuraSuite> {
     /// Some shares do not verify; every sender of a bad share is named.
     #[error("invalid signature shares from: {}", .culprits.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     InvalidShares {
         /// All participants whose share failed to verify.
-        culprits: Vec<Culprit>,
+        culprits: Vec<Culprit<C>>,
     },
     /// Shares and package commitments name different participants.
     #[error("signature shares do not match the package's signers: {0}")]
@@ -151,7 +138,7 @@ pub enum AggregateError {
     Package(#[from] SignError),
     /// Any other failure inside frost.
     #[error("FROST aggregation failed: {0}")]
-    Frost(String),
+    Frost(crate::error::Cause),
 }
 
 /// A signature that does not verify.
@@ -273,7 +260,7 @@ pub fn sign<C: KuraSuite>(
     )?;
     let key_package = share.signing_key_package();
     frost_core::round2::sign(package, &state.nonces, &key_package)
-        .map_err(|e| SignError::Frost(e.to_string()))
+        .map_err(|e| SignError::Frost(crate::error::Cause::new(e)))
 }
 
 /// Coordinator: aggregates the shares into a signature that verifies under
@@ -286,7 +273,7 @@ pub fn aggregate<C: KuraSuite>(
     group: &PublicGroup<C>,
     package: &SigningPackage<C>,
     shares: &BTreeMap<Identifier<C>, SignatureShare<C>>,
-) -> Result<Signature<C>, AggregateError> {
+) -> Result<Signature<C>, AggregateError<C>> {
     check_signers(
         group,
         package.signing_commitments().keys(),
@@ -314,15 +301,9 @@ pub fn aggregate<C: KuraSuite>(
     )
     .map_err(|e| match e {
         frost_core::Error::InvalidSignatureShare { culprits } => AggregateError::InvalidShares {
-            culprits: culprits
-                .iter()
-                .map(|id| Culprit {
-                    identifier: identifier_hex(id),
-                    label: group.describe(&[*id]).concat(),
-                })
-                .collect(),
+            culprits: culprits.iter().map(|id| group.culprit(id)).collect(),
         },
-        other => AggregateError::Frost(other.to_string()),
+        other => AggregateError::Frost(crate::error::Cause::new(other)),
     })
 }
 
@@ -339,4 +320,34 @@ pub fn verify<C: KuraSuite>(
         .output_key()
         .verify(message, signature)
         .map_err(|_| VerifyError)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::OsRng;
+
+    use super::*;
+    use crate::suite::Secp256k1Tr;
+
+    #[test]
+    fn round1_state_debug_redacts_the_nonces() {
+        let labels: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|l| crate::group::Label::new(*l).expect("label"))
+            .collect();
+        let dealt = crate::keygen::dealer::<Secp256k1Tr, _>(
+            2,
+            &labels,
+            crate::keygen::Identifiers::Default,
+            &mut OsRng,
+        )
+        .expect("deal");
+        let share = dealt.shares.first().expect("a share");
+        let (state, _) = commit(share, &mut OsRng);
+        let hiding = hex::encode(state.nonces().hiding().serialize());
+        let binding = hex::encode(state.nonces().binding().serialize());
+        let dbg = format!("{state:?}");
+        assert!(!dbg.contains(&hiding) && !dbg.contains(&binding), "{dbg}");
+        assert!(dbg.contains("redacted"), "{dbg}");
+    }
 }

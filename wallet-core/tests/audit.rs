@@ -9,7 +9,16 @@ use wallet_core::audit::{
 };
 use wallet_core::keystore::{Keystore, MemoryKeystore};
 
+use wallet_core::digest::{PolicyDigest, RequestDigest, SigningDigest};
+use wallet_core::policy::Rule;
+use wallet_core::withdrawal::request::RequestId;
+use wallet_core::withdrawal::RefusalKind;
+
 const SIGHASH: [u8; 32] = [7u8; 32];
+
+fn rid(id: &str) -> RequestId {
+    RequestId::new(id).unwrap()
+}
 
 /// A log of four entries: request seen, share released (50 000 sat),
 /// finalized, note — at times 100, 200, 200, 300.
@@ -21,25 +30,25 @@ fn sample_log(dir: &Path, ks: &MemoryKeystore) -> (PathBuf, AuditLog) {
         ks,
         100,
         AuditRecord::new(AuditEvent::RequestSeen)
-            .with_request_id("req-1")
-            .with_request_digest(hex::encode([1u8; 32])),
+            .with_request_id(&rid("req-1"))
+            .with_request_digest(RequestDigest::from_bytes([1u8; 32])),
     )
     .unwrap();
     log.append(
         ks,
         200,
         AuditRecord::new(AuditEvent::ShareReleased)
-            .with_request_id("req-1")
-            .with_request_digest(hex::encode([1u8; 32]))
-            .with_sighashes(vec![hex::encode(SIGHASH)])
-            .with_policy_digest(hex::encode([2u8; 32]))
+            .with_request_id(&rid("req-1"))
+            .with_request_digest(RequestDigest::from_bytes([1u8; 32]))
+            .with_sighashes(vec![SigningDigest::from_bytes(SIGHASH)])
+            .with_policy_digest(PolicyDigest::from_bytes([2u8; 32]))
             .with_amount_sat(50_000),
     )
     .unwrap();
     log.append(
         ks,
         200,
-        AuditRecord::new(AuditEvent::Finalized).with_request_id("req-1"),
+        AuditRecord::new(AuditEvent::Finalized).with_request_id(&rid("req-1")),
     )
     .unwrap();
     log.append(
@@ -116,7 +125,10 @@ fn appends_survive_reopening_and_the_chain_continues() {
     }
     assert_eq!(log.head_hash(), hash(&file[3]));
     assert_eq!(log.head_hash(), entries[3].line_hash().unwrap());
-    assert_eq!(entries[1].record.sighashes, [hex::encode(SIGHASH)]);
+    assert_eq!(
+        entries[1].record.sighashes,
+        [SigningDigest::from_bytes(SIGHASH)]
+    );
     drop(log);
 
     // Reopened from disk: the same entries and head, and `verify` agrees.
@@ -134,7 +146,7 @@ fn appends_survive_reopening_and_the_chain_continues() {
         .append(
             &ks,
             300,
-            AuditRecord::new(AuditEvent::RequestSeen).with_request_id("req-2"),
+            AuditRecord::new(AuditEvent::RequestSeen).with_request_id(&rid("req-2")),
         )
         .unwrap();
     assert_eq!(
@@ -236,7 +248,7 @@ fn an_entry_forged_by_another_identity_is_caught() {
         seq: 3,
         time: 250,
         record: AuditRecord::new(AuditEvent::ShareReleased)
-            .with_request_id("req-evil")
+            .with_request_id(&rid("req-evil"))
             .with_amount_sat(1),
         prev_hash: hash(&file[1]),
         signer: mallory.identity_public_key().unwrap(),
@@ -454,7 +466,7 @@ fn rolling_amounts_and_seen_requests() {
         &ks,
         400,
         AuditRecord::new(AuditEvent::Approved)
-            .with_request_id("req-2")
+            .with_request_id(&rid("req-2"))
             .with_amount_sat(7_000_000),
     )
     .unwrap();
@@ -462,7 +474,7 @@ fn rolling_amounts_and_seen_requests() {
         &ks,
         500,
         AuditRecord::new(AuditEvent::ShareReleased)
-            .with_request_id("req-2")
+            .with_request_id(&rid("req-2"))
             .with_amount_sat(20_000),
     )
     .unwrap();
@@ -470,17 +482,17 @@ fn rolling_amounts_and_seen_requests() {
         &ks,
         600,
         AuditRecord::new(AuditEvent::Refused {
-            rule: "daily-limit".into(),
+            rule: RefusalKind::Policy(Rule::RollingWindowLimit),
             reason: "over the daily limit".into(),
         })
-        .with_request_id("req-3")
+        .with_request_id(&rid("req-3"))
         .with_amount_sat(1_000_000),
     )
     .unwrap();
     log.append(
         &ks,
         700,
-        AuditRecord::new(AuditEvent::Finalized).with_request_id("req-4"),
+        AuditRecord::new(AuditEvent::Finalized).with_request_id(&rid("req-4")),
     )
     .unwrap();
     log.append(
@@ -489,7 +501,7 @@ fn rolling_amounts_and_seen_requests() {
         AuditRecord::new(AuditEvent::Note {
             text: "about req-5".into(),
         })
-        .with_request_id("req-5"),
+        .with_request_id(&rid("req-5")),
     )
     .unwrap();
 

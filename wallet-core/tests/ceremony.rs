@@ -409,7 +409,7 @@ fn installed(ms: &[Member]) -> (Vec<tempfile::TempDir>, PublicGroup<C>, Roster<C
 
 fn share_of(m: &Member, g: &PublicGroup<C>) -> KeyShare<C> {
     let id = g.identifier_of(m.label.as_str()).unwrap();
-    keystore::load_share(&m.ks, g, &wallet_core::group::identifier_hex(&id)).unwrap()
+    keystore::load_share(&m.ks, g, &id).unwrap()
 }
 
 #[test]
@@ -602,8 +602,7 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
     // Someone with the disk restores the old group file: the old share is
     // gone for good (no staged copy brings it back), the signer refuses.
     std::fs::write(st.group_path(), group.to_document().unwrap()).unwrap();
-    let err = keystore::load_share(&ms[0].ks, &group, &wallet_core::group::identifier_hex(&id))
-        .unwrap_err();
+    let err = keystore::load_share(&ms[0].ks, &group, &id).unwrap_err();
     assert!(
         err.to_string().contains("old share after a refresh"),
         "{err}"

@@ -40,12 +40,8 @@ fn persisted_rounds_sign_and_nonces_are_taken_once() {
     let mut commitments = BTreeMap::new();
     let mut shares = Vec::new();
     for (ks, share) in stores.iter().zip(&d.shares) {
-        let loaded = keystore::load_share::<Secp256k1Tr>(
-            ks.as_ref(),
-            &d.group,
-            &hex::encode(share.identifier().serialize()),
-        )
-        .unwrap();
+        let loaded =
+            keystore::load_share::<Secp256k1Tr>(ks.as_ref(), &d.group, share.identifier()).unwrap();
         assert_eq!(loaded.key_package(), share.key_package());
         commitments.insert(
             *share.identifier(),
@@ -198,7 +194,7 @@ fn tampered_or_moved_ciphertext_is_refused() {
     let last = bad.len() - 5;
     bad[last] ^= 1;
     std::fs::write(&file, &bad).unwrap();
-    let id = hex::encode(d.shares[0].identifier().serialize());
+    let id = *d.shares[0].identifier();
     let err = keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &id).unwrap_err();
     assert!(matches!(err, KeystoreError::Tampered(_)), "{err}");
 
@@ -210,7 +206,7 @@ fn tampered_or_moved_ciphertext_is_refused() {
         dir.join("shares").join(format!("{}.age", slot2.name())),
     )
     .unwrap();
-    let id2 = hex::encode(d.shares[1].identifier().serialize());
+    let id2 = *d.shares[1].identifier();
     let err = keystore::load_share::<Secp256k1Tr>(&ks, &d.group, &id2).unwrap_err();
     assert!(matches!(err, KeystoreError::Tampered(_)), "{err}");
 

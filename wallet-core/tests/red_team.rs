@@ -172,7 +172,7 @@ impl World {
         by: &SoftwareIdentity,
     ) -> Signed<WithdrawalRequest> {
         let body = WithdrawalRequest {
-            request_id: id.into(),
+            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
             requester: by.public_key(),
             created_at: NOW - 60,
             expires_at: NOW + 3600,
@@ -230,7 +230,7 @@ impl World {
     /// The last audit entry of signer `i` is a refusal under `rule`.
     fn audited_refusal(&self, i: usize, rule: &str) {
         match &self.audits[i].entries().last().unwrap().record.event {
-            AuditEvent::Refused { rule: r, .. } => assert_eq!(r, rule),
+            AuditEvent::Refused { rule: r, .. } => assert_eq!(r.as_str(), rule),
             other => panic!("last audit entry is {other:?}, not a refusal"),
         }
     }
@@ -311,7 +311,7 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
         .iter_mut()
         .zip(altered_summary.sighashes())
     {
-        p.message = sighash.to_vec();
+        p.message = sighash.as_bytes().to_vec();
     }
     for r in w.refused_by(&[0, 1], &req, &packages) {
         assert!(
@@ -477,7 +477,7 @@ fn attack_08_replayed_request() {
     // approval and at signing, even though everything else is valid.
     let req = w.request("r-replay");
     assert!(
-        matches!(w.signer(0).approve(&req, NOW), Err(Refusal::Replayed(id)) if id == "r-replay")
+        matches!(w.signer(0).approve(&req, NOW), Err(Refusal::Replayed(id)) if id.as_str() == "r-replay")
     );
     w.audited_refusal(0, "replay");
     // Request ids are unique per requester: another authorised requester's
@@ -737,7 +737,10 @@ fn attack_17_a_malicious_signers_invalid_share_is_named() {
             input: 1,
             source: AggregateError::InvalidShares { culprits },
         }) => {
-            let names: Vec<_> = culprits.iter().map(|c| c.label.as_str()).collect();
+            let names: Vec<_> = culprits
+                .iter()
+                .map(|c| c.label.as_ref().unwrap().as_str())
+                .collect();
             assert_eq!(names, ["signer-3"], "only the cheater is blamed");
         }
         other => panic!("{other:?}"),
@@ -827,7 +830,7 @@ fn message_request(
     message: &[u8],
 ) -> Signed<wallet_core::withdrawal::request::MessageRequest> {
     let body = wallet_core::withdrawal::request::MessageRequest {
-        request_id: id.into(),
+        request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
         requester: w.requester.public_key(),
         created_at: NOW - 10,
         expires_at: NOW + 600,
@@ -913,7 +916,7 @@ fn raw_messages_sign_when_the_policy_allows_them() {
     let sig_bytes: [u8; 64] = sig.serialize().unwrap().try_into().unwrap();
     wallet_core::taproot::verify_bip340(
         &out,
-        &wallet_core::withdrawal::request::raw_message_digest(message),
+        wallet_core::withdrawal::request::raw_message_digest(message).as_bytes(),
         &sig_bytes,
     )
     .unwrap();

@@ -16,6 +16,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use wallet_core::withdrawal::request::RequestId;
 
 use bitcoin::psbt::Psbt;
 use bitcoin::{absolute, transaction, Amount, Network, ScriptBuf, Sequence, TxOut};
@@ -168,7 +169,7 @@ impl World {
 
     fn body(&self, id: &str, psbt: &Psbt) -> WithdrawalRequest {
         WithdrawalRequest {
-            request_id: id.into(),
+            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
             requester: self.requester.public_key(),
             created_at: NOW - 60,
             expires_at: NOW + 3600,
@@ -391,7 +392,7 @@ fn an_allowing_policy_signs_what_it_shows() {
 
 #[test]
 fn ansi_and_bidi_ids_are_refused_where_parsed() {
-    let mut w = world(3);
+    let w = world(3);
     let p = w.psbt();
     for id in [
         "r-1\x1b[2K\x1b[1A  output 0: 0.001 BTC",
@@ -399,9 +400,19 @@ fn ansi_and_bidi_ids_are_refused_where_parsed() {
         "r\u{200b}1",
         "",
     ] {
-        let signed = w.request(id, &p);
+        // A request id is a type: such an id cannot be made in memory, and
+        // the refusal quotes it inert.
+        let err = RequestId::new(id).unwrap_err().to_string();
+        assert!(err.contains("request id"), "{err}");
+        assert!(
+            !err.chars().any(wallet_core::display::is_unsafe_char),
+            "{err:?}"
+        );
         // As a document: refused when parsed.
-        let bytes = format::encode(w.d.group.id(), &signed).unwrap();
+        let signed = w.request("r-placeholder", &p);
+        let text = String::from_utf8(format::encode(w.d.group.id(), &signed).unwrap()).unwrap();
+        let quoted = serde_json::to_string(id).unwrap();
+        let bytes = text.replace("\"r-placeholder\"", &quoted).into_bytes();
         let err = format::decode_for_group::<Signed<WithdrawalRequest>>(&bytes, w.d.group.id())
             .unwrap_err()
             .to_string();
@@ -410,17 +421,6 @@ fn ansi_and_bidi_ids_are_refused_where_parsed() {
             !err.chars().any(wallet_core::display::is_unsafe_char),
             "{err:?}"
         );
-        // Built in memory and handed to the signer: refused too, the refusal
-        // inert.
-        match w.signer(0).review(&signed, NOW) {
-            Err(r @ Refusal::Text(_)) => {
-                assert!(!r
-                    .to_string()
-                    .chars()
-                    .any(wallet_core::display::is_unsafe_char))
-            }
-            other => panic!("{other:?}"),
-        }
     }
     // A policy label with a bidi override or a zero-width space is refused.
     // (TOML escapes, which the parser turns into the characters.)
@@ -603,12 +603,12 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
         .unwrap()
         .sighashes();
     let body = MessageRequest {
-        request_id: "m-theft".into(),
+        request_id: wallet_core::withdrawal::request::RequestId::new("m-theft").unwrap(),
         requester: w.requester.public_key(),
         created_at: NOW - 60,
         expires_at: NOW + 3600,
         memo: "attestation".into(),
-        message: sighashes[0].to_vec(),
+        message: sighashes[0].as_bytes().to_vec(),
     };
     let req = Signed::sign(
         w.d.group.id(),
@@ -637,7 +637,11 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
         .map(|s| (s.body.participant, s.body.shares[0]))
         .collect();
     let sig = wallet_core::signing::aggregate(&w.d.group, &package, &by_signer).unwrap();
-    assert!(!libsecp_verify_tr(&w.d.group, &sighashes[0], &sig));
+    assert!(!libsecp_verify_tr(
+        &w.d.group,
+        sighashes[0].as_bytes(),
+        &sig
+    ));
     // Put into the transaction, Bitcoin Core refuses it.
     let mut tx = theft.unsigned_tx.clone();
     let sig = bitcoin::taproot::Signature {
@@ -733,17 +737,16 @@ fn coordinator_fields_are_echoed_inert() {
         Network::Regtest,
     )
     .unwrap();
-    packages.request_digest = "\x1b[2J\x1b[Hall good \u{202e}".into();
+    // A request digest is a type: terminal escapes cannot be put into
+    // one in memory, and in a file it is refused when parsed, the refusal
+    // quoting it inert.
+    packages.request_digest = wallet_core::digest::RequestDigest::from_bytes([9; 32]);
     let refusal = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
     assert!(matches!(refusal, Refusal::WrongRequest { .. }), "{refusal}");
-    let text = refusal.to_string();
-    assert!(
-        !text.chars().any(wallet_core::display::is_unsafe_char),
-        "{text:?}"
-    );
-    assert!(text.contains("\\u{001b}[2J"), "{text}");
-    // Parsed from a file, such a digest is refused outright.
-    let bytes = format::encode(w.d.group.id(), &packages).unwrap();
+    let bytes = String::from_utf8(format::encode(w.d.group.id(), &packages).unwrap())
+        .unwrap()
+        .replace(&"09".repeat(32), "\\u001b[2J\\u001b[Hall good \u{202e}")
+        .into_bytes();
     let err = format::decode_for_group::<wallet_core::withdrawal::request::WithdrawalPackages>(
         &bytes,
         w.d.group.id(),

@@ -142,7 +142,7 @@ impl World {
             },
         ];
         let body = WithdrawalRequest {
-            request_id: id.into(),
+            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
             requester: self.requester.public_key(),
             created_at: NOW - 60,
             expires_at: NOW + 3600,
@@ -403,7 +403,7 @@ fn attack_3_an_edited_policy_is_not_in_force() {
     );
     assert!(r.to_string().contains("not the policy installed"), "{r}");
     match &w.audits[0].entries().last().unwrap().record.event {
-        AuditEvent::Refused { rule, .. } => assert_eq!(rule, "policy-pin"),
+        AuditEvent::Refused { rule, .. } => assert_eq!(rule.as_str(), "policy-pin"),
         other => panic!("{other:?}"),
     }
     // Installing it (which needs the keystore) puts it in force.

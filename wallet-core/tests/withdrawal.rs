@@ -35,7 +35,7 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
     assert_eq!(summary.amount_leaving(), Amount::from_sat(122_000));
     assert_eq!(
         summary.outputs[0].destination,
-        Destination::Address(dest.to_string())
+        Destination::Address(dest.clone())
     );
     assert!(summary.outputs[1].is_change && !summary.outputs[0].is_change);
     // 2 key-path inputs, 2 P2TR outputs: 211.5 → 212 vB when signed.
@@ -45,7 +45,15 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
         .sighashes()
         .iter()
         .enumerate()
-        .map(|(i, m)| sign_with(&d.group, &[&d.shares[0], &d.shares[2]], m, i as u64).unwrap())
+        .map(|(i, m)| {
+            sign_with(
+                &d.group,
+                &[&d.shares[0], &d.shares[2]],
+                m.as_bytes(),
+                i as u64,
+            )
+            .unwrap()
+        })
         .collect();
     let tx = finalize(&mut p, &sigs, &keys, Network::Regtest).unwrap();
     assert_eq!(tx.compute_txid(), summary.txid);
@@ -160,7 +168,7 @@ fn review_refuses_what_it_must() {
     assert_eq!(
         s.outputs[0].destination,
         Destination::NonStandard {
-            script: "6a0142".into()
+            script: bitcoin::ScriptBuf::from_hex("6a0142").unwrap()
         }
     );
 }
@@ -183,7 +191,7 @@ fn an_all_sighash_input_finalizes_with_a_65_byte_signature() {
     let sig = sign_with(
         &d.group,
         &[&d.shares[1], &d.shares[2]],
-        &summary.inputs[0].sighash,
+        summary.inputs[0].sighash.as_ref(),
         1,
     )
     .unwrap();

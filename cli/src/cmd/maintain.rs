@@ -57,7 +57,7 @@ impl Member {
         Ok(keystore::load_share::<Suite>(
             self.home.keystore.as_ref(),
             &self.group,
-            &wallet_core::group::identifier_hex(&self.me),
+            &self.me,
         )?)
     }
 }

@@ -8,7 +8,7 @@ use wallet_core::audit::AuditLog;
 use wallet_core::display;
 use wallet_core::format;
 use wallet_core::policy::Policy;
-use wallet_core::withdrawal::request::{Signed, WithdrawalPackages, WithdrawalRequest};
+use wallet_core::withdrawal::request::{RequestId, Signed, WithdrawalPackages, WithdrawalRequest};
 use wallet_core::withdrawal::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{keystore, Secp256k1Tr};
@@ -64,7 +64,7 @@ pub fn request(
         .checked_add(expires_in)
         .context("--expires-in goes past the end of time")?;
     let body = WithdrawalRequest {
-        request_id: id.to_owned(),
+        request_id: RequestId::new(id)?,
         requester: home.keystore.identity_public_key()?,
         created_at: t,
         expires_at,
@@ -103,11 +103,7 @@ fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHo
         .iter()
         .find(|(_, k)| **k == me)
         .context("this signer's identity key is not in the roster")?;
-    let share = keystore::load_share::<Secp256k1Tr>(
-        home.keystore.as_ref(),
-        &group,
-        &hex::encode(id.serialize()),
-    )?;
+    let share = keystore::load_share::<Secp256k1Tr>(home.keystore.as_ref(), &group, id)?;
     let policy_path = home.dir.join("policy.toml");
     let bytes = home::read_capped(&policy_path, wallet_core::policy::MAX_POLICY_BYTES)
         .with_context(|| {
@@ -224,8 +220,7 @@ pub fn approve(
             &format!("{}\n", reviewed.render()),
             &format!(
                 "Approve request {} as {}?",
-                display::inert(&reviewed.request_id),
-                s.home.config.label
+                reviewed.request_id, s.home.config.label
             ),
             "approve",
             "approved",
@@ -236,7 +231,7 @@ pub fn approve(
     r.done(
         "sign-approve",
         serde_json::json!({"request_id": approval.body.request_id, "participant": s.home.config.label.as_str(), "out": out.display().to_string()}),
-        &format!("{} approved request {}; approval written to {}", s.home.config.label, display::inert(&approval.body.request_id), out.display()),
+        &format!("{} approved request {}; approval written to {}", s.home.config.label, approval.body.request_id, out.display()),
     )
 }
 

@@ -413,7 +413,7 @@ impl IdentityCard {
 /// Only if frost cannot derive an identifier (it always can for a label).
 pub fn identifier_for<C: KuraSuite>(label: &Label) -> Result<Identifier<C>, CeremonyError> {
     Identifier::<C>::derive(label.as_str().as_bytes())
-        .map_err(|e| CeremonyError::Keygen(KeygenError::Frost(e.to_string())))
+        .map_err(|e| CeremonyError::Keygen(KeygenError::Frost(crate::error::Cause::new(e))))
 }
 
 // ---------------------------------------------------------------------------

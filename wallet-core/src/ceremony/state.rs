@@ -229,6 +229,7 @@ impl MemberState {
         let Some(staged) = self.staged::<C>()? else {
             return Ok(None);
         };
+        let id = participant;
         let participant = identifier_hex(participant);
         let slot = SecretSlot::staged_share(&staged, &participant);
         let active = self.group::<C>()?;
@@ -245,7 +246,7 @@ impl MemberState {
         hook(Step::GroupSwitched)?;
         // load_share finds the staged share, moves it to the main slot and
         // clears the staged slot (or finds it moved already).
-        keystore::load_share(keystore, &staged, &participant)?;
+        keystore::load_share(keystore, &staged, id)?;
         // No copy of a share may outlive its activation in a staged slot
         // (load_share clears it when it moves the share; this covers a
         // crash between its two writes).

@@ -101,7 +101,7 @@ pub fn part1<C: KuraSuite, R: RngCore + CryptoRng>(
 ) -> Result<(Round1Secret<C>, Round1Message<C>), KeygenError> {
     check_threshold(min_signers, max_signers)?;
     let (secret, package) = frost_core::keys::dkg::part1(identifier, max_signers, min_signers, rng)
-        .map_err(|e| KeygenError::Frost(e.to_string()))?;
+        .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?;
     let message = Round1Message {
         from: identifier,
         label: label.clone(),
@@ -177,7 +177,7 @@ pub(super) fn part2_with<C: KuraSuite>(
         frost_core::Error::InvalidProofOfKnowledge { culprit } => {
             KeygenError::InvalidProofOfKnowledge(describe(round1, &culprit))
         }
-        other => KeygenError::Frost(other.to_string()),
+        other => KeygenError::Frost(crate::error::Cause::new(other)),
     })?;
     let messages = packages
         .into_iter()
@@ -228,7 +228,7 @@ pub fn part3<C: KuraSuite>(
                     r1.len()
                 ))
             }
-            other => KeygenError::Frost(other.to_string()),
+            other => KeygenError::Frost(crate::error::Cause::new(other)),
         })?;
     let mut labels: BTreeMap<Identifier<C>, Label> =
         round1.iter().map(|m| (m.from, m.label.clone())).collect();

@@ -53,7 +53,7 @@ pub enum KeygenError {
     InvalidSecretKey,
     /// Any other failure inside frost.
     #[error("FROST key generation failed: {0}")]
-    Frost(String),
+    Frost(crate::error::Cause),
 }
 
 /// The result of dealer key generation: the public group and every share.
@@ -109,7 +109,7 @@ pub fn split<C: KuraSuite, R: RngCore + CryptoRng>(
         Identifiers::Default => (1..=max_signers)
             .map(Identifier::try_from)
             .collect::<Result<_, _>>()
-            .map_err(|e| KeygenError::Frost(e.to_string()))?,
+            .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?,
         Identifiers::Custom(ids) => {
             if ids.len() != labels.len() {
                 return Err(KeygenError::LabelCount {
@@ -132,7 +132,7 @@ pub fn split<C: KuraSuite, R: RngCore + CryptoRng>(
         IdentifierList::Custom(&ids),
         rng,
     )
-    .map_err(|e| KeygenError::Frost(e.to_string()))?;
+    .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?;
     let group = PublicGroup::new(public_key_package, by_id)?;
     let shares = secret_shares
         .into_values()

@@ -45,7 +45,7 @@ pub fn dealer_refresh<C: KuraSuite, R: RngCore + CryptoRng>(
         keep,
         rng,
     )
-    .map_err(|e| KeygenError::Frost(e.to_string()))?;
+    .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?;
     let new_group = PublicGroup::new(public_key_package, labels)?;
     Ok(DealerRefresh {
         group: new_group,
@@ -121,7 +121,7 @@ pub fn dkg_part1<C: KuraSuite, R: RngCore + CryptoRng>(
         group.min_signers(),
         rng,
     )
-    .map_err(|e| KeygenError::Frost(e.to_string()))?;
+    .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?;
     let message = Round1Message {
         from: *current.identifier(),
         label: current.label().clone(),
@@ -181,7 +181,7 @@ pub fn dkg_finish<C: KuraSuite>(
             participant: secret.label.to_string(),
             culprit: culprit.map(|c| describe(round1, &c)),
         },
-        other => KeygenError::Frost(other.to_string()),
+        other => KeygenError::Frost(crate::error::Cause::new(other)),
     })?;
     let new_group = PublicGroup::new(public_key_package, group.participants().clone())?;
     if new_group.id() != group.id() {

@@ -46,7 +46,7 @@ pub fn helper_deltas<C: KuraSuite, R: RngCore + CryptoRng>(
         }
     }
     frost_core::keys::repairable::repair_share_part1(helpers, helper.key_package(), rng, *lost)
-        .map_err(|e| KeygenError::Frost(e.to_string()))
+        .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))
 }
 
 /// Helper, step 2: sum the deltas this helper received into its sigma.
@@ -72,7 +72,7 @@ pub fn recover<C: KuraSuite>(
         .ok_or_else(|| GroupError::UnknownParticipant(identifier_hex(lost)))?;
     let key_package =
         frost_core::keys::repairable::repair_share_part3(sigmas, *lost, group.public_key_package())
-            .map_err(|e| KeygenError::Frost(e.to_string()))?;
+            .map_err(|e| KeygenError::Frost(crate::error::Cause::new(e)))?;
     let share = KeyShare::new(key_package, label.clone())?;
     share
         .check_member_of(group)

@@ -320,9 +320,21 @@ pub enum KeystoreError {
         /// What the keystore holds.
         found: String,
     },
-    /// A backend-specific failure (e.g. a PKCS#11 error).
+    /// A backend-specific failure (e.g. a PKCS#11 error), kept as the
+    /// backend's own error: see [`KeystoreError::backend_error`].
     #[error("{0}")]
-    Backend(String),
+    Backend(crate::error::Cause),
+}
+
+impl KeystoreError {
+    /// The backend's own error behind [`KeystoreError::Backend`], if it is
+    /// an `E` (for the PKCS#11 keystore, `hsm_bridge::HsmError`).
+    pub fn backend_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            KeystoreError::Backend(cause) => cause.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
 }
 
 /// What a signer needs from wherever its secrets live.
@@ -463,7 +475,9 @@ pub fn pin_policy(
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| KeystoreError::Backend("the state anchor kept moving".into())))
+    Err(last.unwrap_or_else(|| {
+        KeystoreError::Backend(crate::error::Cause::message("the state anchor kept moving"))
+    }))
 }
 
 /// Stores `share` in `keystore`.
@@ -480,15 +494,17 @@ pub fn put_share<C: KuraSuite>(
 /// What a staged slot holds once its share is active (nothing to load).
 pub const STAGED_TOMBSTONE: &[u8] = b"activated";
 
-/// Loads the key share of participant `participant` (identifier hex) in `group`.
+/// Loads the key share of `participant` in `group`.
 ///
 /// # Errors
 /// As [`Keystore::key_share`], or a document that does not parse or fit.
 pub fn load_share<C: KuraSuite>(
     keystore: &dyn Keystore,
     group: &PublicGroup<C>,
-    participant: &str,
+    participant: &frost_core::Identifier<C>,
 ) -> Result<KeyShare<C>, KeystoreError> {
+    let participant = crate::group::identifier_hex(participant);
+    let participant = participant.as_str();
     let slot = SecretSlot::for_share(C::SUITE, *group.id(), participant.to_owned());
     let main = keystore.key_share(&slot).and_then(|doc| {
         let share = KeyShare::<C>::from_secret_document(doc.expose())?;

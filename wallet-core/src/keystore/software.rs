@@ -160,7 +160,7 @@ impl SoftwareKeystore {
             recipient.set_work_factor(n);
         }
         let ct = age::encrypt(&recipient, plain.as_bytes())
-            .map_err(|e| KeystoreError::Backend(e.to_string()))?;
+            .map_err(|e| KeystoreError::Backend(crate::error::Cause::new(e)))?;
         write_atomic(&dir.join(KEY_FILE), &ct, false).map_err(|e| match e {
             KeystoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
                 KeystoreError::AlreadyExists(format!("a keystore in {}", dir.display()))
@@ -206,7 +206,10 @@ impl SoftwareKeystore {
             age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
                 KeystoreError::WrongPassphrase
             }
-            other => KeystoreError::Backend(format!("cannot read {}: {other}", path.display())),
+            other => KeystoreError::Io {
+                path: path.display().to_string(),
+                source: io::Error::other(other),
+            },
         })?);
         let text = std::str::from_utf8(plain.expose())
             .map_err(|_| KeystoreError::Tampered("keystore key file".into()))?;
@@ -288,7 +291,11 @@ impl SoftwareKeystore {
                     aad: STATE_AD,
                 },
             )
-            .map_err(|_| KeystoreError::Backend("cannot encrypt the keystore state".into()))?;
+            .map_err(|_| {
+                KeystoreError::Backend(crate::error::Cause::message(
+                    "cannot encrypt the keystore state",
+                ))
+            })?;
         let mut out = Vec::with_capacity(4 + 12 + ct.len());
         out.extend_from_slice(STATE_TAG);
         out.extend_from_slice(&nonce);
@@ -321,7 +328,7 @@ impl SoftwareKeystore {
         plain.extend_from_slice(&ad);
         plain.extend_from_slice(document.expose());
         age::encrypt(&self.at_rest.to_public(), &plain)
-            .map_err(|e| KeystoreError::Backend(e.to_string()))
+            .map_err(|e| KeystoreError::Backend(crate::error::Cause::new(e)))
     }
 
     fn unseal(&self, slot: &SecretSlot, ct: &[u8]) -> Result<SecretBytes, KeystoreError> {
@@ -380,10 +387,10 @@ impl Keystore for SoftwareKeystore {
                 return Err(KeystoreError::AlreadyExists(slot.to_string()));
             }
             if state.nonce_keys.len() >= MAX_OUTSTANDING {
-                return Err(KeystoreError::Backend(format!(
+                return Err(KeystoreError::Backend(crate::error::Cause::message(format!(
                     "{MAX_OUTSTANDING} approvals are outstanding in {}; sign or supersede some first",
                     self.describe()
-                )));
+                ))));
             }
             // The ciphertext first: a crash then leaves a file without a key
             // (useless), never a key without its file. Such an orphan is
@@ -501,7 +508,9 @@ fn seal_nonces(
                 aad: &ad,
             },
         )
-        .map_err(|_| KeystoreError::Backend("cannot encrypt nonces".into()))?;
+        .map_err(|_| {
+            KeystoreError::Backend(crate::error::Cause::message("cannot encrypt nonces"))
+        })?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     Ok(out)

@@ -14,8 +14,9 @@ use super::request::{
 };
 use super::review::{parse_psbt, review, ReviewError};
 use super::signer::{verify_approvals, Refusal};
+use crate::digest::{RequestDigest, SigningDigest};
 use crate::format::FormatError;
-use crate::group::{identifier_hex, PublicGroup};
+use crate::group::{Culprit, PublicGroup};
 use crate::identity::IdentityPublicKey;
 use crate::keystore::SessionId;
 use crate::messages::PackageMessage;
@@ -47,7 +48,7 @@ pub enum CoordinatorError {
     #[error("shares from {participant} are not acceptable: {reason}")]
     BadShares {
         /// Who they claim to come from.
-        participant: String,
+        participant: Culprit<Secp256k1Tr>,
         /// Why.
         reason: String,
     },
@@ -57,7 +58,7 @@ pub enum CoordinatorError {
         /// Input index.
         input: usize,
         /// The failure.
-        source: AggregateError,
+        source: AggregateError<Secp256k1Tr>,
     },
     /// Finalization failed.
     #[error(transparent)]
@@ -71,14 +72,14 @@ fn request_parts(
     group: &PublicGroup<Secp256k1Tr>,
     request: &Signed<WithdrawalRequest>,
     network: bitcoin::Network,
-) -> Result<(String, Psbt, Vec<[u8; 32]>), CoordinatorError> {
+) -> Result<(RequestDigest, Psbt, Vec<SigningDigest>), CoordinatorError> {
     let body = request
         .verify(group.id())
         .map_err(|_| CoordinatorError::BadRequest)?;
     let psbt = parse_psbt(&body.psbt)?;
     let summary = review(&psbt, &group.taproot(), network)?;
     Ok((
-        hex::encode(request.digest(group.id())?),
+        request.request_digest(group.id())?,
         psbt,
         summary.sighashes(),
     ))
@@ -97,27 +98,27 @@ pub fn build_packages(
     network: bitcoin::Network,
 ) -> Result<WithdrawalPackages, CoordinatorError> {
     let (digest, _, sighashes) = request_parts(group, request, network)?;
-    let hex_sighashes: Vec<String> = sighashes.iter().map(hex::encode).collect();
-    let verified = verify_approvals(group, identities, &digest, &hex_sighashes, approvals)?;
+    let verified = verify_approvals(group, identities, &digest, &sighashes, approvals)?;
     if verified.len() < usize::from(group.min_signers()) {
         return Err(CoordinatorError::TooFewApprovals {
             have: verified.len(),
             need: group.min_signers(),
         });
     }
-    let package_session = SessionId::from_bytes(request.digest(group.id())?);
+    let package_session = SessionId::from_bytes(digest.to_bytes());
     let mut packages = Vec::with_capacity(sighashes.len());
     for (i, sighash) in sighashes.iter().enumerate() {
         let commitments = verified
             .iter()
             .filter_map(|(id, a)| a.commitments.get(i).map(|c| (*id, *c)))
             .collect();
-        let package = signing::build_package(group, commitments, sighash).map_err(|e| {
-            CoordinatorError::Aggregate {
-                input: i,
-                source: e.into(),
-            }
-        })?;
+        let package =
+            signing::build_package(group, commitments, sighash.as_bytes()).map_err(|e| {
+                CoordinatorError::Aggregate {
+                    input: i,
+                    source: e.into(),
+                }
+            })?;
         packages.push(PackageMessage::from_package(
             package_session.for_input(i),
             &package,
@@ -147,11 +148,8 @@ pub fn finalize_withdrawal(
     let (digest, mut psbt, sighashes) = request_parts(group, request, network)?;
     let mut by_signer = BTreeMap::new();
     for s in shares {
-        let who = identifier_hex(&s.body.participant);
         let bad = |reason: &str| CoordinatorError::BadShares {
-            participant: group
-                .label(&s.body.participant)
-                .map_or(who.clone(), ToString::to_string),
+            participant: group.culprit(&s.body.participant),
             reason: reason.to_owned(),
         };
         if identities.get(&s.body.participant) != Some(&s.signer) || s.verify(group.id()).is_err() {
@@ -197,16 +195,9 @@ pub fn build_message_packages(
     let body = request
         .verify(group.id())
         .map_err(|_| CoordinatorError::BadRequest)?;
-    let digest = request.digest(group.id())?;
+    let digest = request.request_digest(group.id())?;
     let signed = super::request::raw_message_digest(&body.message);
-    let messages = vec![hex::encode(signed)];
-    let verified = verify_approvals(
-        group,
-        identities,
-        &hex::encode(digest),
-        &messages,
-        approvals,
-    )?;
+    let verified = verify_approvals(group, identities, &digest, &[signed], approvals)?;
     if verified.len() < usize::from(group.min_signers()) {
         return Err(CoordinatorError::TooFewApprovals {
             have: verified.len(),
@@ -217,17 +208,17 @@ pub fn build_message_packages(
         .iter()
         .filter_map(|(id, a)| a.commitments.first().map(|c| (*id, *c)))
         .collect();
-    let package = signing::build_package(group, commitments, &signed).map_err(|e| {
+    let package = signing::build_package(group, commitments, signed.as_bytes()).map_err(|e| {
         CoordinatorError::Aggregate {
             input: 0,
             source: e.into(),
         }
     })?;
     Ok(WithdrawalPackages {
-        request_digest: hex::encode(digest),
+        request_digest: digest,
         approvals: approvals.to_vec(),
         packages: vec![PackageMessage::from_package(
-            SessionId::from_bytes(digest),
+            SessionId::from_bytes(digest.to_bytes()),
             &package,
         )],
     })

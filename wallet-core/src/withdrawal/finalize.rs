@@ -86,7 +86,7 @@ pub fn finalize(
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
         let sig = schnorr::Signature::from_slice(&bytes)
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
-        secp.verify_schnorr(&sig, &Message::from_digest(input.sighash), &output_key)
+        secp.verify_schnorr(&sig, &Message::from(input.sighash), &output_key)
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
         checked.push(taproot::Signature {
             signature: sig,

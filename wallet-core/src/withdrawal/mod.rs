@@ -17,6 +17,9 @@
 
 pub mod coordinator;
 pub mod finalize;
+pub mod refusal;
 pub mod request;
 pub mod review;
 pub mod signer;
+
+pub use refusal::{Refusal, RefusalKind};

@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::digest::{PolicyDigest, RequestDigest, SigningDigest};
+use crate::display::TextError;
 use crate::format::{self, DocumentBody, FormatError, GroupId};
 use crate::identity::{IdentityPublicKey, IdentitySignature};
 use crate::keystore::{Keystore, KeystoreError, SessionId};
@@ -69,8 +71,8 @@ impl<T: DocumentBody> Signed<T> {
         Ok(&self.body)
     }
 
-    /// SHA-256 of the signed canonical bytes: what approvals and audit
-    /// entries use to name a request.
+    /// SHA-256 of the signed canonical bytes (for a request, see
+    /// [`Signed::request_digest`]).
     ///
     /// # Errors
     /// Only on an internal serialization failure.
@@ -79,9 +81,91 @@ impl<T: DocumentBody> Signed<T> {
     }
 }
 
+impl Signed<WithdrawalRequest> {
+    /// The request's digest: what approvals, packages, shares and audit
+    /// entries name it by.
+    ///
+    /// # Errors
+    /// Only on an internal serialization failure.
+    pub fn request_digest(&self, group: &GroupId) -> Result<RequestDigest, FormatError> {
+        self.digest(group).map(RequestDigest::from_bytes)
+    }
+}
+
+impl Signed<MessageRequest> {
+    /// The request's digest, as for a withdrawal request.
+    ///
+    /// # Errors
+    /// Only on an internal serialization failure.
+    pub fn request_digest(&self, group: &GroupId) -> Result<RequestDigest, FormatError> {
+        self.digest(group).map(RequestDigest::from_bytes)
+    }
+}
+
 impl Clone for BadSignature {
     fn clone(&self) -> Self {
         BadSignature { kind: self.kind }
+    }
+}
+
+/// A request's id: unique per requester, honoured once by each signer.
+///
+/// 1 to [`MAX_REQUEST_ID_LEN`](crate::display::MAX_REQUEST_ID_LEN) characters
+/// of `A–Z a–z 0–9 . _ : / -` ([`crate::display::check_request_id`]), so it
+/// can be shown and used in file names as it is.
+///
+/// ```
+/// use wallet_core::withdrawal::request::RequestId;
+///
+/// let id = RequestId::new("wd-2026-12-01/0042")?;
+/// assert_eq!(id.as_str(), "wd-2026-12-01/0042");
+/// assert!(RequestId::new("wd 42\u{1b}[2J").is_err());
+/// # Ok::<(), wallet_core::display::TextError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Checks `id` and wraps it.
+    ///
+    /// # Errors
+    /// [`TextError::RequestId`].
+    pub fn new(id: impl Into<String>) -> Result<Self, TextError> {
+        let id = id.into();
+        crate::display::check_request_id(&id)?;
+        Ok(RequestId(id))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestId({})", self.0)
+    }
+}
+
+impl std::str::FromStr for RequestId {
+    type Err = TextError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RequestId::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        RequestId::new(id).map_err(serde::de::Error::custom)
     }
 }
 
@@ -96,10 +180,8 @@ impl<T: DocumentBody + DeserializeOwned> DocumentBody for Signed<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
-    /// Unique per requester; a signer signs each id at most once. Checked
-    /// when parsed ([`crate::display::check_request_id`]).
-    #[serde(deserialize_with = "crate::display::request_id")]
-    pub request_id: String,
+    /// Unique per requester; a signer signs each id at most once.
+    pub request_id: RequestId,
     /// The requester's identity key (must be in the signer's policy).
     pub requester: IdentityPublicKey,
     /// Unix seconds when made.
@@ -135,13 +217,13 @@ pub const RAW_MESSAGE_TAG: &[u8] = b"kura/raw-message";
 /// that verify (BIP340, under the group's output key) for this digest alone
 /// — never a spend, whatever 32 bytes it sends. A verifier of a raw-message
 /// signature computes the same digest from the message.
-pub fn raw_message_digest(message: &[u8]) -> [u8; 32] {
+pub fn raw_message_digest(message: &[u8]) -> SigningDigest {
     let tag = Sha256::digest(RAW_MESSAGE_TAG);
     let mut h = Sha256::new();
     h.update(tag);
     h.update(tag);
     h.update(message);
-    h.finalize().into()
+    SigningDigest::from_bytes(h.finalize().into())
 }
 
 /// A request to sign a raw (non-Bitcoin) message with the group key — the
@@ -152,10 +234,8 @@ pub fn raw_message_digest(message: &[u8]) -> [u8; 32] {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
-    /// Unique per requester; a signer signs each id at most once. Checked
-    /// when parsed ([`crate::display::check_request_id`]).
-    #[serde(deserialize_with = "crate::display::request_id")]
-    pub request_id: String,
+    /// Unique per requester; a signer signs each id at most once.
+    pub request_id: RequestId,
     /// The requester's identity key.
     pub requester: IdentityPublicKey,
     /// Unix seconds when made.
@@ -183,19 +263,16 @@ impl DocumentBody for MessageRequest {
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     /// The request's id.
-    #[serde(deserialize_with = "crate::display::request_id")]
-    pub request_id: String,
-    /// Hex SHA-256 of the signed request.
-    #[serde(deserialize_with = "crate::display::digest_hex")]
-    pub request_digest: String,
+    pub request_id: RequestId,
+    /// The signed request's digest.
+    pub request_digest: RequestDigest,
     /// The approving participant.
     pub participant: Identifier<Secp256k1Tr>,
-    /// Hex of each input's sighash, as this signer computed it.
-    #[serde(deserialize_with = "crate::display::digests_hex")]
-    pub sighashes: Vec<String>,
-    /// Hex digest of the policy that allowed it.
-    #[serde(deserialize_with = "crate::display::digest_hex")]
-    pub policy_digest: String,
+    /// Each input's sighash (or the raw message's digest), as this signer
+    /// computed it.
+    pub sighashes: Vec<SigningDigest>,
+    /// The digest of the policy that allowed it.
+    pub policy_digest: PolicyDigest,
     /// This signer's nonce session (per input: [`SessionId::for_input`]).
     pub session: SessionId,
     /// Round-1 commitments, one per input.
@@ -214,9 +291,8 @@ impl DocumentBody for Approval {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalPackages {
-    /// Hex SHA-256 of the signed request.
-    #[serde(deserialize_with = "crate::display::digest_hex")]
-    pub request_digest: String,
+    /// The signed request's digest.
+    pub request_digest: RequestDigest,
     /// The signed approvals whose commitments the packages use.
     pub approvals: Vec<Signed<Approval>>,
     /// One signing package per input, in input order.
@@ -234,9 +310,8 @@ impl DocumentBody for WithdrawalPackages {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalShares {
-    /// Hex SHA-256 of the signed request.
-    #[serde(deserialize_with = "crate::display::digest_hex")]
-    pub request_digest: String,
+    /// The signed request's digest.
+    pub request_digest: RequestDigest,
     /// The signing participant.
     pub participant: Identifier<Secp256k1Tr>,
     /// One share per input.

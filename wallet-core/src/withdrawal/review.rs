@@ -6,9 +6,11 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use bitcoin::hashes::Hash;
 use bitcoin::psbt::Psbt;
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use bitcoin::TapSighash;
+
+use crate::digest::SigningDigest;
 use bitcoin::{
     absolute, Address, Amount, Network, OutPoint, ScriptBuf, Sequence, TxOut, Txid, Witness,
 };
@@ -100,19 +102,21 @@ pub enum ReviewError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     /// A standard address on the wallet's network.
-    Address(String),
+    Address(Address),
     /// A script with no address form (shown as hex).
     NonStandard {
-        /// Hex of the script.
-        script: String,
+        /// The script.
+        script: ScriptBuf,
     },
 }
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Destination::Address(a) => f.write_str(a),
-            Destination::NonStandard { script } => write!(f, "non-standard script {script}"),
+            Destination::Address(a) => write!(f, "{a}"),
+            Destination::NonStandard { script } => {
+                write!(f, "non-standard script {}", script.to_hex_string())
+            }
         }
     }
 }
@@ -142,7 +146,7 @@ pub struct InputSummary {
     /// The sighash type this input is signed with.
     pub sighash_type: TapSighashType,
     /// The BIP341 key-path sighash this signer computed.
-    pub sighash: [u8; 32],
+    pub sighash: TapSighash,
     /// Its nSequence (RBF signalling, BIP68 relative lock).
     pub sequence: Sequence,
 }
@@ -284,9 +288,9 @@ impl WithdrawalSummary {
         }
     }
 
-    /// The sighashes, input by input.
-    pub fn sighashes(&self) -> Vec<[u8; 32]> {
-        self.inputs.iter().map(|i| i.sighash).collect()
+    /// What each input's FROST session signs (its sighash), input by input.
+    pub fn sighashes(&self) -> Vec<SigningDigest> {
+        self.inputs.iter().map(|i| i.sighash.into()).collect()
     }
 }
 
@@ -449,7 +453,7 @@ pub fn review(
             outpoint: txin.previous_output,
             amount: utxo.value,
             sighash_type: *ty,
-            sighash: sighash.to_byte_array(),
+            sighash,
             sequence: txin.sequence,
         });
     }
@@ -550,9 +554,9 @@ fn check_non_witness_utxo(
 
 fn destination(script: &ScriptBuf, network: Network) -> Destination {
     match Address::from_script(script, network) {
-        Ok(a) => Destination::Address(a.to_string()),
+        Ok(a) => Destination::Address(a),
         Err(_) => Destination::NonStandard {
-            script: script.to_hex_string(),
+            script: script.clone(),
         },
     }
 }

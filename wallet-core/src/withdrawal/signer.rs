@@ -11,163 +11,28 @@ use frost_core::Identifier;
 use sha2::Digest;
 
 use super::request::{
-    Approval, BadSignature, MessageRequest, Signed, WithdrawalPackages, WithdrawalRequest,
-    WithdrawalShares,
+    Approval, BadSignature, MessageRequest, RequestId, Signed, WithdrawalPackages,
+    WithdrawalRequest, WithdrawalShares,
 };
-use super::review::{parse_psbt, review, ReviewError, WithdrawalSummary};
+use super::review::{parse_psbt, review, WithdrawalSummary};
 use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, DecisionGuard};
+use crate::digest::{PackagesDigest, PolicyDigest, RequestDigest, SigningDigest};
 use crate::group::{identifier_hex, KeyShare, PublicGroup};
 use crate::identity::IdentityPublicKey;
 use crate::keystore::{self, Keystore, KeystoreError, SecretSlot, SessionId, StoredSignError};
-use crate::policy::{Policy, PolicyRefusal};
+use crate::policy::Policy;
 use crate::signing::{self, SignError};
 use crate::suite::Secp256k1Tr;
 
-/// Requests dated this far in the future are refused (clock skew allowance).
-pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
-
-/// Why a signer refused. Every refusal is also in its audit log.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// The requester's signature does not verify.
-    #[error("request signature does not verify")]
-    BadRequestSignature,
-    /// The requester is not in this signer's policy.
-    #[error(transparent)]
-    Policy(#[from] PolicyRefusal),
-    /// The request expired.
-    #[error(
-        "request {request_id} expired at {expires_at} (now {now}); ask the requester for a new one"
-    )]
-    Expired {
-        /// The request.
-        request_id: String,
-        /// Its expiry.
-        expires_at: u64,
-        /// The signer's clock.
-        now: u64,
-    },
-    /// The request is dated in the future.
-    #[error("request {request_id} is dated {created_at}, after this signer's clock ({now}) plus {MAX_CLOCK_SKEW_SECS} s")]
-    NotYetValid {
-        /// The request.
-        request_id: String,
-        /// Its creation time.
-        created_at: u64,
-        /// The signer's clock.
-        now: u64,
-    },
-    /// The policy file is not the one installed (pinned) in the keystore.
-    #[error("{}", policy_not_in_force(.pinned, .file))]
-    PolicyNotInForce {
-        /// Hex digest pinned in the keystore, if any.
-        pinned: Option<String>,
-        /// Hex digest of the policy this signer was given.
-        file: String,
-    },
-    /// This request id was already handled.
-    #[error("request {0} was already approved or signed by this signer; a request is honoured once (replays are refused even with an identical PSBT)")]
-    Replayed(String),
-    /// The PSBT does not pass review.
-    #[error(transparent)]
-    Review(#[from] ReviewError),
-    /// The packages are for another request.
-    #[error("the packages are for request digest {found}, not {expected}")]
-    WrongRequest {
-        /// This request's digest.
-        expected: String,
-        /// The packages' digest.
-        found: String,
-    },
-    /// An approval in the packages does not hold up.
-    #[error("approval from {participant} is not acceptable: {reason}")]
-    BadApproval {
-        /// Who it claims to come from.
-        participant: String,
-        /// Why it is refused.
-        reason: String,
-    },
-    /// This signer's own approval is not among the packages' approvals.
-    #[error("the packages do not include this signer's own approval")]
-    MissingOwnApproval,
-    /// Fewer approvals than the threshold.
-    #[error("{have} approvals, the group needs {need}")]
-    TooFewApprovals {
-        /// Approvals present.
-        have: usize,
-        /// The threshold.
-        need: u16,
-    },
-    /// A package disagrees with the request or the approvals.
-    #[error("signing package for input {input} is not acceptable: {reason}")]
-    BadPackage {
-        /// Input index.
-        input: usize,
-        /// Why.
-        reason: String,
-    },
-    /// A frost-level package refusal.
-    #[error("signing package for input {input} refused: {source}")]
-    Package {
-        /// Input index.
-        input: usize,
-        /// The refusal.
-        source: SignError,
-    },
-    /// Keystore failure (e.g. nonces already used).
-    #[error(transparent)]
-    Keystore(#[from] KeystoreError),
-    /// The audit log could not record the decision, so nothing is released.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// A malformed document.
-    #[error(transparent)]
-    Format(#[from] crate::format::FormatError),
-    /// A request id or memo that is not acceptable (checked again here for
-    /// requests not parsed from a document).
-    #[error(transparent)]
-    Text(#[from] crate::display::TextError),
-}
-
-impl Refusal {
-    /// The rule name recorded in the audit log.
-    pub fn rule(&self) -> String {
-        match self {
-            Refusal::Policy(p) => p.rule.to_string(),
-            Refusal::BadRequestSignature => "request-signature".into(),
-            Refusal::Expired { .. } | Refusal::NotYetValid { .. } => "request-expiry".into(),
-            Refusal::PolicyNotInForce { .. } => "policy-pin".into(),
-            Refusal::Replayed(_) => "replay".into(),
-            Refusal::Review(_) => "psbt-review".into(),
-            Refusal::WrongRequest { .. }
-            | Refusal::BadApproval { .. }
-            | Refusal::MissingOwnApproval
-            | Refusal::TooFewApprovals { .. }
-            | Refusal::BadPackage { .. }
-            | Refusal::Package { .. } => "signing-package".into(),
-            Refusal::Keystore(_) => "keystore".into(),
-            Refusal::Audit(_) => "audit".into(),
-            Refusal::Format(_) => "format".into(),
-            Refusal::Text(_) => "request-text".into(),
-        }
-    }
-}
-
-fn policy_not_in_force(pinned: &Option<String>, file: &str) -> String {
-    match pinned {
-        None => format!("no policy is installed in this signer's keystore (the policy file's digest is {file}); install it with `kura policy install` — until then this signer refuses everything"),
-        Some(p) => format!("the policy file (digest {file}) is not the policy installed in this signer's keystore (digest {p}): it was changed without `kura policy install`; this signer refuses everything until the installed policy is put back or the new one installed"),
-    }
-}
+pub use super::refusal::{Refusal, RefusalKind, MAX_CLOCK_SKEW_SECS};
 
 /// What a signer learned from a request it accepts for review.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reviewed {
     /// The request's id.
-    pub request_id: String,
-    /// SHA-256 of the signed request.
-    pub request_digest: [u8; 32],
+    pub request_id: RequestId,
+    /// The signed request's digest.
+    pub request_digest: RequestDigest,
     /// The signer's own reading of the PSBT.
     pub summary: WithdrawalSummary,
     /// The requester's label in this signer's policy.
@@ -189,7 +54,7 @@ impl Reviewed {
         use crate::display::{inert_bounded, utc_time, MAX_MEMO_CHARS};
         format!(
             "request {} from requester `{}`\n  created {}, expires {}\n  memo \"{}\" (the requester's words, not checked)\n{}\nverdict: allowed by this signer's policy",
-            inert_bounded(&self.request_id, crate::display::MAX_REQUEST_ID_LEN),
+            self.request_id,
             inert_bounded(&self.requester_label, crate::display::MAX_LABEL_CHARS),
             utc_time(self.created_at),
             utc_time(self.expires_at),
@@ -235,13 +100,9 @@ fn bounded(text: &str) -> String {
     }
 }
 
-fn hex32(b: &[u8; 32]) -> String {
-    hex::encode(b)
-}
-
 /// A signed request a signer can approve: a withdrawal or a raw message.
 trait Subject {
-    fn request_id(&self) -> &str;
+    fn request_id(&self) -> &RequestId;
     fn requester(&self) -> &IdentityPublicKey;
     fn memo(&self) -> &str;
     fn times(&self) -> (u64, u64);
@@ -249,13 +110,13 @@ trait Subject {
     fn digest(
         &self,
         group: &crate::format::GroupId,
-    ) -> Result<[u8; 32], crate::format::FormatError>;
+    ) -> Result<RequestDigest, crate::format::FormatError>;
 }
 
 macro_rules! subject {
     ($t:ty) => {
         impl Subject for Signed<$t> {
-            fn request_id(&self) -> &str {
+            fn request_id(&self) -> &RequestId {
                 &self.body.request_id
             }
             fn requester(&self) -> &IdentityPublicKey {
@@ -273,8 +134,8 @@ macro_rules! subject {
             fn digest(
                 &self,
                 group: &crate::format::GroupId,
-            ) -> Result<[u8; 32], crate::format::FormatError> {
-                Signed::digest(self, group)
+            ) -> Result<RequestDigest, crate::format::FormatError> {
+                self.request_digest(group)
             }
         }
     };
@@ -286,17 +147,11 @@ subject!(MessageRequest);
 /// What a signer computed from a request it accepts: the messages to sign
 /// (one per input, or the raw message), and what leaves the wallet.
 struct Checked {
-    request_id: String,
-    request_digest: [u8; 32],
-    messages: Vec<Vec<u8>>,
+    request_id: RequestId,
+    request_digest: RequestDigest,
+    messages: Vec<SigningDigest>,
     amount_sat: Option<u64>,
     fee_sat: Option<u64>,
-}
-
-impl Checked {
-    fn messages_hex(&self) -> Vec<String> {
-        self.messages.iter().map(hex::encode).collect()
-    }
 }
 
 impl Signer<'_> {
@@ -315,11 +170,11 @@ impl Signer<'_> {
         match self.check_request(request, now) {
             Ok((reviewed, _)) => {
                 let record = AuditRecord::new(AuditEvent::RequestSeen)
-                    .with_request_id(reviewed.request_id.clone())
+                    .with_request_id(&reviewed.request_id)
                     .with_requester(request.body.requester.to_string())
-                    .with_request_digest(hex32(&reviewed.request_digest))
-                    .with_sighashes(reviewed.summary.sighashes().iter().map(hex32).collect())
-                    .with_policy_digest(hex32(&self.policy.digest()));
+                    .with_request_digest(reviewed.request_digest)
+                    .with_sighashes(reviewed.summary.sighashes())
+                    .with_policy_digest(self.policy_digest());
                 self.record(now, record)?;
                 Ok(reviewed)
             }
@@ -339,6 +194,11 @@ impl Signer<'_> {
         self.audit.append(self.keystore, at, record)
     }
 
+    /// The digest of the policy this signer was given.
+    fn policy_digest(&self) -> PolicyDigest {
+        PolicyDigest::from_bytes(self.policy.digest())
+    }
+
     /// Starts a decision: the signer's exclusive lock, the log brought up
     /// to date and checked against its anchor in the keystore.
     fn begin(&mut self) -> Result<DecisionGuard, Refusal> {
@@ -349,31 +209,27 @@ impl Signer<'_> {
     /// pinned in the keystore, the requester's signature (by the key named
     /// in the request) and the times.
     fn check_common(&self, subject: &dyn Subject, now: u64) -> Result<(), Refusal> {
-        let file = self.policy.digest();
-        let pinned = self.keystore.anchor()?.policy;
+        let file = self.policy_digest();
+        let pinned = self.keystore.anchor()?.policy.map(PolicyDigest::from_bytes);
         if pinned != Some(file) {
-            return Err(Refusal::PolicyNotInForce {
-                pinned: pinned.as_ref().map(hex32),
-                file: hex32(&file),
-            });
+            return Err(Refusal::PolicyNotInForce { pinned, file });
         }
         if !subject.signature_ok(self.group.id()) {
             return Err(Refusal::BadRequestSignature);
         }
-        crate::display::check_request_id(subject.request_id())?;
         crate::display::check_memo(subject.memo())?;
         let (created_at, expires_at) = subject.times();
         self.policy.check_request_lifetime(created_at, expires_at)?;
         if now >= expires_at {
             return Err(Refusal::Expired {
-                request_id: subject.request_id().to_owned(),
+                request_id: subject.request_id().clone(),
                 expires_at,
                 now,
             });
         }
         if created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
             return Err(Refusal::NotYetValid {
-                request_id: subject.request_id().to_owned(),
+                request_id: subject.request_id().clone(),
                 created_at,
                 now,
             });
@@ -412,11 +268,11 @@ impl Signer<'_> {
             .requester(&body.requester)
             .map(|r| r.label().to_owned())
             .unwrap_or_default();
-        let request_digest = request.digest(self.group.id())?;
+        let request_digest = request.request_digest(self.group.id())?;
         let checked = Checked {
             request_id: body.request_id.clone(),
             request_digest,
-            messages: summary.sighashes().iter().map(|h| h.to_vec()).collect(),
+            messages: summary.sighashes(),
             amount_sat: Some(summary.amount_leaving().to_sat()),
             fee_sat: Some(summary.fee.to_sat()),
         };
@@ -445,8 +301,8 @@ impl Signer<'_> {
         self.policy.check_raw_message(&request.body.requester)?;
         Ok(Checked {
             request_id: request.body.request_id.clone(),
-            request_digest: request.digest(self.group.id())?,
-            messages: vec![super::request::raw_message_digest(&request.body.message).to_vec()],
+            request_digest: request.request_digest(self.group.id())?,
+            messages: vec![super::request::raw_message_digest(&request.body.message)],
             amount_sat: None,
             fee_sat: None,
         })
@@ -456,18 +312,18 @@ impl Signer<'_> {
     /// refusal could not be recorded).
     fn refuse(&mut self, subject: &dyn Subject, refusal: Refusal, now: u64) -> Refusal {
         let mut record = AuditRecord::new(AuditEvent::Refused {
-            rule: refusal.rule(),
+            rule: refusal.kind(),
             reason: bounded(&refusal.to_string()),
         })
-        .with_policy_digest(hex32(&self.policy.digest()));
+        .with_policy_digest(self.policy_digest());
         // Only a request whose signature verifies is named: an unsigned one
         // could otherwise write whatever id it likes into the log.
         if subject.signature_ok(self.group.id()) {
             record = record
-                .with_request_id(bounded(subject.request_id()))
+                .with_request_id(subject.request_id())
                 .with_requester(subject.requester().to_string());
             if let Ok(d) = subject.digest(self.group.id()) {
-                record = record.with_request_digest(hex32(&d));
+                record = record.with_request_digest(d);
             }
         }
         match self.record(now, record) {
@@ -491,7 +347,7 @@ impl Signer<'_> {
     ) -> impl Iterator<Item = &'s crate::audit::AuditEntry> + 's {
         let requester = subject.requester().to_string();
         self.audit.entries().iter().filter(move |e| {
-            e.record.request_id.as_deref() == Some(subject.request_id())
+            e.record.request_id.as_deref() == Some(subject.request_id().as_str())
                 && e.record.requester.as_deref() == Some(requester.as_str())
         })
     }
@@ -574,19 +430,19 @@ impl Signer<'_> {
         };
         let approval = Approval {
             request_id: checked.request_id.clone(),
-            request_digest: hex32(&checked.request_digest),
+            request_digest: checked.request_digest,
             participant: *self.share.identifier(),
-            sighashes: checked.messages_hex(),
-            policy_digest: hex32(&self.policy.digest()),
+            sighashes: checked.messages.clone(),
+            policy_digest: self.policy_digest(),
             session,
             commitments,
         };
         let record = AuditRecord::new(AuditEvent::Approved)
-            .with_request_id(checked.request_id.clone())
+            .with_request_id(&checked.request_id)
             .with_requester(subject.requester().to_string())
-            .with_request_digest(hex32(&checked.request_digest))
+            .with_request_digest(checked.request_digest)
             .with_sighashes(approval.sighashes.clone())
-            .with_policy_digest(approval.policy_digest.clone())
+            .with_policy_digest(approval.policy_digest)
             .with_session(session);
         self.record(now, record)?;
         Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
@@ -602,10 +458,9 @@ impl Signer<'_> {
     /// Whether this signer approved the request's id with another digest
     /// (another request reusing the id).
     fn approved_other_version(&self, subject: &dyn Subject, checked: &Checked) -> bool {
-        let digest = hex32(&checked.request_digest);
         self.entries_about(subject).any(|e| {
             matches!(e.record.event, AuditEvent::Approved)
-                && e.record.request_digest.as_deref() != Some(digest.as_str())
+                && e.record.request_digest != Some(checked.request_digest)
         })
     }
 
@@ -674,10 +529,9 @@ impl Signer<'_> {
         now: u64,
     ) -> Result<(), Refusal> {
         let requester = subject.requester().to_string();
-        let digest = hex32(&checked.request_digest);
-        let of_this_request = |e: &&crate::audit::AuditEntry| {
-            e.record.request_digest.as_deref() == Some(digest.as_str())
-        };
+        let digest = checked.request_digest;
+        let of_this_request =
+            |e: &&crate::audit::AuditEntry| e.record.request_digest == Some(digest);
         let superseded: BTreeSet<SessionId> = self
             .entries_about(subject)
             .filter(of_this_request)
@@ -697,9 +551,9 @@ impl Signer<'_> {
                     .discard_nonces(&SecretSlot::nonces(self.share, &session.for_input(i)))?;
             }
             let record = AuditRecord::new(AuditEvent::ApprovalSuperseded)
-                .with_request_id(checked.request_id.clone())
+                .with_request_id(&checked.request_id)
                 .with_requester(requester.clone())
-                .with_request_digest(digest.clone())
+                .with_request_digest(digest)
                 .with_session(session);
             self.record(now, record)?;
         }
@@ -755,16 +609,16 @@ impl Signer<'_> {
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
         let packages_digest = match crate::format::canonical_bytes(self.group.id(), packages) {
-            Ok(bytes) => hex::encode(sha2::Sha256::digest(bytes)),
+            Ok(bytes) => PackagesDigest::from_bytes(sha2::Sha256::digest(bytes).into()),
             Err(e) => return Err(self.refuse(subject, Refusal::Format(e), now)),
         };
         // Released before: the very same packages get the very same shares
         // again (a crash may have lost them on their way out); anything
         // else is a replay. No share is ever computed twice.
         if let Some(entry) = self.release_of(subject) {
-            let request_digest = hex32(&checked.request_digest);
-            if entry.record.packages_digest.as_deref() == Some(packages_digest.as_str())
-                && entry.record.request_digest.as_deref() == Some(request_digest.as_str())
+            let request_digest = checked.request_digest;
+            if entry.record.packages_digest == Some(packages_digest)
+                && entry.record.request_digest == Some(request_digest)
                 && !entry.record.shares.is_empty()
             {
                 let shares = match recorded_shares(&entry.record.shares) {
@@ -772,19 +626,19 @@ impl Signer<'_> {
                     Err(e) => return Err(self.refuse(subject, e, now)),
                 };
                 let record = AuditRecord::new(AuditEvent::SharesRedelivered)
-                    .with_request_id(checked.request_id.clone())
+                    .with_request_id(&checked.request_id)
                     .with_requester(subject.requester().to_string())
                     .with_request_digest(request_digest)
                     .with_release(packages_digest, Vec::new());
                 self.record(now, record)?;
                 let body = WithdrawalShares {
-                    request_digest: hex32(&checked.request_digest),
+                    request_digest,
                     participant: *self.share.identifier(),
                     shares,
                 };
                 return Ok(Signed::sign(self.group.id(), body, self.keystore)?);
             }
-            let id = subject.request_id().to_owned();
+            let id = subject.request_id().clone();
             return Err(self.refuse(subject, Refusal::Replayed(id), now));
         }
         let own = match self.check_packages(&checked, packages) {
@@ -812,7 +666,7 @@ impl Signer<'_> {
                     self.group,
                     &session,
                     package,
-                    message,
+                    message.as_bytes(),
                     own_c,
                 )
                 .map_err(|e| match e {
@@ -827,11 +681,11 @@ impl Signer<'_> {
         };
         let shares_hex = shares.iter().map(|s| hex::encode(s.serialize())).collect();
         let mut record = AuditRecord::new(AuditEvent::ShareReleased)
-            .with_request_id(checked.request_id.clone())
+            .with_request_id(&checked.request_id)
             .with_requester(subject.requester().to_string())
-            .with_request_digest(hex32(&checked.request_digest))
-            .with_sighashes(checked.messages_hex())
-            .with_policy_digest(hex32(&self.policy.digest()))
+            .with_request_digest(checked.request_digest)
+            .with_sighashes(checked.messages.clone())
+            .with_policy_digest(self.policy_digest())
             .with_release(packages_digest, shares_hex);
         if let Some(amount) = checked.amount_sat {
             record = record.with_amount_sat(amount);
@@ -841,7 +695,7 @@ impl Signer<'_> {
         }
         self.record(now, record)?;
         let body = WithdrawalShares {
-            request_digest: hex32(&checked.request_digest),
+            request_digest: checked.request_digest,
             participant: *self.share.identifier(),
             shares,
         };
@@ -855,19 +709,19 @@ impl Signer<'_> {
         reviewed: &Checked,
         packages: &WithdrawalPackages,
     ) -> Result<Approval, Refusal> {
-        let digest = hex32(&reviewed.request_digest);
+        let digest = reviewed.request_digest;
         if packages.request_digest != digest {
             return Err(Refusal::WrongRequest {
                 expected: digest,
-                found: crate::display::inert_bounded(&packages.request_digest, 64),
+                found: packages.request_digest,
             });
         }
-        let sighashes: Vec<String> = reviewed.messages_hex();
+        let sighashes = &reviewed.messages;
         let approvals = verify_approvals(
             self.group,
             self.identities,
             &digest,
-            &sighashes,
+            sighashes,
             &packages.approvals,
         )?;
         let me = *self.share.identifier();
@@ -878,7 +732,7 @@ impl Signer<'_> {
         let own_key = self.keystore.identity_public_key()?;
         if self.identities.get(&me) != Some(&own_key) {
             return Err(Refusal::BadApproval {
-                participant: identifier_hex(&me),
+                participant: self.group.culprit(&me),
                 reason: "this signer's identity key is not the roster's".into(),
             });
         }
@@ -902,11 +756,11 @@ impl Signer<'_> {
             let package = p
                 .to_package()
                 .map_err(|source| Refusal::Package { input: i, source })?;
-            if package.message().as_slice() != sighash.as_slice() {
+            if package.message().as_slice() != sighash.as_bytes() {
                 return Err(Refusal::Package {
                     input: i,
                     source: SignError::MessageMismatch {
-                        expected: hex::encode(sighash),
+                        expected: sighash.to_string(),
                         found: hex::encode(package.message()),
                     },
                 });
@@ -943,7 +797,7 @@ impl Signer<'_> {
                 self.share,
                 self.group,
                 &package,
-                sighash,
+                sighash.as_bytes(),
                 own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?,
             )
             .map_err(|source| Refusal::Package { input: i, source })?;
@@ -977,20 +831,16 @@ fn recorded_shares(
 pub fn verify_approvals(
     group: &PublicGroup<Secp256k1Tr>,
     identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    digest: &str,
-    sighashes: &[String],
+    digest: &RequestDigest,
+    sighashes: &[SigningDigest],
     approvals: &[Signed<Approval>],
 ) -> Result<BTreeMap<Identifier<Secp256k1Tr>, Approval>, Refusal> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for signed in approvals {
         let a = &signed.body;
-        let who = group.label(&a.participant).map_or_else(
-            || format!("non-member {}", identifier_hex(&a.participant)),
-            ToString::to_string,
-        );
         let bad = |reason: &str| Refusal::BadApproval {
-            participant: who.clone(),
+            participant: group.culprit(&a.participant),
             reason: reason.to_owned(),
         };
         let Some(key) = identities.get(&a.participant) else {
@@ -1002,7 +852,7 @@ pub fn verify_approvals(
         signed
             .verify(group.id())
             .map_err(|BadSignature { .. }| bad("identity signature does not verify"))?;
-        if a.request_digest != digest {
+        if a.request_digest != *digest {
             return Err(bad("it approves a different request"));
         }
         if a.sighashes != sighashes {

@@ -30,7 +30,7 @@ pub fn sign_with<C: KuraSuite>(
     signers: &[&KeyShare<C>],
     message: &[u8],
     seed: u64,
-) -> Result<Signature<C>, signing::AggregateError> {
+) -> Result<Signature<C>, signing::AggregateError<C>> {
     let mut rng = rng(seed);
     let mut states = Vec::new();
     let mut commitments = BTreeMap::new();
