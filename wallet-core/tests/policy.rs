@@ -450,7 +450,7 @@ fn rules_display_and_serialize_in_kebab_case() {
 
 /// The ```toml block of the module docs.
 fn documented_example() -> String {
-    let source = include_str!("../src/policy.rs");
+    let source = include_str!("../src/policy/mod.rs");
     let mut lines = source
         .lines()
         .skip_while(|l| l.trim() != "//! ```toml")
