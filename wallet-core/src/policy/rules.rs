@@ -217,9 +217,9 @@ impl Policy {
     }
 
     /// Evaluates a withdrawal this signer reviewed itself, asked for by
-    /// `requester`, given that this signer already released
-    /// `released_in_window_sat` within the rolling window (from its audit
-    /// log). Only the parsed transaction counts, never request metadata.
+    /// `requester`, given what this signer already released within the
+    /// rolling window (`released`, from its audit log) and its clock `now`.
+    /// Only the parsed transaction counts, never request metadata.
     ///
     /// # Errors
     /// The [`PolicyRefusal`] of the first rule broken, in the order of the
