@@ -4,6 +4,9 @@
 //! `cargo run -p test-vectors --bin regenerate` rewrites them deliberately
 //! (review the diff: it is a format change).
 //!
+//! Also signer policies (`policy/`): a full and a minimal policy file, their
+//! canonical JSON and their digests, which installed keystores pin.
+//!
 //! Not covered: the software keystore's age files, whose encryption draws
 //! randomness inside the age crate (their plaintext is a `key-share` or
 //! `round1-nonces`-style document covered here).
@@ -69,6 +72,7 @@ pub fn generate() -> Result<Vec<KnownAnswer>, GenerateError> {
     let mut out = generate_suite::<Secp256k1Tr>()?;
     out.extend(generate_suite::<Secp256k1>()?);
     out.push(state_anchors());
+    out.extend(policies()?);
     Ok(out)
 }
 
@@ -312,4 +316,106 @@ fn state_anchors() -> KnownAnswer {
         path: "keystore/state-anchor.txt".into(),
         bytes: text.into_bytes(),
     }
+}
+
+/// A policy with every table and every optional setting written (in an
+/// order, case and spelling the canonical form does not keep), and one with
+/// only what is required. Their canonical JSON and digest are what signers
+/// record in approvals and pin in their keystores: a changed byte here means
+/// every installed policy gets a new digest, a deliberate `POLICY_VERSION`
+/// decision.
+const POLICIES: [(&str, &str); 2] = [
+    (
+        "full",
+        "\
+# Every table and every optional setting, none at its default.
+network = 'regtest'
+version = 1
+
+[limits]
+max_fee_rate_sat_per_vb = 12.5
+max_fee_sat = 20_000
+per_transaction_sat = 1_000_000
+rolling_window_fee_sat = 40_000
+rolling_window_hours = 48
+rolling_window_sat = 3_000_000
+
+[[requester]]
+label = \"Trésor bot\"
+key = \"046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5\"
+raw_messages = true
+
+[[requester]]
+label = \"treasury-ops\"
+key = \"031e18532fd4754c02f3041d9c75ceb33b83ffd81ac7ce4fe882ccb1c98bc5896e\"
+
+[[destination]]
+label = \"legacy payee\"
+address = \"mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r\"
+
+[[destination]]
+label = \"cold storage\"
+address = \"bcrt1pj86axd9ctu0sgv8yh6ph8vhlg6f0g8a8837em9qnsx4fzug6xtxs58v992\"
+
+[[destination]]
+label = \"exchange\"
+address = \"BCRT1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KYGT080\"
+
+[change]
+require_own_address = true
+
+[transaction]
+versions = [3, 1, 2]
+max_lock_height = 840_000
+max_lock_ahead_hours = 6
+relative_locks = true
+allow_dust = true
+
+[request]
+max_lifetime_hours = 72
+",
+    ),
+    (
+        "minimal",
+        "\
+version = 1
+network = \"bitcoin\"
+
+[[requester]]
+label = \"ops\"
+key = \"036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296\"
+
+[limits]
+per_transaction_sat = 100_000
+rolling_window_hours = 24
+rolling_window_sat = 500_000
+max_fee_sat = 5_000
+max_fee_rate_sat_per_vb = 20
+",
+    ),
+];
+
+/// For each of [`POLICIES`]: the file (`policy/<name>.toml`) and its
+/// canonical JSON (`policy/<name>.canonical.json`); then every digest, hex,
+/// in `policy/digests.txt`.
+fn policies() -> Result<Vec<KnownAnswer>, GenerateError> {
+    let mut files = Vec::new();
+    let mut digests = String::new();
+    for (name, text) in POLICIES {
+        let policy = wallet_core::policy::Policy::from_toml(text).map_err(err)?;
+        files.push(KnownAnswer {
+            path: format!("policy/{name}.toml"),
+            bytes: text.as_bytes().to_vec(),
+        });
+        files.push(KnownAnswer {
+            path: format!("policy/{name}.canonical.json"),
+            bytes: policy.canonical_json().to_vec(),
+        });
+        digests.push_str(&format!("{name} {}\n", hex::encode(policy.digest())));
+    }
+    files.push(KnownAnswer {
+        path: "policy/digests.txt".into(),
+        bytes: digests.into_bytes(),
+    });
+    Ok(files)
 }

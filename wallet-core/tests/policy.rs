@@ -451,7 +451,7 @@ fn rules_display_and_serialize_in_kebab_case() {
 
 /// The ```toml block of the module docs.
 fn documented_example() -> String {
-    let source = include_str!("../src/policy.rs");
+    let source = include_str!("../src/policy/mod.rs");
     let mut lines = source
         .lines()
         .skip_while(|l| l.trim() != "//! ```toml")
@@ -858,6 +858,49 @@ fn the_digest_is_sha256_of_tagged_canonical_json() {
     bytes.extend_from_slice(expected_json.as_bytes());
     let expected = sha256::Hash::hash(&bytes).to_byte_array();
     assert_eq!(Policy::from_toml(&text).unwrap().digest(), expected);
+}
+
+/// The committed known-answer policies (`test-vectors/known-answer/policy/`):
+/// a full one (every table, every optional setting) and a minimal one.
+const KNOWN_POLICIES: [(&str, &str, &str); 2] = [
+    (
+        "full",
+        include_str!("../../test-vectors/known-answer/policy/full.toml"),
+        include_str!("../../test-vectors/known-answer/policy/full.canonical.json"),
+    ),
+    (
+        "minimal",
+        include_str!("../../test-vectors/known-answer/policy/minimal.toml"),
+        include_str!("../../test-vectors/known-answer/policy/minimal.canonical.json"),
+    ),
+];
+
+#[test]
+fn known_answer_policies_keep_their_canonical_json_and_digest() {
+    // Installed keystores pin these digests: a changed byte is a new
+    // POLICY_VERSION, decided on purpose (then regenerate the vectors with
+    // `cargo run -p test-vectors --bin regenerate` and review the diff).
+    let digests = include_str!("../../test-vectors/known-answer/policy/digests.txt");
+    for (name, text, canonical) in KNOWN_POLICIES {
+        let policy = Policy::from_toml(text).unwrap();
+        assert_eq!(
+            std::str::from_utf8(policy.canonical_json()).unwrap(),
+            canonical,
+            "canonical JSON of the {name} policy"
+        );
+        let mut tagged = b"kura/v1/policy\0".to_vec();
+        tagged.extend_from_slice(canonical.as_bytes());
+        assert_eq!(
+            policy.digest(),
+            sha256::Hash::hash(&tagged).to_byte_array(),
+            "{name}"
+        );
+        let line = format!("{name} {}", hex::encode(policy.digest()));
+        assert!(
+            digests.lines().any(|l| l == line),
+            "digest of the {name} policy is not the committed one: {line}"
+        );
+    }
 }
 
 // ---- Robustness -----------------------------------------------------------------
