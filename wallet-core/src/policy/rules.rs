@@ -379,11 +379,11 @@ impl Policy {
                     return Err(refuse(
                         Rule::Change,
                         format!(
-                        "output {} is marked as change but pays a non-standard script {}; \
+                            "output {} is marked as change but pays a non-standard script {}; \
                              change goes only to the group's own Taproot address",
-                        output.index,
-                        script.to_hex_string()
-                    ),
+                            output.index,
+                            script.to_hex_string()
+                        ),
                     ))
                 }
                 Destination::Address(a) => a.to_string(),
