@@ -114,13 +114,23 @@ fn bench(c: &mut Criterion) {
         wallet_core::keystore::pin_policy(ks, policy.digest()).unwrap();
     }
     let dir = tmpdir();
-    let mut audits: Vec<AuditLog> = stores
-        .iter()
+    // Each signer is built once, as a service holds it.
+    let mut signers: Vec<Signer> = stores
+        .into_iter()
         .enumerate()
         .map(|(i, ks)| {
-            AuditLog::open(
+            let audit = AuditLog::open(
                 &dir.join(format!("audit-{i}.jsonl")),
                 &ks.identity_public_key().unwrap(),
+            )
+            .unwrap();
+            Signer::new(
+                d.group.clone(),
+                identities.clone(),
+                d.shares[i].clone(),
+                std::sync::Arc::new(ks),
+                policy.clone(),
+                audit,
             )
             .unwrap()
         })
@@ -144,29 +154,13 @@ fn bench(c: &mut Criterion) {
             let req = Signed::sign(d.group.id(), body, &requester_ks).unwrap();
             let mut approvals = Vec::new();
             for i in [0usize, 2] {
-                let mut signer = Signer {
-                    group: &d.group,
-                    identities: &identities,
-                    share: &d.shares[i],
-                    keystore: &stores[i],
-                    policy: &policy,
-                    audit: &mut audits[i],
-                };
-                approvals.push(signer.approve(&req, NOW).unwrap());
+                approvals.push(signers[i].approve(&req, NOW).unwrap());
             }
             let packages =
                 build_packages(&d.group, &identities, &req, &approvals, Network::Regtest).unwrap();
             let mut shares = Vec::new();
             for i in [0usize, 2] {
-                let mut signer = Signer {
-                    group: &d.group,
-                    identities: &identities,
-                    share: &d.shares[i],
-                    keystore: &stores[i],
-                    policy: &policy,
-                    audit: &mut audits[i],
-                };
-                shares.push(signer.sign(&req, &packages, NOW).unwrap());
+                shares.push(signers[i].sign(&req, &packages, NOW).unwrap());
             }
             finalize_withdrawal(
                 &d.group,

@@ -52,7 +52,7 @@ const NOW: u64 = 1_790_000_000;
 
 struct World {
     d: Dealt<Secp256k1Tr>,
-    stores: Vec<MemoryKeystore>,
+    stores: Vec<std::sync::Arc<MemoryKeystore>>,
     identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
     policy: Policy,
     audits: Vec<AuditLog>,
@@ -93,7 +93,9 @@ max_fee_rate_sat_per_vb = 100
 
 fn world(seed: u64) -> World {
     let d = deal::<Secp256k1Tr>(2, 3, seed);
-    let stores: Vec<_> = (0..3).map(|_| MemoryKeystore::new()).collect();
+    let stores: Vec<_> = (0..3)
+        .map(|_| std::sync::Arc::new(MemoryKeystore::new()))
+        .collect();
     let identities = d
         .shares
         .iter()
@@ -140,15 +142,16 @@ fn world(seed: u64) -> World {
 }
 
 impl World {
-    fn signer(&mut self, i: usize) -> Signer<'_> {
-        Signer {
-            group: &self.d.group,
-            identities: &self.identities,
-            share: &self.d.shares[i],
-            keystore: &self.stores[i],
-            policy: &self.policy,
-            audit: &mut self.audits[i],
-        }
+    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
+        Signer::new(
+            self.d.group.clone(),
+            self.identities.clone(),
+            self.d.shares[i].clone(),
+            self.stores[i].clone(),
+            self.policy.clone(),
+            &mut self.audits[i],
+        )
+        .unwrap()
     }
 
     /// The honest withdrawal: 250k to the allowlisted address, change back, 2k fee.

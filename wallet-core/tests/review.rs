@@ -37,7 +37,7 @@ const NOW: u64 = 1_790_000_000;
 
 struct World {
     d: Dealt<Secp256k1Tr>,
-    stores: Vec<MemoryKeystore>,
+    stores: Vec<std::sync::Arc<MemoryKeystore>>,
     identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
     policy: Policy,
     audits: Vec<AuditLog>,
@@ -72,7 +72,9 @@ rolling_window_fee_sat = 5_000
 
 fn world(seed: u64) -> World {
     let d = deal::<Secp256k1Tr>(2, 3, seed);
-    let stores: Vec<_> = (0..3).map(|_| MemoryKeystore::new()).collect();
+    let stores: Vec<_> = (0..3)
+        .map(|_| std::sync::Arc::new(MemoryKeystore::new()))
+        .collect();
     let identities = d
         .shares
         .iter()
@@ -121,15 +123,16 @@ fn world(seed: u64) -> World {
 }
 
 impl World {
-    fn signer(&mut self, i: usize) -> Signer<'_> {
-        Signer {
-            group: &self.d.group,
-            identities: &self.identities,
-            share: &self.d.shares[i],
-            keystore: &self.stores[i],
-            policy: &self.policy,
-            audit: &mut self.audits[i],
-        }
+    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
+        Signer::new(
+            self.d.group.clone(),
+            self.identities.clone(),
+            self.d.shares[i].clone(),
+            self.stores[i].clone(),
+            self.policy.clone(),
+            &mut self.audits[i],
+        )
+        .unwrap()
     }
 
     /// Installs a policy (pins it in every signer's keystore).

@@ -48,7 +48,7 @@ fn pass() -> SecretString {
 struct World {
     d: Dealt<Secp256k1Tr>,
     homes: Vec<PathBuf>,
-    stores: Vec<SoftwareKeystore>,
+    stores: Vec<std::sync::Arc<SoftwareKeystore>>,
     audits: Vec<AuditLog>,
     identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
     policy: Policy,
@@ -72,7 +72,7 @@ fn world(seed: u64) -> World {
     let policy =
         Policy::from_toml(&policy_text(&requester.public_key(), &allowed, 700_000)).unwrap();
     let homes: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("s{i}"))).collect();
-    let stores: Vec<SoftwareKeystore> = homes
+    let stores: Vec<std::sync::Arc<SoftwareKeystore>> = homes
         .iter()
         .zip(&d.shares)
         .map(|(h, s)| {
@@ -80,7 +80,7 @@ fn world(seed: u64) -> World {
                 .unwrap();
             keystore::put_share(&ks, s).unwrap();
             keystore::pin_policy(&ks, policy.digest()).unwrap();
-            ks
+            std::sync::Arc::new(ks)
         })
         .collect();
     let identities = d
@@ -112,20 +112,23 @@ fn world(seed: u64) -> World {
 }
 
 impl World {
-    fn signer(&mut self, i: usize) -> Signer<'_> {
-        Signer {
-            group: &self.d.group,
-            identities: &self.identities,
-            share: &self.d.shares[i],
-            keystore: &self.stores[i],
-            policy: &self.policy,
-            audit: &mut self.audits[i],
-        }
+    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
+        Signer::new(
+            self.d.group.clone(),
+            self.identities.clone(),
+            self.d.shares[i].clone(),
+            self.stores[i].clone(),
+            self.policy.clone(),
+            &mut self.audits[i],
+        )
+        .unwrap()
     }
 
     /// Signer `i` as a fresh process sees it: keystore and log opened anew.
     fn restart(&mut self, i: usize) {
-        self.stores[i] = SoftwareKeystore::open(&self.homes[i].join("keystore"), &pass()).unwrap();
+        self.stores[i] = std::sync::Arc::new(
+            SoftwareKeystore::open(&self.homes[i].join("keystore"), &pass()).unwrap(),
+        );
         let owner = self.stores[i].identity_public_key().unwrap();
         self.audits[i] = AuditLog::open(&self.homes[i].join("audit.jsonl"), &owner).unwrap();
     }
@@ -427,14 +430,15 @@ fn attack_3_an_edited_policy_is_not_in_force() {
         *w.d.shares[1].identifier(),
         fresh.identity_public_key().unwrap(),
     );
-    let mut s = Signer {
-        group: &w.d.group,
-        identities: &ids,
-        share: &w.d.shares[1],
-        keystore: &fresh,
-        policy: &honest,
-        audit: &mut audit,
-    };
+    let mut s = Signer::new(
+        w.d.group.clone(),
+        ids,
+        w.d.shares[1].clone(),
+        std::sync::Arc::new(fresh),
+        honest,
+        &mut audit,
+    )
+    .unwrap();
     assert!(matches!(
         s.review(&req, NOW),
         Err(Refusal::PolicyNotInForce { pinned: None, .. })
@@ -460,14 +464,15 @@ fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
                         let owner = ks.identity_public_key().unwrap();
                         let mut audit =
                             AuditLog::open(&w.homes[0].join("audit.jsonl"), &owner).unwrap();
-                        let mut s = Signer {
-                            group: &w.d.group,
-                            identities: &w.identities,
-                            share: &w.d.shares[0],
-                            keystore: &ks,
-                            policy: &w.policy,
-                            audit: &mut audit,
-                        };
+                        let mut s = Signer::new(
+                            w.d.group.clone(),
+                            w.identities.clone(),
+                            w.d.shares[0].clone(),
+                            std::sync::Arc::new(ks),
+                            w.policy.clone(),
+                            &mut audit,
+                        )
+                        .unwrap();
                         barrier.wait();
                         s.sign(req, packages, NOW)
                             .map(|sh| {
