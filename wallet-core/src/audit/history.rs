@@ -11,12 +11,14 @@ use crate::keystore::SessionId;
 type RequestKey = (String, String);
 
 /// One share release, for the rolling window: its time and the running
-/// totals up to and including it.
+/// totals up to and including it. Totals are `u128`, which a log of fewer
+/// than 2^64 entries cannot overflow, so any window's sum is exact before
+/// it is saturated to `u64`.
 #[derive(Clone, Copy, Debug)]
 struct Release {
     time: u64,
-    amount_total: u64,
-    fee_total: u64,
+    amount_total: u128,
+    fee_total: u128,
 }
 
 /// A log's verified entries, oldest first, with indexes:
@@ -93,7 +95,7 @@ impl AuditHistory {
         self.released_since(since, |r| r.fee_total)
     }
 
-    fn released_since(&self, since: u64, total: impl Fn(&Release) -> u64) -> u64 {
+    fn released_since(&self, since: u64, total: impl Fn(&Release) -> u128) -> u64 {
         let Some(last) = self.releases.last() else {
             return 0;
         };
@@ -102,11 +104,7 @@ impl AuditHistory {
             Some(r) => total(r),
             None => 0,
         };
-        // Totals saturate, so a saturated total gives a saturated window.
-        if total(last) == u64::MAX {
-            return u64::MAX;
-        }
-        total(last).saturating_sub(before)
+        u64::try_from(total(last).saturating_sub(before)).unwrap_or(u64::MAX)
     }
 
     /// [`AuditEvent::Approved`] entries (with a nonce session) dated before
@@ -140,8 +138,9 @@ impl AuditHistory {
                     .map_or((0, 0), |r| (r.amount_total, r.fee_total));
                 self.releases.push(Release {
                     time: entry.time,
-                    amount_total: amount.saturating_add(entry.record.amount_sat.unwrap_or(0)),
-                    fee_total: fee.saturating_add(entry.record.fee_sat.unwrap_or(0)),
+                    amount_total: amount
+                        .saturating_add(u128::from(entry.record.amount_sat.unwrap_or(0))),
+                    fee_total: fee.saturating_add(u128::from(entry.record.fee_sat.unwrap_or(0))),
                 });
                 if let Some(key) = key {
                     // Every approval of a released request is closed.
@@ -267,7 +266,12 @@ mod tests {
                         record.session = sessions.get(i).copied();
                     }
                     AuditEvent::ShareReleased => {
-                        record.amount_sat = Some(rng.next_u64() % 1_000_000);
+                        // Now and then an amount near u64::MAX, so sums
+                        // saturate.
+                        record.amount_sat = Some(match rng.next_u64() % 8 {
+                            0 => u64::MAX - rng.next_u64() % 3,
+                            _ => rng.next_u64() % 1_000_000,
+                        });
                         record.fee_sat = Some(rng.next_u64() % 1_000);
                     }
                     _ => {}
