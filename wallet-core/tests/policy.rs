@@ -1,11 +1,9 @@
 //! Signer policy: parsing, validation, digest, and every rule evaluated on
 //! withdrawals reviewed from real PSBTs.
 
-mod common;
-
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::{Address, Amount, Network, ScriptBuf, TxOut};
-use common::*;
+use kura_testkit::*;
 use proptest::prelude::*;
 use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
 use wallet_core::policy::{Policy, PolicyError, PolicyRefusal, Released, Rule};
