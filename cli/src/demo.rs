@@ -40,7 +40,7 @@ const NETWORK: Network = Network::Regtest;
 struct Participant {
     label: Label,
     id: Identifier<Suite>,
-    keystore: Box<dyn Keystore>,
+    keystore: std::sync::Arc<dyn Keystore>,
     home: std::path::PathBuf,
 }
 
@@ -75,8 +75,8 @@ fn keystores(
     out: &Path,
     names: &[&str],
     o: &Output,
-) -> anyhow::Result<(Vec<Box<dyn Keystore>>, &'static str)> {
-    let mut stores: Vec<Box<dyn Keystore>> = Vec::new();
+) -> anyhow::Result<(Vec<std::sync::Arc<dyn Keystore>>, &'static str)> {
+    let mut stores: Vec<std::sync::Arc<dyn Keystore>> = Vec::new();
     let Some(module) = hsm_bridge::softhsm::module() else {
         o.step("no SoftHSM2 module found (apt-get install softhsm2): using encrypted software keystores instead");
         for name in names {
@@ -87,7 +87,7 @@ fn keystores(
                 WorkFactor::Default,
             )
             .with_context(|| format!("cannot create {name}'s keystore"))?;
-            stores.push(Box::new(ks));
+            stores.push(std::sync::Arc::new(ks));
         }
         return Ok((stores, "software keystores (age, scrypt)"));
     };
@@ -110,7 +110,7 @@ fn keystores(
             &pin,
             &out.join("signers").join(name).join("nonces"),
         )?;
-        stores.push(Box::new(ks));
+        stores.push(std::sync::Arc::new(ks));
     }
     Ok((
         stores,
@@ -421,22 +421,22 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
 
 /// Signer `i` of the demo, with its share, keystore, policy and audit log.
 fn signer_at<'a>(
-    group: &'a PublicGroup<Suite>,
-    identities: &'a BTreeMap<Identifier<Suite>, IdentityPublicKey>,
-    policy: &'a Policy,
-    signers: &'a [Participant],
-    shares: &'a [KeyShare<Suite>],
+    group: &PublicGroup<Suite>,
+    identities: &BTreeMap<Identifier<Suite>, IdentityPublicKey>,
+    policy: &Policy,
+    signers: &[Participant],
+    shares: &[KeyShare<Suite>],
     audits: &'a mut [AuditLog],
     i: usize,
-) -> anyhow::Result<Signer<'a>> {
-    Ok(Signer {
-        group,
-        identities,
-        share: shares.get(i).context("share")?,
-        keystore: signers.get(i).context("signer")?.keystore.as_ref(),
-        policy,
-        audit: audits.get_mut(i).context("audit log")?,
-    })
+) -> anyhow::Result<Signer<&'a mut AuditLog>> {
+    Ok(Signer::new(
+        group.clone(),
+        identities.clone(),
+        shares.get(i).context("share")?.clone(),
+        signers.get(i).context("signer")?.keystore.clone(),
+        policy.clone(),
+        audits.get_mut(i).context("audit log")?,
+    )?)
 }
 
 fn run_dkg(

@@ -197,7 +197,7 @@ pub fn read_card(path: &Path) -> anyhow::Result<IdentityCard> {
 pub struct Home {
     pub dir: PathBuf,
     pub config: HomeConfig,
-    pub keystore: Box<dyn Keystore>,
+    pub keystore: std::sync::Arc<dyn Keystore>,
 }
 
 impl Home {
@@ -216,14 +216,14 @@ impl Home {
         // Readable and writable by its owner only, whatever the umask: whoever
         // can write a signer's home can try to roll its state back.
         files::create_private_dir(dir)?;
-        let (keystore, config): (Box<dyn Keystore>, KeystoreConfig) = match hsm {
+        let (keystore, config): (std::sync::Arc<dyn Keystore>, KeystoreConfig) = match hsm {
             None => {
                 let pass = secrets.passphrase()?;
                 let _progress =
                     Progress::start("sealing the new keystore (scrypt, about a second)");
                 let ks =
                     SoftwareKeystore::create(&dir.join("keystore"), &pass, WorkFactor::Default)?;
-                (Box::new(ks), KeystoreConfig::Software)
+                (std::sync::Arc::new(ks), KeystoreConfig::Software)
             }
             Some(uri) => {
                 let parsed = hsm_bridge::Pkcs11Uri::parse(uri)?;
@@ -236,7 +236,7 @@ impl Home {
                 // same label is refused from now on.
                 let pinned = parsed.with_serial(ks.token_serial());
                 (
-                    Box::new(ks),
+                    std::sync::Arc::new(ks),
                     KeystoreConfig::Pkcs11 {
                         uri: pinned.to_string(),
                     },
@@ -292,13 +292,13 @@ impl Home {
                 config.role
             );
         }
-        let keystore: Box<dyn Keystore> = match &config.keystore {
+        let keystore: std::sync::Arc<dyn Keystore> = match &config.keystore {
             KeystoreConfig::Software => {
                 let pass = secrets.passphrase()?;
                 let _progress = Progress::start("unlocking the keystore (scrypt, about a second)");
-                Box::new(SoftwareKeystore::open(&dir.join("keystore"), &pass)?)
+                std::sync::Arc::new(SoftwareKeystore::open(&dir.join("keystore"), &pass)?)
             }
-            KeystoreConfig::Pkcs11 { uri } => Box::new(hsm_bridge::HsmKeystore::open(
+            KeystoreConfig::Pkcs11 { uri } => std::sync::Arc::new(hsm_bridge::HsmKeystore::open(
                 &hsm_bridge::Pkcs11Uri::parse(uri)?,
                 &secrets.pin()?,
                 &dir.join("nonces"),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bitcoin::psbt::Psbt;
 use bitcoin::{Network, OutPoint, Transaction, TxOut};
@@ -35,21 +36,22 @@ pub fn passphrase() -> SecretString {
 /// The only place the kit puts a [`Signer`] together: tests that need a
 /// signer outside a [`World`] (another keystore, another roster) use it too.
 pub fn signer<'a>(
-    group: &'a PublicGroup<Secp256k1Tr>,
-    identities: &'a BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    share: &'a KeyShare<Secp256k1Tr>,
-    keystore: &'a dyn Keystore,
-    policy: &'a Policy,
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    share: &KeyShare<Secp256k1Tr>,
+    keystore: Arc<dyn Keystore>,
+    policy: &Policy,
     audit: &'a mut AuditLog,
-) -> Signer<'a> {
-    Signer {
-        group,
-        identities,
-        share,
+) -> Signer<&'a mut AuditLog> {
+    Signer::new(
+        group.clone(),
+        identities.clone(),
+        share.clone(),
         keystore,
-        policy,
+        policy.clone(),
         audit,
-    }
+    )
+    .unwrap()
 }
 
 /// A keystore kind a [`World`] can give its signers.
@@ -125,7 +127,7 @@ impl<K: FixtureKeystore> WorldBuilder<K> {
         let allowed = outside_address(7);
         let policy = Policy::from_toml(&(self.policy)(&requester.public_key(), &allowed)).unwrap();
         let homes: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("s{i}"))).collect();
-        let stores: Vec<K> = homes
+        let stores: Vec<Arc<K>> = homes
             .iter()
             .zip(&dealt.shares)
             .map(|(home, share)| {
@@ -133,7 +135,7 @@ impl<K: FixtureKeystore> WorldBuilder<K> {
                 let ks = K::create_in(home);
                 keystore::put_share(&ks, share).unwrap();
                 keystore::pin_policy(&ks, policy.digest()).unwrap();
-                ks
+                Arc::new(ks)
             })
             .collect();
         let identities = dealt
@@ -187,7 +189,7 @@ pub struct World<K = MemoryKeystore> {
     /// Signer `i`'s home (a directory in a temporary directory).
     pub homes: Vec<PathBuf>,
     /// Signer `i`'s keystore.
-    pub stores: Vec<K>,
+    pub stores: Vec<Arc<K>>,
     /// Signer `i`'s audit log.
     pub audits: Vec<AuditLog>,
     /// The roster every signer trusts: identifier to identity key.
@@ -220,14 +222,14 @@ impl World {
     }
 }
 
-impl<K: Keystore> World<K> {
+impl<K: Keystore + 'static> World<K> {
     /// Signer `i` (0-based: signer `i` holds share `i`).
-    pub fn signer(&mut self, i: usize) -> Signer<'_> {
+    pub fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
         signer(
             &self.group,
             &self.identities,
             &self.shares[i],
-            &self.stores[i],
+            self.stores[i].clone(),
             &self.policy,
             &mut self.audits[i],
         )
@@ -371,8 +373,9 @@ impl<K: Keystore> World<K> {
 impl World<SoftwareKeystore> {
     /// Signer `i` as a fresh process sees it: keystore and log opened anew.
     pub fn restart(&mut self, i: usize) {
-        self.stores[i] =
-            SoftwareKeystore::open(&self.homes[i].join("keystore"), &passphrase()).unwrap();
+        self.stores[i] = Arc::new(
+            SoftwareKeystore::open(&self.homes[i].join("keystore"), &passphrase()).unwrap(),
+        );
         let owner = self.stores[i].identity_public_key().unwrap();
         self.audits[i] = AuditLog::open(&self.homes[i].join("audit.jsonl"), &owner).unwrap();
     }

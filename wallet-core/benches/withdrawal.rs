@@ -13,14 +13,14 @@ use bitcoin::{Amount, Network, TxOut};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use wallet_core::audit::AuditLog;
+use wallet_core::audit::{AuditEvent, AuditLog, AuditRecord};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
 use wallet_core::keygen::{self, Dealt, Identifiers};
 use wallet_core::keystore::{self, Keystore, MemoryKeystore};
 use wallet_core::policy::Policy;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
-use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
+use wallet_core::withdrawal::request::{RequestId, Signed, WithdrawalRequest};
 use wallet_core::withdrawal::signer::Signer;
 use wallet_core::{Label, Secp256k1Tr};
 
@@ -92,15 +92,12 @@ fn bench(c: &mut Criterion) {
         &mut StdRng::seed_from_u64(1),
     )
     .unwrap();
-    let stores: Vec<MemoryKeystore> = (0..3).map(|_| MemoryKeystore::new()).collect();
-    for (s, ks) in d.shares.iter().zip(&stores) {
-        keystore::put_share(ks, s).unwrap();
-    }
+    let identity = |i: u64| SoftwareIdentity::generate(&mut StdRng::seed_from_u64(100 + i));
     let identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey> = d
         .shares
         .iter()
-        .zip(&stores)
-        .map(|(s, ks)| (*s.identifier(), ks.identity_public_key().unwrap()))
+        .zip(0..)
+        .map(|(s, i)| (*s.identifier(), identity(i).public_key()))
         .collect();
     let requester = SoftwareIdentity::generate(&mut StdRng::seed_from_u64(2));
     let requester_ks = MemoryKeystore::with_identity(requester.clone());
@@ -110,75 +107,107 @@ fn bench(c: &mut Criterion) {
         requester.public_key()
     ))
     .unwrap();
-    for ks in &stores {
-        wallet_core::keystore::pin_policy(ks, policy.digest()).unwrap();
-    }
     let dir = tmpdir();
-    let mut audits: Vec<AuditLog> = stores
-        .iter()
-        .enumerate()
-        .map(|(i, ks)| {
-            AuditLog::open(
-                &dir.join(format!("audit-{i}.jsonl")),
-                &ks.identity_public_key().unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
+    // Each signer is built once, as a service holds it, with `prior`
+    // entries already in its log (other requests seen, approved, released
+    // within the rolling window), written through the log's own append.
+    let signers = |tag: &str, prior: u64| -> Vec<Signer> {
+        (0..3u64)
+            .map(|i| {
+                let ks = MemoryKeystore::with_identity(identity(i));
+                let share = &d.shares[i as usize];
+                keystore::put_share(&ks, share).unwrap();
+                keystore::pin_policy(&ks, policy.digest()).unwrap();
+                let mut audit = AuditLog::open(
+                    &dir.join(format!("audit-{tag}-{i}.jsonl")),
+                    &ks.identity_public_key().unwrap(),
+                )
+                .unwrap();
+                for k in 0..prior {
+                    let id = RequestId::new(format!("old-{}", k / 3)).unwrap();
+                    let event = match k % 3 {
+                        0 => AuditEvent::RequestSeen,
+                        1 => AuditEvent::Approved,
+                        _ => AuditEvent::ShareReleased,
+                    };
+                    let mut record = AuditRecord::new(event)
+                        .with_request_id(&id)
+                        .with_requester(requester.public_key().to_string())
+                        .with_session(wallet_core::keystore::SessionId::random());
+                    if k % 3 == 2 {
+                        record = record.with_amount_sat(1_000).with_fee_sat(10);
+                    }
+                    audit.append(&ks, NOW - 3600, record).unwrap();
+                }
+                Signer::new(
+                    d.group.clone(),
+                    identities.clone(),
+                    share.clone(),
+                    std::sync::Arc::new(ks),
+                    policy.clone(),
+                    audit,
+                )
+                .unwrap()
+            })
+            .collect()
+    };
+    let mut n = 0u32;
+    let mut withdraw = |signers: &mut [Signer]| {
+        n += 1;
+        let body = WithdrawalRequest {
+            request_id: RequestId::new(format!("bench-{n}")).unwrap(),
+            requester: requester.public_key(),
+            created_at: NOW,
+            expires_at: NOW + 3600,
+            memo: String::new(),
+            psbt: psbt(&d, &dest, n).to_string(),
+        };
+        let req = Signed::sign(d.group.id(), body, &requester_ks).unwrap();
+        let mut approvals = Vec::new();
+        for i in [0usize, 2] {
+            approvals.push(signers[i].approve(&req, NOW).unwrap());
+        }
+        let packages =
+            build_packages(&d.group, &identities, &req, &approvals, Network::Regtest).unwrap();
+        let mut shares = Vec::new();
+        for i in [0usize, 2] {
+            shares.push(signers[i].sign(&req, &packages, NOW).unwrap());
+        }
+        finalize_withdrawal(
+            &d.group,
+            &identities,
+            &req,
+            &packages,
+            &shares,
+            Network::Regtest,
+        )
+        .unwrap();
+    };
 
     let mut g = c.benchmark_group("withdrawal-2-of-3-secp256k1-tr");
     g.sample_size(30);
-    let mut n = 0u32;
-    g.bench_function("kura-wallet", |b| {
-        b.iter(|| {
-            n += 1;
-            let body = WithdrawalRequest {
-                request_id: wallet_core::withdrawal::request::RequestId::new(format!("bench-{n}"))
-                    .unwrap(),
-                requester: requester.public_key(),
-                created_at: NOW,
-                expires_at: NOW + 3600,
-                memo: String::new(),
-                psbt: psbt(&d, &dest, n).to_string(),
-            };
-            let req = Signed::sign(d.group.id(), body, &requester_ks).unwrap();
-            let mut approvals = Vec::new();
-            for i in [0usize, 2] {
-                let mut signer = Signer {
-                    group: &d.group,
-                    identities: &identities,
-                    share: &d.shares[i],
-                    keystore: &stores[i],
-                    policy: &policy,
-                    audit: &mut audits[i],
-                };
-                approvals.push(signer.approve(&req, NOW).unwrap());
-            }
-            let packages =
-                build_packages(&d.group, &identities, &req, &approvals, Network::Regtest).unwrap();
-            let mut shares = Vec::new();
-            for i in [0usize, 2] {
-                let mut signer = Signer {
-                    group: &d.group,
-                    identities: &identities,
-                    share: &d.shares[i],
-                    keystore: &stores[i],
-                    policy: &policy,
-                    audit: &mut audits[i],
-                };
-                shares.push(signer.sign(&req, &packages, NOW).unwrap());
-            }
-            finalize_withdrawal(
-                &d.group,
-                &identities,
-                &req,
-                &packages,
-                &shares,
-                Network::Regtest,
-            )
-            .unwrap();
-        })
+    let mut fresh = signers("fresh", 0);
+    g.bench_function("kura-wallet", |b| b.iter(|| withdraw(&mut fresh)));
+    // The same with long logs behind every signer: the per-request
+    // lookups (replay, rolling window, stale approvals) are indexed, so
+    // this should cost what the fresh run costs.
+    let prior: u64 = std::env::var("KURA_BENCH_AUDIT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut long = signers("long", prior);
+    g.bench_function(format!("kura-wallet-{prior}-entry-logs"), |b| {
+        b.iter(|| withdraw(&mut long))
     });
+    // What a process that starts on such a log pays once: reading and
+    // verifying every entry (one signature each).
+    let owner = identity(0).public_key();
+    let path = dir.join("audit-long-0.jsonl");
+    g.sample_size(10);
+    g.bench_function(format!("open-verify-{prior}-entry-log"), |b| {
+        b.iter(|| AuditLog::open(&path, &owner).unwrap())
+    });
+    g.sample_size(30);
     let sighash = wallet_core::withdrawal::review::review(
         &psbt(&d, &dest, 0),
         &d.group.taproot(),

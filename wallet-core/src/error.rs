@@ -2,11 +2,11 @@
 //! cause an error carries from a layer below it (frost, a keystore backend).
 //!
 //! Each layer has one error enum that keeps its causes: a signer's
-//! [`Refusal`](crate::withdrawal::Refusal) carries the
-//! [`KeystoreError`](crate::keystore::KeystoreError) that stopped it, which
+//! [`Refusal`] carries the
+//! [`KeystoreError`] that stopped it, which
 //! carries the backend's own error (for the PKCS#11 keystore, an
 //! `hsm_bridge::HsmError`), reachable with [`Cause::downcast_ref`]. Every
-//! refusal has a [`RefusalKind`](crate::withdrawal::RefusalKind) for a
+//! refusal has a [`RefusalKind`] for a
 //! program to act on (exit codes, HTTP status codes), and the audit log
 //! records it.
 

@@ -305,7 +305,8 @@ fn attack_3_an_edited_policy_is_not_in_force() {
         *w.shares[1].identifier(),
         fresh.identity_public_key().unwrap(),
     );
-    let mut s = signer(&w.group, &ids, &w.shares[1], &fresh, &honest, &mut audit);
+    let fresh = std::sync::Arc::new(fresh);
+    let mut s = signer(&w.group, &ids, &w.shares[1], fresh, &honest, &mut audit);
     assert!(matches!(
         s.review(&req, NOW),
         Err(Refusal::PolicyNotInForce { pinned: None, .. })
@@ -336,7 +337,7 @@ fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
                             &w.group,
                             &w.identities,
                             &w.shares[0],
-                            &ks,
+                            std::sync::Arc::new(ks),
                             &w.policy,
                             &mut audit,
                         );

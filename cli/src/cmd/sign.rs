@@ -84,13 +84,7 @@ pub fn request(
 struct SignerHome {
     home: Home,
     group: wallet_core::PublicGroup<Secp256k1Tr>,
-    identities: std::collections::BTreeMap<
-        wallet_core::frost_core::Identifier<Secp256k1Tr>,
-        wallet_core::identity::IdentityPublicKey,
-    >,
-    share: wallet_core::KeyShare<Secp256k1Tr>,
-    policy: Policy,
-    audit: AuditLog,
+    signer: Signer,
 }
 
 fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHome> {
@@ -121,26 +115,24 @@ fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHo
         )
     })?;
     let audit = AuditLog::open(&home.dir.join("audit.jsonl"), &me)?;
+    let signer = Signer::new(
+        group.clone(),
+        identities,
+        share,
+        home.keystore.clone(),
+        policy,
+        audit,
+    )?;
     Ok(SignerHome {
         home,
         group,
-        identities,
-        share,
-        policy,
-        audit,
+        signer,
     })
 }
 
 impl SignerHome {
-    fn signer(&mut self) -> Signer<'_> {
-        Signer {
-            group: &self.group,
-            identities: &self.identities,
-            share: &self.share,
-            keystore: self.home.keystore.as_ref(),
-            policy: &self.policy,
-            audit: &mut self.audit,
-        }
+    fn signer(&mut self) -> &mut Signer {
+        &mut self.signer
     }
 }
 

@@ -14,7 +14,7 @@ use rand_core::{OsRng, RngCore};
 use super::KeystoreError;
 
 /// Maps an I/O error on `path` to [`KeystoreError::Io`].
-pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeystoreError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeystoreError + '_ {
     move |source| KeystoreError::Io {
         path: path.display().to_string(),
         source,
@@ -118,7 +118,7 @@ pub fn check_private(path: &Path) -> Result<(), KeystoreError> {
 /// A lock file that is a symbolic link is refused, and one replaced while
 /// this process waited for it (someone unlinked and recreated it, which
 /// would let two processes each hold "the" lock) is locked again.
-pub fn lock_exclusive(path: &Path) -> Result<File, KeystoreError> {
+pub(crate) fn lock_exclusive(path: &Path) -> Result<File, KeystoreError> {
     let mut opts = OpenOptions::new();
     opts.create(true).truncate(false).write(true);
     #[cfg(unix)]
@@ -165,7 +165,7 @@ fn same_file(_file: &File, _path: &Path) -> Result<bool, KeystoreError> {
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.
-pub fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), KeystoreError> {
     #[cfg(unix)]
     File::open(dir)
         .and_then(|d| d.sync_all())

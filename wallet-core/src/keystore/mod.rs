@@ -342,7 +342,7 @@ impl KeystoreError {
 /// All methods take `&self`: implementations synchronise internally, and
 /// [`Keystore::take_nonces`] must return a slot's nonces to at most one caller
 /// ever, across threads and processes, and only after the removal is durable.
-pub trait Keystore {
+pub trait Keystore: Send + Sync {
     /// A short description for messages ("software keystore at …").
     fn describe(&self) -> String;
 
@@ -428,6 +428,59 @@ pub trait Keystore {
         sealed: &SealedMessage,
         context: &[u8],
     ) -> Result<SecretBytes, KeystoreError>;
+}
+
+/// A shared keystore is a keystore: a service hands one `Arc` to its signer
+/// and keeps another.
+impl<K: Keystore + ?Sized> Keystore for std::sync::Arc<K> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn put_key_share(
+        &self,
+        slot: &SecretSlot,
+        document: &SecretBytes,
+    ) -> Result<(), KeystoreError> {
+        (**self).put_key_share(slot, document)
+    }
+    fn key_share(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError> {
+        (**self).key_share(slot)
+    }
+    fn put_nonces(&self, slot: &SecretSlot, document: &SecretBytes) -> Result<(), KeystoreError> {
+        (**self).put_nonces(slot, document)
+    }
+    fn take_nonces(&self, slot: &SecretSlot) -> Result<SecretBytes, KeystoreError> {
+        (**self).take_nonces(slot)
+    }
+    fn discard_nonces(&self, slot: &SecretSlot) -> Result<(), KeystoreError> {
+        (**self).discard_nonces(slot)
+    }
+    fn anchor(&self) -> Result<StateAnchor, KeystoreError> {
+        (**self).anchor()
+    }
+    fn replace_anchor(
+        &self,
+        expected: &StateAnchor,
+        next: &StateAnchor,
+    ) -> Result<(), KeystoreError> {
+        (**self).replace_anchor(expected, next)
+    }
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), KeystoreError> {
+        (**self).fill_random(out)
+    }
+    fn identity_public_key(&self) -> Result<IdentityPublicKey, KeystoreError> {
+        (**self).identity_public_key()
+    }
+    fn sign_identity(&self, message: &[u8]) -> Result<IdentitySignature, KeystoreError> {
+        (**self).sign_identity(message)
+    }
+    fn open_sealed(
+        &self,
+        sealed: &SealedMessage,
+        context: &[u8],
+    ) -> Result<SecretBytes, KeystoreError> {
+        (**self).open_sealed(sealed, context)
+    }
 }
 
 /// An RNG for nonce generation: ChaCha20 keyed with SHA-256 of 32 bytes from

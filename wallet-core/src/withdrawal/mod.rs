@@ -22,4 +22,13 @@ pub mod request;
 pub mod review;
 pub mod signer;
 
+pub use coordinator::{
+    build_message_packages, build_packages, finalize_withdrawal, CoordinatorError,
+};
 pub use refusal::{Refusal, RefusalKind};
+pub use request::{
+    Approval, MessageRequest, RequestId, Signed, WithdrawalPackages, WithdrawalRequest,
+    WithdrawalShares,
+};
+pub use review::{ReviewError, WithdrawalSummary};
+pub use signer::{Reviewed, Signer, SignerError};

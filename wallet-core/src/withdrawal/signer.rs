@@ -5,6 +5,7 @@
 //! after the release is durably in its audit log.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use frost_core::round1::SigningCommitments;
 use frost_core::Identifier;
@@ -15,9 +16,9 @@ use super::request::{
     WithdrawalRequest, WithdrawalShares,
 };
 use super::review::{parse_psbt, review, WithdrawalSummary};
-use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, DecisionGuard};
+use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, AuditStore, DecisionGuard};
 use crate::digest::{PackagesDigest, PolicyDigest, RequestDigest, SigningDigest};
-use crate::group::{identifier_hex, KeyShare, PublicGroup};
+use crate::group::{identifier_hex, Culprit, GroupError, KeyShare, PublicGroup};
 use crate::identity::IdentityPublicKey;
 use crate::keystore::{self, Keystore, KeystoreError, SecretSlot, SessionId, StoredSignError};
 use crate::policy::Policy;
@@ -65,23 +66,128 @@ impl Reviewed {
 }
 
 /// One co-signer: its group, its roster of identity keys, its key share and
-/// keystore, its policy and its audit log.
-pub struct Signer<'a> {
-    /// The group.
-    pub group: &'a PublicGroup<Secp256k1Tr>,
-    /// Every member's identity key (this signer's trusted roster).
-    pub identities: &'a BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    /// This signer's key share.
-    pub share: &'a KeyShare<Secp256k1Tr>,
-    /// Where its secrets live.
-    pub keystore: &'a dyn Keystore,
-    /// Its policy.
-    pub policy: &'a Policy,
-    /// Its audit log.
-    pub audit: &'a mut AuditLog,
+/// keystore, its policy and its audit store.
+///
+/// Built with [`Signer::new`], which checks that the parts belong together.
+/// The audit store is any [`AuditStore`]: an [`AuditLog`] file by default,
+/// or `&mut AuditLog` to keep the log after the signer is dropped.
+pub struct Signer<A: AuditStore = AuditLog> {
+    group: PublicGroup<Secp256k1Tr>,
+    roster: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    share: KeyShare<Secp256k1Tr>,
+    keystore: Arc<dyn Keystore>,
+    policy: Policy,
+    audit: A,
 }
 
-impl std::fmt::Debug for Signer<'_> {
+/// Why the parts given to [`Signer::new`] do not make a signer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignerError {
+    /// The key share is not a share of this group (another group, or a
+    /// state before a refresh).
+    #[error("the key share does not belong to this group: {0}")]
+    ShareNotInGroup(#[source] GroupError),
+    /// The roster does not name exactly the group's members.
+    #[error("the roster does not match the group: {}", .0.join("; "))]
+    RosterMismatch(Vec<String>),
+    /// The keystore's identity key is not this member's key in the roster.
+    #[error("the keystore's identity key is not {member}'s key in the roster")]
+    NotOwnKey {
+        /// This signer, as the group names it.
+        member: Culprit<Secp256k1Tr>,
+    },
+    /// The keystore could not be read.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+}
+
+impl<A: AuditStore> Signer<A> {
+    /// A signer of `group` holding `share` in `keystore`, trusting the
+    /// identity keys of `roster`, deciding by `policy`, recording in `audit`.
+    ///
+    /// # Errors
+    /// [`SignerError`] when the share is not the group's, the roster does
+    /// not name exactly the group's members, or the keystore's identity key
+    /// is not this member's key in the roster.
+    pub fn new(
+        group: PublicGroup<Secp256k1Tr>,
+        roster: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+        share: KeyShare<Secp256k1Tr>,
+        keystore: Arc<dyn Keystore>,
+        policy: Policy,
+        audit: A,
+    ) -> Result<Self, SignerError> {
+        share
+            .check_member_of(&group)
+            .map_err(SignerError::ShareNotInGroup)?;
+        let members: BTreeSet<_> = group.participants().keys().copied().collect();
+        let listed: BTreeSet<_> = roster.keys().copied().collect();
+        let mut mismatch: Vec<String> = members
+            .difference(&listed)
+            .map(|id| format!("{} has no identity key", group.culprit(id)))
+            .collect();
+        mismatch.extend(
+            listed
+                .difference(&members)
+                .map(|id| format!("{} is listed", group.culprit(id))),
+        );
+        if !mismatch.is_empty() {
+            return Err(SignerError::RosterMismatch(mismatch));
+        }
+        let me = *share.identifier();
+        if roster.get(&me) != Some(&keystore.identity_public_key()?) {
+            return Err(SignerError::NotOwnKey {
+                member: group.culprit(&me),
+            });
+        }
+        Ok(Signer {
+            group,
+            roster,
+            share,
+            keystore,
+            policy,
+            audit,
+        })
+    }
+
+    /// The group.
+    pub fn group(&self) -> &PublicGroup<Secp256k1Tr> {
+        &self.group
+    }
+
+    /// Every member's identity key.
+    pub fn roster(&self) -> &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey> {
+        &self.roster
+    }
+
+    /// This signer's identifier.
+    pub fn identifier(&self) -> &Identifier<Secp256k1Tr> {
+        self.share.identifier()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The keystore.
+    pub fn keystore(&self) -> &Arc<dyn Keystore> {
+        &self.keystore
+    }
+
+    /// The audit store.
+    pub fn audit(&self) -> &A {
+        &self.audit
+    }
+
+    /// The audit store, to give back.
+    pub fn into_audit(self) -> A {
+        self.audit
+    }
+}
+
+impl<A: AuditStore> std::fmt::Debug for Signer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("group", self.group.id())
@@ -154,7 +260,7 @@ struct Checked {
     fee_sat: Option<u64>,
 }
 
-impl Signer<'_> {
+impl<A: AuditStore> Signer<A> {
     /// Checks a request and reads its PSBT: requester signature and
     /// authorisation, times, PSBT review and policy. Records `request-seen`
     /// or the refusal.
@@ -191,7 +297,7 @@ impl Signer<'_> {
         record: AuditRecord,
     ) -> Result<crate::audit::AuditEntry, AuditError> {
         let at = now.max(self.audit.last_time());
-        self.audit.append(self.keystore, at, record)
+        self.audit.append(&*self.keystore, at, record)
     }
 
     /// The digest of the policy this signer was given.
@@ -202,7 +308,7 @@ impl Signer<'_> {
     /// Starts a decision: the signer's exclusive lock, the log brought up
     /// to date and checked against its anchor in the keystore.
     fn begin(&mut self) -> Result<DecisionGuard, Refusal> {
-        Ok(self.audit.begin(self.keystore)?)
+        Ok(self.audit.begin(&*self.keystore)?)
     }
 
     /// Checks what every request needs: the policy in force is the one
@@ -248,8 +354,8 @@ impl Signer<'_> {
         let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
         let window_start = now.saturating_sub(self.policy.rolling_window_secs());
         let mut released = crate::policy::Released {
-            amount_sat: self.audit.amount_released_since(window_start),
-            fee_sat: self.audit.fee_released_since(window_start),
+            amount_sat: self.audit.history().amount_released_since(window_start),
+            fee_sat: self.audit.history().fee_released_since(window_start),
         };
         // A request already released is only ever re-delivered: its own
         // release does not count against it a second time.
@@ -345,11 +451,10 @@ impl Signer<'_> {
         &'s self,
         subject: &'s dyn Subject,
     ) -> impl Iterator<Item = &'s crate::audit::AuditEntry> + 's {
-        let requester = subject.requester().to_string();
-        self.audit.entries().iter().filter(move |e| {
-            e.record.request_id.as_deref() == Some(subject.request_id().as_str())
-                && e.record.requester.as_deref() == Some(requester.as_str())
-        })
+        self.audit.history().about(
+            &subject.requester().to_string(),
+            subject.request_id().as_str(),
+        )
     }
 
     /// Approves a request: everything [`Signer::review`] checks, plus that
@@ -414,7 +519,7 @@ impl Signer<'_> {
         }
         let session = SessionId::random();
         let committed: Result<Vec<_>, KeystoreError> = (0..checked.messages.len())
-            .map(|i| keystore::commit(self.keystore, self.share, &session.for_input(i)))
+            .map(|i| keystore::commit(&*self.keystore, &self.share, &session.for_input(i)))
             .collect();
         let commitments = match committed {
             Ok(c) => c,
@@ -422,7 +527,7 @@ impl Signer<'_> {
                 // No approval names this session: destroy what was stored,
                 // or it would hold room in the keystore for ever.
                 for i in 0..checked.messages.len() {
-                    let slot = SecretSlot::nonces(self.share, &session.for_input(i));
+                    let slot = SecretSlot::nonces(&self.share, &session.for_input(i));
                     let _ = self.keystore.discard_nonces(&slot);
                 }
                 return Err(self.refuse(subject, Refusal::Keystore(e), now));
@@ -445,7 +550,7 @@ impl Signer<'_> {
             .with_policy_digest(approval.policy_digest)
             .with_session(session);
         self.record(now, record)?;
-        Ok(Signed::sign(self.group.id(), approval, self.keystore)?)
+        Ok(Signed::sign(self.group.id(), approval, &*self.keystore)?)
     }
 
     /// This signer's share release for the subject's request, if any.
@@ -475,32 +580,10 @@ impl Signer<'_> {
             .saturating_mul(3600)
             .saturating_add(MAX_CLOCK_SKEW_SECS);
         let cutoff = now.saturating_sub(horizon);
-        let entries = self.audit.entries();
-        let closed: BTreeSet<SessionId> = entries
-            .iter()
-            .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
-            .filter_map(|e| e.record.session)
-            .collect();
-        let released: BTreeSet<(Option<&str>, Option<&str>)> = entries
-            .iter()
-            .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
-            .map(|e| {
-                (
-                    e.record.request_id.as_deref(),
-                    e.record.requester.as_deref(),
-                )
-            })
-            .collect();
-        let stale: Vec<crate::audit::AuditRecord> = entries
-            .iter()
-            .filter(|e| e.time < cutoff && matches!(e.record.event, AuditEvent::Approved))
-            .filter(|e| e.record.session.is_some_and(|s| !closed.contains(&s)))
-            .filter(|e| {
-                !released.contains(&(
-                    e.record.request_id.as_deref(),
-                    e.record.requester.as_deref(),
-                ))
-            })
+        let stale: Vec<AuditRecord> = self
+            .audit
+            .history()
+            .open_approvals_before(cutoff)
             .map(|e| e.record.clone())
             .collect();
         for approved in stale {
@@ -509,7 +592,7 @@ impl Signer<'_> {
             };
             for i in 0..approved.sighashes.len() {
                 self.keystore
-                    .discard_nonces(&SecretSlot::nonces(self.share, &session.for_input(i)))?;
+                    .discard_nonces(&SecretSlot::nonces(&self.share, &session.for_input(i)))?;
             }
             let mut record = AuditRecord::new(AuditEvent::ApprovalSuperseded).with_session(session);
             record.request_id = approved.request_id;
@@ -548,7 +631,7 @@ impl Signer<'_> {
         for session in open {
             for i in 0..checked.messages.len() {
                 self.keystore
-                    .discard_nonces(&SecretSlot::nonces(self.share, &session.for_input(i)))?;
+                    .discard_nonces(&SecretSlot::nonces(&self.share, &session.for_input(i)))?;
             }
             let record = AuditRecord::new(AuditEvent::ApprovalSuperseded)
                 .with_request_id(&checked.request_id)
@@ -636,7 +719,7 @@ impl Signer<'_> {
                     participant: *self.share.identifier(),
                     shares,
                 };
-                return Ok(Signed::sign(self.group.id(), body, self.keystore)?);
+                return Ok(Signed::sign(self.group.id(), body, &*self.keystore)?);
             }
             let id = subject.request_id().clone();
             return Err(self.refuse(subject, Refusal::Replayed(id), now));
@@ -661,9 +744,9 @@ impl Signer<'_> {
                 let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
                 let session = own.session.for_input(i);
                 keystore::sign(
-                    self.keystore,
-                    self.share,
-                    self.group,
+                    &*self.keystore,
+                    &self.share,
+                    &self.group,
                     &session,
                     package,
                     message.as_bytes(),
@@ -699,7 +782,7 @@ impl Signer<'_> {
             participant: *self.share.identifier(),
             shares,
         };
-        Ok(Signed::sign(self.group.id(), body, self.keystore)?)
+        Ok(Signed::sign(self.group.id(), body, &*self.keystore)?)
     }
 
     /// Checks the packages against the reviewed request; returns this
@@ -718,8 +801,8 @@ impl Signer<'_> {
         }
         let sighashes = &reviewed.messages;
         let approvals = verify_approvals(
-            self.group,
-            self.identities,
+            &self.group,
+            &self.roster,
             &digest,
             sighashes,
             &packages.approvals,
@@ -730,7 +813,7 @@ impl Signer<'_> {
             .cloned()
             .ok_or(Refusal::MissingOwnApproval)?;
         let own_key = self.keystore.identity_public_key()?;
-        if self.identities.get(&me) != Some(&own_key) {
+        if self.roster.get(&me) != Some(&own_key) {
             return Err(Refusal::BadApproval {
                 participant: self.group.culprit(&me),
                 reason: "this signer's identity key is not the roster's".into(),
@@ -794,8 +877,8 @@ impl Signer<'_> {
                 });
             }
             signing::check_package(
-                self.share,
-                self.group,
+                &self.share,
+                &self.group,
                 &package,
                 sighash.as_bytes(),
                 own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?,
@@ -869,4 +952,112 @@ pub fn verify_approvals(
         out.insert(a.participant, a.clone());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::OsRng;
+
+    use super::*;
+    use crate::keystore::MemoryKeystore;
+
+    struct Parts {
+        group: PublicGroup<Secp256k1Tr>,
+        shares: Vec<KeyShare<Secp256k1Tr>>,
+        stores: Vec<Arc<MemoryKeystore>>,
+        roster: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+        policy: Policy,
+        dir: tempfile::TempDir,
+    }
+
+    fn parts() -> Parts {
+        let labels: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|l| crate::group::Label::new(*l).unwrap())
+            .collect();
+        let dealt = crate::keygen::dealer::<Secp256k1Tr, _>(
+            2,
+            &labels,
+            crate::keygen::Identifiers::Default,
+            &mut OsRng,
+        )
+        .unwrap();
+        let stores: Vec<_> = (0..3).map(|_| Arc::new(MemoryKeystore::new())).collect();
+        let roster = dealt
+            .shares
+            .iter()
+            .zip(&stores)
+            .map(|(s, k)| (*s.identifier(), k.identity_public_key().unwrap()))
+            .collect();
+        let requester = crate::identity::SoftwareIdentity::generate(&mut OsRng).public_key();
+        let policy = Policy::from_toml(&format!(
+            "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"ops\"\nkey = \"{requester}\"\n[limits]\nper_transaction_sat = 1\nrolling_window_hours = 1\nrolling_window_sat = 1\nmax_fee_sat = 1\nmax_fee_rate_sat_per_vb = 1\n"
+        ))
+        .unwrap();
+        Parts {
+            group: dealt.group,
+            shares: dealt.shares,
+            stores,
+            roster,
+            policy,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn build(
+        p: &Parts,
+        share: usize,
+        store: usize,
+        roster: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+        group: &PublicGroup<Secp256k1Tr>,
+    ) -> Result<Signer, SignerError> {
+        let owner = p.stores[store].identity_public_key().unwrap();
+        let audit =
+            AuditLog::open(&p.dir.path().join(format!("{share}-{store}.jsonl")), &owner).unwrap();
+        Signer::new(
+            group.clone(),
+            roster,
+            p.shares[share].clone(),
+            p.stores[store].clone(),
+            p.policy.clone(),
+            audit,
+        )
+    }
+
+    #[test]
+    fn the_parts_must_belong_together() {
+        let p = parts();
+        let ok = build(&p, 0, 0, p.roster.clone(), &p.group).unwrap();
+        assert_eq!(ok.identifier(), p.shares[0].identifier());
+
+        // Another member's keystore: its identity key is not this member's.
+        let err = build(&p, 0, 1, p.roster.clone(), &p.group).unwrap_err();
+        assert!(matches!(err, SignerError::NotOwnKey { .. }), "{err}");
+
+        // A roster missing a member, or naming an outsider.
+        let mut short = p.roster.clone();
+        short.remove(p.shares[2].identifier());
+        let err = build(&p, 0, 0, short, &p.group).unwrap_err();
+        assert!(matches!(err, SignerError::RosterMismatch(_)), "{err}");
+        assert!(err.to_string().contains("has no identity key"), "{err}");
+        let mut long = p.roster.clone();
+        long.insert(
+            Identifier::try_from(9u16).unwrap(),
+            p.stores[0].identity_public_key().unwrap(),
+        );
+        let err = build(&p, 0, 0, long, &p.group).unwrap_err();
+        assert!(err.to_string().contains("non-member"), "{err}");
+
+        // A share of another group.
+        let other = parts();
+        let err = build(&p, 0, 0, p.roster.clone(), &other.group).unwrap_err();
+        assert!(matches!(err, SignerError::ShareNotInGroup(_)), "{err}");
+    }
+
+    #[test]
+    fn a_signer_is_send_so_a_service_can_hold_it() {
+        fn send<T: Send>() {}
+        send::<Signer>();
+        send::<Arc<dyn Keystore>>();
+    }
 }

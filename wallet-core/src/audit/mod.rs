@@ -61,8 +61,11 @@ use crate::withdrawal::request::RequestId;
 use sha2::{Digest, Sha256};
 
 use crate::format::write_canonical_json;
+
+mod history;
 use crate::identity::{IdentityPublicKey, IdentitySignature};
 use crate::keystore::{files, AuditHead, Keystore, KeystoreError};
+pub use history::AuditHistory;
 
 /// The largest audit log Kura reads (256 MiB, about a million entries): a
 /// planted or runaway file is refused instead of exhausting memory.
@@ -456,7 +459,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
 
 /// A verified log: its entries and the hash the next entry must chain to.
 struct Chain {
-    entries: Vec<AuditEntry>,
+    history: AuditHistory,
     head: [u8; 32],
 }
 
@@ -473,12 +476,12 @@ struct Chain {
 /// than the line before; [`AuditError::Truncated`] when the last line has no
 /// newline.
 pub fn verify(bytes: &[u8], owner: &IdentityPublicKey) -> Result<Vec<AuditEntry>, AuditError> {
-    verify_chain(bytes, owner).map(|chain| chain.entries)
+    verify_chain(bytes, owner).map(|chain| chain.history.into_entries())
 }
 
 fn verify_chain(bytes: &[u8], owner: &IdentityPublicKey) -> Result<Chain, AuditError> {
     let mut chain = Chain {
-        entries: Vec::new(),
+        history: AuditHistory::default(),
         head: genesis(owner),
     };
     extend_chain(&mut chain, bytes, owner)?;
@@ -491,15 +494,15 @@ fn extend_chain(
     bytes: &[u8],
     owner: &IdentityPublicKey,
 ) -> Result<(), AuditError> {
-    let first_line = chain.entries.len();
+    let first_line = chain.history.len();
     for (index, chunk) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
         let line = first_line.saturating_add(index).saturating_add(1);
         let Some(content) = chunk.strip_suffix(b"\n") else {
             return Err(AuditError::Truncated { line });
         };
-        let entry = check_line(content, line, &chain.head, chain.entries.last(), owner)?;
+        let entry = check_line(content, line, &chain.head, chain.history.last(), owner)?;
         chain.head = Sha256::digest(chunk).into();
-        chain.entries.push(entry);
+        chain.history.push(entry);
     }
     Ok(())
 }
@@ -595,12 +598,113 @@ pub struct AuditLog {
     len: u64,
 }
 
-/// Held for the length of one decision (see [`AuditLog::begin`]): no other
-/// process decides for the same signer until it is dropped.
-#[derive(Debug)]
+/// Where a signer's audit entries are kept: the signer decides through this
+/// trait, so a store other than the file ([`AuditLog`]) — a database for a
+/// service — plugs in unchanged.
+///
+/// An implementation must keep what [`AuditLog`] keeps: entries appended in
+/// order, each durable before `append` returns, the head anchored in the
+/// keystore (moved after each append, checked by `begin`), one decision at
+/// a time per signer, and a history whose lookups do not scan the log.
+pub trait AuditStore: Send {
+    /// Starts a decision: exclusive for this signer until the guard is
+    /// dropped, with the history brought up to date and checked against the
+    /// anchor in `keystore`.
+    ///
+    /// # Errors
+    /// As [`AuditLog::begin`].
+    fn begin(&mut self, keystore: &dyn Keystore) -> Result<DecisionGuard, AuditError>;
+
+    /// Signs and appends `record` at `time`, durably, then moves the anchor.
+    ///
+    /// # Errors
+    /// As [`AuditLog::append`].
+    fn append(
+        &mut self,
+        keystore: &dyn Keystore,
+        time: u64,
+        record: AuditRecord,
+    ) -> Result<AuditEntry, AuditError>;
+
+    /// The entries and their indexes.
+    fn history(&self) -> &AuditHistory;
+
+    /// Where the log ends.
+    fn head(&self) -> AuditHead;
+
+    /// The last entry's time (0 for an empty log).
+    fn last_time(&self) -> u64 {
+        self.history().last().map_or(0, |e| e.time)
+    }
+}
+
+impl AuditStore for AuditLog {
+    fn begin(&mut self, keystore: &dyn Keystore) -> Result<DecisionGuard, AuditError> {
+        AuditLog::begin(self, keystore)
+    }
+
+    fn append(
+        &mut self,
+        keystore: &dyn Keystore,
+        time: u64,
+        record: AuditRecord,
+    ) -> Result<AuditEntry, AuditError> {
+        AuditLog::append(self, keystore, time, record)
+    }
+
+    fn history(&self) -> &AuditHistory {
+        AuditLog::history(self)
+    }
+
+    fn head(&self) -> AuditHead {
+        AuditLog::head(self)
+    }
+}
+
+impl<S: AuditStore + ?Sized> AuditStore for &mut S {
+    fn begin(&mut self, keystore: &dyn Keystore) -> Result<DecisionGuard, AuditError> {
+        (**self).begin(keystore)
+    }
+
+    fn append(
+        &mut self,
+        keystore: &dyn Keystore,
+        time: u64,
+        record: AuditRecord,
+    ) -> Result<AuditEntry, AuditError> {
+        (**self).append(keystore, time, record)
+    }
+
+    fn history(&self) -> &AuditHistory {
+        (**self).history()
+    }
+
+    fn head(&self) -> AuditHead {
+        (**self).head()
+    }
+}
+
+/// Held for the length of one decision (see [`AuditStore::begin`]): no
+/// other process decides for the same signer until it is dropped.
 #[must_use = "the decision is exclusive only while the guard lives"]
 pub struct DecisionGuard {
-    _lock: File,
+    _held: Box<dyn Send>,
+}
+
+impl DecisionGuard {
+    /// A guard that holds `held` (a lock, a transaction) until dropped: for
+    /// [`AuditStore`] implementations.
+    pub fn holding(held: impl Send + 'static) -> Self {
+        DecisionGuard {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for DecisionGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DecisionGuard")
+    }
 }
 
 impl fmt::Debug for AuditLog {
@@ -608,7 +712,7 @@ impl fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
             .field("owner", &self.owner)
-            .field("entries", &self.chain.entries.len())
+            .field("entries", &self.chain.history.len())
             .field("head", &hex::encode(self.chain.head))
             .finish()
     }
@@ -671,7 +775,7 @@ impl AuditLog {
         let lock = files::lock_exclusive(Path::new(&lock_path)).map_err(from_keystore_io)?;
         self.refresh()?;
         self.check_anchor(keystore)?;
-        Ok(DecisionGuard { _lock: lock })
+        Ok(DecisionGuard::holding(lock))
     }
 
     /// Reads lines other writers appended since this handle's last look.
@@ -736,7 +840,7 @@ impl AuditLog {
 
     /// Where this handle's log ends.
     pub fn head(&self) -> AuditHead {
-        match self.chain.entries.last() {
+        match self.chain.history.last() {
             Some(last) => AuditHead {
                 seq: last.seq,
                 hash: self.chain.head,
@@ -781,7 +885,8 @@ impl AuditLog {
                 let index = usize::try_from(seq - 1).unwrap_or(usize::MAX);
                 let entry = self
                     .chain
-                    .entries
+                    .history
+                    .entries()
                     .get(index)
                     .ok_or(AuditError::Forked { path: path(), seq })?;
                 let hash = Sha256::digest(entry.to_line()?).into();
@@ -849,7 +954,7 @@ impl AuditLog {
             keystore.replace_anchor(&anchor, &caught_up)?;
             anchor = caught_up;
         }
-        let (seq, last_time) = match self.chain.entries.last() {
+        let (seq, last_time) = match self.chain.history.last() {
             Some(last) => (last.seq.checked_add(1).ok_or(AuditError::Full)?, last.time),
             None => (1, 0),
         };
@@ -885,7 +990,7 @@ impl AuditLog {
         self.write_line(&line)?;
         self.chain.head = Sha256::digest(&line).into();
         self.len = self.len.saturating_add(line.len() as u64);
-        self.chain.entries.push(entry.clone());
+        self.chain.history.push(entry.clone());
         // The line is durable; now the anchor follows it. A crash between
         // the two leaves the log one entry ahead, which check_anchor accepts.
         keystore.replace_anchor(&anchor, &anchor.with_audit(self.head()))?;
@@ -939,12 +1044,17 @@ impl AuditLog {
 
     /// The last entry's time (0 for an empty log).
     pub fn last_time(&self) -> u64 {
-        self.chain.entries.last().map_or(0, |e| e.time)
+        self.chain.history.last().map_or(0, |e| e.time)
     }
 
     /// The verified entries, oldest first.
     pub fn entries(&self) -> &[AuditEntry] {
-        &self.chain.entries
+        self.chain.history.entries()
+    }
+
+    /// The verified entries with the indexes a signer's lookups use.
+    pub fn history(&self) -> &AuditHistory {
+        &self.chain.history
     }
 
     /// Hex SHA-256 of the last line (the owner's [`genesis_hash`] for an empty
@@ -968,29 +1078,19 @@ impl AuditLog {
     /// `amount_sat` over [`AuditEvent::ShareReleased`] entries with
     /// `time >= since`, saturating at `u64::MAX`. For rolling limits.
     pub fn amount_released_since(&self, since: u64) -> u64 {
-        self.chain
-            .entries
-            .iter()
-            .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
-            .filter_map(|e| e.record.amount_sat)
-            .fold(0u64, u64::saturating_add)
+        self.chain.history.amount_released_since(since)
     }
 
     /// `fee_sat` over [`AuditEvent::ShareReleased`] entries with
     /// `time >= since` (the fees within a rolling window).
     pub fn fee_released_since(&self, since: u64) -> u64 {
-        self.chain
-            .entries
-            .iter()
-            .filter(|e| e.time >= since && matches!(e.record.event, AuditEvent::ShareReleased))
-            .filter_map(|e| e.record.fee_sat)
-            .fold(0u64, u64::saturating_add)
+        self.chain.history.fee_released_since(since)
     }
 
     /// Whether request `request_id` was already seen, approved, refused or
     /// had a share released — a signer handles each request id once.
     pub fn has_seen_request(&self, request_id: &str) -> bool {
-        self.chain.entries.iter().any(|e| {
+        self.chain.history.entries().iter().any(|e| {
             e.record.request_id.as_deref() == Some(request_id)
                 && matches!(
                     e.record.event,
