@@ -1367,10 +1367,11 @@ impl Env {
     }
 }
 
-/// Attack 1 of the state issue, as it was done: after a signer approved, the
-/// coordinator builds three packages with different co-signer sets and, by
-/// writing to the signer's disk, puts its nonce files and audit log back
-/// between the three `sign share` runs. Exactly one share set leaves.
+/// A rollback of the signer's disk, done as an attacker would: after a
+/// signer approved, the coordinator builds three packages with different
+/// co-signer sets and, by writing to the signer's disk, puts its nonce files
+/// and audit log back between the three `sign share` runs. Exactly one share
+/// set leaves.
 fn rollback_between_share_runs(tokens: bool) {
     let mut env = Env::new();
     let (group_addr, exchange) = env.setup(tokens);

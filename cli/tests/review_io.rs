@@ -1,7 +1,7 @@
-//! Issue 10 with the real `kura` binary: PSBT files as other wallets write
-//! them, early refusal at `withdraw request`, ids and memos that cannot
-//! rewrite the terminal, bounded input, and `coordinate finalize` writing
-//! exactly the reviewed transaction, all or nothing.
+//! The signer's review with the real `kura` binary: PSBT files as other
+//! wallets write them, early refusal at `withdraw request`, ids and memos
+//! that cannot rewrite the terminal, bounded input, and `coordinate finalize`
+//! writing exactly the reviewed transaction, all or nothing.
 
 mod common;
 

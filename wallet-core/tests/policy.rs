@@ -287,7 +287,7 @@ fn the_per_transaction_limit_is_enforced_on_the_amount_leaving() {
         Rule::PerTransactionLimit,
         &["1000001 sat", "per-transaction limit of 1000000 sat"],
     );
-    // Finding 5: a payment within the limit whose fee takes it over.
+    // The fee counts: a payment within the limit whose fee takes it over.
     refused(
         f.evaluate(&f.payment(1_000_000, 1_500), 0),
         Rule::PerTransactionLimit,

@@ -1,4 +1,4 @@
-//! PSBTs as others write them (issue 10, finding 8): binary, base64 wrapped
+//! PSBTs as other wallets write them: binary, base64 wrapped
 //! or not, hex; version 2, empty, truncated and oversized input named.
 
 use bitcoin::base64::Engine as _;

@@ -1,6 +1,7 @@
-//! What a signer sees is all it signs (issue 10). Each test feeds one of the
-//! findings — a hostile requester or coordinator, or outside wallets — and
-//! asserts the refusal or the value shown.
+//! What a signer sees is all it signs. Each test feeds one of the ways a
+//! signer could be shown less than it signs (the findings below) — a hostile
+//! requester or coordinator, or outside wallets — and asserts the refusal or
+//! the value shown.
 //!
 //! | finding | test |
 //! |---|---|
