@@ -285,10 +285,8 @@ fn ceremony(tokens: bool) {
         .ok()
         .json();
     assert!(fin["data"]["txid"].as_str().unwrap().len() == 64);
-    assert!(consensus_ok(
-        &std::fs::read_to_string(env.p("w1.tx")).unwrap(),
-        &coin
-    ));
+    let tx = tx_from_hex(&std::fs::read_to_string(env.p("w1.tx")).unwrap());
+    consensus_verify(&tx, std::slice::from_ref(&coin)).unwrap();
 
     // A wrong PIN is one clear error (exit 2), never retried.
     if tokens {
@@ -341,7 +339,7 @@ fn file_ceremony_with_softhsm_tokens() {
 fn refusals_and_input_errors_have_their_exit_codes() {
     let mut env = Env::new();
     let (group_addr, exchange) = env.setup(false);
-    let thief = address(0x66).to_string();
+    let thief = outside_address(0x66).to_string();
 
     // Policy: destination not on the allowlist → exit 1, rule named, no file.
     let (p, _) = psbt(&group_addr, &[(&thief, 300_000), (&group_addr, 698_600)], 2);
@@ -1369,10 +1367,11 @@ impl Env {
     }
 }
 
-/// Attack 1 of the state issue, as it was done: after a signer approved, the
-/// coordinator builds three packages with different co-signer sets and, by
-/// writing to the signer's disk, puts its nonce files and audit log back
-/// between the three `sign share` runs. Exactly one share set leaves.
+/// A rollback of the signer's disk, done as an attacker would: after a
+/// signer approved, the coordinator builds three packages with different
+/// co-signer sets and, by writing to the signer's disk, puts its nonce files
+/// and audit log back between the three `sign share` runs. Exactly one share
+/// set leaves.
 fn rollback_between_share_runs(tokens: bool) {
     let mut env = Env::new();
     let (group_addr, exchange) = env.setup(tokens);
@@ -1479,7 +1478,7 @@ fn a_cut_log_or_an_edited_policy_refuses_everything() {
         "[limits]",
         &format!(
             "[[destination]]\nlabel = \"x\"\naddress = \"{}\"\n[limits]",
-            address(0x66)
+            outside_address(0x66)
         ),
     );
     std::fs::write(&path, &edited).unwrap();

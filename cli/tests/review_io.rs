@@ -1,7 +1,7 @@
-//! Issue 10 with the real `kura` binary: PSBT files as other wallets write
-//! them, early refusal at `withdraw request`, ids and memos that cannot
-//! rewrite the terminal, bounded input, and `coordinate finalize` writing
-//! exactly the reviewed transaction, all or nothing.
+//! The signer's review with the real `kura` binary: PSBT files as other
+//! wallets write them, early refusal at `withdraw request`, ids and memos
+//! that cannot rewrite the terminal, bounded input, and `coordinate finalize`
+//! writing exactly the reviewed transaction, all or nothing.
 
 mod common;
 
@@ -138,7 +138,7 @@ fn psbts_as_wallets_write_them_and_early_refusals() {
 
     // Early warning: a PSBT every signer refuses (a coin that is not the
     // group's) is refused at request time, exit 1, unless --unchecked.
-    let (foreign, _) = psbt_with(&address(0x44).to_string(), &outputs, 2, |_| {});
+    let (foreign, _) = psbt_with(&outside_address(0x44).to_string(), &outputs, 2, |_| {});
     std::fs::write(env.p("foreign.psbt"), foreign.serialize()).unwrap();
     let r = env
         .request("foreign.psbt", "w-foreign", "foreign.json", &[])
@@ -410,8 +410,8 @@ fn review_shows_everything_outside_text_is_inert_and_finalize_is_exact() {
     let final_psbt = bitcoin::psbt::Psbt::deserialize(&bytes).unwrap();
     assert!(final_psbt.inputs[0].final_script_sig.is_none());
     let hex = std::fs::read_to_string(env.p("final.hex")).unwrap();
-    assert!(consensus_ok(&hex, &coin));
-    let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(hex.trim()).unwrap();
+    let tx = tx_from_hex(&hex);
+    consensus_verify(&tx, std::slice::from_ref(&coin)).unwrap();
     assert_eq!(tx.compute_txid().to_string(), reviewed_txid);
     // Base64 on request.
     finalize("final64.psbt", "final64.hex", &["--psbt-base64"]).ok();

@@ -21,12 +21,16 @@ pub use crate::format::FormatError;
 pub use crate::group::GroupError;
 pub use crate::identity::IdentityError;
 pub use crate::keygen::KeygenError;
-pub use crate::keystore::KeystoreError;
+pub use crate::keystore::{KeystoreError, StoredSignError};
 pub use crate::policy::{PolicyError, PolicyRefusal};
+pub use crate::psbt::PsbtError;
 pub use crate::signing::{AggregateError, SignError, VerifyError};
+pub use crate::suite::UnknownSuite;
 pub use crate::withdrawal::coordinator::CoordinatorError;
+pub use crate::withdrawal::finalize::FinalizeError;
+pub use crate::withdrawal::request::BadSignature;
 pub use crate::withdrawal::review::ReviewError;
-pub use crate::withdrawal::signer::{Refusal, RefusalKind};
+pub use crate::withdrawal::signer::{Refusal, RefusalKind, SignerError};
 
 /// The error of a lower layer, kept as it was: its message is shown as it
 /// is, and a caller who knows the type gets it back with

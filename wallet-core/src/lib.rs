@@ -1,4 +1,4 @@
-#![doc = "Kura's threshold-signing core. See the crate README."]
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,
@@ -58,8 +58,3 @@ pub use frost_core;
 /// Re-export of the rust-bitcoin version Kura's PSBTs, addresses and
 /// transactions are.
 pub use bitcoin;
-
-/// The README's library example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-mod readme {}

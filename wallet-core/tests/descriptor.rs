@@ -1,9 +1,7 @@
 //! The group's watch-only `tr()` descriptor (BIP 386) and the BIP 380
 //! descriptor checksum, against checksums published in the BIPs.
 
-mod common;
-
-use common::*;
+use kura_testkit::*;
 use wallet_core::taproot::{descriptor_checksum, verify_descriptor_checksum};
 use wallet_core::Secp256k1Tr;
 

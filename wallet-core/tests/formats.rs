@@ -1,8 +1,6 @@
 //! Documents: round trips, and typed errors for every kind of bad input.
 
-mod common;
-
-use common::*;
+use kura_testkit::*;
 use wallet_core::format::{self, FormatError};
 use wallet_core::keystore::SessionId;
 use wallet_core::messages::{CommitmentsMessage, PackageEntry, PackageMessage, ShareMessage};

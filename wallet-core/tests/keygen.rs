@@ -1,10 +1,8 @@
 //! Dealer, split, DKG, refresh and repair for both suites.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use kura_testkit::*;
 use wallet_core::frost_core::{Identifier, SigningKey};
 use wallet_core::keygen::{self, dkg, refresh, repair, Identifiers, KeygenError};
 use wallet_core::{GroupError, KeyShare, KuraSuite, PublicGroup, Secp256k1, Secp256k1Tr};

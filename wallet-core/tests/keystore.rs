@@ -1,12 +1,10 @@
 //! Keystores: persisted nonces taken once, encryption at rest, identity keys.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use age::secrecy::SecretString;
-use common::*;
+use kura_testkit::*;
 use wallet_core::identity::{IdentityError, IdentitySignature, SoftwareIdentity};
 use wallet_core::keystore::{
     self, Keystore, KeystoreError, MemoryKeystore, SecretSlot, SessionId, SoftwareKeystore,

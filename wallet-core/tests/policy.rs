@@ -1,11 +1,9 @@
 //! Signer policy: parsing, validation, digest, and every rule evaluated on
 //! withdrawals reviewed from real PSBTs.
 
-mod common;
-
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::{Address, Amount, Network, ScriptBuf, TxOut};
-use common::*;
+use kura_testkit::*;
 use proptest::prelude::*;
 use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
 use wallet_core::policy::{Policy, PolicyError, PolicyRefusal, Released, Rule};
@@ -289,7 +287,7 @@ fn the_per_transaction_limit_is_enforced_on_the_amount_leaving() {
         Rule::PerTransactionLimit,
         &["1000001 sat", "per-transaction limit of 1000000 sat"],
     );
-    // Finding 5: a payment within the limit whose fee takes it over.
+    // The fee counts: a payment within the limit whose fee takes it over.
     refused(
         f.evaluate(&f.payment(1_000_000, 1_500), 0),
         Rule::PerTransactionLimit,

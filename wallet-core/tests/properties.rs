@@ -3,11 +3,9 @@
 //! Seeds come from proptest; failing cases are recorded under
 //! `proptest-regressions/` and replayed first on every run.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use kura_testkit::*;
 use proptest::prelude::*;
 use wallet_core::frost_core::SigningPackage;
 use wallet_core::signing::{self, SignError};

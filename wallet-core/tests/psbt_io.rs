@@ -1,11 +1,9 @@
-//! PSBTs as others write them (issue 10, finding 8): binary, base64 wrapped
+//! PSBTs as other wallets write them: binary, base64 wrapped
 //! or not, hex; version 2, empty, truncated and oversized input named.
-
-mod common;
 
 use bitcoin::base64::Engine as _;
 use bitcoin::{Amount, TxOut};
-use common::*;
+use kura_testkit::*;
 use wallet_core::psbt::{self, PsbtError, MAX_PSBT_BYTES, MAX_PSBT_TEXT_BYTES};
 use wallet_core::withdrawal::review::parse_psbt;
 

@@ -27,40 +27,21 @@
 //! | 19 | requester channel | more than the per-transaction / rolling limit | policy limits |
 //! | 20 | requester channel | asks for a raw (blind) message signature | policy `raw-messages`, off by default |
 
-mod common;
-
-use std::collections::BTreeMap;
-
 use bitcoin::{Amount, Network, TxOut};
-use common::*;
-use wallet_core::audit::{AuditEvent, AuditLog};
+use kura_testkit::*;
+use wallet_core::audit::AuditEvent;
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
-use wallet_core::keygen::Dealt;
-use wallet_core::keystore::{self, MemoryKeystore};
-use wallet_core::policy::{Policy, Rule};
+use wallet_core::keystore::MemoryKeystore;
+use wallet_core::policy::Rule;
 use wallet_core::signing::{AggregateError, SignError};
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal, CoordinatorError};
 use wallet_core::withdrawal::request::{
-    Approval, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
+    Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
 };
 use wallet_core::withdrawal::review::ReviewError;
-use wallet_core::withdrawal::signer::{Refusal, Signer};
+use wallet_core::withdrawal::signer::Refusal;
 use wallet_core::Secp256k1Tr;
-
-const NOW: u64 = 1_790_000_000;
-
-struct World {
-    d: Dealt<Secp256k1Tr>,
-    stores: Vec<std::sync::Arc<MemoryKeystore>>,
-    identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    policy: Policy,
-    audits: Vec<AuditLog>,
-    requester: SoftwareIdentity,
-    allowed: bitcoin::Address,
-    coins: Vec<(bitcoin::OutPoint, TxOut)>,
-    _tmp: tempfile::TempDir,
-}
 
 /// The second authorised requester (its own key, fixed seed).
 fn second_requester() -> SoftwareIdentity {
@@ -91,184 +72,42 @@ max_fee_rate_sat_per_vb = 100
     )
 }
 
+/// Three signers with in-memory keystores, two coins (400k and 300k).
 fn world(seed: u64) -> World {
-    let d = deal::<Secp256k1Tr>(2, 3, seed);
-    let stores: Vec<_> = (0..3)
-        .map(|_| std::sync::Arc::new(MemoryKeystore::new()))
-        .collect();
-    let identities = d
-        .shares
-        .iter()
-        .zip(&stores)
-        .map(|(s, ks)| {
-            (
-                *s.identifier(),
-                wallet_core::keystore::Keystore::identity_public_key(ks).unwrap(),
-            )
-        })
-        .collect();
-    let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
-    let allowed = outside_address(7);
-    let policy = Policy::from_toml(&policy_toml(&requester.public_key(), &allowed)).unwrap();
-    for (s, ks) in d.shares.iter().zip(&stores) {
-        keystore::put_share(ks, s).unwrap();
-        keystore::pin_policy(ks, policy.digest()).unwrap();
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let audits = stores
-        .iter()
-        .enumerate()
-        .map(|(i, ks)| {
-            let pk = wallet_core::keystore::Keystore::identity_public_key(ks).unwrap();
-            AuditLog::open(&tmp.path().join(format!("audit-{i}.jsonl")), &pk).unwrap()
-        })
-        .collect();
-    let own = d.group.taproot().script_pubkey();
-    let coins = vec![
-        coin(&own, 400_000, seed as u8),
-        coin(&own, 300_000, seed as u8 ^ 0x55),
-    ];
-    World {
-        d,
-        stores,
-        identities,
-        policy,
-        audits,
-        requester,
-        allowed,
-        coins,
-        _tmp: tmp,
+    World::builder(seed, policy_toml).build()
+}
+
+fn refused_by(
+    w: &mut World,
+    who: &[usize],
+    req: &Signed<WithdrawalRequest>,
+    packages: &WithdrawalPackages,
+) -> Vec<Refusal> {
+    who.iter()
+        .map(|&i| w.signer(i).sign(req, packages, NOW).unwrap_err())
+        .collect()
+}
+
+/// The last audit entry of signer `i` is a refusal under `rule`.
+fn audited_refusal(w: &World, i: usize, rule: &str) {
+    match &w.audits[i].entries().last().unwrap().record.event {
+        AuditEvent::Refused { rule: r, .. } => assert_eq!(r.as_str(), rule),
+        other => panic!("last audit entry is {other:?}, not a refusal"),
     }
 }
 
-impl World {
-    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
-        Signer::new(
-            self.d.group.clone(),
-            self.identities.clone(),
-            self.d.shares[i].clone(),
-            self.stores[i].clone(),
-            self.policy.clone(),
-            &mut self.audits[i],
-        )
-        .unwrap()
-    }
-
-    /// The honest withdrawal: 250k to the allowlisted address, change back, 2k fee.
-    fn outputs(&self) -> Vec<TxOut> {
-        vec![
-            TxOut {
-                value: Amount::from_sat(250_000),
-                script_pubkey: self.allowed.script_pubkey(),
-            },
-            TxOut {
-                value: Amount::from_sat(448_000),
-                script_pubkey: self.d.group.taproot().script_pubkey(),
-            },
-        ]
-    }
-
-    fn request_for(
-        &self,
-        id: &str,
-        psbt: &bitcoin::psbt::Psbt,
-        by: &SoftwareIdentity,
-    ) -> Signed<WithdrawalRequest> {
-        let body = WithdrawalRequest {
-            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
-            requester: by.public_key(),
-            created_at: NOW - 60,
-            expires_at: NOW + 3600,
-            memo: "weekly rebalance".into(),
-            psbt: psbt.to_string(),
-        };
-        let ks = MemoryKeystore::with_identity(by.clone());
-        Signed::sign(self.d.group.id(), body, &ks).unwrap()
-    }
-
-    fn request(&self, id: &str) -> Signed<WithdrawalRequest> {
-        self.request_for(
-            id,
-            &psbt(&self.coins, self.outputs()),
-            &self.requester.clone(),
-        )
-    }
-
-    fn approvals(
-        &mut self,
-        req: &Signed<WithdrawalRequest>,
-        who: &[usize],
-    ) -> Vec<Signed<Approval>> {
-        who.iter()
-            .map(|&i| self.signer(i).approve(req, NOW).unwrap())
-            .collect()
-    }
-
-    fn packages(
-        &self,
-        req: &Signed<WithdrawalRequest>,
-        approvals: &[Signed<Approval>],
-    ) -> WithdrawalPackages {
-        build_packages(
-            &self.d.group,
-            &self.identities,
-            req,
-            approvals,
-            Network::Regtest,
-        )
-        .unwrap()
-    }
-
-    fn refused_by(
-        &mut self,
-        who: &[usize],
-        req: &Signed<WithdrawalRequest>,
-        packages: &WithdrawalPackages,
-    ) -> Vec<Refusal> {
-        who.iter()
-            .map(|&i| self.signer(i).sign(req, packages, NOW).unwrap_err())
-            .collect()
-    }
-
-    /// The last audit entry of signer `i` is a refusal under `rule`.
-    fn audited_refusal(&self, i: usize, rule: &str) {
-        match &self.audits[i].entries().last().unwrap().record.event {
-            AuditEvent::Refused { rule: r, .. } => assert_eq!(r.as_str(), rule),
-            other => panic!("last audit entry is {other:?}, not a refusal"),
-        }
-    }
-}
-
-/// Runs the honest flow to the end and returns the transaction.
+/// Runs the honest flow to the end (signers 0 and 2) and returns the transaction.
 fn honest(w: &mut World, id: &str) -> bitcoin::Transaction {
-    let req = w.request(id);
-    let approvals = w.approvals(&req, &[0, 2]);
-    let packages = w.packages(&req, &approvals);
-    let shares: Vec<_> = [0, 2]
-        .iter()
-        .map(|&i| w.signer(i).sign(&req, &packages, NOW).unwrap())
-        .collect();
-    let (_, tx) = finalize_withdrawal(
-        &w.d.group,
-        &w.identities,
-        &req,
-        &packages,
-        &shares,
-        Network::Regtest,
-    )
-    .unwrap();
+    let req = w.request(id, &w.psbt());
+    let (_, tx) = w.run(&req, &[0, 2]).unwrap();
     tx
-}
-
-fn spent(w: &World) -> Vec<TxOut> {
-    w.coins.iter().map(|(_, o)| o.clone()).collect()
 }
 
 #[test]
 fn the_honest_withdrawal_verifies_under_bitcoin_core() {
     let mut w = world(1);
     let tx = honest(&mut w, "r-1");
-    consensus_verify(&tx, &spent(&w)).unwrap();
+    consensus_verify(&tx, &w.spent()).unwrap();
     // Each signer's audit log: request approved, share released, in order.
     let events: Vec<_> = w.audits[0]
         .entries()
@@ -287,7 +126,7 @@ fn the_honest_withdrawal_verifies_under_bitcoin_core() {
 /// the signers' sighash check. Either way no share is released.
 fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
     let mut w = world(seed);
-    let req = w.request("r-alter");
+    let req = w.request("r-alter", &w.psbt());
     let mut outputs = w.outputs();
     alter(&w, &mut outputs);
     let altered = psbt(&w.coins, outputs);
@@ -300,14 +139,14 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
             w.signer(i).approve(&forged, NOW),
             Err(Refusal::BadRequestSignature)
         ));
-        w.audited_refusal(i, "request-signature");
+        audited_refusal(&w, i, "request-signature");
     }
 
     // (b) honest approvals, packages signing the altered transaction.
-    let approvals = w.approvals(&req, &[0, 1]);
+    let approvals = w.approve(&req, &[0, 1]);
     let mut packages = w.packages(&req, &approvals);
     let altered_summary =
-        wallet_core::withdrawal::review::review(&altered, &w.d.group.taproot(), Network::Regtest)
+        wallet_core::withdrawal::review::review(&altered, &w.group.taproot(), Network::Regtest)
             .unwrap();
     for (p, sighash) in packages
         .packages
@@ -316,7 +155,7 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
     {
         p.message = sighash.as_bytes().to_vec();
     }
-    for r in w.refused_by(&[0, 1], &req, &packages) {
+    for r in refused_by(&mut w, &[0, 1], &req, &packages) {
         assert!(
             matches!(
                 r,
@@ -328,7 +167,7 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
             "{r}"
         );
     }
-    w.audited_refusal(0, "signing-package");
+    audited_refusal(&w, 0, "signing-package");
     // The nonces were never touched: the honest packages still sign.
     let honest_packages = w.packages(&req, &approvals);
     let shares: Vec<_> = [0, 1]
@@ -336,7 +175,7 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
         .map(|&i| w.signer(i).sign(&req, &honest_packages, NOW).unwrap())
         .collect();
     let (_, tx) = finalize_withdrawal(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &honest_packages,
@@ -387,7 +226,7 @@ fn attack_05_fee_above_the_cap() {
     let mut w = world(15);
     let mut outputs = w.outputs();
     outputs[1].value = Amount::from_sat(400_000); // fee 50,000 > 20,000
-    let req = w.request_for("r-fee", &psbt(&w.coins, outputs), &w.requester.clone());
+    let req = w.request("r-fee", &psbt(&w.coins, outputs));
     match w.signer(0).approve(&req, NOW) {
         Err(Refusal::Policy(p)) => {
             assert!(matches!(p.rule, Rule::FeeCap | Rule::FeeRateCap), "{p}");
@@ -413,15 +252,15 @@ fn attack_06_a_lied_witness_utxo_amount_yields_no_valid_signature() {
     lied_coins[0].1.value = Amount::from_sat(399_000);
     let mut outputs = w.outputs();
     outputs[1].value = Amount::from_sat(447_000);
-    let req = w.request_for("r-lie", &psbt(&lied_coins, outputs), &w.requester.clone());
-    let approvals = w.approvals(&req, &[1, 2]);
+    let req = w.request("r-lie", &psbt(&lied_coins, outputs));
+    let approvals = w.approve(&req, &[1, 2]);
     let packages = w.packages(&req, &approvals);
     let shares: Vec<_> = [1, 2]
         .iter()
         .map(|&i| w.signer(i).sign(&req, &packages, NOW).unwrap())
         .collect();
     let (_, tx) = finalize_withdrawal(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &packages,
@@ -430,7 +269,7 @@ fn attack_06_a_lied_witness_utxo_amount_yields_no_valid_signature() {
     )
     .unwrap();
     assert!(
-        consensus_verify(&tx, &spent(&w)).is_err(),
+        consensus_verify(&tx, &w.spent()).is_err(),
         "Core must reject signatures over a lied amount"
     );
 }
@@ -440,12 +279,12 @@ fn attack_06b_a_witness_utxo_script_that_is_not_the_groups() {
     let mut w = world(17);
     let mut coins = w.coins.clone();
     coins[1].1.script_pubkey = outside_address(67).script_pubkey();
-    let req = w.request_for("r-script", &psbt(&coins, w.outputs()), &w.requester.clone());
+    let req = w.request("r-script", &psbt(&coins, w.outputs()));
     assert!(matches!(
         w.signer(0).approve(&req, NOW),
         Err(Refusal::Review(ReviewError::ForeignInput { input: 1, .. }))
     ));
-    w.audited_refusal(0, "psbt-review");
+    audited_refusal(&w, 0, "psbt-review");
 }
 
 #[test]
@@ -461,7 +300,7 @@ fn attack_07_sighash_none_single_anyonecanpay() {
     {
         let mut p = psbt(&w.coins, w.outputs());
         p.inputs[0].sighash_type = Some(ty.into());
-        let req = w.request_for(&format!("r-sighash-{n}"), &p, &w.requester.clone());
+        let req = w.request(&format!("r-sighash-{n}"), &p);
         assert!(matches!(
             w.signer(2).approve(&req, NOW),
             Err(Refusal::Review(ReviewError::UnsupportedSighash {
@@ -478,14 +317,14 @@ fn attack_08_replayed_request() {
     honest(&mut w, "r-replay");
     // The identical signed request again (same PSBT, same id): refused at
     // approval and at signing, even though everything else is valid.
-    let req = w.request("r-replay");
+    let req = w.request("r-replay", &w.psbt());
     assert!(
         matches!(w.signer(0).approve(&req, NOW), Err(Refusal::Replayed(id)) if id.as_str() == "r-replay")
     );
-    w.audited_refusal(0, "replay");
+    audited_refusal(&w, 0, "replay");
     // Request ids are unique per requester: another authorised requester's
     // request that happens to use the same id is not a replay.
-    let other = w.request_for(
+    let other = w.request_as(
         "r-replay",
         &psbt(&w.coins, w.outputs()),
         &second_requester(),
@@ -494,13 +333,7 @@ fn attack_08_replayed_request() {
     // The untouched third signer approves, but the coordinator cannot get t.
     let approvals = vec![w.signer(1).approve(&req, NOW).unwrap()];
     assert!(matches!(
-        build_packages(
-            &w.d.group,
-            &w.identities,
-            &req,
-            &approvals,
-            Network::Regtest
-        ),
+        build_packages(&w.group, &w.identities, &req, &approvals, Network::Regtest),
         Err(CoordinatorError::TooFewApprovals { have: 1, need: 2 })
     ));
 }
@@ -508,11 +341,11 @@ fn attack_08_replayed_request() {
 #[test]
 fn attack_09_package_message_differs_from_the_signers_sighash() {
     let mut w = world(20);
-    let req = w.request("r-msg");
-    let approvals = w.approvals(&req, &[0, 1]);
+    let req = w.request("r-msg", &w.psbt());
+    let approvals = w.approve(&req, &[0, 1]);
     let mut packages = w.packages(&req, &approvals);
     packages.packages[1].message = [0x42; 32].to_vec();
-    for r in w.refused_by(&[0, 1], &req, &packages) {
+    for r in refused_by(&mut w, &[0, 1], &req, &packages) {
         assert!(
             matches!(
                 r,
@@ -529,13 +362,13 @@ fn attack_09_package_message_differs_from_the_signers_sighash() {
 #[test]
 fn attack_10_messages_swapped_between_inputs() {
     let mut w = world(21);
-    let req = w.request("r-swap");
-    let approvals = w.approvals(&req, &[0, 2]);
+    let req = w.request("r-swap", &w.psbt());
+    let approvals = w.approve(&req, &[0, 2]);
     let mut packages = w.packages(&req, &approvals);
     let m0 = packages.packages[0].message.clone();
     packages.packages[0].message = packages.packages[1].message.clone();
     packages.packages[1].message = m0;
-    for r in w.refused_by(&[0, 2], &req, &packages) {
+    for r in refused_by(&mut w, &[0, 2], &req, &packages) {
         assert!(
             matches!(
                 r,
@@ -552,20 +385,20 @@ fn attack_10_messages_swapped_between_inputs() {
 #[test]
 fn attack_11_dropped_or_substituted_commitment() {
     let mut w = world(22);
-    let req = w.request("r-commit");
-    let approvals = w.approvals(&req, &[0, 1]);
+    let req = w.request("r-commit", &w.psbt());
+    let approvals = w.approve(&req, &[0, 1]);
     let honest_packages = w.packages(&req, &approvals);
 
     // Substituted: signer 1's commitment for input 0 replaced by a fresh one.
     let mut substituted = honest_packages.clone();
-    let (_, fresh) = wallet_core::signing::commit(&w.d.shares[1], &mut rng(5));
-    let id1 = *w.d.shares[1].identifier();
+    let (_, fresh) = wallet_core::signing::commit(&w.shares[1], &mut rng(5));
+    let id1 = *w.shares[1].identifier();
     for e in &mut substituted.packages[0].commitments {
         if e.participant == id1 {
             e.commitments = fresh;
         }
     }
-    for r in w.refused_by(&[0, 1], &req, &substituted) {
+    for r in refused_by(&mut w, &[0, 1], &req, &substituted) {
         assert!(
             matches!(
                 r,
@@ -587,8 +420,8 @@ fn attack_11_dropped_or_substituted_commitment() {
 #[test]
 fn attack_12_a_non_member_in_the_package() {
     let mut w = world(23);
-    let req = w.request("r-stranger");
-    let approvals = w.approvals(&req, &[0, 1]);
+    let req = w.request("r-stranger", &w.psbt());
+    let approvals = w.approve(&req, &[0, 1]);
     let mut packages = w.packages(&req, &approvals);
     // A stranger's commitment (a share of another group, identifier 9).
     let other = deal::<Secp256k1Tr>(2, 3, 99);
@@ -612,7 +445,7 @@ fn attack_12_a_non_member_in_the_package() {
     packages = w.packages(&req, &approvals);
     packages
         .approvals
-        .push(Signed::sign(w.d.group.id(), approval, &ks).unwrap());
+        .push(Signed::sign(w.group.id(), approval, &ks).unwrap());
     let r = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
     assert!(
         matches!(r, Refusal::BadApproval { ref reason, .. } if reason.contains("roster")),
@@ -623,20 +456,20 @@ fn attack_12_a_non_member_in_the_package() {
 #[test]
 fn attack_13_forged_approval() {
     let mut w = world(24);
-    let req = w.request("r-forge");
-    let approvals = w.approvals(&req, &[0]);
+    let req = w.request("r-forge", &w.psbt());
+    let approvals = w.approve(&req, &[0]);
     // The coordinator invents signer 2's approval: right participant, its
     // own key (not signer 2's), commitments it made up.
-    let (_, c0) = wallet_core::signing::commit(&w.d.shares[1], &mut rng(2));
-    let (_, c1) = wallet_core::signing::commit(&w.d.shares[1], &mut rng(3));
+    let (_, c0) = wallet_core::signing::commit(&w.shares[1], &mut rng(2));
+    let (_, c1) = wallet_core::signing::commit(&w.shares[1], &mut rng(3));
     let mut forged = approvals[0].body.clone();
-    forged.participant = *w.d.shares[1].identifier();
+    forged.participant = *w.shares[1].identifier();
     forged.commitments = vec![c0, c1];
     let coordinator_key = MemoryKeystore::new();
-    let forged = Signed::sign(w.d.group.id(), forged, &coordinator_key).unwrap();
+    let forged = Signed::sign(w.group.id(), forged, &coordinator_key).unwrap();
     let mut all = approvals.clone();
     all.push(forged.clone());
-    assert!(build_packages(&w.d.group, &w.identities, &req, &all, Network::Regtest).is_err());
+    assert!(build_packages(&w.group, &w.identities, &req, &all, Network::Regtest).is_err());
     // Sent to signer 0 anyway:
     let third = w.signer(2).approve(&req, NOW).unwrap();
     let mut packages = w.packages(&req, &[approvals[0].clone(), third]);
@@ -648,7 +481,7 @@ fn attack_13_forged_approval() {
     );
     // The same forged content claiming signer 2's key does not verify.
     let mut claimed = forged;
-    claimed.signer = w.identities[w.d.shares[1].identifier()];
+    claimed.signer = w.identities[w.shares[1].identifier()];
     packages.approvals[1] = claimed;
     let r = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
     assert!(
@@ -661,25 +494,25 @@ fn attack_13_forged_approval() {
 fn attack_14_requester_not_in_the_policy() {
     let mut w = world(25);
     let intruder = SoftwareIdentity::generate(&mut rng(77));
-    let req = w.request_for("r-intruder", &psbt(&w.coins, w.outputs()), &intruder);
+    let req = w.request_as("r-intruder", &psbt(&w.coins, w.outputs()), &intruder);
     match w.signer(0).approve(&req, NOW) {
         Err(Refusal::Policy(p)) => assert_eq!(p.rule, Rule::Requester, "{p}"),
         other => panic!("{other:?}"),
     }
-    w.audited_refusal(0, "requester");
+    audited_refusal(&w, 0, "requester");
 }
 
 #[test]
 fn attack_15_expired_request() {
     let mut w = world(26);
-    let req = w.request("r-old");
+    let req = w.request("r-old", &w.psbt());
     let later = req.body.expires_at;
     assert!(matches!(
         w.signer(0).approve(&req, later),
         Err(Refusal::Expired { .. })
     ));
     // Also at signing time: approved in time, packages arrive too late.
-    let approvals = w.approvals(&req, &[1, 2]);
+    let approvals = w.approve(&req, &[1, 2]);
     let packages = w.packages(&req, &approvals);
     assert!(matches!(
         w.signer(1).sign(&req, &packages, later + 1),
@@ -690,7 +523,7 @@ fn attack_15_expired_request() {
     future.created_at = NOW + 3_600;
     future.expires_at = NOW + 7_200;
     let ks = MemoryKeystore::with_identity(w.requester.clone());
-    let future = Signed::sign(w.d.group.id(), future, &ks).unwrap();
+    let future = Signed::sign(w.group.id(), future, &ks).unwrap();
     assert!(matches!(
         w.signer(2).approve(&future, NOW),
         Err(Refusal::NotYetValid { .. })
@@ -705,7 +538,7 @@ fn attack_16_a_coin_that_is_not_the_groups() {
     coins.push(foreign);
     let mut outputs = w.outputs();
     outputs[1].value = Amount::from_sat(548_000);
-    let req = w.request_for("r-foreign", &psbt(&coins, outputs), &w.requester.clone());
+    let req = w.request("r-foreign", &psbt(&coins, outputs));
     assert!(matches!(
         w.signer(1).approve(&req, NOW),
         Err(Refusal::Review(ReviewError::ForeignInput { input: 2, .. }))
@@ -715,8 +548,8 @@ fn attack_16_a_coin_that_is_not_the_groups() {
 #[test]
 fn attack_17_a_malicious_signers_invalid_share_is_named() {
     let mut w = world(28);
-    let req = w.request("r-cheat");
-    let approvals = w.approvals(&req, &[0, 1, 2]);
+    let req = w.request("r-cheat", &w.psbt());
+    let approvals = w.approve(&req, &[0, 1, 2]);
     let packages = w.packages(&req, &approvals);
     let mut shares: Vec<Signed<WithdrawalShares>> = [0, 1, 2]
         .iter()
@@ -727,9 +560,9 @@ fn attack_17_a_malicious_signers_invalid_share_is_named() {
     let honest_share = body.shares[1];
     body.shares[1] = body.shares[0];
     assert_ne!(body.shares[1], honest_share);
-    shares[2] = Signed::sign(w.d.group.id(), body, &w.stores[2]).unwrap();
+    shares[2] = Signed::sign(w.group.id(), body, &w.stores[2]).unwrap();
     match finalize_withdrawal(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &packages,
@@ -753,7 +586,7 @@ fn attack_17_a_malicious_signers_invalid_share_is_named() {
     // needed — the coordinator cannot finish with a bad share.
     let honest_only = &shares[..2];
     assert!(finalize_withdrawal(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &packages,
@@ -769,7 +602,7 @@ fn attack_18_destination_not_on_the_allowlist() {
     let mut outputs = w.outputs();
     let thief = outside_address(66);
     outputs[0].script_pubkey = thief.script_pubkey();
-    let req = w.request_for("r-thief", &psbt(&w.coins, outputs), &w.requester.clone());
+    let req = w.request("r-thief", &psbt(&w.coins, outputs));
     match w.signer(2).approve(&req, NOW) {
         Err(Refusal::Policy(p)) => {
             assert_eq!(p.rule, Rule::DestinationAllowlist);
@@ -777,7 +610,7 @@ fn attack_18_destination_not_on_the_allowlist() {
         }
         other => panic!("{other:?}"),
     }
-    w.audited_refusal(2, "destination-allowlist");
+    audited_refusal(&w, 2, "destination-allowlist");
 }
 
 #[test]
@@ -791,20 +624,20 @@ fn attack_19_amount_limits() {
         },
         TxOut {
             value: Amount::from_sat(98_000),
-            script_pubkey: w.d.group.taproot().script_pubkey(),
+            script_pubkey: w.group.taproot().script_pubkey(),
         },
     ];
-    let req = w.request_for("r-big", &psbt(&w.coins, outputs), &w.requester.clone());
+    let req = w.request("r-big", &psbt(&w.coins, outputs));
     assert!(
         matches!(w.signer(0).approve(&req, NOW), Err(Refusal::Policy(p)) if p.rule == Rule::PerTransactionLimit)
     );
     // Rolling window: two honest 250k withdrawals pass, the third (750k in 24 h) is refused.
     honest(&mut w, "r-a");
-    let own = w.d.group.taproot().script_pubkey();
+    let own = w.group.taproot().script_pubkey();
     w.coins = vec![coin(&own, 400_000, 101), coin(&own, 300_000, 102)];
     honest(&mut w, "r-b");
     w.coins = vec![coin(&own, 400_000, 103), coin(&own, 300_000, 104)];
-    let req = w.request("r-c");
+    let req = w.request("r-c", &w.psbt());
     match w.signer(0).approve(&req, NOW) {
         Err(Refusal::Policy(p)) => assert_eq!(p.rule, Rule::RollingWindowLimit, "{p}"),
         other => panic!("{other:?}"),
@@ -818,7 +651,7 @@ fn attack_19_amount_limits() {
 fn every_audit_log_verifies_after_the_attacks() {
     let mut w = world(31);
     honest(&mut w, "r-ok");
-    let req = w.request("r-ok");
+    let req = w.request("r-ok", &w.psbt());
     let _ = w.signer(0).approve(&req, NOW);
     for (i, a) in w.audits.iter().enumerate() {
         let bytes = std::fs::read(a.path()).unwrap_or_default();
@@ -841,7 +674,7 @@ fn message_request(
         message: message.to_vec(),
     };
     Signed::sign(
-        w.d.group.id(),
+        w.group.id(),
         body,
         &MemoryKeystore::with_identity(w.requester.clone()),
     )
@@ -859,7 +692,7 @@ fn attack_20_blind_raw_message_signing_is_refused_by_default() {
             Err(Refusal::Policy(p)) => assert_eq!(p.rule, Rule::RawMessages, "{p}"),
             other => panic!("{other:?}"),
         }
-        w.audited_refusal(i, "raw-messages");
+        audited_refusal(&w, i, "raw-messages");
     }
 }
 
@@ -871,10 +704,7 @@ fn raw_messages_sign_when_the_policy_allows_them() {
         "label = \"treasury-ops\"\nraw_messages = true\n",
         1,
     );
-    w.policy = Policy::from_toml(&toml).unwrap();
-    for ks in &w.stores {
-        keystore::pin_policy(ks, w.policy.digest()).unwrap();
-    }
+    w.install_policy(&toml);
     let message = b"attestation: reserves held on 2026-11-26";
     let req = message_request(&w, "m-2", message);
     let approvals: Vec<_> = [0, 1]
@@ -882,7 +712,7 @@ fn raw_messages_sign_when_the_policy_allows_them() {
         .map(|&i| w.signer(i).approve_message(&req, NOW).unwrap())
         .collect();
     let packages = wallet_core::withdrawal::coordinator::build_message_packages(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &approvals,
@@ -907,13 +737,13 @@ fn raw_messages_sign_when_the_policy_allows_them() {
         .iter()
         .map(|s| (s.body.participant, s.body.shares[0]))
         .collect();
-    let sig = wallet_core::signing::aggregate(&w.d.group, &package, &by_signer).unwrap();
-    let out =
-        w.d.group
-            .taproot()
-            .output_key()
-            .to_x_only_public_key()
-            .serialize();
+    let sig = wallet_core::signing::aggregate(&w.group, &package, &by_signer).unwrap();
+    let out = w
+        .group
+        .taproot()
+        .output_key()
+        .to_x_only_public_key()
+        .serialize();
     // The group signed the domain-separated digest of the message, not the
     // requester's bytes themselves.
     let sig_bytes: [u8; 64] = sig.serialize().unwrap().try_into().unwrap();

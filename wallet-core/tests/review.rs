@@ -1,6 +1,7 @@
-//! What a signer sees is all it signs (issue 10). Each test feeds one of the
-//! findings — a hostile requester or coordinator, or outside wallets — and
-//! asserts the refusal or the value shown.
+//! What a signer sees is all it signs. Each test feeds one of the ways a
+//! signer could be shown less than it signs (the findings below) — a hostile
+//! requester or coordinator, or outside wallets — and asserts the refusal or
+//! the value shown.
 //!
 //! | finding | test |
 //! |---|---|
@@ -13,39 +14,19 @@
 //! | 7 unbounded input | `lifetimes_amounts_dust_and_memos_are_bounded` |
 //! | 2 coordinator fields echoed raw | `coordinator_fields_are_echoed_inert` |
 
-mod common;
-
-use std::collections::BTreeMap;
 use wallet_core::withdrawal::request::RequestId;
 
 use bitcoin::psbt::Psbt;
 use bitcoin::{absolute, transaction, Amount, Network, ScriptBuf, Sequence, TxOut};
-use common::*;
-use wallet_core::audit::AuditLog;
-use wallet_core::frost_core::Identifier;
-use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
-use wallet_core::keygen::Dealt;
-use wallet_core::keystore::{self, MemoryKeystore};
+use kura_testkit::*;
+use wallet_core::format;
+use wallet_core::identity::IdentityPublicKey;
+use wallet_core::keystore::MemoryKeystore;
 use wallet_core::policy::{Policy, PolicyError, Rule};
-use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal};
+use wallet_core::withdrawal::coordinator::build_packages;
 use wallet_core::withdrawal::request::{MessageRequest, Signed, WithdrawalRequest};
 use wallet_core::withdrawal::review::{review, ReviewError};
-use wallet_core::withdrawal::signer::{Refusal, Signer};
-use wallet_core::{format, Secp256k1Tr};
-
-const NOW: u64 = 1_790_000_000;
-
-struct World {
-    d: Dealt<Secp256k1Tr>,
-    stores: Vec<std::sync::Arc<MemoryKeystore>>,
-    identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    policy: Policy,
-    audits: Vec<AuditLog>,
-    requester: SoftwareIdentity,
-    allowed: bitcoin::Address,
-    coins: Vec<(bitcoin::OutPoint, TxOut)>,
-    _tmp: tempfile::TempDir,
-}
+use wallet_core::withdrawal::signer::Refusal;
 
 fn policy_toml(requester: &IdentityPublicKey, allowed: &bitcoin::Address, extra: &str) -> String {
     format!(
@@ -70,173 +51,26 @@ rolling_window_fee_sat = 5_000
     )
 }
 
+/// Three signers with in-memory keystores, two coins (400k and 300k).
 fn world(seed: u64) -> World {
-    let d = deal::<Secp256k1Tr>(2, 3, seed);
-    let stores: Vec<_> = (0..3)
-        .map(|_| std::sync::Arc::new(MemoryKeystore::new()))
-        .collect();
-    let identities = d
-        .shares
-        .iter()
-        .zip(&stores)
-        .map(|(s, ks)| {
-            (
-                *s.identifier(),
-                keystore::Keystore::identity_public_key(ks).unwrap(),
-            )
-        })
-        .collect();
-    for (s, ks) in d.shares.iter().zip(&stores) {
-        keystore::put_share(ks, s).unwrap();
-    }
-    let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
-    let allowed = outside_address(7);
-    let policy = Policy::from_toml(&policy_toml(&requester.public_key(), &allowed, "")).unwrap();
-    for ks in &stores {
-        keystore::pin_policy(ks, policy.digest()).unwrap();
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let audits = stores
-        .iter()
-        .enumerate()
-        .map(|(i, ks)| {
-            let pk = keystore::Keystore::identity_public_key(ks).unwrap();
-            AuditLog::open(&tmp.path().join(format!("audit-{i}.jsonl")), &pk).unwrap()
-        })
-        .collect();
-    let own = d.group.taproot().script_pubkey();
-    let coins = vec![
-        coin(&own, 400_000, seed as u8),
-        coin(&own, 300_000, seed as u8 ^ 0x55),
-    ];
-    World {
-        d,
-        stores,
-        identities,
-        policy,
-        audits,
-        requester,
-        allowed,
-        coins,
-        _tmp: tmp,
-    }
+    World::builder(seed, |requester, allowed| {
+        policy_toml(requester, allowed, "")
+    })
+    .build()
 }
 
-impl World {
-    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
-        Signer::new(
-            self.d.group.clone(),
-            self.identities.clone(),
-            self.d.shares[i].clone(),
-            self.stores[i].clone(),
-            self.policy.clone(),
-            &mut self.audits[i],
-        )
-        .unwrap()
-    }
-
-    /// Installs a policy (pins it in every signer's keystore).
-    fn set_policy(&mut self, extra: &str) {
-        self.policy = Policy::from_toml(&policy_toml(
-            &self.requester.public_key(),
-            &self.allowed,
-            extra,
-        ))
-        .unwrap();
-        for ks in &self.stores {
-            wallet_core::keystore::pin_policy(ks, self.policy.digest()).unwrap();
-        }
-    }
-
-    /// 250k to the allowlisted address, change back, 2k fee.
-    fn psbt(&self) -> Psbt {
-        self.psbt_paying(250_000, 2_000)
-    }
-
-    fn psbt_paying(&self, amount: u64, fee: u64) -> Psbt {
-        let total: u64 = self.coins.iter().map(|(_, o)| o.value.to_sat()).sum();
-        psbt(
-            &self.coins,
-            vec![
-                TxOut {
-                    value: Amount::from_sat(amount),
-                    script_pubkey: self.allowed.script_pubkey(),
-                },
-                TxOut {
-                    value: Amount::from_sat(total - amount - fee),
-                    script_pubkey: self.d.group.taproot().script_pubkey(),
-                },
-            ],
-        )
-    }
-
-    fn body(&self, id: &str, psbt: &Psbt) -> WithdrawalRequest {
-        WithdrawalRequest {
-            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
-            requester: self.requester.public_key(),
-            created_at: NOW - 60,
-            expires_at: NOW + 3600,
-            memo: "weekly rebalance".into(),
-            psbt: psbt.to_string(),
-        }
-    }
-
-    fn sign_body(&self, body: WithdrawalRequest) -> Signed<WithdrawalRequest> {
-        let ks = MemoryKeystore::with_identity(self.requester.clone());
-        Signed::sign(self.d.group.id(), body, &ks).unwrap()
-    }
-
-    fn request(&self, id: &str, psbt: &Psbt) -> Signed<WithdrawalRequest> {
-        self.sign_body(self.body(id, psbt))
-    }
-
-    fn refused_rule(&mut self, req: &Signed<WithdrawalRequest>) -> Rule {
-        match self.signer(0).review(req, NOW) {
-            Err(Refusal::Policy(p)) => p.rule,
-            other => panic!("expected a policy refusal, got {other:?}"),
-        }
-    }
-
-    /// The honest flow to the end (signers 0 and 2).
-    fn run(
-        &mut self,
-        req: &Signed<WithdrawalRequest>,
-    ) -> Result<(Psbt, bitcoin::Transaction), wallet_core::withdrawal::coordinator::CoordinatorError>
-    {
-        let approvals: Vec<_> = [0, 2]
-            .iter()
-            .map(|&i| self.signer(i).approve(req, NOW).unwrap())
-            .collect();
-        let packages = build_packages(
-            &self.d.group,
-            &self.identities,
-            req,
-            &approvals,
-            Network::Regtest,
-        )
-        .unwrap();
-        let shares: Vec<_> = [0, 2]
-            .iter()
-            .map(|&i| self.signer(i).sign(req, &packages, NOW).unwrap())
-            .collect();
-        finalize_withdrawal(
-            &self.d.group,
-            &self.identities,
-            req,
-            &packages,
-            &shares,
-            Network::Regtest,
-        )
-    }
-
-    fn spent(&self) -> Vec<TxOut> {
-        self.coins.iter().map(|(_, o)| o.clone()).collect()
-    }
+/// Installs the policy with `extra` (pins it in every signer's keystore).
+fn set_policy(w: &mut World, extra: &str) {
+    let toml = policy_toml(&w.requester.public_key(), &w.allowed, extra);
+    w.install_policy(&toml);
 }
 
-fn with_tx(mut p: Psbt, f: impl FnOnce(&mut bitcoin::Transaction)) -> Psbt {
-    f(&mut p.unsigned_tx);
-    p
+/// The rule under which signer 0 refuses `req`.
+fn refused_rule(w: &mut World, req: &Signed<WithdrawalRequest>) -> Rule {
+    match w.signer(0).review(req, NOW) {
+        Err(Refusal::Policy(p)) => p.rule,
+        other => panic!("expected a policy refusal, got {other:?}"),
+    }
 }
 
 // ---- Finding 1 ------------------------------------------------------------------
@@ -244,7 +78,7 @@ fn with_tx(mut p: Psbt, f: impl FnOnce(&mut bitcoin::Transaction)) -> Psbt {
 #[test]
 fn timelocks_and_versions_are_shown_and_refused_by_default() {
     let mut w = world(1);
-    let keys = w.d.group.taproot();
+    let keys = w.group.taproot();
     let cases: Vec<(&str, Psbt, Rule, &str)> = vec![
         (
             "height",
@@ -293,7 +127,7 @@ fn timelocks_and_versions_are_shown_and_refused_by_default() {
         let text = review(&p, &keys, Network::Regtest).unwrap().to_string();
         assert!(text.contains(shown), "{name}: {text}");
         let req = w.request(&format!("r-{name}"), &p);
-        assert_eq!(w.refused_rule(&req), rule, "{name}");
+        assert_eq!(refused_rule(&mut w, &req), rule, "{name}");
     }
 
     // Final sequences: shown (no RBF), and they turn nLockTime off — then a
@@ -324,7 +158,8 @@ fn timelocks_and_versions_are_shown_and_refused_by_default() {
 #[test]
 fn an_allowing_policy_signs_what_it_shows() {
     let mut w = world(2);
-    w.set_policy(
+    set_policy(
+        &mut w,
         "[transaction]\nversions = [1, 2]\nmax_lock_height = 2_000_000\nrelative_locks = true\n",
     );
     for (name, p) in [
@@ -354,12 +189,12 @@ fn an_allowing_policy_signs_what_it_shows() {
         tx.lock_time = absolute::LockTime::from_consensus(1_900_000);
         tx.input[0].sequence = Sequence::from_height(10);
     });
-    let (_, tx) = w.run(&w.request("signed", &p)).unwrap();
+    let (_, tx) = w.run(&w.request("signed", &p), &[0, 2]).unwrap();
     assert_eq!(tx.lock_time.to_consensus_u32(), 1_900_000);
     assert_eq!(tx.input[0].sequence, Sequence::from_height(10));
     consensus_verify(&tx, &w.spent()).unwrap();
     // A time lock is measured from the signer's clock.
-    w.set_policy("[transaction]\nmax_lock_ahead_hours = 2\n");
+    set_policy(&mut w, "[transaction]\nmax_lock_ahead_hours = 2\n");
     let soon = with_tx(w.psbt(), |tx| {
         tx.lock_time = absolute::LockTime::from_consensus((NOW + 3_600) as u32)
     });
@@ -368,7 +203,8 @@ fn an_allowing_policy_signs_what_it_shows() {
     let later = with_tx(w.psbt(), |tx| {
         tx.lock_time = absolute::LockTime::from_consensus((NOW + 3 * 3_600) as u32)
     });
-    assert_eq!(w.refused_rule(&w.request("later", &later)), Rule::LockTime);
+    let req = w.request("later", &later);
+    assert_eq!(refused_rule(&mut w, &req), Rule::LockTime);
     // Versions outside 1..=3 cannot even be configured.
     for bad in [
         "versions = [0]",
@@ -413,10 +249,10 @@ fn ansi_and_bidi_ids_are_refused_where_parsed() {
         );
         // As a document: refused when parsed.
         let signed = w.request("r-placeholder", &p);
-        let text = String::from_utf8(format::encode(w.d.group.id(), &signed).unwrap()).unwrap();
+        let text = String::from_utf8(format::encode(w.group.id(), &signed).unwrap()).unwrap();
         let quoted = serde_json::to_string(id).unwrap();
         let bytes = text.replace("\"r-placeholder\"", &quoted).into_bytes();
-        let err = format::decode_for_group::<Signed<WithdrawalRequest>>(&bytes, w.d.group.id())
+        let err = format::decode_for_group::<Signed<WithdrawalRequest>>(&bytes, w.group.id())
             .unwrap_err()
             .to_string();
         assert!(err.contains("request id"), "{err}");
@@ -445,9 +281,9 @@ fn ansi_and_bidi_ids_are_refused_where_parsed() {
 #[test]
 fn the_review_renders_outside_text_inert() {
     let mut w = world(4);
-    let mut body = w.body("r-memo", &w.psbt());
+    let mut body = w.request_body("r-memo", &w.psbt());
     body.memo = "ok\x1b[2K\x1b[1A\routput 0: 0.0001 BTC \u{202e}evil".into();
-    let req = w.sign_body(body);
+    let req = w.sign_request(body);
     let reviewed = w.signer(0).review(&req, NOW).unwrap();
     let text = reviewed.render();
     assert!(!text.contains('\x1b') && !text.contains('\r') && !text.contains('\u{202e}'));
@@ -477,7 +313,7 @@ fn finalize_clears_a_preset_final_script_sig_and_emits_the_reviewed_txid() {
     let leaf = ScriptBuf::from_bytes(vec![0x51]);
     let cb = bitcoin::taproot::ControlBlock::decode(&{
         let mut v = vec![0xc0];
-        v.extend_from_slice(&w.d.group.taproot().internal_key().serialize());
+        v.extend_from_slice(&w.group.taproot().internal_key().serialize());
         v
     })
     .unwrap();
@@ -493,7 +329,7 @@ fn finalize_clears_a_preset_final_script_sig_and_emits_the_reviewed_txid() {
     p.outputs[0].proprietary.insert(key.clone(), vec![4]);
     p.proprietary.insert(key, vec![5]);
     let req = w.request("r-preset", &p);
-    let (final_psbt, tx) = w.run(&req).unwrap();
+    let (final_psbt, tx) = w.run(&req, &[0, 2]).unwrap();
     assert_eq!(tx.compute_txid(), reviewed_txid);
     assert!(tx.input.iter().all(|i| i.script_sig.is_empty()));
     consensus_verify(&tx, &w.spent()).unwrap();
@@ -510,30 +346,10 @@ fn finalize_clears_a_preset_final_script_sig_and_emits_the_reviewed_txid() {
 
 // ---- Finding 4 ------------------------------------------------------------------
 
-fn funding_tx(script: &ScriptBuf, value: u64, tag: u8) -> bitcoin::Transaction {
-    bitcoin::Transaction {
-        version: transaction::Version::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![bitcoin::TxIn {
-            previous_output: bitcoin::OutPoint {
-                txid: bitcoin::hashes::Hash::from_byte_array([tag; 32]),
-                vout: 0,
-            },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::MAX,
-            witness: bitcoin::Witness::new(),
-        }],
-        output: vec![TxOut {
-            value: Amount::from_sat(value),
-            script_pubkey: script.clone(),
-        }],
-    }
-}
-
 #[test]
 fn a_contradicting_non_witness_utxo_is_refused() {
     let w = world(6);
-    let keys = w.d.group.taproot();
+    let keys = w.group.taproot();
     let own = keys.script_pubkey();
     // world(6)'s first coin is coin(own, 400_000, 6): the same funding tx.
     let honest = funding_tx(&own, 400_000, 6);
@@ -568,11 +384,11 @@ fn fees_count_in_the_rolling_window_and_its_fee_budget() {
     let mut w = world(7);
     // 100k + 3k fee: the audit records what left the wallet, fee included.
     let first = w.request("r-fee-1", &w.psbt_paying(100_000, 3_000));
-    w.run(&first).unwrap();
+    w.run(&first, &[0, 2]).unwrap();
     assert_eq!(w.audits[0].amount_released_since(0), 103_000);
     assert_eq!(w.audits[0].fee_released_since(0), 3_000);
     // Fresh coins for the second withdrawal (the first spent these).
-    let own = w.d.group.taproot().script_pubkey();
+    let own = w.group.taproot().script_pubkey();
     w.coins = vec![coin(&own, 400_000, 0x71), coin(&own, 300_000, 0x72)];
     // 3k more fee would make 6k in the window, over the 5k budget.
     let second = w.request("r-fee-2", &w.psbt_paying(100_000, 3_000));
@@ -602,7 +418,7 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
             script_pubkey: outside_address(66).script_pubkey(),
         }],
     );
-    let sighashes = review(&theft, &w.d.group.taproot(), Network::Regtest)
+    let sighashes = review(&theft, &w.group.taproot(), Network::Regtest)
         .unwrap()
         .sighashes();
     let body = MessageRequest {
@@ -614,7 +430,7 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
         message: sighashes[0].as_bytes().to_vec(),
     };
     let req = Signed::sign(
-        w.d.group.id(),
+        w.group.id(),
         body,
         &MemoryKeystore::with_identity(w.requester.clone()),
     )
@@ -624,7 +440,7 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
         .map(|&i| w.signer(i).approve_message(&req, NOW).unwrap())
         .collect();
     let packages = wallet_core::withdrawal::coordinator::build_message_packages(
-        &w.d.group,
+        &w.group,
         &w.identities,
         &req,
         &approvals,
@@ -639,12 +455,8 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
         .iter()
         .map(|s| (s.body.participant, s.body.shares[0]))
         .collect();
-    let sig = wallet_core::signing::aggregate(&w.d.group, &package, &by_signer).unwrap();
-    assert!(!libsecp_verify_tr(
-        &w.d.group,
-        sighashes[0].as_bytes(),
-        &sig
-    ));
+    let sig = wallet_core::signing::aggregate(&w.group, &package, &by_signer).unwrap();
+    assert!(!libsecp_verify_tr(&w.group, sighashes[0].as_bytes(), &sig));
     // Put into the transaction, Bitcoin Core refuses it.
     let mut tx = theft.unsigned_tx.clone();
     let sig = bitcoin::taproot::Signature {
@@ -655,7 +467,7 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
     tx.input[0].witness = bitcoin::Witness::p2tr_key_spend(&sig);
     tx.input[1].witness = bitcoin::Witness::p2tr_key_spend(&sig);
     let err = consensus_verify(&tx, &w.spent()).unwrap_err();
-    assert!(err.starts_with("input 0"), "{err}");
+    assert_eq!(err.input, 0, "{err}");
 }
 
 // ---- Finding 7 ------------------------------------------------------------------
@@ -664,17 +476,19 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
 fn lifetimes_amounts_dust_and_memos_are_bounded() {
     let mut w = world(9);
     // A request that never expires.
-    let mut body = w.body("r-forever", &w.psbt());
+    let mut body = w.request_body("r-forever", &w.psbt());
     body.expires_at = u64::MAX;
-    assert_eq!(w.refused_rule(&w.sign_body(body)), Rule::RequestLifetime);
+    let req = w.sign_request(body);
+    assert_eq!(refused_rule(&mut w, &req), Rule::RequestLifetime);
     // 25 h, over the default 24 h.
-    let mut body = w.body("r-25h", &w.psbt());
+    let mut body = w.request_body("r-25h", &w.psbt());
     body.expires_at = body.created_at + 25 * 3600;
-    assert_eq!(w.refused_rule(&w.sign_body(body)), Rule::RequestLifetime);
+    let req = w.sign_request(body);
+    assert_eq!(refused_rule(&mut w, &req), Rule::RequestLifetime);
 
     // An output above MAX_MONEY (and inputs claiming it).
     let big = Amount::MAX_MONEY + Amount::from_sat(1);
-    let own = w.d.group.taproot().script_pubkey();
+    let own = w.group.taproot().script_pubkey();
     let p = psbt(
         &[coin(&own, big.to_sat() + 1_000, 1)],
         vec![TxOut {
@@ -683,7 +497,7 @@ fn lifetimes_amounts_dust_and_memos_are_bounded() {
         }],
     );
     assert!(matches!(
-        review(&p, &w.d.group.taproot(), Network::Regtest),
+        review(&p, &w.group.taproot(), Network::Regtest),
         Err(ReviewError::AboveMaxMoney { .. })
     ));
 
@@ -703,18 +517,18 @@ fn lifetimes_amounts_dust_and_memos_are_bounded() {
         ],
     );
     let req = w.request("r-dust", &dust);
-    assert_eq!(w.refused_rule(&req), Rule::Dust);
+    assert_eq!(refused_rule(&mut w, &req), Rule::Dust);
     // 330 is not dust.
     let p = w.psbt_paying(330, 2_000);
     let req = w.request("r-330", &p);
     w.signer(0).review(&req, NOW).unwrap();
 
     // A 50 MB memo never reaches review: refused when parsed.
-    let mut body = w.body("r-memo", &w.psbt());
+    let mut body = w.request_body("r-memo", &w.psbt());
     body.memo = "x".repeat(wallet_core::display::MAX_MEMO_CHARS + 1);
-    let signed = w.sign_body(body);
-    let bytes = format::encode(w.d.group.id(), &signed).unwrap();
-    let err = format::decode_for_group::<Signed<WithdrawalRequest>>(&bytes, w.d.group.id())
+    let signed = w.sign_request(body);
+    let bytes = format::encode(w.group.id(), &signed).unwrap();
+    let err = format::decode_for_group::<Signed<WithdrawalRequest>>(&bytes, w.group.id())
         .unwrap_err()
         .to_string();
     assert!(err.contains("memo has 1025 characters"), "{err}");
@@ -732,27 +546,21 @@ fn coordinator_fields_are_echoed_inert() {
         .iter()
         .map(|&i| w.signer(i).approve(&req, NOW).unwrap())
         .collect();
-    let mut packages = build_packages(
-        &w.d.group,
-        &w.identities,
-        &req,
-        &approvals,
-        Network::Regtest,
-    )
-    .unwrap();
+    let mut packages =
+        build_packages(&w.group, &w.identities, &req, &approvals, Network::Regtest).unwrap();
     // A request digest is a type: terminal escapes cannot be put into
     // one in memory, and in a file it is refused when parsed, the refusal
     // quoting it inert.
     packages.request_digest = wallet_core::digest::RequestDigest::from_bytes([9; 32]);
     let refusal = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
     assert!(matches!(refusal, Refusal::WrongRequest { .. }), "{refusal}");
-    let bytes = String::from_utf8(format::encode(w.d.group.id(), &packages).unwrap())
+    let bytes = String::from_utf8(format::encode(w.group.id(), &packages).unwrap())
         .unwrap()
         .replace(&"09".repeat(32), "\\u001b[2J\\u001b[Hall good \u{202e}")
         .into_bytes();
     let err = format::decode_for_group::<wallet_core::withdrawal::request::WithdrawalPackages>(
         &bytes,
-        w.d.group.id(),
+        w.group.id(),
     )
     .unwrap_err()
     .to_string();
@@ -764,9 +572,9 @@ fn coordinator_fields_are_echoed_inert() {
     // A document whose kind (or any field serde quotes) carries escapes.
     let doc = format!(
         "{{\"format\":\"kura\",\"version\":1,\"kind\":\"x\\u001b[31m\",\"suite\":\"secp256k1-tr\",\"group\":\"{}\",\"body\":{{}}}}",
-        w.d.group.id()
+        w.group.id()
     );
-    let err = format::decode_for_group::<Signed<WithdrawalRequest>>(doc.as_bytes(), w.d.group.id())
+    let err = format::decode_for_group::<Signed<WithdrawalRequest>>(doc.as_bytes(), w.group.id())
         .unwrap_err()
         .to_string();
     assert!(err.contains("x\\u{001b}[31m"), "{err}");
@@ -781,12 +589,12 @@ fn oversized_documents_psbts_and_policies_are_refused_before_parsing() {
     let w = world(11);
     let big = vec![b' '; format::MAX_DOCUMENT_BYTES + 1];
     assert!(matches!(
-        format::decode_for_group::<Signed<WithdrawalRequest>>(&big, w.d.group.id()),
+        format::decode_for_group::<Signed<WithdrawalRequest>>(&big, w.group.id()),
         Err(format::FormatError::TooLarge { .. })
     ));
     // A request whose PSBT field is over the PSBT cap, inside a document
     // under the document cap.
-    let mut body = w.body("r-big", &w.psbt());
+    let mut body = w.request_body("r-big", &w.psbt());
     body.psbt = format!(
         "cHNidP8{}",
         "A".repeat(wallet_core::psbt::MAX_PSBT_BYTES / 3 * 4 + 8)

@@ -1,10 +1,8 @@
 //! Signing rounds for both suites: honest runs and every refusal the signer owes.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use kura_testkit::*;
 use wallet_core::frost_core::round1::SigningCommitments;
 use wallet_core::frost_core::{Identifier, SigningPackage};
 use wallet_core::signing::{self, AggregateError, SignError};

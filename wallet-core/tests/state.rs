@@ -15,48 +15,17 @@
 //! | nonces lost in a crash, or tampered with | re-approval supersedes, once, with no replay |
 //! | a state directory others can write | refused on open |
 
-mod common;
+use std::path::Path;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use bitcoin::{Amount, Network, TxOut};
-use common::*;
-use secrecy::SecretString;
+use kura_testkit::*;
 use wallet_core::audit::{AuditError, AuditEvent, AuditLog, AuditRecord};
-use wallet_core::frost_core::Identifier;
-use wallet_core::identity::{IdentityPublicKey, SoftwareIdentity};
-use wallet_core::keygen::Dealt;
+use wallet_core::identity::IdentityPublicKey;
 use wallet_core::keystore::{
     self, AuditHead, Keystore, KeystoreError, MemoryKeystore, SecretSlot, SoftwareKeystore,
-    WorkFactor,
 };
 use wallet_core::policy::Policy;
-use wallet_core::withdrawal::coordinator::build_packages;
-use wallet_core::withdrawal::request::{Approval, Signed, WithdrawalPackages, WithdrawalRequest};
-use wallet_core::withdrawal::signer::{Refusal, Signer};
-use wallet_core::Secp256k1Tr;
-
-const NOW: u64 = 1_790_000_000;
-
-fn pass() -> SecretString {
-    SecretString::from("passphrase of a signer".to_owned())
-}
-
-/// Three signers, each a directory with a software keystore and an audit
-/// log, as a signer's home holds them.
-struct World {
-    d: Dealt<Secp256k1Tr>,
-    homes: Vec<PathBuf>,
-    stores: Vec<std::sync::Arc<SoftwareKeystore>>,
-    audits: Vec<AuditLog>,
-    identities: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
-    policy: Policy,
-    requester: SoftwareIdentity,
-    allowed: bitcoin::Address,
-    coin: (bitcoin::OutPoint, TxOut),
-    _tmp: tempfile::TempDir,
-}
+use wallet_core::withdrawal::request::{Signed, WithdrawalRequest};
+use wallet_core::withdrawal::signer::Refusal;
 
 fn policy_text(requester: &IdentityPublicKey, allowed: &bitcoin::Address, window: u64) -> String {
     format!(
@@ -64,126 +33,32 @@ fn policy_text(requester: &IdentityPublicKey, allowed: &bitcoin::Address, window
     )
 }
 
-fn world(seed: u64) -> World {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = deal::<Secp256k1Tr>(2, 3, seed);
-    let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
-    let allowed = outside_address(7);
-    let policy =
-        Policy::from_toml(&policy_text(&requester.public_key(), &allowed, 700_000)).unwrap();
-    let homes: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("s{i}"))).collect();
-    let stores: Vec<std::sync::Arc<SoftwareKeystore>> = homes
-        .iter()
-        .zip(&d.shares)
-        .map(|(h, s)| {
-            let ks = SoftwareKeystore::create(&h.join("keystore"), &pass(), WorkFactor::LogN(2))
-                .unwrap();
-            keystore::put_share(&ks, s).unwrap();
-            keystore::pin_policy(&ks, policy.digest()).unwrap();
-            std::sync::Arc::new(ks)
-        })
-        .collect();
-    let identities = d
-        .shares
-        .iter()
-        .zip(&stores)
-        .map(|(s, ks)| (*s.identifier(), ks.identity_public_key().unwrap()))
-        .collect();
-    let audits = homes
-        .iter()
-        .zip(&stores)
-        .map(|(h, ks)| {
-            AuditLog::open(&h.join("audit.jsonl"), &ks.identity_public_key().unwrap()).unwrap()
-        })
-        .collect();
-    let coin = coin(&d.group.taproot().script_pubkey(), 1_000_000, seed as u8);
-    World {
-        d,
-        homes,
-        stores,
-        audits,
-        identities,
-        policy,
-        requester,
-        allowed,
-        coin,
-        _tmp: tmp,
-    }
+/// Three signers, each a directory with a software keystore and an audit
+/// log, as a signer's home holds them; one coin of 1,000,000 sats.
+fn world(seed: u64) -> World<SoftwareKeystore> {
+    World::builder(seed, |requester, allowed| {
+        policy_text(requester, allowed, 700_000)
+    })
+    .coins(&[1_000_000])
+    .keystores::<SoftwareKeystore>()
+    .build()
 }
 
-impl World {
-    fn signer(&mut self, i: usize) -> Signer<&mut AuditLog> {
-        Signer::new(
-            self.d.group.clone(),
-            self.identities.clone(),
-            self.d.shares[i].clone(),
-            self.stores[i].clone(),
-            self.policy.clone(),
-            &mut self.audits[i],
-        )
-        .unwrap()
-    }
+/// The requester's request `id` paying `amount` to the allowlisted
+/// address, 2,000 sats fee, no memo.
+fn request(w: &World<SoftwareKeystore>, id: &str, amount: u64) -> Signed<WithdrawalRequest> {
+    let mut body = w.request_body(id, &w.psbt_paying(amount, 2_000));
+    body.memo = String::new();
+    w.sign_request(body)
+}
 
-    /// Signer `i` as a fresh process sees it: keystore and log opened anew.
-    fn restart(&mut self, i: usize) {
-        self.stores[i] = std::sync::Arc::new(
-            SoftwareKeystore::open(&self.homes[i].join("keystore"), &pass()).unwrap(),
-        );
-        let owner = self.stores[i].identity_public_key().unwrap();
-        self.audits[i] = AuditLog::open(&self.homes[i].join("audit.jsonl"), &owner).unwrap();
-    }
-
-    fn request(&self, id: &str, amount: u64) -> Signed<WithdrawalRequest> {
-        let outputs = vec![
-            TxOut {
-                value: Amount::from_sat(amount),
-                script_pubkey: self.allowed.script_pubkey(),
-            },
-            TxOut {
-                value: Amount::from_sat(1_000_000 - amount - 2_000),
-                script_pubkey: self.d.group.taproot().script_pubkey(),
-            },
-        ];
-        let body = WithdrawalRequest {
-            request_id: wallet_core::withdrawal::request::RequestId::new(id).unwrap(),
-            requester: self.requester.public_key(),
-            created_at: NOW - 60,
-            expires_at: NOW + 3600,
-            memo: String::new(),
-            psbt: psbt(std::slice::from_ref(&self.coin), outputs).to_string(),
-        };
-        let ks = MemoryKeystore::with_identity(self.requester.clone());
-        Signed::sign(self.d.group.id(), body, &ks).unwrap()
-    }
-
-    fn approve(&mut self, req: &Signed<WithdrawalRequest>, who: &[usize]) -> Vec<Signed<Approval>> {
-        who.iter()
-            .map(|&i| self.signer(i).approve(req, NOW).unwrap())
-            .collect()
-    }
-
-    fn packages(
-        &self,
-        req: &Signed<WithdrawalRequest>,
-        approvals: &[Signed<Approval>],
-    ) -> WithdrawalPackages {
-        build_packages(
-            &self.d.group,
-            &self.identities,
-            req,
-            approvals,
-            Network::Regtest,
-        )
-        .unwrap()
-    }
-
-    fn released(&self, i: usize) -> usize {
-        self.audits[i]
-            .entries()
-            .iter()
-            .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
-            .count()
-    }
+/// How many shares signer `i` has released.
+fn shares_released(w: &World<SoftwareKeystore>, i: usize) -> usize {
+    w.audits[i]
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
+        .count()
 }
 
 /// Copies a file or directory tree (the attacker's snapshot).
@@ -212,7 +87,7 @@ fn restore(snap: &Path, live: &Path) {
 #[test]
 fn attack_1_nonce_files_and_audit_log_copied_back_release_one_share_set() {
     let mut w = world(1);
-    let req = w.request("w-1", 300_000);
+    let req = request(&w, "w-1", 300_000);
     let approvals = w.approve(&req, &[0, 1, 2]);
     // Three packages, each with another co-signer set around signer 0.
     let sets = [
@@ -258,19 +133,19 @@ fn attack_1_nonce_files_and_audit_log_copied_back_release_one_share_set() {
         w.signer(0).sign(&req, &packages, NOW),
         Err(Refusal::Replayed(_))
     ));
-    let slot = SecretSlot::nonces(&w.d.shares[0], &approvals[0].body.session.for_input(0));
+    let slot = SecretSlot::nonces(&w.shares[0], &approvals[0].body.session.for_input(0));
     assert!(matches!(
         w.stores[0].take_nonces(&slot),
         Err(KeystoreError::NoncesConsumed(_))
     ));
-    assert_eq!(w.released(0), 1);
+    assert_eq!(shares_released(&w, 0), 1);
 }
 
 #[test]
 fn attack_2_a_deleted_cut_or_old_audit_log_refuses_everything() {
     let mut w = world(2);
     // 450,000 released against a 700,000 window.
-    let req = w.request("w-1", 450_000);
+    let req = request(&w, "w-1", 450_000);
     let approvals = w.approve(&req, &[0, 1]);
     let packages = w.packages(&req, &approvals);
     let first = w.signer(0).sign(&req, &packages, NOW).unwrap();
@@ -282,7 +157,7 @@ fn attack_2_a_deleted_cut_or_old_audit_log_refuses_everything() {
     );
     let log = w.homes[0].join("audit.jsonl");
     let good = std::fs::read(&log).unwrap();
-    let second = w.request("w-2", 450_000);
+    let second = request(&w, "w-2", 450_000);
 
     // Deleted: the window would be empty and w-1 approvable again.
     std::fs::remove_file(&log).unwrap();
@@ -323,7 +198,7 @@ fn attack_2_a_deleted_cut_or_old_audit_log_refuses_everything() {
 #[test]
 fn a_log_forked_from_its_anchor_or_too_far_ahead_is_refused() {
     let mut w = world(3);
-    let req = w.request("w-1", 100_000);
+    let req = request(&w, "w-1", 100_000);
     w.approve(&req, &[0]);
     let anchor = w.stores[0].anchor().unwrap();
     assert_eq!(anchor.audit, w.audits[0].head());
@@ -368,7 +243,7 @@ fn a_log_forked_from_its_anchor_or_too_far_ahead_is_refused() {
 #[test]
 fn a_crash_between_an_append_and_the_anchor_is_caught_up() {
     let mut w = world(4);
-    let req = w.request("w-1", 100_000);
+    let req = request(&w, "w-1", 100_000);
     let before = w.stores[0].anchor().unwrap();
     w.approve(&req, &[0]);
     // As if the process died after writing the line, before the anchor moved.
@@ -382,7 +257,7 @@ fn a_crash_between_an_append_and_the_anchor_is_caught_up() {
 #[test]
 fn attack_3_an_edited_policy_is_not_in_force() {
     let mut w = world(5);
-    let req = w.request("w-1", 100_000);
+    let req = request(&w, "w-1", 100_000);
     // The attacker adds its destination and raises the limits on disk.
     let attacker = outside_address(0x66);
     let edited = Policy::from_toml(
@@ -418,7 +293,7 @@ fn attack_3_an_edited_policy_is_not_in_force() {
 
     // A keystore with no policy installed refuses everything.
     let fresh = MemoryKeystore::new();
-    keystore::put_share(&fresh, &w.d.shares[1]).unwrap();
+    keystore::put_share(&fresh, &w.shares[1]).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut audit = AuditLog::open(
         &tmp.path().join("a.jsonl"),
@@ -427,18 +302,11 @@ fn attack_3_an_edited_policy_is_not_in_force() {
     .unwrap();
     let mut ids = w.identities.clone();
     ids.insert(
-        *w.d.shares[1].identifier(),
+        *w.shares[1].identifier(),
         fresh.identity_public_key().unwrap(),
     );
-    let mut s = Signer::new(
-        w.d.group.clone(),
-        ids,
-        w.d.shares[1].clone(),
-        std::sync::Arc::new(fresh),
-        honest,
-        &mut audit,
-    )
-    .unwrap();
+    let fresh = std::sync::Arc::new(fresh);
+    let mut s = signer(&w.group, &ids, &w.shares[1], fresh, &honest, &mut audit);
     assert!(matches!(
         s.review(&req, NOW),
         Err(Refusal::PolicyNotInForce { pinned: None, .. })
@@ -449,7 +317,7 @@ fn attack_3_an_edited_policy_is_not_in_force() {
 fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
     let mut w = world(6);
     for round in 0..4 {
-        let req = w.request(&format!("w-{round}"), 10_000);
+        let req = request(&w, &format!("w-{round}"), 10_000);
         let approvals = w.approve(&req, &[0, 1]);
         let packages = w.packages(&req, &approvals);
         let barrier = std::sync::Barrier::new(4);
@@ -460,19 +328,19 @@ fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
                     scope.spawn(move || {
                         // Each "process" opens the signer's files itself.
                         let ks =
-                            SoftwareKeystore::open(&w.homes[0].join("keystore"), &pass()).unwrap();
+                            SoftwareKeystore::open(&w.homes[0].join("keystore"), &passphrase())
+                                .unwrap();
                         let owner = ks.identity_public_key().unwrap();
                         let mut audit =
                             AuditLog::open(&w.homes[0].join("audit.jsonl"), &owner).unwrap();
-                        let mut s = Signer::new(
-                            w.d.group.clone(),
-                            w.identities.clone(),
-                            w.d.shares[0].clone(),
+                        let mut s = signer(
+                            &w.group,
+                            &w.identities,
+                            &w.shares[0],
                             std::sync::Arc::new(ks),
-                            w.policy.clone(),
+                            &w.policy,
                             &mut audit,
-                        )
-                        .unwrap();
+                        );
                         barrier.wait();
                         s.sign(req, packages, NOW)
                             .map(|sh| {
@@ -497,7 +365,7 @@ fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
         assert!(shares.windows(2).all(|p| p[0] == p[1]), "round {round}");
     }
     w.restart(0);
-    assert_eq!(w.released(0), 4, "one release per round");
+    assert_eq!(shares_released(&w, 0), 4, "one release per round");
     let redelivered = w.audits[0]
         .entries()
         .iter()
@@ -514,10 +382,10 @@ fn attack_4_racing_processes_compute_one_share_set_per_round_and_all_get_it() {
 #[test]
 fn attack_5_lost_or_tampered_nonces_are_approved_again_once() {
     let mut w = world(7);
-    let req = w.request("w-1", 100_000);
+    let req = request(&w, "w-1", 100_000);
     let first = w.approve(&req, &[0, 1]);
     // The process died after taking signer 0's nonces, before it signed.
-    let slot = SecretSlot::nonces(&w.d.shares[0], &first[0].body.session.for_input(0));
+    let slot = SecretSlot::nonces(&w.shares[0], &first[0].body.session.for_input(0));
     w.stores[0].take_nonces(&slot).unwrap();
     let packages = w.packages(&req, &first);
     let r = w.signer(0).sign(&req, &packages, NOW).unwrap_err();
@@ -553,11 +421,11 @@ fn attack_5_lost_or_tampered_nonces_are_approved_again_once() {
     ));
 
     // A tampered nonce file: refused, then approvable again.
-    let req2 = w.request("w-2", 100_000);
+    let req2 = request(&w, "w-2", 100_000);
     let a = w.approve(&req2, &[0, 1]);
     let file = w.homes[0].join(format!(
         "keystore/nonces/{}.bin",
-        SecretSlot::nonces(&w.d.shares[0], &a[0].body.session.for_input(0)).name()
+        SecretSlot::nonces(&w.shares[0], &a[0].body.session.for_input(0)).name()
     ));
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[20] ^= 1;
@@ -575,10 +443,10 @@ fn attack_5_lost_or_tampered_nonces_are_approved_again_once() {
     ));
     let packages = w.packages(&req2, &[a0, a[1].clone()]);
     w.signer(0).sign(&req2, &packages, NOW).unwrap();
-    assert_eq!(w.released(0), 2);
+    assert_eq!(shares_released(&w, 0), 2);
 
     // Another request reusing the id is still a replay.
-    let other = w.request("w-2", 200_000);
+    let other = request(&w, "w-2", 200_000);
     assert!(matches!(
         w.signer(1).approve(&other, NOW),
         Err(Refusal::Replayed(_))
@@ -596,14 +464,14 @@ fn a_keystore_others_can_write_is_refused_and_state_cannot_be_deleted() {
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     assert!(matches!(
-        SoftwareKeystore::open(&dir, &pass()),
+        SoftwareKeystore::open(&dir, &passphrase()),
         Err(KeystoreError::Insecure { .. })
     ));
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     // Removing the state file does not make the keystore new again.
     std::fs::remove_file(dir.join("state.bin")).unwrap();
     assert!(matches!(
-        SoftwareKeystore::open(&dir, &pass()),
+        SoftwareKeystore::open(&dir, &passphrase()),
         Err(KeystoreError::Tampered(_))
     ));
 }
@@ -612,17 +480,17 @@ fn a_keystore_others_can_write_is_refused_and_state_cannot_be_deleted() {
 fn a_crash_between_the_nonce_file_and_its_key_can_be_rerun() {
     let w = world(9);
     let session = wallet_core::keystore::SessionId::random();
-    let slot = SecretSlot::nonces(&w.d.shares[0], &session);
+    let slot = SecretSlot::nonces(&w.shares[0], &session);
     // A ciphertext file with no key in the state: the crash's leftover.
     let file = w.homes[0].join(format!("keystore/nonces/{}.bin", slot.name()));
     std::fs::write(&file, b"left by a crash").unwrap();
-    keystore::commit(&w.stores[0], &w.d.shares[0], &session).unwrap();
+    keystore::commit(&w.stores[0], &w.shares[0], &session).unwrap();
     assert!(w.stores[0].take_nonces(&slot).is_ok());
     // But nonces that exist are never overwritten.
     let again = wallet_core::keystore::SessionId::random();
-    keystore::commit(&w.stores[0], &w.d.shares[0], &again).unwrap();
+    keystore::commit(&w.stores[0], &w.shares[0], &again).unwrap();
     assert!(matches!(
-        keystore::commit(&w.stores[0], &w.d.shares[0], &again),
+        keystore::commit(&w.stores[0], &w.shares[0], &again),
         Err(KeystoreError::AlreadyExists(_))
     ));
 }
@@ -630,17 +498,17 @@ fn a_crash_between_the_nonce_file_and_its_key_can_be_rerun() {
 #[test]
 fn approvals_never_followed_up_release_their_nonces_once_surely_expired() {
     let mut w = world(10);
-    let req = w.request("w-old", 100_000);
+    let req = request(&w, "w-old", 100_000);
     let old = w.approve(&req, &[0]).remove(0);
-    let slot = SecretSlot::nonces(&w.d.shares[0], &old.body.session.for_input(0));
+    let slot = SecretSlot::nonces(&w.shares[0], &old.body.session.for_input(0));
     // A week and a bit later (past the longest lifetime any policy allows),
     // another request is approved: the old nonces are destroyed, recorded.
     let later = NOW + (wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS + 1) * 3600;
-    let mut body = w.request("w-new", 100_000).body;
+    let mut body = request(&w, "w-new", 100_000).body;
     body.created_at = later - 60;
     body.expires_at = later + 3600;
     let ks = MemoryKeystore::with_identity(w.requester.clone());
-    let fresh = Signed::sign(w.d.group.id(), body, &ks).unwrap();
+    let fresh = Signed::sign(w.group.id(), body, &ks).unwrap();
     w.signer(0).approve(&fresh, later).unwrap();
     assert!(matches!(
         w.stores[0].take_nonces(&slot),

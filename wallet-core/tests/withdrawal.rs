@@ -1,9 +1,7 @@
 //! PSBT review and finalization, checked by Bitcoin Core's consensus code.
 
-mod common;
-
 use bitcoin::{Amount, Network, TxOut};
-use common::*;
+use kura_testkit::*;
 use wallet_core::withdrawal::finalize::{finalize, FinalizeError};
 use wallet_core::withdrawal::review::{parse_psbt, review, Destination, ReviewError};
 use wallet_core::Secp256k1Tr;

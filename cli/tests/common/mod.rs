@@ -1,12 +1,15 @@
 //! The kura binary's test kit: a directory of homes, the binary run in it,
-//! a dealt 2-of-3 group with installed policies, PSBT builders and Bitcoin
-//! Core's consensus check. Shared by the CLI test files.
+//! a dealt 2-of-3 group with installed policies, and PSBTs of addresses
+//! given as text (built with kura-testkit, which also has Bitcoin Core's
+//! consensus check). Shared by the CLI test files.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use bitcoin::{Amount, TxOut};
+use kura_testkit::{coin, with_tx};
+pub use kura_testkit::{consensus_verify, outside_address};
 
 /// The ceremony nonce the tests' dealings use.
 pub const NONCE: &str = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
@@ -208,7 +211,7 @@ impl Env {
             .unwrap()
             .to_owned();
         self.deal("dealer", None);
-        let exchange = address(0x11);
+        let exchange = outside_address(0x11);
         let policy = format!(
             "version = 1\nnetwork = \"regtest\"\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{requester_key}\"\n[[destination]]\nlabel = \"exchange\"\naddress = \"{exchange}\"\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n{policy_extra}"
         );
@@ -337,61 +340,34 @@ impl Env {
     }
 }
 
-pub fn address(tag: u8) -> bitcoin::Address {
-    use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
-    let secp = Secp256k1::new();
-    let kp = Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[tag; 32]).unwrap());
-    bitcoin::Address::p2tr(
-        &secp,
-        kp.x_only_public_key().0,
-        None,
-        bitcoin::Network::Regtest,
-    )
-}
-
-/// A PSBT spending a synthetic 1,000,000-sat coin of `coin_owner` to
-/// `outputs`, with `edit` applied to the transaction.
+/// A PSBT spending a synthetic 1,000,000-sat coin of `coin_owner` (the
+/// kit's [`coin`] with `tag`) to `outputs`, with `edit` applied to the
+/// transaction; returns it and the spent output.
 pub fn psbt_with(
     coin_owner: &str,
     outputs: &[(&str, u64)],
     tag: u8,
     edit: impl FnOnce(&mut bitcoin::Transaction),
 ) -> (bitcoin::psbt::Psbt, TxOut) {
-    use bitcoin::{absolute, transaction, OutPoint, Sequence, Transaction, TxIn, Witness};
-    let parse = |a: &str| {
+    let script = |a: &str| {
         a.parse::<bitcoin::Address<_>>()
             .unwrap()
             .assume_checked()
             .script_pubkey()
     };
-    let coin = TxOut {
-        value: Amount::from_sat(1_000_000),
-        script_pubkey: parse(coin_owner),
-    };
-    let mut tx = Transaction {
-        version: transaction::Version::TWO,
-        lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint {
-                txid: bitcoin::hashes::Hash::from_byte_array([tag; 32]),
-                vout: 0,
-            },
-            script_sig: bitcoin::ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: Witness::new(),
-        }],
-        output: outputs
-            .iter()
-            .map(|(a, v)| TxOut {
-                value: Amount::from_sat(*v),
-                script_pubkey: parse(a),
-            })
-            .collect(),
-    };
-    edit(&mut tx);
-    let mut p = bitcoin::psbt::Psbt::from_unsigned_tx(tx).unwrap();
-    p.inputs[0].witness_utxo = Some(coin.clone());
-    (p, coin)
+    let coin = coin(&script(coin_owner), 1_000_000, tag);
+    let outputs = outputs
+        .iter()
+        .map(|(a, v)| TxOut {
+            value: Amount::from_sat(*v),
+            script_pubkey: script(a),
+        })
+        .collect();
+    let p = with_tx(
+        kura_testkit::psbt(std::slice::from_ref(&coin), outputs),
+        edit,
+    );
+    (p, coin.1)
 }
 
 /// A PSBT (base64) spending a synthetic 1,000,000-sat coin of `group` to
@@ -401,24 +377,7 @@ pub fn psbt(group: &str, outputs: &[(&str, u64)], tag: u8) -> (String, TxOut) {
     (p.to_string(), coin)
 }
 
-pub fn consensus_ok(tx_hex: &str, coin: &TxOut) -> bool {
-    let tx: bitcoin::Transaction =
-        bitcoin::consensus::encode::deserialize_hex(tx_hex.trim()).unwrap();
-    let bytes = bitcoin::consensus::serialize(&tx);
-    let script = coin.script_pubkey.to_bytes();
-    let utxo = bitcoinconsensus::Utxo {
-        script_pubkey: script.as_ptr(),
-        script_pubkey_len: script.len() as u32,
-        value: coin.value.to_sat() as i64,
-    };
-    let flags = bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT;
-    bitcoinconsensus::verify_with_flags(
-        &script,
-        coin.value.to_sat(),
-        &bytes,
-        Some(&[utxo]),
-        0,
-        flags,
-    )
-    .is_ok()
+/// The transaction in a hex file's text (as `coordinate finalize` writes it).
+pub fn tx_from_hex(text: &str) -> bitcoin::Transaction {
+    bitcoin::consensus::encode::deserialize_hex(text.trim()).unwrap()
 }

@@ -1,4 +1,6 @@
-//! An append-only, hash-chained, identity-signed audit log (threat model R7).
+//! An append-only, hash-chained, identity-signed audit log: every decision a
+//! signer makes, in a record nobody can edit, reorder, cut or roll back
+//! without the signer noticing.
 //!
 //! Each signer (and the coordinator) keeps its own log: a file of JSON Lines,
 //! one [`AuditEntry`] per line, each line the entry as compact JSON with
