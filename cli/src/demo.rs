@@ -32,7 +32,22 @@ use wallet_core::withdrawal::review::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
 
-use crate::{now, refused};
+use crate::ctx::{now, Ctx};
+use crate::error::refused;
+
+// `kura demo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the ceremony's files (created; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    out: std::path::PathBuf,
+}
+
+impl DemoArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        run(&self.out, ctx.json)
+    }
+}
 
 type Suite = Secp256k1Tr;
 const NETWORK: Network = Network::Regtest;
@@ -118,7 +133,7 @@ fn keystores(
     ))
 }
 
-pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
+fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     if out.exists()
         && fs::read_dir(out)
             .map(|mut d| d.next().is_some())
@@ -145,7 +160,8 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             &IdentityCard::new(label.clone(), Role::Signer, ks.identity_public_key()?).to_json()?,
         )?;
         signers.push(Participant {
-            id: wallet_core::ceremony::identifier_for(&label).map_err(crate::ceremony_err)?,
+            id: wallet_core::ceremony::identifier_for(&label)
+                .map_err(crate::error::ceremony_err)?,
             label,
             keystore: ks,
             home,
@@ -455,7 +471,7 @@ fn run_dkg(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
-    let ceremony = Ceremony::<Suite>::new(2, cards, nonce).map_err(crate::ceremony_err)?;
+    let ceremony = Ceremony::<Suite>::new(2, cards, nonce).map_err(crate::error::ceremony_err)?;
     let fingerprint = ceremony.fingerprint();
     o.step(&format!(
         "DKG ceremony {fingerprint} (2-of-3): every signer confirms this fingerprint, signs its round-1 and round-2 messages, and seals round-2 shares to each recipient's identity key"
@@ -471,9 +487,9 @@ fn run_dkg(
         let confirmed = ceremony
             .clone()
             .confirm(&fingerprint.to_string())
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         let doc = dkg::round1(&confirmed, s.keystore.as_ref(), &mut OsRng)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         write(
             &dir.join(format!("round1-{}.json", s.label)),
             &format::encode(ceremony.id(), &doc)?,
@@ -491,7 +507,7 @@ fn run_dkg(
     let r1 = read_r1()?;
     for s in signers {
         let o2 = dkg::round2(&ceremony, s.keystore.as_ref(), &r1, &mut OsRng)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         for (to, doc) in &o2.messages {
             write(
                 &dir.join(format!("round2-{}-to-{to}.json", s.label)),
@@ -508,7 +524,7 @@ fn run_dkg(
             received.push(format::decode_for_group(&fs::read(&path)?, ceremony.id())?);
         }
         let done = dkg::finish(&ceremony, s.keystore.as_ref(), &read_r1()?, &received)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         MemberState::new(&s.home)
             .install(
                 s.keystore.as_ref(),
@@ -517,8 +533,8 @@ fn run_dkg(
                 &done.roster,
                 &mut wallet_core::ceremony::state::no_crash,
             )
-            .map_err(crate::ceremony_err)?;
-        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
+        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::error::ceremony_err)?;
         if group.as_ref().is_some_and(|prev| prev != &done.group) {
             return Err(refused("participants derived different groups"));
         }

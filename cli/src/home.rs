@@ -21,10 +21,10 @@ use wallet_core::ceremony::{self, IdentityCard, Role};
 use wallet_core::format::{self, DocumentBody, GroupId};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
-use wallet_core::keystore::{files, Keystore, SoftwareKeystore, WorkFactor};
+use wallet_core::keystore::{files, Keystore, KeystoreError, SoftwareKeystore, WorkFactor};
 use wallet_core::{Label, PublicGroup, Secp256k1Tr};
 
-use crate::secrets::SecretArgs;
+use crate::secrets::{SecretArgs, SecretError, SecretKind};
 
 /// Which keystore a home uses.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -296,7 +296,15 @@ impl Home {
             KeystoreConfig::Software => {
                 let pass = secrets.passphrase()?;
                 let _progress = Progress::start("unlocking the keystore (scrypt, about a second)");
-                Box::new(SoftwareKeystore::open(&dir.join("keystore"), &pass)?)
+                // A software keystore has a passphrase, not a PIN: say so.
+                Box::new(
+                    SoftwareKeystore::open(&dir.join("keystore"), &pass).map_err(|e| match e {
+                        KeystoreError::WrongPassphrase => {
+                            anyhow::Error::new(SecretError::Wrong(SecretKind::Passphrase))
+                        }
+                        other => anyhow::Error::new(other),
+                    })?,
+                )
             }
             KeystoreConfig::Pkcs11 { uri } => Box::new(hsm_bridge::HsmKeystore::open(
                 &hsm_bridge::Pkcs11Uri::parse(uri)?,

@@ -1,19 +1,92 @@
 //! The coordinator's `kura coordinate package | finalize`.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-
 use bitcoin::Network;
+use clap::{Args, Subcommand};
 use wallet_core::format;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal, CoordinatorError};
 use wallet_core::withdrawal::request::{
     Approval, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
 };
 
+use crate::ctx::Ctx;
+use crate::error::refused;
 use crate::home;
-use crate::{refused, Reporter};
+
+#[derive(Debug, Subcommand)]
+pub enum CoordinateCmd {
+    /// Build one signing package per input from the approvals.
+    ///
+    /// Example: kura coordinate package --group group.json --roster roster.json w-42.request.json a.json c.json --out w-42.packages.json
+    Package(PackageArgs),
+    /// Aggregate the shares (naming any cheater), finalize the PSBT and extract the transaction.
+    ///
+    /// Example: kura coordinate finalize --group group.json --roster roster.json w-42.request.json w-42.packages.json a.shares.json c.shares.json --psbt-out w-42.final.psbt --tx-out w-42.tx
+    Finalize(FinalizeArgs),
+}
+
+impl CoordinateCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            CoordinateCmd::Package(a) => package(&a, ctx),
+            CoordinateCmd::Finalize(a) => finalize(&a, ctx),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The group file.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The group's roster (members' identity keys).
+    #[arg(long, value_name = "FILE")]
+    roster: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// The signers' approvals (at least t).
+    #[arg(required = true, value_name = "APPROVAL")]
+    approvals: Vec<PathBuf>,
+    /// Where to write the signing packages.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The network addresses are shown for.
+    #[arg(long, default_value = "bitcoin")]
+    network: Network,
+}
+
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// The group file.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The group's roster (members' identity keys).
+    #[arg(long, value_name = "FILE")]
+    roster: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// The signing packages built by `coordinate package`.
+    packages: PathBuf,
+    /// The signers' signature shares.
+    #[arg(required = true, value_name = "SHARES")]
+    shares: Vec<PathBuf>,
+    /// The finalized PSBT: binary BIP174 by default; `-` writes it to standard output
+    /// (base64 on a terminal) and the report to standard error.
+    #[arg(long, value_name = "FILE")]
+    psbt_out: PathBuf,
+    /// Write the PSBT as base64 text instead of binary BIP174.
+    #[arg(long)]
+    psbt_base64: bool,
+    /// Where to write the raw transaction (hex).
+    #[arg(long, value_name = "FILE")]
+    tx_out: PathBuf,
+    /// The network addresses are shown for.
+    #[arg(long, default_value = "bitcoin")]
+    network: Network,
+}
 
 fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
     match e {
@@ -22,15 +95,10 @@ fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
     }
 }
 
-pub fn package(
-    group: &Path,
-    roster: &Path,
-    request: &Path,
-    approvals: &[PathBuf],
-    out: &Path,
-    network: Network,
-    r: &Reporter,
-) -> anyhow::Result<()> {
+fn package(a: &PackageArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group, roster, request, approvals, out) =
+        (&a.group, &a.roster, &a.request, &a.approvals, &a.out);
+    let network = a.network;
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
@@ -52,26 +120,22 @@ pub fn package(
 
 /// How `coordinate finalize` writes the finalized PSBT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsbtForm {
+enum PsbtForm {
     /// Binary BIP174 (what `.psbt` files hold), unless written to a terminal.
     Auto,
     /// Base64 text, one line.
     Base64,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn finalize(
-    group: &Path,
-    roster: &Path,
-    request: &Path,
-    packages: &Path,
-    shares: &[PathBuf],
-    psbt_out: &Path,
-    tx_out: &Path,
-    form: PsbtForm,
-    network: Network,
-    r: &Reporter,
-) -> anyhow::Result<()> {
+fn finalize(a: &FinalizeArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group, roster, request, packages, shares) =
+        (&a.group, &a.roster, &a.request, &a.packages, &a.shares);
+    let (psbt_out, tx_out, network) = (&a.psbt_out, &a.tx_out, a.network);
+    let form = if a.psbt_base64 {
+        PsbtForm::Base64
+    } else {
+        PsbtForm::Auto
+    };
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =

@@ -1,157 +1,61 @@
-//! `kura signer|requester init`, `kura wallet`, `kura audit`, `kura policy
-//! check`, `kura hsm check`.
+//! `kura policy check | install`: a signer's policy file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use bitcoin::Network;
-use wallet_core::audit::{AuditError, AuditLog};
+use clap::{Args, Subcommand};
+use wallet_core::display;
 use wallet_core::keystore::{self, files};
 use wallet_core::policy::Policy;
-use wallet_core::{audit, display};
 
+use crate::ctx::Ctx;
+use crate::error::refused;
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
-use crate::{refused, Reporter};
 
-pub fn init(
-    dir: &Path,
-    role: wallet_core::ceremony::Role,
-    label: &str,
-    hsm: Option<&str>,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let home = Home::init(dir, role, label, hsm, secrets)?;
-    let key = home.keystore.identity_public_key()?;
-    let card = home::read_card(&dir.join("identity.json"))?;
-    let fp = card.fingerprint();
-    r.done(
-        &format!("{role}-init"),
-        serde_json::json!({"label": label, "identity": key.to_string(), "fingerprint": fp.to_string(), "keystore": home.keystore.describe(), "card": dir.join("identity.json").display().to_string()}),
-        &format!(
-            "{role} {label} ready ({}).\nidentity key {key}\ncard fingerprint {fp} (read it out to whoever receives your card)\nshare your identity card: {}",
-            home.keystore.describe(),
-            dir.join("identity.json").display()
-        ),
-    )
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Parse and validate a policy file.
+    ///
+    /// Example: kura policy check alice/policy.toml
+    Check(CheckArgs),
+    /// Install a policy: show what changes, pin its digest in the keystore and copy it to HOME/policy.toml.
+    /// Only an installed policy is in force; a policy file edited on disk makes the signer refuse everything.
+    ///
+    /// Example: kura policy install --home alice new-policy.toml --passphrase-file alice.pass
+    Install(InstallArgs),
 }
 
-pub fn address(group: &Path, network: Network, r: &Reporter) -> anyhow::Result<()> {
-    let group = home::read_group(group)?;
-    let keys = group.taproot();
-    let address = keys.address(network);
-    r.done(
-        "wallet-address",
-        serde_json::json!({"address": address.to_string(), "network": network.to_string(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
-        &format!("{address}\nwatch-only descriptor: {}", keys.descriptor()),
-    )
-}
-
-pub fn descriptor(group: &Path, r: &Reporter) -> anyhow::Result<()> {
-    let group = home::read_group(group)?;
-    let d = group.taproot().descriptor();
-    r.done(
-        "wallet-descriptor",
-        serde_json::json!({"descriptor": d}),
-        &d,
-    )
-}
-
-pub fn audit_verify(home_dir: &Path, secrets: &SecretArgs, r: &Reporter) -> anyhow::Result<()> {
-    let home = Home::open_any(home_dir, secrets)?;
-    let owner = home.keystore.identity_public_key()?;
-    let path = home_dir.join("audit.jsonl");
-    // A missing log is an empty one here; the anchor says whether it may be.
-    let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
-    // Under the signer's decision lock: the check may move the anchor up
-    // to a line a crash left unanchored.
-    let _guard = log.begin(home.keystore.as_ref()).map_err(|e| match e {
-        AuditError::Keystore(k) => anyhow::Error::new(k),
-        other => refused(other.to_string()),
-    })?;
-    let head = log.head_hash();
-    r.done(
-        "audit-verify",
-        serde_json::json!({"entries": log.entries().len(), "head": head, "anchored": true}),
-        &format!(
-            "{}: {} entries, chain and signatures intact, and the log ends where its anchor in {} says; head {head}",
-            path.display(),
-            log.entries().len(),
-            home.keystore.describe()
-        ),
-    )
-}
-
-pub fn audit_reanchor(
-    home_dir: &Path,
-    reason: &str,
-    yes: bool,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let reason = wallet_core::display::inert(reason).to_string();
-    let home = Home::open(home_dir, "signer", secrets)?;
-    let owner = home.keystore.identity_public_key()?;
-    let path = home_dir.join("audit.jsonl");
-    let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
-    let anchor = home.keystore.anchor()?.audit;
-    if anchor == log.head() {
-        return r.done(
-            "audit-reanchor",
-            serde_json::json!({"changed": false}),
-            "the log already ends where its anchor says; nothing to do",
-        );
-    }
-    let summary = format!(
-        "the anchor in {} says {anchor}; {} ends at {}. Re-anchoring forgets every entry the log lacks: replay protection and the rolling window will not see them.",
-        home.keystore.describe(),
-        path.display(),
-        log.head()
-    );
-    if !yes {
-        crate::confirm(
-            &summary,
-            "Re-anchor to the log as it is?",
-            "re-anchor",
-            "re-anchored",
-        )?;
-    }
-    let old = log.reanchor(home.keystore.as_ref(), crate::now(), &reason)?;
-    r.done(
-        "audit-reanchor",
-        serde_json::json!({"changed": true, "previous_seq": old.seq, "seq": log.head().seq}),
-        &format!("re-anchored: {summary}"),
-    )
-}
-
-pub fn audit_show(home_dir: &Path, r: &Reporter) -> anyhow::Result<()> {
-    let card = home::read_card(&home_dir.join("identity.json"))?;
-    let path = home_dir.join("audit.jsonl");
-    let entries = audit::verify(&home::read_capped(&path, home::MAX_AUDIT_BYTES)?, &card.key)
-        .map_err(|e| refused(format!("{}: {e}", path.display())))?;
-    let mut text = String::new();
-    for e in &entries {
-        let event = serde_json::to_value(&e.record.event)?;
-        text.push_str(&format!(
-            "{:>4}  {}  {}  {}\n",
-            e.seq,
-            e.time,
-            display::inert(event.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
-            display::inert(e.record.request_id.as_deref().unwrap_or("-"))
-        ));
-        if let Some(reason) = event.get("reason").and_then(|v| v.as_str()) {
-            text.push_str(&format!("      {}\n", display::inert(reason)));
+impl PolicyCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            PolicyCmd::Check(a) => policy_check(&a.file, ctx),
+            PolicyCmd::Install(a) => policy_install(&a.home, &a.file, a.yes, &a.secrets, ctx),
         }
     }
-    r.done(
-        "audit-show",
-        serde_json::to_value(entries.iter().map(|e| &e.record).collect::<Vec<_>>())?,
-        text.trim_end(),
-    )
 }
 
-pub fn policy_check(path: &Path, r: &Reporter) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy file (TOML) to check.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The policy file to install.
+    file: PathBuf,
+    /// Install without asking (for automation; the change is still printed).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+fn policy_check(path: &Path, r: &Ctx) -> anyhow::Result<()> {
     let text = String::from_utf8(home::read_capped(
         path,
         wallet_core::policy::MAX_POLICY_BYTES,
@@ -261,12 +165,12 @@ fn policy_changes(old: Option<&Policy>, new: &Policy) -> Vec<String> {
     out
 }
 
-pub fn policy_install(
+fn policy_install(
     home_dir: &Path,
     file: &Path,
     yes: bool,
     secrets: &SecretArgs,
-    r: &Reporter,
+    r: &Ctx,
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -304,7 +208,7 @@ pub fn policy_install(
     }
     let summary = changes.join("\n  ");
     if !yes {
-        crate::confirm(
+        crate::ctx::confirm(
             &format!(
                 "Installing {} in {}:\n  {summary}",
                 file.display(),
@@ -328,31 +232,5 @@ pub fn policy_install(
             installed_path.display(),
             hex::encode(digest)
         ),
-    )
-}
-
-pub fn hsm_check(uri: &str, r: &Reporter) -> anyhow::Result<()> {
-    let caps = hsm_bridge::check::capabilities(&hsm_bridge::Pkcs11Uri::parse(uri)?)?;
-    let missing: Vec<String> = caps
-        .missing
-        .iter()
-        .map(|(m, why)| format!("{m} (to {why})"))
-        .collect();
-    if !caps.complete() {
-        return Err(refused(format!(
-            "token {:?} lacks: {}{}",
-            caps.token,
-            missing.join(", "),
-            if caps.random {
-                ""
-            } else {
-                "; C_GenerateRandom does not work"
-            }
-        )));
-    }
-    r.done(
-        "hsm-check",
-        serde_json::json!({"token": caps.token, "complete": true}),
-        &format!("token {:?} offers every mechanism Kura needs", caps.token),
     )
 }

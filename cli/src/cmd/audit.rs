@@ -1,0 +1,164 @@
+//! `kura audit verify | reanchor | show`: a signer's audit log.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use wallet_core::audit::{AuditError, AuditLog};
+use wallet_core::{audit, display};
+
+use crate::ctx::Ctx;
+use crate::error::refused;
+use crate::home::{self, Home};
+use crate::secrets::SecretArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Verify the hash chain and signatures, and that the log is where its anchor in the keystore says; names the first broken entry.
+    ///
+    /// Example: kura audit verify --home alice --passphrase-file alice.pass
+    Verify(VerifyArgs),
+    /// Accept the log as it is and move the keystore's anchor to its end, after a log was honestly lost or damaged.
+    /// Entries the anchor covered and the log lacks are forgotten (replay protection and the rolling window no
+    /// longer see them); the change is recorded in the log. Needs the keystore's PIN or passphrase.
+    ///
+    /// Example: kura audit reanchor --home alice --reason "disk replaced, log restored from Monday's backup" --passphrase-file alice.pass
+    Reanchor(ReanchorArgs),
+    /// List the entries (after verifying their chain and signatures against the home's identity card).
+    ///
+    /// Example: kura audit show --home alice
+    Show(ShowArgs),
+}
+
+impl AuditCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            AuditCmd::Verify(a) => a.run(ctx),
+            AuditCmd::Reanchor(a) => a.run(ctx),
+            AuditCmd::Show(a) => a.run(ctx),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The home whose log (HOME/audit.jsonl) is checked.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+impl VerifyArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let home = Home::open_any(&self.home, &self.secrets)?;
+        let owner = home.keystore.identity_public_key()?;
+        let path = self.home.join("audit.jsonl");
+        // A missing log is an empty one here; the anchor says whether it may be.
+        let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+        // Under the signer's decision lock: the check may move the anchor up
+        // to a line a crash left unanchored.
+        let _guard = log.begin(home.keystore.as_ref()).map_err(|e| match e {
+            AuditError::Keystore(k) => anyhow::Error::new(k),
+            other => refused(other.to_string()),
+        })?;
+        let head = log.head_hash();
+        ctx.done(
+            "audit-verify",
+            serde_json::json!({"entries": log.entries().len(), "head": head, "anchored": true}),
+            &format!(
+                "{}: {} entries, chain and signatures intact, and the log ends where its anchor in {} says; head {head}",
+                path.display(),
+                log.entries().len(),
+                home.keystore.describe()
+            ),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReanchorArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// Why, in words; recorded in the log.
+    #[arg(long)]
+    reason: String,
+    /// Do it without asking (the change is still printed).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+impl ReanchorArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let reason = display::inert(&self.reason).to_string();
+        let home = Home::open(&self.home, "signer", &self.secrets)?;
+        let owner = home.keystore.identity_public_key()?;
+        let path = self.home.join("audit.jsonl");
+        let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+        let anchor = home.keystore.anchor()?.audit;
+        if anchor == log.head() {
+            return ctx.done(
+                "audit-reanchor",
+                serde_json::json!({"changed": false}),
+                "the log already ends where its anchor says; nothing to do",
+            );
+        }
+        let summary = format!(
+            "the anchor in {} says {anchor}; {} ends at {}. Re-anchoring forgets every entry the log lacks: replay protection and the rolling window will not see them.",
+            home.keystore.describe(),
+            path.display(),
+            log.head()
+        );
+        if !self.yes {
+            crate::ctx::confirm(
+                &summary,
+                "Re-anchor to the log as it is?",
+                "re-anchor",
+                "re-anchored",
+            )?;
+        }
+        let old = log.reanchor(home.keystore.as_ref(), crate::ctx::now(), &reason)?;
+        ctx.done(
+            "audit-reanchor",
+            serde_json::json!({"changed": true, "previous_seq": old.seq, "seq": log.head().seq}),
+            &format!("re-anchored: {summary}"),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The home whose log (HOME/audit.jsonl) is listed; needs no secret.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+}
+
+impl ShowArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let card = home::read_card(&self.home.join("identity.json"))?;
+        let path = self.home.join("audit.jsonl");
+        let entries = audit::verify(&home::read_capped(&path, home::MAX_AUDIT_BYTES)?, &card.key)
+            .map_err(|e| refused(format!("{}: {e}", path.display())))?;
+        let mut text = String::new();
+        for e in &entries {
+            let event = serde_json::to_value(&e.record.event)?;
+            text.push_str(&format!(
+                "{:>4}  {}  {}  {}\n",
+                e.seq,
+                e.time,
+                display::inert(event.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
+                display::inert(e.record.request_id.as_deref().unwrap_or("-"))
+            ));
+            if let Some(reason) = event.get("reason").and_then(|v| v.as_str()) {
+                text.push_str(&format!("      {}\n", display::inert(reason)));
+            }
+        }
+        ctx.done(
+            "audit-show",
+            serde_json::to_value(entries.iter().map(|e| &e.record).collect::<Vec<_>>())?,
+            text.trim_end(),
+        )
+    }
+}
