@@ -17,6 +17,7 @@ mod ctx;
 mod demo;
 mod error;
 mod home;
+mod network;
 mod secrets;
 
 use std::process::ExitCode;

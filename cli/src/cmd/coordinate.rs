@@ -15,6 +15,7 @@ use wallet_core::withdrawal::request::{
 use crate::ctx::Ctx;
 use crate::error::refused;
 use crate::home;
+use crate::network::{self, NetworkArg};
 
 #[derive(Debug, Subcommand)]
 pub enum CoordinateCmd {
@@ -53,9 +54,11 @@ pub struct PackageArgs {
     /// Where to write the signing packages.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// The network addresses are shown for.
-    #[arg(long, default_value = "bitcoin")]
-    network: Network,
+    /// The Bitcoin network; by default the network of the home the group file is in (HOME/group.json:
+    /// `network` in HOME/kura.json, else its installed policy's), else bitcoin. A value that
+    /// contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
 }
 
 #[derive(Debug, Args)]
@@ -83,9 +86,11 @@ pub struct FinalizeArgs {
     /// Where to write the raw transaction (hex).
     #[arg(long, value_name = "FILE")]
     tx_out: PathBuf,
-    /// The network addresses are shown for.
-    #[arg(long, default_value = "bitcoin")]
-    network: Network,
+    /// The Bitcoin network; by default the network of the home the group file is in (HOME/group.json:
+    /// `network` in HOME/kura.json, else its installed policy's), else bitcoin. A value that
+    /// contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
 }
 
 fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
@@ -98,7 +103,7 @@ fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
 fn package(a: &PackageArgs, r: &Ctx) -> anyhow::Result<()> {
     let (group, roster, request, approvals, out) =
         (&a.group, &a.roster, &a.request, &a.approvals, &a.out);
-    let network = a.network;
+    let network = group_network(a.network, group)?;
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
@@ -118,6 +123,12 @@ fn package(a: &PackageArgs, r: &Ctx) -> anyhow::Result<()> {
     )
 }
 
+/// The network for a group file: `--network`, else that of the home the
+/// file is in, else the default.
+fn group_network(given: Option<NetworkArg>, group: &std::path::Path) -> anyhow::Result<Network> {
+    Ok(network::resolve(given, network::home_of_group(group))?.into())
+}
+
 /// How `coordinate finalize` writes the finalized PSBT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PsbtForm {
@@ -130,7 +141,8 @@ enum PsbtForm {
 fn finalize(a: &FinalizeArgs, r: &Ctx) -> anyhow::Result<()> {
     let (group, roster, request, packages, shares) =
         (&a.group, &a.roster, &a.request, &a.packages, &a.shares);
-    let (psbt_out, tx_out, network) = (&a.psbt_out, &a.tx_out, a.network);
+    let (psbt_out, tx_out) = (&a.psbt_out, &a.tx_out);
+    let network = group_network(a.network, group)?;
     let form = if a.psbt_base64 {
         PsbtForm::Base64
     } else {

@@ -18,6 +18,7 @@ use wallet_core::{format, Secp256k1Tr};
 use crate::ctx::Ctx;
 use crate::error::ceremony_err;
 use crate::home::{self, Home};
+use crate::network::{self, NetworkArg};
 use crate::secrets::SecretArgs;
 
 type Suite = Secp256k1Tr;
@@ -128,6 +129,10 @@ pub struct FinishArgs {
     /// Directory for copies of the group and roster (group-LABEL.json, roster-LABEL.json).
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
+    /// The network of the address printed; by default the home's (`network` in its kura.json, else its installed
+    /// policy's), else bitcoin. A value that contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +350,7 @@ pub fn round2(
 }
 
 fn finish(a: &FinishArgs, r: &Ctx) -> anyhow::Result<()> {
+    let named = network::resolve(a.network, Some(&a.c.home))?;
     let c = &a.c.ceremony()?;
     let (round1_files, round2_files, out_dir) = (&a.round1, &a.round2, &a.out_dir);
     let home = Home::open(&a.c.home, "signer", &a.c.secrets)?;
@@ -364,12 +370,12 @@ fn finish(a: &FinishArgs, r: &Ctx) -> anyhow::Result<()> {
         .install(ks, &done.share, &done.group, &done.roster, &mut crash_point)
         .map_err(ceremony_err)?;
     dkg::forget(c, ks).map_err(ceremony_err)?;
-    let address = done.group.taproot().address(bitcoin::Network::Regtest);
+    let address = done.group.taproot().address(named.into());
     r.done(
         "dkg-finish",
-        serde_json::json!({"group": done.group.id().to_string(), "fingerprint": done.fingerprint.to_string(), "address_regtest": address.to_string()}),
+        serde_json::json!({"group": done.group.id().to_string(), "fingerprint": done.fingerprint.to_string(), "address": address.to_string(), "network": named.name()}),
         &format!(
-            "{label} holds its share of group {}\ngroup fingerprint {} — compare it with every other participant's before funding\naddress (regtest) {address}",
+            "{label} holds its share of group {}\ngroup fingerprint {} — compare it with every other participant's before funding\naddress ({named}) {address}",
             done.group.id().short(),
             done.fingerprint,
         ),

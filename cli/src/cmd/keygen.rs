@@ -17,6 +17,7 @@ use super::dkg::{confirm, crash_point, nonce, read_cards};
 use crate::ctx::Ctx;
 use crate::error::ceremony_err;
 use crate::home::{self, Home};
+use crate::network::{self, NetworkArg};
 use crate::secrets::SecretArgs;
 
 type Suite = Secp256k1Tr;
@@ -64,6 +65,10 @@ pub struct DealArgs {
     /// Directory for dealing.json, group.json and roster.json (created).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// The network of the address printed; by default the dealer home's (`network` in its
+    /// kura.json), else bitcoin. A value that contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -128,6 +133,7 @@ fn deal(
     key: Option<&wallet_core::frost_core::SigningKey<Secp256k1Tr>>,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
+    let named = network::resolve(a.network, Some(&a.home))?;
     let cards = read_cards(&a.cards)?;
     let nonce = nonce(&a.ceremony)?;
     let home = Home::open(&a.home, "dealer", &a.secrets)?;
@@ -147,12 +153,12 @@ fn deal(
         &dealt.roster.to_document(group.id())?,
     )?;
     let labels: Vec<&Label> = c.members().values().map(|m| &m.label).collect();
-    let address = group.taproot().address(bitcoin::Network::Regtest);
+    let address = group.taproot().address(named.into());
     ctx.done(
         "keygen-dealer",
-        serde_json::json!({"group": group.id().to_string(), "fingerprint": dealt.fingerprint.to_string(), "threshold": a.threshold, "signers": labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(), "out": a.out.display().to_string()}),
+        serde_json::json!({"group": group.id().to_string(), "fingerprint": dealt.fingerprint.to_string(), "threshold": a.threshold, "signers": labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(), "out": a.out.display().to_string(), "address": address.to_string(), "network": named.name()}),
         &format!(
-            "group {} ({}-of-{}) written to {}: dealing.json (signed, one sealed share per signer), group.json, roster.json\ngroup fingerprint {}\nregtest address {address}",
+            "group {} ({}-of-{}) written to {}: dealing.json (signed, one sealed share per signer), group.json, roster.json\ngroup fingerprint {}\naddress ({named}) {address}",
             group.id().short(),
             a.threshold,
             labels.len(),

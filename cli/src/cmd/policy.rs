@@ -11,6 +11,7 @@ use wallet_core::policy::Policy;
 use crate::ctx::Ctx;
 use crate::error::refused;
 use crate::home::{self, Home};
+use crate::network::NetworkArg;
 use crate::secrets::SecretArgs;
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +178,16 @@ fn policy_install(
     let new = Policy::from_toml(&text)
         .map_err(|e| refused(format!("{}: {e}; nothing was installed", file.display())))?;
     let home = Home::open(home_dir, "signer", secrets)?;
+    if let Some(want) = home.config.network {
+        let have = NetworkArg::of(new.network());
+        if have != want {
+            return Err(refused(format!(
+                "{} is for {have}, but {} is a home for {want} (its kura.json); nothing was installed",
+                file.display(),
+                home_dir.display()
+            )));
+        }
+    }
     let pinned = home.keystore.anchor()?.policy;
     let installed_path = home_dir.join("policy.toml");
     // The policy in force now: the file, if it is the pinned one.

@@ -8,6 +8,7 @@ use wallet_core::ceremony::Role;
 
 use crate::ctx::Ctx;
 use crate::home::{self, Home};
+use crate::network::NetworkArg;
 use crate::secrets::SecretArgs;
 
 #[derive(Debug, Subcommand)]
@@ -58,9 +59,14 @@ pub enum RequesterCmd {
 impl RequesterCmd {
     pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
-            RequesterCmd::Init(a) => {
-                init(&a.home, Role::Requester, &a.label, None, &a.secrets, ctx)
-            }
+            RequesterCmd::Init(a) => init(
+                &a.home,
+                Role::Requester,
+                &a.label,
+                (None, a.network),
+                &a.secrets,
+                ctx,
+            ),
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct InitArgs {
     /// Keep secrets on this PKCS#11 token, e.g. pkcs11:token=kura-alice?module-path=/usr/lib/softhsm/libsofthsm2.so
     #[arg(long, value_name = "PKCS11-URI")]
     hsm: Option<String>,
+    /// Record the Bitcoin network this home is for: later commands default to it and refuse another.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -90,7 +99,7 @@ impl InitArgs {
             &self.home,
             role,
             &self.label,
-            self.hsm.as_deref(),
+            (self.hsm.as_deref(), self.network),
             &self.secrets,
             ctx,
         )
@@ -106,6 +115,9 @@ pub struct RequesterInitArgs {
     /// The requester's label, as signers' policies name it (e.g. treasury-ops).
     #[arg(long)]
     label: String,
+    /// Record the Bitcoin network this home is for: later commands default to it and refuse another.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -114,17 +126,17 @@ fn init(
     dir: &Path,
     role: Role,
     label: &str,
-    hsm: Option<&str>,
+    (hsm, network): (Option<&str>, Option<NetworkArg>),
     secrets: &SecretArgs,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
-    let home = Home::init(dir, role, label, hsm, secrets)?;
+    let home = Home::init(dir, role, label, hsm, network, secrets)?;
     let key = home.keystore.identity_public_key()?;
     let card = home::read_card(&dir.join("identity.json"))?;
     let fp = card.fingerprint();
     ctx.done(
         &format!("{role}-init"),
-        serde_json::json!({"label": label, "identity": key.to_string(), "fingerprint": fp.to_string(), "keystore": home.keystore.describe(), "card": dir.join("identity.json").display().to_string()}),
+        serde_json::json!({"label": label, "network": network.map(NetworkArg::name), "identity": key.to_string(), "fingerprint": fp.to_string(), "keystore": home.keystore.describe(), "card": dir.join("identity.json").display().to_string()}),
         &format!(
             "{role} {label} ready ({}).\nidentity key {key}\ncard fingerprint {fp} (read it out to whoever receives your card)\nshare your identity card: {}",
             home.keystore.describe(),

@@ -7,12 +7,13 @@ use clap::{Args, Subcommand};
 
 use crate::ctx::Ctx;
 use crate::home;
+use crate::network::{self, NetworkArg};
 
 #[derive(Debug, Subcommand)]
 pub enum WalletCmd {
     /// The group's P2TR address.
     ///
-    /// Example: kura wallet address --group group.json --network regtest
+    /// Example: kura wallet address --home alice   (or: --group group/group.json --network regtest)
     Address(AddressArgs),
     /// The group's watch-only descriptor `tr(<internal key>)#checksum` (Bitcoin Core, Sparrow, BDK).
     ///
@@ -31,23 +32,50 @@ impl WalletCmd {
 
 #[derive(Debug, Args)]
 pub struct AddressArgs {
+    #[command(flatten)]
+    group: GroupArgs,
+    /// The Bitcoin network; by default the network of the home the group file is in (HOME/group.json:
+    /// `network` in HOME/kura.json, else its installed policy's), else bitcoin. A value that
+    /// contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+}
+
+// Which group: a member's home, or a group file.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct GroupArgs {
+    /// A member's home: its group.json, and its network.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
     /// The group file (HOME/group.json of a member, or a dealing's group.json).
     #[arg(long, value_name = "FILE")]
-    group: PathBuf,
-    /// The network the address is for.
-    #[arg(long, default_value = "bitcoin")]
-    network: Network,
+    group: Option<PathBuf>,
+}
+
+impl GroupArgs {
+    /// The group file, and the home it belongs to, if any.
+    fn paths(&self) -> (PathBuf, Option<PathBuf>) {
+        match (&self.home, &self.group) {
+            (Some(h), _) => (h.join("group.json"), Some(h.clone())),
+            (None, Some(g)) => (g.clone(), network::home_of_group(g).map(|h| h.to_owned())),
+            // clap requires one of them.
+            (None, None) => (PathBuf::from("group.json"), None),
+        }
+    }
 }
 
 impl AddressArgs {
     fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let network = self.network;
-        let group = home::read_group(&self.group)?;
+        let (group_path, home) = self.group.paths();
+        let named = network::resolve(self.network, home.as_deref())?;
+        let network = Network::from(named);
+        let group = home::read_group(&group_path)?;
         let keys = group.taproot();
         let address = keys.address(network);
         ctx.done(
             "wallet-address",
-            serde_json::json!({"address": address.to_string(), "network": network.to_string(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
+            serde_json::json!({"address": address.to_string(), "network": named.name(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
             &format!("{address}\nwatch-only descriptor: {}", keys.descriptor()),
         )
     }
@@ -55,14 +83,13 @@ impl AddressArgs {
 
 #[derive(Debug, Args)]
 pub struct DescriptorArgs {
-    /// The group file (HOME/group.json of a member, or a dealing's group.json).
-    #[arg(long, value_name = "FILE")]
-    group: PathBuf,
+    #[command(flatten)]
+    group: GroupArgs,
 }
 
 impl DescriptorArgs {
     fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let group = home::read_group(&self.group)?;
+        let group = home::read_group(&self.group.paths().0)?;
         let d = group.taproot().descriptor();
         ctx.done(
             "wallet-descriptor",

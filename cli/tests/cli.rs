@@ -1,0 +1,149 @@
+//! The command line itself, without keystores: network names and defaults,
+//! completions and man pages, errors as JSON. Fast: no scrypt, no token.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kura(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kura"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A dealt 2-of-3 group's file at `path` (the library's dealer: no keystores).
+fn group_file(path: &Path) {
+    use wallet_core::keygen::{self, Identifiers};
+    use wallet_core::{Label, Secp256k1Tr};
+    let labels = ["alice", "bob", "carol"].map(|l| Label::new(l).unwrap());
+    let dealt =
+        keygen::dealer::<Secp256k1Tr, _>(2, &labels, Identifiers::Default, &mut rand_core::OsRng)
+            .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, dealt.group.to_document().unwrap()).unwrap();
+}
+
+/// A home's kura.json (no keystore: enough for the commands that read
+/// only public files).
+fn home_config(dir: &Path, network: Option<&str>) {
+    let mut config = serde_json::json!({
+        "kura_home": 1, "role": "signer", "label": "alice", "keystore": {"type": "software"}
+    });
+    if let Some(n) = network {
+        config["network"] = n.into();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("kura.json"), config.to_string()).unwrap();
+}
+
+#[test]
+fn network_names_as_bitcoin_cli_and_bdk_spell_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    group_file(&dir.join("group/group.json"));
+    let address = |network: &str| {
+        let o = kura(
+            dir,
+            &[
+                "wallet",
+                "address",
+                "--group",
+                "group/group.json",
+                "--network",
+                network,
+            ],
+        );
+        assert!(o.status.success(), "{network}: {}", stderr(&o));
+        stdout(&o).trim().to_owned()
+    };
+    let main = address("bitcoin");
+    assert!(main.starts_with("bc1p"), "{main}");
+    assert_eq!(address("main"), main);
+    assert_eq!(address("mainnet"), main);
+    assert!(address("testnet").starts_with("tb1p"));
+    assert!(address("testnet4").starts_with("tb1p"));
+    assert!(address("signet").starts_with("tb1p"));
+    assert!(address("regtest").starts_with("bcrt1p"));
+    // Without a home and without --network: the one default, bitcoin.
+    let o = kura(dir, &["wallet", "address", "--group", "group/group.json"]);
+    assert_eq!(stdout(&o).trim(), main);
+    // An unknown name is a usage error listing the names.
+    let o = kura(
+        dir,
+        &[
+            "wallet",
+            "address",
+            "--group",
+            "group/group.json",
+            "--network",
+            "mainnet3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for name in ["bitcoin", "testnet", "testnet4", "signet", "regtest"] {
+        assert!(err.contains(name), "{err}");
+    }
+    // --help lists them too.
+    let o = kura(dir, &["wallet", "address", "--help"]);
+    let help = stdout(&o);
+    for name in ["bitcoin", "mainnet", "testnet4", "signet", "regtest"] {
+        assert!(help.contains(name), "{help}");
+    }
+}
+
+#[test]
+fn a_group_in_a_home_takes_the_homes_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    group_file(&dir.join("alice/group.json"));
+    home_config(&dir.join("alice"), Some("regtest"));
+    for args in [
+        &["wallet", "address", "--home", "alice"][..],
+        &["wallet", "address", "--group", "alice/group.json"][..],
+        &[
+            "wallet",
+            "address",
+            "--home",
+            "alice",
+            "--network",
+            "regtest",
+        ][..],
+    ] {
+        let o = kura(dir, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).trim().starts_with("bcrt1p"), "{}", stdout(&o));
+    }
+    // A --network that contradicts the home is an error naming both.
+    let o = kura(
+        dir,
+        &["wallet", "address", "--home", "alice", "--network", "main"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--network bitcoin") && err.contains("regtest") && err.contains("kura.json"),
+        "{err}"
+    );
+    // A home without a network in kura.json takes its installed policy's.
+    group_file(&dir.join("bob/group.json"));
+    home_config(&dir.join("bob"), None);
+    std::fs::write(
+        dir.join("bob/policy.toml"),
+        "version = 1\nnetwork = \"signet\"\n[limits]\nper_transaction_sat = 1\nrolling_window_hours = 1\nrolling_window_sat = 1\nmax_fee_sat = 1\nmax_fee_rate_sat_per_vb = 1\n",
+    )
+    .unwrap();
+    let o = kura(dir, &["--json", "wallet", "address", "--home", "bob"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["data"]["network"], "signet", "{v}");
+}
