@@ -57,6 +57,17 @@ pub fn print_line(line: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Writes bytes to stdout as they are (a PSBT, a completion script, a man
+/// page); like [`print_line`], a reader that went away ends it quietly.
+pub fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Serialized JSON with every character [`wallet_core::display::is_unsafe_char`]
 /// flags written as a `\uXXXX` escape: the same JSON value, nothing a
 /// terminal acts on (serde_json escapes only U+0000–U+001F itself). Such

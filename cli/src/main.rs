@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{audit, coordinate, dkg, hsm, keygen, maintain, policy, roles, sign, wallet};
+use cmd::{audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, sign, wallet};
 use ctx::{json_inert, print_line, Ctx};
 use error::Refused;
 
@@ -96,6 +96,14 @@ enum Command {
     /// Check a PKCS#11 token.
     #[command(subcommand)]
     Hsm(hsm::HsmCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: kura completions bash > ~/.local/share/bash-completion/completions/kura
+    Completions(docs::CompletionsArgs),
+    /// Man pages: the top page on standard output, or one page per (sub)command with --out.
+    ///
+    /// Example: kura man --out /usr/local/share/man/man1
+    Man(docs::ManArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -117,6 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(c) => c.run(&ctx),
         Command::Policy(c) => c.run(&ctx),
         Command::Hsm(c) => c.run(&ctx),
+        Command::Completions(a) => a.run(&ctx),
+        Command::Man(a) => a.run(&ctx),
     }
 }
 

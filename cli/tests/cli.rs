@@ -139,11 +139,44 @@ fn a_group_in_a_home_takes_the_homes_network() {
     home_config(&dir.join("bob"), None);
     std::fs::write(
         dir.join("bob/policy.toml"),
-        "version = 1\nnetwork = \"signet\"\n[limits]\nper_transaction_sat = 1\nrolling_window_hours = 1\nrolling_window_sat = 1\nmax_fee_sat = 1\nmax_fee_rate_sat_per_vb = 1\n",
+        "version = 1\nnetwork = \"signet\"\n[[requester]]\nlabel = \"ops\"\nkey = \"031e18532fd4754c02f3041d9c75ceb33b83ffd81ac7ce4fe882ccb1c98bc5896e\"\n[limits]\nper_transaction_sat = 1\nrolling_window_hours = 1\nrolling_window_sat = 1\nmax_fee_sat = 1\nmax_fee_rate_sat_per_vb = 1\n",
     )
     .unwrap();
     let o = kura(dir, &["--json", "wallet", "address", "--home", "bob"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["data"]["network"], "signet", "{v}");
+}
+
+#[test]
+fn completions_for_every_shell_and_man_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = kura(dir, &["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(
+            script.contains("coordinate") && script.contains("reanchor"),
+            "{shell}: {script}"
+        );
+    }
+    // The top page on stdout.
+    let o = kura(dir, &["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(".TH kura"), "{}", stdout(&o));
+    // One page per (sub)command.
+    let o = kura(dir, &["man", "--out", "man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for page in [
+        "kura.1",
+        "kura-sign.1",
+        "kura-sign-review.1",
+        "kura-wallet-address.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join("man").join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+    let review = std::fs::read_to_string(dir.join("man/kura-sign-review.1")).unwrap();
+    assert!(review.contains("passphrase"), "{review}");
 }

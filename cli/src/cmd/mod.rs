@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod coordinate;
 pub mod dkg;
+pub mod docs;
 pub mod hsm;
 pub mod keygen;
 pub mod maintain;
