@@ -2,7 +2,9 @@
 //!
 //! Every round is a file that can be carried between machines. Exit codes:
 //! 0 success; 1 refused by a check (policy, tampering, mismatch); 2 usage or
-//! input error. `--json` prints one line `{"type": …, "data": …}`.
+//! input error (see `error`). `--json` prints one line `{"type": …, "data": …}`
+//! on stdout, or on failure one object `{"error": {"kind", "exit_code",
+//! "message", "hint"?}}` on stderr — usage errors included.
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -25,8 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cmd::{audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, sign, wallet};
-use ctx::{json_inert, print_line, Ctx};
-use error::Refused;
+use ctx::Ctx;
 
 /// Kura: threshold custody with FROST, where every co-signer checks what it signs.
 #[derive(Debug, Parser)]
@@ -34,10 +35,10 @@ use error::Refused;
     name = "kura",
     version,
     about,
-    after_help = "Exit codes: 0 success, 1 refused by a check, 2 usage or input error."
+    after_help = "Exit codes: 0 success, 1 refused by a check, 2 usage or input error.\nWith --json, an error is one JSON object on stderr: {\"error\":{\"kind\",\"exit_code\",\"message\"}}."
 )]
 struct Cli {
-    /// Print one machine-readable JSON line instead of text.
+    /// Print one machine-readable JSON line instead of text; errors as one JSON object on stderr.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -131,30 +132,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error (or --help): with --json anywhere on the command
+        // line, reported as JSON too.
+        Err(e) => return error::report_clap(&e, error::json_requested(std::env::args_os())),
+    };
     let json = cli.json;
     let result = run(cli);
     // Explicit PKCS#11 shutdown once every keystore is dropped.
     hsm_bridge::context::finalize_unused();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = if e.downcast_ref::<Refused>().is_some() {
-                1
-            } else {
-                2
-            };
-            if json {
-                let _ = print_line(&json_inert(&serde_json::json!({"type": "error", "data": {"exit_code": code, "message": format!("{e:#}")}}).to_string()));
-            }
-            let kind = if code == 1 { "refused" } else { "error" };
-            // Errors quote outside text (ids, fields, file contents): shown inert.
-            eprintln!(
-                "kura: {kind}: {}",
-                wallet_core::display::terminal_safe(&format!("{e:#}"))
-            );
-            ExitCode::from(code)
-        }
+        Err(e) => error::report(&e, json),
     }
 }
 

@@ -422,7 +422,11 @@ fn refusals_and_input_errors_have_their_exit_codes() {
         ],
     );
     assert_eq!(r.code, 1);
-    assert_eq!(r.json()["data"]["exit_code"], 1);
+    // With --json the error is one JSON object on stderr, stdout empty.
+    let e: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(e["error"]["exit_code"], 1);
+    assert_eq!(e["error"]["kind"], "refused");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("fee"), "{}", r.stderr);
 
     // Per-transaction limit: 600,000 leaving > 500,000 → exit 1, rule named.

@@ -180,3 +180,99 @@ fn completions_for_every_shell_and_man_pages() {
     let review = std::fs::read_to_string(dir.join("man/kura-sign-review.1")).unwrap();
     assert!(review.contains("passphrase"), "{review}");
 }
+
+/// The one JSON object a failed `--json` run prints on stderr.
+fn json_error(o: &Output) -> serde_json::Value {
+    assert!(o.stdout.is_empty(), "stdout: {}", stdout(o));
+    let err = stderr(o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    serde_json::from_str(err.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"))
+}
+
+#[test]
+fn with_json_every_error_is_one_json_object_on_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Usage errors, found by clap: an unknown flag, a missing argument, a
+    // missing subcommand, a bad value; --json before or after the command.
+    for args in [
+        &[
+            "--json",
+            "wallet",
+            "address",
+            "--group",
+            "g.json",
+            "--frobnicate",
+        ][..],
+        &["wallet", "address", "--json"][..],
+        &["--json", "sign"][..],
+        &[
+            "--json",
+            "wallet",
+            "address",
+            "--group",
+            "g.json",
+            "--network",
+            "moon",
+        ][..],
+        &[
+            "--json",
+            "audit",
+            "show",
+            "--home",
+            "a",
+            "--passphrase-file",
+            "p",
+        ][..],
+    ] {
+        let o = kura(dir, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = json_error(&o);
+        assert_eq!(e["error"]["kind"], "usage", "{args:?}: {e}");
+        assert_eq!(e["error"]["exit_code"], 2, "{args:?}: {e}");
+        assert!(!e["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // An error while running: a file that is not there.
+    let o = kura(
+        dir,
+        &["--json", "wallet", "address", "--group", "nothing.json"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = json_error(&o);
+    assert_eq!(e["error"]["kind"], "io", "{e}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing.json"));
+    // A refusal: a policy file that does not validate.
+    std::fs::write(dir.join("p.toml"), "version = 1\n").unwrap();
+    let o = kura(dir, &["policy", "check", "p.toml", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json_error(&o)["error"]["kind"], "refused");
+    // A missing positional argument.
+    let o = kura(
+        dir,
+        &[
+            "--json",
+            "coordinate",
+            "package",
+            "--group",
+            "g.json",
+            "--roster",
+            "r.json",
+        ],
+    );
+    assert_eq!(json_error(&o)["error"]["kind"], "usage");
+    // Without --json: text, and clap's own usage message.
+    let o = kura(
+        dir,
+        &["wallet", "address", "--group", "g.json", "--frobnicate"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unexpected argument"), "{}", stderr(&o));
+    let o = kura(dir, &["policy", "check", "p.toml"]);
+    assert!(stderr(&o).starts_with("kura: refused: "), "{}", stderr(&o));
+    // --help and --version still print to stdout and succeed.
+    let o = kura(dir, &["--json", "--help"]);
+    assert!(o.status.success() && stdout(&o).contains("Usage"));
+}

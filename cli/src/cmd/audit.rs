@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use wallet_core::audit::{AuditError, AuditLog};
+use wallet_core::audit::AuditLog;
 use wallet_core::{audit, display};
 
 use crate::ctx::Ctx;
-use crate::error::refused;
+use crate::error::refused_by;
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
 
@@ -53,14 +53,12 @@ impl VerifyArgs {
         let home = Home::open_any(&self.home, &self.secrets)?;
         let owner = home.keystore.identity_public_key()?;
         let path = self.home.join("audit.jsonl");
-        // A missing log is an empty one here; the anchor says whether it may be.
-        let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+        // A missing log is an empty one here; the anchor says whether it may
+        // be. A log failing its checks is a refusal (error::exit_kind).
+        let mut log = AuditLog::open(&path, &owner)?;
         // Under the signer's decision lock: the check may move the anchor up
         // to a line a crash left unanchored.
-        let _guard = log.begin(home.keystore.as_ref()).map_err(|e| match e {
-            AuditError::Keystore(k) => anyhow::Error::new(k),
-            other => refused(other.to_string()),
-        })?;
+        let _guard = log.begin(home.keystore.as_ref())?;
         let head = log.head_hash();
         ctx.done(
             "audit-verify",
@@ -96,7 +94,7 @@ impl ReanchorArgs {
         let home = Home::open(&self.home, "signer", &self.secrets)?;
         let owner = home.keystore.identity_public_key()?;
         let path = self.home.join("audit.jsonl");
-        let mut log = AuditLog::open(&path, &owner).map_err(|e| refused(format!("{e}")))?;
+        let mut log = AuditLog::open(&path, &owner)?;
         let anchor = home.keystore.anchor()?.audit;
         if anchor == log.head() {
             return ctx.done(
@@ -140,7 +138,7 @@ impl ShowArgs {
         let card = home::read_card(&self.home.join("identity.json"))?;
         let path = self.home.join("audit.jsonl");
         let entries = audit::verify(&home::read_capped(&path, home::MAX_AUDIT_BYTES)?, &card.key)
-            .map_err(|e| refused(format!("{}: {e}", path.display())))?;
+            .map_err(|e| refused_by(e, path.display().to_string()))?;
         let mut text = String::new();
         for e in &entries {
             let event = serde_json::to_value(&e.record.event)?;

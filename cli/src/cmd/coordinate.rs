@@ -13,7 +13,6 @@ use wallet_core::withdrawal::request::{
 };
 
 use crate::ctx::Ctx;
-use crate::error::refused;
 use crate::home;
 use crate::network::{self, NetworkArg};
 
@@ -93,11 +92,10 @@ pub struct FinalizeArgs {
     network: Option<NetworkArg>,
 }
 
+/// Kept typed: `error::exit_kind` makes a malformed document an input
+/// error and every other coordinator error a refusal.
 fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
-    match e {
-        CoordinatorError::Format(f) => anyhow::Error::new(f),
-        other => refused(other.to_string()),
-    }
+    anyhow::Error::new(e)
 }
 
 fn package(a: &PackageArgs, r: &Ctx) -> anyhow::Result<()> {

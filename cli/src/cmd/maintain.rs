@@ -349,7 +349,11 @@ fn refresh_propose(a: &ProposeArgs, r: &Ctx) -> anyhow::Result<()> {
             let roster = state.roster(&group).map_err(ceremony_err)?;
             (group, roster)
         }
-        _ => anyhow::bail!("give both --group and --roster, or neither"),
+        _ => {
+            return Err(crate::error::usage(
+                "give both --group and --roster, or neither",
+            ))
+        }
     };
     let proposal = maintain::propose_refresh(&group, &roster, home.keystore.as_ref(), &mut OsRng)
         .map_err(ceremony_err)?;

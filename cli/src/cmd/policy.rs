@@ -9,7 +9,7 @@ use wallet_core::keystore::{self, files};
 use wallet_core::policy::Policy;
 
 use crate::ctx::Ctx;
-use crate::error::refused;
+use crate::error::{refused, refused_by};
 use crate::home::{self, Home};
 use crate::network::NetworkArg;
 use crate::secrets::SecretArgs;
@@ -63,10 +63,13 @@ fn policy_check(path: &Path, r: &Ctx) -> anyhow::Result<()> {
     )?)
     .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     let policy = Policy::from_toml(&text).map_err(|e| {
-        refused(format!(
-            "{}: {e}; a signer with this policy refuses everything",
-            path.display()
-        ))
+        refused_by(
+            e,
+            format!(
+                "{} (a signer with this policy refuses everything)",
+                path.display()
+            ),
+        )
     })?;
     let t = policy.transaction();
     let lock = |v: u64, what: &str| {
@@ -176,7 +179,7 @@ fn policy_install(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let new = Policy::from_toml(&text)
-        .map_err(|e| refused(format!("{}: {e}; nothing was installed", file.display())))?;
+        .map_err(|e| refused_by(e, format!("{} (nothing was installed)", file.display())))?;
     let home = Home::open(home_dir, "signer", secrets)?;
     if let Some(want) = home.config.network {
         let have = NetworkArg::of(new.network());

@@ -15,7 +15,7 @@ use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{keystore, Secp256k1Tr};
 
 use crate::ctx::{now, Ctx};
-use crate::error::refused;
+use crate::error::{refused, refused_by};
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
 
@@ -267,22 +267,23 @@ fn read_request(
     home::read_doc(path, group.id(), "a withdrawal request of this group")
 }
 
+/// A signer's refusal, kept typed (`error::exit_kind` decides its exit
+/// code by variant). An audit log that could not record the decision (not
+/// one that fails its checks, which is a refusal) says nothing was released.
 fn refusal(e: Refusal) -> anyhow::Error {
     use wallet_core::audit::AuditError;
     match e {
-        // A log that is behind, forked from or too far ahead of its anchor:
-        // a refusal (exit 1), with the anchor's own explanation.
         Refusal::Audit(
-            a @ (AuditError::BehindAnchor { .. }
+            AuditError::BehindAnchor { .. }
             | AuditError::Forked { .. }
             | AuditError::AheadOfAnchor { .. }
             | AuditError::Broken { .. }
-            | AuditError::Truncated { .. }),
-        ) => refused(a.to_string()),
-        Refusal::Audit(a) => anyhow::Error::new(a)
+            | AuditError::Truncated { .. }
+            | AuditError::NotOwner { .. },
+        ) => anyhow::Error::new(e),
+        Refusal::Audit(_) => anyhow::Error::new(e)
             .context("the audit log could not record the decision, so nothing was released"),
-        Refusal::Format(f) => anyhow::Error::new(f),
-        other => refused(other.to_string()),
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -347,10 +348,13 @@ fn share(a: &ShareArgs, r: &Ctx) -> anyhow::Result<()> {
     let request = read_request(&a.request, &s.group)?;
     let packages: WithdrawalPackages =
         format::decode_for_group(&home::read(packages_path)?, s.group.id()).map_err(|e| {
-            refused(format!(
-                "{} is not acceptable signing packages: {e}",
-                packages_path.display()
-            ))
+            refused_by(
+                e,
+                format!(
+                    "{} is not acceptable signing packages",
+                    packages_path.display()
+                ),
+            )
         })?;
     let shares = s
         .signer()
