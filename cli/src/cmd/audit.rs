@@ -23,7 +23,7 @@ pub enum AuditCmd {
     ///
     /// Example: kura audit reanchor --home alice --reason "disk replaced, log restored from Monday's backup" --passphrase-file alice.pass
     Reanchor(ReanchorArgs),
-    /// List the entries (after verifying their chain and signatures against the home's identity card).
+    /// List the entries, times in UTC (after verifying their chain and signatures against the home's identity card).
     ///
     /// Example: kura audit show --home alice
     Show(ShowArgs),
@@ -145,7 +145,7 @@ impl ShowArgs {
             text.push_str(&format!(
                 "{:>4}  {}  {}  {}\n",
                 e.seq,
-                e.time,
+                display::utc_time(e.time),
                 display::inert(event.get("type").and_then(|t| t.as_str()).unwrap_or("?")),
                 display::inert(e.record.request_id.as_deref().unwrap_or("-"))
             ));
@@ -153,10 +153,18 @@ impl ShowArgs {
                 text.push_str(&format!("      {}\n", display::inert(reason)));
             }
         }
-        ctx.done(
-            "audit-show",
-            serde_json::to_value(entries.iter().map(|e| &e.record).collect::<Vec<_>>())?,
-            text.trim_end(),
-        )
+        // JSON: each record as before, plus its sequence number and time in
+        // Unix seconds and as readable UTC.
+        let mut list = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let mut v = serde_json::to_value(&e.record)?;
+            if let Some(map) = v.as_object_mut() {
+                map.insert("seq".into(), e.seq.into());
+                map.insert("time".into(), e.time.into());
+                map.insert("time_utc".into(), display::utc_time(e.time).into());
+            }
+            list.push(v);
+        }
+        ctx.done("audit-show", list.into(), text.trim_end())
     }
 }
