@@ -24,6 +24,21 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Explanatory text for a person, on stderr (never with `--json`),
+    /// so that stdout carries only the value a script captures.
+    pub fn note(&self, text: &str) {
+        use std::io::Write;
+        if !self.json {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}",
+                wallet_core::display::terminal_safe(text)
+            );
+        }
+    }
+}
+
 /// Asks the operator on the terminal: shows `shown`, then `question [y/N]`.
 /// Without a terminal it refuses to go on (pass `--yes` for automation);
 /// any answer but yes is a refusal ("not {done} by the operator").

@@ -276,3 +276,35 @@ fn with_json_every_error_is_one_json_object_on_stderr() {
     let o = kura(dir, &["--json", "--help"]);
     assert!(o.status.success() && stdout(&o).contains("Usage"));
 }
+
+#[test]
+fn wallet_address_prints_one_value_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    group_file(&dir.join("group/group.json"));
+    let o = kura(dir, &["wallet", "address", "--group", "group/group.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let o = kura(
+        dir,
+        &[
+            "wallet",
+            "address",
+            "--group",
+            "group/group.json",
+            "--verbose",
+        ],
+    );
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("watch-only descriptor tr("),
+        "{}",
+        stderr(&o)
+    );
+    let o = kura(
+        dir,
+        &["wallet", "descriptor", "--group", "group/group.json"],
+    );
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+}

@@ -137,7 +137,7 @@ pub struct FinishArgs {
 
 #[derive(Debug, Args)]
 pub struct FingerprintArgs {
-    /// The threshold t: with --ceremony, prints the ceremony fingerprint too.
+    /// The threshold t: with --ceremony, prints the ceremony fingerprint alone on stdout (the cards on stderr).
     #[arg(long, short = 't')]
     threshold: Option<u16>,
     /// Identity cards (repeat).
@@ -281,8 +281,12 @@ fn fingerprint(
             Some(d) => Ceremony::<Suite>::with_dealer(t, cards, d, nonce(n)?),
         }
         .map_err(ceremony_err)?;
-        lines.push(format!("ceremony fingerprint {}", c.fingerprint()));
         json.insert("ceremony".into(), c.fingerprint().to_string().into());
+        // The one value asked for on stdout ($(kura fingerprint …)); the
+        // cards it covers on stderr, for the person comparing them.
+        lines.push("ceremony fingerprint (on stdout):".into());
+        r.note(&lines.join("\n"));
+        return r.done("fingerprint", json.into(), &c.fingerprint().to_string());
     }
     r.done("fingerprint", json.into(), &lines.join("\n"))
 }

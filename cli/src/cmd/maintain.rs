@@ -41,7 +41,7 @@ pub enum RefreshCmd {
     ///
     /// Example: kura refresh apply --home alice refresh.json --endorsement endorse-carol.json --out receipt-alice.json --passphrase-file alice.pass
     Apply(ApplyArgs),
-    /// Refresh by DKG (no proposer learns any refreshing share; every member takes part): the ceremony fingerprint to announce.
+    /// Refresh by DKG (no proposer learns any refreshing share; every member takes part): the ceremony fingerprint to announce, alone on stdout.
     ///
     /// Example: kura refresh fingerprint --home alice --ceremony $C
     Fingerprint(RefreshFingerprintArgs),
@@ -578,7 +578,8 @@ fn refresh_fingerprint(home_dir: &Path, nonce_hex: &str, r: &Ctx) -> anyhow::Res
     r.done(
         "refresh-fingerprint",
         serde_json::json!({"ceremony": c.fingerprint().to_string()}),
-        &format!("refresh ceremony fingerprint {}", c.fingerprint()),
+        // The value alone: scripts capture it.
+        &c.fingerprint().to_string(),
     )
 }
 

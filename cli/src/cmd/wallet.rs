@@ -11,7 +11,7 @@ use crate::network::{self, NetworkArg};
 
 #[derive(Debug, Subcommand)]
 pub enum WalletCmd {
-    /// The group's P2TR address.
+    /// The group's P2TR address: the address alone on stdout (--verbose adds details on stderr).
     ///
     /// Example: kura wallet address --home alice   (or: --group group/group.json --network regtest)
     Address(AddressArgs),
@@ -39,6 +39,9 @@ pub struct AddressArgs {
     /// contradicts the home's is an error.
     #[arg(long, value_enum)]
     network: Option<NetworkArg>,
+    /// Also print the network, the keys and the watch-only descriptor, on stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 // Which group: a member's home, or a group file.
@@ -73,10 +76,19 @@ impl AddressArgs {
         let group = home::read_group(&group_path)?;
         let keys = group.taproot();
         let address = keys.address(network);
+        if self.verbose {
+            ctx.note(&format!(
+                "network {named}\ninternal key {}\noutput key {}\nwatch-only descriptor {}",
+                keys.internal_key(),
+                keys.output_key(),
+                keys.descriptor()
+            ));
+        }
+        // One value on stdout: scripts capture it with $(kura wallet address …).
         ctx.done(
             "wallet-address",
             serde_json::json!({"address": address.to_string(), "network": named.name(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
-            &format!("{address}\nwatch-only descriptor: {}", keys.descriptor()),
+            &address.to_string(),
         )
     }
 }
