@@ -170,10 +170,7 @@ fn finalize(a: &FinalizeArgs, r: &Ctx) -> anyhow::Result<()> {
     let tx_hex = format!("{}\n", bitcoin::consensus::encode::serialize_hex(&tx));
     if to_stdout {
         home::write_all_new(&[(tx_out, tx_hex.as_bytes())])?;
-        let mut out = std::io::stdout().lock();
-        out.write_all(&psbt_bytes)
-            .and_then(|()| out.flush())
-            .context("cannot write the PSBT to standard output")?;
+        crate::ctx::print_bytes(&psbt_bytes).context("cannot write the PSBT to standard output")?;
     } else {
         // Both files or neither: a PSBT is never left behind without its
         // transaction.
@@ -189,7 +186,11 @@ fn finalize(a: &FinalizeArgs, r: &Ctx) -> anyhow::Result<()> {
     let data = serde_json::json!({"request_id": req.body.request_id, "txid": txid.to_string(), "psbt": psbt_out.display().to_string(), "psbt_encoding": if base64 { "base64" } else { "binary" }, "tx": tx_out.display().to_string()});
     if to_stdout {
         // Standard output carries the PSBT; the report goes to stderr.
-        eprintln!("{}", wallet_core::display::terminal_safe(&text));
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            wallet_core::display::terminal_safe(&text)
+        );
         Ok(())
     } else {
         r.done("coordinate-finalize", data, &text)

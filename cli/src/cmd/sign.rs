@@ -1,6 +1,7 @@
 //! The requester's `kura withdraw request` and the signer's
 //! `kura sign review | approve | share`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -165,7 +166,8 @@ fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
                 "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
             )));
         }
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "kura: warning: every signer will refuse this PSBT: {}",
             display::terminal_safe(&e)
         );
