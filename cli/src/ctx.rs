@@ -24,6 +24,30 @@ impl Ctx {
     }
 }
 
+/// Set once by `main` with `--json`: warnings printed before a command
+/// knows its [`Ctx`] (e.g. while reading a secret) follow it too.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`warn`] print JSON lines.
+pub fn set_json(json: bool) {
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A warning on stderr: `kura: warning: …`, or with `--json` one line
+/// `{"warning":{"message":…}}`, so stderr stays JSON lines. Never panics.
+pub fn warn(message: &str) {
+    use std::io::Write;
+    let line = if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        json_inert(&serde_json::json!({"warning": {"message": message}}).to_string())
+    } else {
+        format!(
+            "kura: warning: {}",
+            wallet_core::display::terminal_safe(message)
+        )
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 impl Ctx {
     /// Explanatory text for a person, on stderr (never with `--json`),
     /// so that stdout carries only the value a script captures.

@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         Err(e) => return error::report_clap(&e, error::json_requested(std::env::args_os())),
     };
     let json = cli.json;
+    ctx::set_json(json);
     let result = run(cli);
     // Explicit PKCS#11 shutdown once every keystore is dropped.
     hsm_bridge::context::finalize_unused();

@@ -201,13 +201,11 @@ fn warn_if_others_can_read(path: &std::path::Path, what: &str) {
         if let Ok(m) = std::fs::metadata(path) {
             let mode = m.permissions().mode();
             if mode & 0o044 != 0 {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "kura: warning: the {what} file {} can be read by other users (mode {:o}); `chmod 600` it",
+                crate::ctx::warn(&format!(
+                    "the {what} file {} can be read by other users (mode {:o}); `chmod 600` it",
                     wallet_core::display::inert(&path.display().to_string()),
                     mode & 0o7777
-                );
+                ));
             }
         }
     }

@@ -1,7 +1,6 @@
 //! The requester's `kura withdraw request` and the signer's
 //! `kura sign review | approve | share`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -166,11 +165,7 @@ fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
                 "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
             )));
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "kura: warning: every signer will refuse this PSBT: {}",
-            display::terminal_safe(&e)
-        );
+        crate::ctx::warn(&format!("every signer will refuse this PSBT: {e}"));
     }
     let home = Home::open(&a.home, "requester", &a.secrets)?;
     let t = now();
