@@ -8,6 +8,11 @@
 //! review, two approvals, packages, shares and finalization — every input
 //! verified by Bitcoin Core's consensus code — and then a coordinator that
 //! swaps the destination, refused by the signers with the reason.
+//!
+//! The signer and requester folders are real homes (kura.json, keystore,
+//! identity card; regtest): later `kura` commands continue from them. Their
+//! throwaway passphrases and PINs are files (0600) under `DIR/secrets/`,
+//! never arguments.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,7 +37,24 @@ use wallet_core::withdrawal::review::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
 
-use crate::{now, refused};
+use crate::ctx::{now, print_line, Ctx};
+use crate::error::refused;
+use crate::home::{HomeConfig, KeystoreConfig};
+use crate::network::NetworkArg;
+
+// `kura demo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the ceremony's files (created; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    out: std::path::PathBuf,
+}
+
+impl DemoArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        run(&self.out, ctx.json)
+    }
+}
 
 type Suite = Secp256k1Tr;
 const NETWORK: Network = Network::Regtest;
@@ -64,30 +86,68 @@ struct Output {
 impl Output {
     fn step(&self, text: &str) {
         if !self.json {
-            println!("• {text}");
+            // Progress only: a reader that went away is not a reason to stop.
+            let _ = print_line(&format!("• {text}"));
         }
     }
 }
 
+/// A throwaway secret for one of the demo's keystores, written to
+/// `DIR/secrets/NAME` (0600) so that later `kura` commands can unlock it
+/// with `--passphrase-file` or `--pin-file`.
+fn throwaway_secret(out: &Path, name: &str) -> anyhow::Result<SecretString> {
+    use age::secrecy::ExposeSecret;
+    let secret = random_secret();
+    let dir = out.join("secrets");
+    wallet_core::keystore::files::create_private_dir(&dir)?;
+    crate::home::write_new(
+        &dir.join(name),
+        format!("{}\n", secret.expose_secret()).as_bytes(),
+    )?;
+    Ok(secret)
+}
+
+/// Makes `dir` a home: its kura.json (regtest) and identity card.
+fn make_home(
+    dir: &Path,
+    role: Role,
+    label: &Label,
+    keystore: KeystoreConfig,
+    key: IdentityPublicKey,
+) -> anyhow::Result<()> {
+    let config = HomeConfig {
+        kura_home: 1,
+        role,
+        label: label.clone(),
+        keystore,
+        network: Some(NetworkArg::Regtest),
+    };
+    crate::home::write_new(&dir.join("kura.json"), &serde_json::to_vec_pretty(&config)?)?;
+    write(
+        &dir.join("identity.json"),
+        &IdentityCard::new(label.clone(), role, key).to_json()?,
+    )
+}
+
 /// Keystores for the three signers: SoftHSM2 tokens under `out/softhsm`
 /// when the module is installed, software keystores otherwise.
-fn keystores(
-    out: &Path,
-    names: &[&str],
-    o: &Output,
-) -> anyhow::Result<(Vec<std::sync::Arc<dyn Keystore>>, &'static str)> {
-    let mut stores: Vec<std::sync::Arc<dyn Keystore>> = Vec::new();
+type Stores = Vec<(std::sync::Arc<dyn Keystore>, KeystoreConfig)>;
+
+fn keystores(out: &Path, names: &[&str], o: &Output) -> anyhow::Result<(Stores, &'static str)> {
+    let mut stores: Stores = Vec::new();
+    for name in names {
+        wallet_core::keystore::files::create_private_dir(&out.join("signers").join(name))?;
+    }
     let Some(module) = hsm_bridge::softhsm::module() else {
         o.step("no SoftHSM2 module found (apt-get install softhsm2): using encrypted software keystores instead");
         for name in names {
-            // Throwaway passphrases, held only in this process.
             let ks = SoftwareKeystore::create(
                 &out.join("signers").join(name).join("keystore"),
-                &random_secret(),
+                &throwaway_secret(out, &format!("{name}.pass"))?,
                 WorkFactor::Default,
             )
             .with_context(|| format!("cannot create {name}'s keystore"))?;
-            stores.push(std::sync::Arc::new(ks));
+            stores.push((std::sync::Arc::new(ks), KeystoreConfig::Software));
         }
         return Ok((stores, "software keystores (age, scrypt)"));
     };
@@ -97,10 +157,10 @@ fn keystores(
     let ctx = hsm_bridge::context::context(&module)?;
     for name in names {
         let label = format!("kura-{name}");
-        // Throwaway PINs, held only in this process: the demo's tokens are
-        // sealed for good when it exits.
-        let pin = random_secret();
-        hsm_bridge::softhsm::SoftHsm::init_token(&ctx, &label, &random_secret(), &pin)?;
+        // Throwaway PINs (and security officer PINs), in DIR/secrets/.
+        let pin = throwaway_secret(out, &format!("{name}.pin"))?;
+        let so_pin = throwaway_secret(out, &format!("{name}.so-pin"))?;
+        hsm_bridge::softhsm::SoftHsm::init_token(&ctx, &label, &so_pin, &pin)?;
         let uri = hsm_bridge::Pkcs11Uri::parse(&format!(
             "pkcs11:token={label}?module-path={}",
             module.display()
@@ -110,7 +170,11 @@ fn keystores(
             &pin,
             &out.join("signers").join(name).join("nonces"),
         )?;
-        stores.push(std::sync::Arc::new(ks));
+        // The home remembers this very token, as `signer init --hsm` does.
+        let config = KeystoreConfig::Pkcs11 {
+            uri: uri.with_serial(ks.token_serial()).to_string(),
+        };
+        stores.push((std::sync::Arc::new(ks), config));
     }
     Ok((
         stores,
@@ -118,7 +182,7 @@ fn keystores(
     ))
 }
 
-pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
+fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     if out.exists()
         && fs::read_dir(out)
             .map(|mut d| d.next().is_some())
@@ -137,27 +201,40 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let (stores, keystore_kind) = keystores(out, &names, &o)?;
     o.step(&format!("three signers, {keystore_kind}"));
     let mut signers = Vec::new();
-    for (name, ks) in names.iter().zip(stores) {
+    for (name, (ks, config)) in names.iter().zip(stores) {
         let home = out.join("signers").join(name);
         let label = Label::new(*name)?;
-        write(
-            &home.join("identity.json"),
-            &IdentityCard::new(label.clone(), Role::Signer, ks.identity_public_key()?).to_json()?,
+        make_home(
+            &home,
+            Role::Signer,
+            &label,
+            config,
+            ks.identity_public_key()?,
         )?;
         signers.push(Participant {
-            id: wallet_core::ceremony::identifier_for(&label).map_err(crate::ceremony_err)?,
+            id: wallet_core::ceremony::identifier_for(&label)
+                .map_err(crate::error::ceremony_err)?,
             label,
             keystore: ks,
             home,
         });
     }
+    let requester_home = out.join("requester");
+    wallet_core::keystore::files::create_private_dir(&requester_home)?;
     let requester = SoftwareKeystore::create(
-        &out.join("requester").join("keystore"),
-        &random_secret(),
+        &requester_home.join("keystore"),
+        &throwaway_secret(out, "requester.pass")?,
         WorkFactor::Default,
     )?;
+    make_home(
+        &requester_home,
+        Role::Requester,
+        &Label::new("treasury-ops")?,
+        KeystoreConfig::Software,
+        requester.identity_public_key()?,
+    )?;
     write(
-        &out.join("requester").join("identity.pub"),
+        &requester_home.join("identity.pub"),
         format!("{}\n", requester.identity_public_key()?).as_bytes(),
     )?;
 
@@ -249,9 +326,9 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             .review(&request, t)
             .map_err(|e| refused(format!("{}: {e}", s.label)))?;
         if i == chosen[0] && !json {
-            println!("  {} reviews, from the PSBT itself:", s.label);
+            print_line(&format!("  {} reviews, from the PSBT itself:", s.label))?;
             for line in reviewed.summary.to_string().lines() {
-                println!("    {line}");
+                print_line(&format!("    {line}"))?;
             }
         }
         let approval = signer
@@ -373,6 +450,32 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     }
     let summary = review(&psbt, &keys, NETWORK)?;
 
+    let alice = out.join("signers").join("alice");
+    let (unlock, env) = if keystore_kind.contains("SoftHSM2") {
+        (
+            format!(
+                "--pin-file {}",
+                out.join("secrets").join("alice.pin").display()
+            ),
+            format!(
+                "SOFTHSM2_CONF={} ",
+                out.join("softhsm").join("softhsm2.conf").display()
+            ),
+        )
+    } else {
+        (
+            format!(
+                "--passphrase-file {}",
+                out.join("secrets").join("alice.pass").display()
+            ),
+            String::new(),
+        )
+    };
+    let homes: Vec<String> = signers
+        .iter()
+        .map(|s| s.home.display().to_string())
+        .chain([requester_home.display().to_string()])
+        .collect();
     if json {
         let v = serde_json::json!({
             "type": "demo",
@@ -389,32 +492,47 @@ pub fn run(out: &Path, json: bool) -> anyhow::Result<()> {
                 "consensus_verified": true,
                 "attack_refused": refusals,
                 "out": out.display().to_string(),
+                "homes": homes,
+                "secrets": out.join("secrets").display().to_string(),
             }
         });
-        println!("{v}");
+        print_line(&crate::ctx::json_inert(&v.to_string()))?;
     } else {
-        println!();
-        println!("txid         {}", tx.compute_txid());
+        let mut lines = vec![String::new(), format!("txid         {}", tx.compute_txid())];
         for o in &summary.outputs {
             let what = if o.is_change {
                 "change back to the group"
             } else {
                 "exchange deposit (allowlisted)"
             };
-            println!(
+            lines.push(format!(
                 "output {}     {} to {} — {what}",
                 o.index, o.amount, o.destination
-            );
+            ));
         }
-        println!(
+        lines.push(format!(
             "fee          {} ({:.1} sat/vB)",
             summary.fee,
             summary.fee_rate_sat_per_vb()
+        ));
+        lines.push(format!(
+            "signed by    alice, carol (2 of 3), {keystore_kind}"
+        ));
+        lines.push(
+            "verified     Bitcoin Core consensus (libbitcoinconsensus, Taproot rules): ok".into(),
         );
-        println!("signed by    alice, carol (2 of 3), {keystore_kind}");
-        println!("verified     Bitcoin Core consensus (libbitcoinconsensus, Taproot rules): ok");
-        println!("attack       destination swap refused by both signers");
-        println!("files        {} (withdrawal.psbt, withdrawal.tx, every round under withdrawal/ and dkg/)", out.display());
+        lines.push("attack       destination swap refused by both signers".into());
+        lines.push(format!("files        {} (withdrawal.psbt, withdrawal.tx, every round under withdrawal/ and dkg/)", out.display()));
+        lines.push(format!(
+            "homes        {} — real homes (regtest) that kura commands continue, e.g.\n             {env}kura audit verify --home {} {unlock}",
+            homes.join(", "),
+            alice.display()
+        ));
+        lines.push(format!(
+            "secrets      {} — THROWAWAY passphrases/PINs of this demo (files, 0600); never use them for real funds",
+            out.join("secrets").display()
+        ));
+        print_line(&lines.join("\n"))?;
     }
     Ok(())
 }
@@ -458,7 +576,7 @@ fn run_dkg(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
-    let ceremony = Ceremony::<Suite>::new(2, cards, nonce).map_err(crate::ceremony_err)?;
+    let ceremony = Ceremony::<Suite>::new(2, cards, nonce).map_err(crate::error::ceremony_err)?;
     let fingerprint = ceremony.fingerprint();
     o.step(&format!(
         "DKG ceremony {fingerprint} (2-of-3): every signer confirms this fingerprint, signs its round-1 and round-2 messages, and seals round-2 shares to each recipient's identity key"
@@ -474,9 +592,9 @@ fn run_dkg(
         let confirmed = ceremony
             .clone()
             .confirm(&fingerprint.to_string())
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         let doc = dkg::round1(&confirmed, s.keystore.as_ref(), &mut OsRng)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         write(
             &dir.join(format!("round1-{}.json", s.label)),
             &format::encode(ceremony.id(), &doc)?,
@@ -494,7 +612,7 @@ fn run_dkg(
     let r1 = read_r1()?;
     for s in signers {
         let o2 = dkg::round2(&ceremony, s.keystore.as_ref(), &r1, &mut OsRng)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         for (to, doc) in &o2.messages {
             write(
                 &dir.join(format!("round2-{}-to-{to}.json", s.label)),
@@ -511,7 +629,7 @@ fn run_dkg(
             received.push(format::decode_for_group(&fs::read(&path)?, ceremony.id())?);
         }
         let done = dkg::finish(&ceremony, s.keystore.as_ref(), &read_r1()?, &received)
-            .map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
         MemberState::new(&s.home)
             .install(
                 s.keystore.as_ref(),
@@ -520,8 +638,8 @@ fn run_dkg(
                 &done.roster,
                 &mut wallet_core::ceremony::state::no_crash,
             )
-            .map_err(crate::ceremony_err)?;
-        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::ceremony_err)?;
+            .map_err(crate::error::ceremony_err)?;
+        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::error::ceremony_err)?;
         if group.as_ref().is_some_and(|prev| prev != &done.group) {
             return Err(refused("participants derived different groups"));
         }

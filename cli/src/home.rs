@@ -21,10 +21,11 @@ use wallet_core::ceremony::{self, IdentityCard, Role};
 use wallet_core::format::{self, DocumentBody, GroupId};
 use wallet_core::frost_core::Identifier;
 use wallet_core::identity::IdentityPublicKey;
-use wallet_core::keystore::{files, Keystore, SoftwareKeystore, WorkFactor};
+use wallet_core::keystore::{files, Keystore, KeystoreError, SoftwareKeystore, WorkFactor};
 use wallet_core::{Label, PublicGroup, Secp256k1Tr};
 
-use crate::secrets::SecretArgs;
+use crate::network::NetworkArg;
+use crate::secrets::{SecretArgs, SecretError, SecretKind};
 
 /// Which keystore a home uses.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -51,6 +52,11 @@ pub struct HomeConfig {
     pub label: Label,
     /// Its keystore.
     pub keystore: KeystoreConfig,
+    /// The Bitcoin network this home is for, when `init --network` set
+    /// it (else its installed policy's, see `crate::network`). Absent in
+    /// homes made without it, so their kura.json is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkArg>,
 }
 
 /// The protocol's documents, defined once in wallet-core.
@@ -193,6 +199,22 @@ pub fn read_card(path: &Path) -> anyhow::Result<IdentityCard> {
         .with_context(|| format!("{} is not an identity card", path.display()))
 }
 
+/// Reads HOME/kura.json (public: the home's role, label, keystore kind
+/// and network).
+pub fn read_config(dir: &Path) -> anyhow::Result<HomeConfig> {
+    let config: HomeConfig =
+        serde_json::from_slice(&read(&dir.join("kura.json"))?).with_context(|| {
+            format!(
+                "{} is not a valid Kura home configuration",
+                dir.join("kura.json").display()
+            )
+        })?;
+    if config.kura_home != 1 {
+        bail!("unsupported home version {}", config.kura_home);
+    }
+    Ok(config)
+}
+
 /// An opened home.
 pub struct Home {
     pub dir: PathBuf,
@@ -207,6 +229,7 @@ impl Home {
         role: Role,
         label: &str,
         hsm: Option<&str>,
+        network: Option<NetworkArg>,
         secrets: &SecretArgs,
     ) -> anyhow::Result<Home> {
         if dir.join("kura.json").exists() {
@@ -248,6 +271,7 @@ impl Home {
             role,
             label: label.clone(),
             keystore: config,
+            network,
         };
         write_new(&dir.join("kura.json"), &serde_json::to_vec_pretty(&config)?)?;
         let card = IdentityCard::new(label, role, keystore.identity_public_key()?);
@@ -275,16 +299,7 @@ impl Home {
                 files::check_private(&path)?;
             }
         }
-        let config: HomeConfig = serde_json::from_slice(&read(&dir.join("kura.json"))?)
-            .with_context(|| {
-                format!(
-                    "{} is not a valid Kura home configuration",
-                    dir.join("kura.json").display()
-                )
-            })?;
-        if config.kura_home != 1 {
-            bail!("unsupported home version {}", config.kura_home);
-        }
+        let config = read_config(dir)?;
         if let Some(role) = role.filter(|r| *r != config.role.as_str()) {
             bail!(
                 "{} is a {} home, not a {role} home",
@@ -296,7 +311,15 @@ impl Home {
             KeystoreConfig::Software => {
                 let pass = secrets.passphrase()?;
                 let _progress = Progress::start("unlocking the keystore (scrypt, about a second)");
-                std::sync::Arc::new(SoftwareKeystore::open(&dir.join("keystore"), &pass)?)
+                // A software keystore has a passphrase, not a PIN: say so.
+                std::sync::Arc::new(
+                    SoftwareKeystore::open(&dir.join("keystore"), &pass).map_err(|e| match e {
+                        KeystoreError::WrongPassphrase => {
+                            anyhow::Error::new(SecretError::Wrong(SecretKind::Passphrase))
+                        }
+                        other => anyhow::Error::new(other),
+                    })?,
+                )
             }
             KeystoreConfig::Pkcs11 { uri } => std::sync::Arc::new(hsm_bridge::HsmKeystore::open(
                 &hsm_bridge::Pkcs11Uri::parse(uri)?,

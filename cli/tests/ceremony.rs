@@ -420,7 +420,17 @@ fn refusals_and_input_errors_have_their_exit_codes() {
         ],
     );
     assert_eq!(r.code, 1);
-    assert_eq!(r.json()["data"]["exit_code"], 1);
+    // With --json stderr is JSON lines (a warning about the test's
+    // world-readable passphrase file first), the error the last; stdout empty.
+    let lines: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let e = lines.last().unwrap();
+    assert_eq!(e["error"]["exit_code"], 1);
+    assert_eq!(e["error"]["kind"], "refused");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("fee"), "{}", r.stderr);
 
     // Per-transaction limit: 600,000 leaving > 500,000 → exit 1, rule named.

@@ -130,6 +130,9 @@ fn demo_withdraws_verifies_under_core_and_refuses_the_attack() {
         ["request-seen", "approved", "refused", "share-released"]
     );
 
+    // The demo's folders are real homes that later commands continue.
+    homes_continue_after_the_demo(&out, d);
+
     // A second run into the same directory is a usage error (exit 2) and
     // leaves the first run's files alone.
     let before = std::fs::read(out.join("group.json")).unwrap();
@@ -137,4 +140,118 @@ fn demo_withdraws_verifies_under_core_and_refuses_the_attack() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
     assert_eq!(std::fs::read(out.join("group.json")).unwrap(), before);
+}
+
+/// `kura` commands run on the demo's homes afterwards: audit show (UTC
+/// times, and quiet when its reader goes away), audit verify unlocking the
+/// token with the demo's throwaway PIN file, wallet address from the
+/// home's own network.
+fn homes_continue_after_the_demo(out: &std::path::Path, d: &serde_json::Value) {
+    use std::os::unix::fs::PermissionsExt;
+    let alice = out.join("signers/alice");
+    for f in ["kura.json", "identity.json", "group.json", "roster.json"] {
+        assert!(alice.join(f).is_file(), "{f} missing in alice's home");
+    }
+    assert!(out.join("requester/kura.json").is_file());
+    assert_eq!(d["secrets"], out.join("secrets").display().to_string());
+    for f in ["alice.pin", "bob.pin", "carol.pin", "requester.pass"] {
+        let mode = std::fs::metadata(out.join("secrets").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let conf = out.join("softhsm/softhsm2.conf");
+    let run = |args: &[&str]| {
+        kura()
+            .env("SOFTHSM2_CONF", &conf)
+            .args(args)
+            .arg("--home")
+            .arg(&alice)
+            .output()
+            .unwrap()
+    };
+    let show = run(&["audit", "show"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.ends_with(" UTC") || l.contains(" UTC  "))
+            .count(),
+        4,
+        "{text}"
+    );
+    assert!(text.contains("share-released"), "{text}");
+    let json = run(&["--json", "audit", "show"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        v["data"][0]["time_utc"].as_str().unwrap().ends_with(" UTC"),
+        "{v}"
+    );
+    assert!(v["data"][0]["time"].is_u64(), "{v}");
+    // `kura audit show … | head -1` exits 0, quietly.
+    let piped = std::process::Command::new("bash")
+        .env("SOFTHSM2_CONF", &conf)
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} audit show --home {} | head -1",
+            env!("CARGO_BIN_EXE_kura"),
+            alice.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        piped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 1);
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // And when the reader is gone before anything is written.
+    let mut child = kura()
+        .args(["audit", "show", "--home"])
+        .arg(&alice)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let gone = child.wait_with_output().unwrap();
+    assert_eq!(
+        gone.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    // The keystore opens with the demo's PIN file: a real home.
+    let pin = out.join("secrets/alice.pin");
+    let verify = run(&[
+        "--json",
+        "audit",
+        "verify",
+        "--pin-file",
+        pin.to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["data"]["entries"], 4, "{v}");
+    // The home is on regtest: wallet address needs no --network.
+    let addr = run(&["wallet", "address"]);
+    assert_eq!(
+        String::from_utf8_lossy(&addr.stdout).trim(),
+        d["address"].as_str().unwrap()
+    );
 }

@@ -1,36 +1,107 @@
 //! The coordinator's `kura coordinate package | finalize`.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-
 use bitcoin::Network;
+use clap::{Args, Subcommand};
 use wallet_core::format;
 use wallet_core::withdrawal::coordinator::{build_packages, finalize_withdrawal, CoordinatorError};
 use wallet_core::withdrawal::request::{
     Approval, Signed, WithdrawalPackages, WithdrawalRequest, WithdrawalShares,
 };
 
+use crate::ctx::Ctx;
 use crate::home;
-use crate::{refused, Reporter};
+use crate::network::{self, NetworkArg};
 
-fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
-    match e {
-        CoordinatorError::Format(f) => anyhow::Error::new(f),
-        other => refused(other.to_string()),
+#[derive(Debug, Subcommand)]
+pub enum CoordinateCmd {
+    /// Build one signing package per input from the approvals.
+    ///
+    /// Example: kura coordinate package --group group.json --roster roster.json w-42.request.json a.json c.json --out w-42.packages.json
+    Package(PackageArgs),
+    /// Aggregate the shares (naming any cheater), finalize the PSBT and extract the transaction.
+    ///
+    /// Example: kura coordinate finalize --group group.json --roster roster.json w-42.request.json w-42.packages.json a.shares.json c.shares.json --psbt-out w-42.final.psbt --tx-out w-42.tx
+    Finalize(FinalizeArgs),
+}
+
+impl CoordinateCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            CoordinateCmd::Package(a) => package(&a, ctx),
+            CoordinateCmd::Finalize(a) => finalize(&a, ctx),
+        }
     }
 }
 
-pub fn package(
-    group: &Path,
-    roster: &Path,
-    request: &Path,
-    approvals: &[PathBuf],
-    out: &Path,
-    network: Network,
-    r: &Reporter,
-) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The group file.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The group's roster (members' identity keys).
+    #[arg(long, value_name = "FILE")]
+    roster: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// The signers' approvals (at least t).
+    #[arg(required = true, value_name = "APPROVAL")]
+    approvals: Vec<PathBuf>,
+    /// Where to write the signing packages.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The Bitcoin network; by default the network of the home the group file is in (HOME/group.json:
+    /// `network` in HOME/kura.json, else its installed policy's), else bitcoin. A value that
+    /// contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// The group file.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The group's roster (members' identity keys).
+    #[arg(long, value_name = "FILE")]
+    roster: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// The signing packages built by `coordinate package`.
+    packages: PathBuf,
+    /// The signers' signature shares.
+    #[arg(required = true, value_name = "SHARES")]
+    shares: Vec<PathBuf>,
+    /// The finalized PSBT: binary BIP174 by default; `-` writes it to standard output
+    /// (base64 on a terminal) and the report to standard error.
+    #[arg(long, value_name = "FILE")]
+    psbt_out: PathBuf,
+    /// Write the PSBT as base64 text instead of binary BIP174.
+    #[arg(long)]
+    psbt_base64: bool,
+    /// Where to write the raw transaction (hex).
+    #[arg(long, value_name = "FILE")]
+    tx_out: PathBuf,
+    /// The Bitcoin network; by default the network of the home the group file is in (HOME/group.json:
+    /// `network` in HOME/kura.json, else its installed policy's), else bitcoin. A value that
+    /// contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+}
+
+/// Kept typed: `error::exit_kind` makes a malformed document an input
+/// error and every other coordinator error a refusal.
+fn coordinator_error(e: CoordinatorError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+fn package(a: &PackageArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group, roster, request, approvals, out) =
+        (&a.group, &a.roster, &a.request, &a.approvals, &a.out);
+    let network = group_network(a.network, group)?;
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
@@ -50,28 +121,31 @@ pub fn package(
     )
 }
 
+/// The network for a group file: `--network`, else that of the home the
+/// file is in, else the default.
+fn group_network(given: Option<NetworkArg>, group: &std::path::Path) -> anyhow::Result<Network> {
+    Ok(network::resolve(given, network::home_of_group(group))?.into())
+}
+
 /// How `coordinate finalize` writes the finalized PSBT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsbtForm {
+enum PsbtForm {
     /// Binary BIP174 (what `.psbt` files hold), unless written to a terminal.
     Auto,
     /// Base64 text, one line.
     Base64,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn finalize(
-    group: &Path,
-    roster: &Path,
-    request: &Path,
-    packages: &Path,
-    shares: &[PathBuf],
-    psbt_out: &Path,
-    tx_out: &Path,
-    form: PsbtForm,
-    network: Network,
-    r: &Reporter,
-) -> anyhow::Result<()> {
+fn finalize(a: &FinalizeArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group, roster, request, packages, shares) =
+        (&a.group, &a.roster, &a.request, &a.packages, &a.shares);
+    let (psbt_out, tx_out) = (&a.psbt_out, &a.tx_out);
+    let network = group_network(a.network, group)?;
+    let form = if a.psbt_base64 {
+        PsbtForm::Base64
+    } else {
+        PsbtForm::Auto
+    };
     let group = home::read_group(group)?;
     let identities = home::read_roster(roster, &group)?;
     let req: Signed<WithdrawalRequest> =
@@ -96,10 +170,7 @@ pub fn finalize(
     let tx_hex = format!("{}\n", bitcoin::consensus::encode::serialize_hex(&tx));
     if to_stdout {
         home::write_all_new(&[(tx_out, tx_hex.as_bytes())])?;
-        let mut out = std::io::stdout().lock();
-        out.write_all(&psbt_bytes)
-            .and_then(|()| out.flush())
-            .context("cannot write the PSBT to standard output")?;
+        crate::ctx::print_bytes(&psbt_bytes).context("cannot write the PSBT to standard output")?;
     } else {
         // Both files or neither: a PSBT is never left behind without its
         // transaction.
@@ -115,7 +186,11 @@ pub fn finalize(
     let data = serde_json::json!({"request_id": req.body.request_id, "txid": txid.to_string(), "psbt": psbt_out.display().to_string(), "psbt_encoding": if base64 { "base64" } else { "binary" }, "tx": tx_out.display().to_string()});
     if to_stdout {
         // Standard output carries the PSBT; the report goes to stderr.
-        eprintln!("{}", wallet_core::display::terminal_safe(&text));
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            wallet_core::display::terminal_safe(&text)
+        );
         Ok(())
     } else {
         r.done("coordinate-finalize", data, &text)

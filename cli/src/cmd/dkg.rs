@@ -8,17 +8,166 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::{Args, Subcommand};
 use rand_core::OsRng;
 use wallet_core::ceremony::dkg::{self, Ceremony, Confirmed, Round1Document, Round2Document};
 use wallet_core::ceremony::state::{MemberState, Step};
 use wallet_core::ceremony::{CeremonyError, IdentityCard};
 use wallet_core::{format, Secp256k1Tr};
 
+use crate::ctx::Ctx;
+use crate::error::ceremony_err;
 use crate::home::{self, Home};
+use crate::network::{self, NetworkArg};
 use crate::secrets::SecretArgs;
-use crate::{ceremony_err, Reporter};
 
 type Suite = Secp256k1Tr;
+
+#[derive(Debug, Subcommand)]
+pub enum DkgCmd {
+    /// Round 1: confirm the ceremony fingerprint, then this signer's signed broadcast (send it to everyone).
+    ///
+    /// Example: kura dkg round1 --home alice -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --fingerprint $FP --out r1-alice.json --passphrase-file alice.pass
+    Round1(Round1Args),
+    /// Round 2: check everyone's round-1 broadcasts; one sealed message per peer.
+    ///
+    /// Example: kura dkg round2 --home alice -t 2 --card … --ceremony $C --out-dir to-send r1-*.json --passphrase-file alice.pass
+    Round2(Round2Args),
+    /// Finish: open the messages sealed to this signer, verify them, keep the share; writes group and roster.
+    ///
+    /// Example: kura dkg finish --home alice -t 2 --card … --ceremony $C --round1 r1-*.json --round2 round2-*-to-alice.json --out-dir done --passphrase-file alice.pass
+    Finish(FinishArgs),
+}
+
+impl DkgCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            DkgCmd::Round1(a) => {
+                let c = &a.c;
+                let cer = ceremony(c.threshold, &c.cards, &c.ceremony)?;
+                let cer = confirm(cer, c.fingerprint.as_deref())?;
+                round1(&c.home, &cer, &a.out, &c.secrets, ctx)
+            }
+            DkgCmd::Round2(a) => {
+                let c = &a.c;
+                let outcome = Round2Out {
+                    round1_files: &a.round1,
+                    out_dir: &a.out_dir,
+                };
+                round2(&c.home, &c.ceremony()?, &outcome, &c.secrets, ctx)
+            }
+            DkgCmd::Finish(a) => finish(&a, ctx),
+        }
+    }
+}
+
+// The ceremony every DKG command names.
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// How many signers must take part in each signature (t of n).
+    #[arg(long, short = 't')]
+    threshold: u16,
+    /// Every participant's identity card (repeat), this signer's included.
+    #[arg(long = "card", value_name = "FILE", required = true)]
+    cards: Vec<PathBuf>,
+    /// 64 hex digits the convener picked at random and gave everyone.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// The ceremony fingerprint the convener announced over another channel
+    /// (round 1 needs it, or asks on a terminal; later rounds check it if given).
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<String>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+impl CeremonyArgs {
+    /// The ceremony, its fingerprint checked when one is given.
+    fn ceremony(&self) -> anyhow::Result<Ceremony<Suite>> {
+        let c = ceremony(self.threshold, &self.cards, &self.ceremony)?;
+        if let Some(f) = &self.fingerprint {
+            c.fingerprint().confirm(f).map_err(ceremony_err)?;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Round1Args {
+    #[command(flatten)]
+    c: CeremonyArgs,
+    /// Where to write this signer's round-1 broadcast.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Round2Args {
+    #[command(flatten)]
+    c: CeremonyArgs,
+    /// Directory for the round-2 messages, one per peer (round2-FROM-to-TO.json).
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// Every participant's round-1 broadcast, this signer's included.
+    #[arg(required = true, value_name = "ROUND1")]
+    round1: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FinishArgs {
+    #[command(flatten)]
+    c: CeremonyArgs,
+    /// Every participant's round-1 broadcast (repeat).
+    #[arg(long = "round1", value_name = "FILE", required = true)]
+    round1: Vec<PathBuf>,
+    /// Each round-2 message sealed to this signer (repeat).
+    #[arg(long = "round2", value_name = "FILE", required = true)]
+    round2: Vec<PathBuf>,
+    /// Directory for copies of the group and roster (group-LABEL.json, roster-LABEL.json).
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// The network of the address printed; by default the home's (`network` in its kura.json, else its installed
+    /// policy's), else bitcoin. A value that contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// The threshold t: with --ceremony, prints the ceremony fingerprint alone on stdout (the cards on stderr).
+    #[arg(long, short = 't')]
+    threshold: Option<u16>,
+    /// Identity cards (repeat).
+    #[arg(long = "card", value_name = "FILE", required = true)]
+    cards: Vec<PathBuf>,
+    /// The dealer's identity card, for a dealer ceremony.
+    #[arg(long, value_name = "FILE")]
+    dealer_card: Option<PathBuf>,
+    /// The ceremony nonce (64 hex digits); with -t, prints the ceremony fingerprint.
+    #[arg(long, value_name = "HEX")]
+    ceremony: Option<String>,
+}
+
+impl FingerprintArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        fingerprint(
+            self.threshold,
+            &self.cards,
+            self.dealer_card.as_deref(),
+            self.ceremony.as_deref(),
+            ctx,
+        )
+    }
+}
+
+/// Where round 2 reads from and writes to.
+pub struct Round2Out<'a> {
+    pub round1_files: &'a [PathBuf],
+    pub out_dir: &'a Path,
+}
 
 /// Parses the convener's 64-hex-digit nonce.
 pub fn nonce(nonce_hex: &str) -> anyhow::Result<[u8; 32]> {
@@ -89,12 +238,12 @@ pub fn write_copy(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     home::write_new(path, bytes)
 }
 
-pub fn fingerprint(
+fn fingerprint(
     threshold: Option<u16>,
     cards: &[PathBuf],
     dealer: Option<&Path>,
     nonce_hex: Option<&str>,
-    r: &Reporter,
+    r: &Ctx,
 ) -> anyhow::Result<()> {
     let cards = read_cards(cards)?;
     let mut lines: Vec<String> = cards
@@ -132,18 +281,22 @@ pub fn fingerprint(
             Some(d) => Ceremony::<Suite>::with_dealer(t, cards, d, nonce(n)?),
         }
         .map_err(ceremony_err)?;
-        lines.push(format!("ceremony fingerprint {}", c.fingerprint()));
         json.insert("ceremony".into(), c.fingerprint().to_string().into());
+        // The one value asked for on stdout ($(kura fingerprint …)); the
+        // cards it covers on stderr, for the person comparing them.
+        lines.push("ceremony fingerprint (on stdout):".into());
+        r.note(&lines.join("\n"));
+        return r.done("fingerprint", json.into(), &c.fingerprint().to_string());
     }
     r.done("fingerprint", json.into(), &lines.join("\n"))
 }
 
-pub fn round1(
+fn round1(
     home_dir: &Path,
     c: &Confirmed<Suite>,
     out: &Path,
     secrets: &SecretArgs,
-    r: &Reporter,
+    r: &Ctx,
 ) -> anyhow::Result<()> {
     let home = Home::open(home_dir, "signer", secrets)?;
     let doc = dkg::round1(c, home.keystore.as_ref(), &mut OsRng).map_err(ceremony_err)?;
@@ -172,11 +325,11 @@ fn round1_docs(
 pub fn round2(
     home_dir: &Path,
     c: &Ceremony<Suite>,
-    round1_files: &[PathBuf],
-    out_dir: &Path,
+    io: &Round2Out<'_>,
     secrets: &SecretArgs,
-    r: &Reporter,
+    r: &Ctx,
 ) -> anyhow::Result<()> {
+    let (round1_files, out_dir) = (io.round1_files, io.out_dir);
     let home = Home::open(home_dir, "signer", secrets)?;
     let docs = round1_docs(c, round1_files)?;
     let out = dkg::round2(c, home.keystore.as_ref(), &docs, &mut OsRng).map_err(ceremony_err)?;
@@ -200,17 +353,11 @@ pub fn round2(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn finish(
-    home_dir: &Path,
-    c: &Ceremony<Suite>,
-    round1_files: &[PathBuf],
-    round2_files: &[PathBuf],
-    out_dir: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let home = Home::open(home_dir, "signer", secrets)?;
+fn finish(a: &FinishArgs, r: &Ctx) -> anyhow::Result<()> {
+    let named = network::resolve(a.network, Some(&a.c.home))?;
+    let c = &a.c.ceremony()?;
+    let (round1_files, round2_files, out_dir) = (&a.round1, &a.round2, &a.out_dir);
+    let home = Home::open(&a.c.home, "signer", &a.c.secrets)?;
     let r1 = round1_docs(c, round1_files)?;
     let r2: Vec<Round2Document<Suite>> = round2_files
         .iter()
@@ -227,12 +374,12 @@ pub fn finish(
         .install(ks, &done.share, &done.group, &done.roster, &mut crash_point)
         .map_err(ceremony_err)?;
     dkg::forget(c, ks).map_err(ceremony_err)?;
-    let address = done.group.taproot().address(bitcoin::Network::Regtest);
+    let address = done.group.taproot().address(named.into());
     r.done(
         "dkg-finish",
-        serde_json::json!({"group": done.group.id().to_string(), "fingerprint": done.fingerprint.to_string(), "address_regtest": address.to_string()}),
+        serde_json::json!({"group": done.group.id().to_string(), "fingerprint": done.fingerprint.to_string(), "address": address.to_string(), "network": named.name()}),
         &format!(
-            "{label} holds its share of group {}\ngroup fingerprint {} — compare it with every other participant's before funding\naddress (regtest) {address}",
+            "{label} holds its share of group {}\ngroup fingerprint {} — compare it with every other participant's before funding\naddress ({named}) {address}",
             done.group.id().short(),
             done.fingerprint,
         ),

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::{Args, Subcommand};
 use rand_core::OsRng;
 use wallet_core::ceremony::dkg::{self, Ceremony, Round1Document, Round2Document};
 use wallet_core::ceremony::maintain::{
@@ -19,11 +20,271 @@ use wallet_core::frost_core::Identifier;
 use wallet_core::{format, keystore, KeyShare, PublicGroup, Secp256k1Tr};
 
 use super::dkg::{crash_point, write_copy};
+use crate::ctx::Ctx;
+use crate::error::ceremony_err;
 use crate::home::{self, Home, Roster};
 use crate::secrets::SecretArgs;
-use crate::{ceremony_err, Reporter};
 
 type Suite = Secp256k1Tr;
+
+#[derive(Debug, Subcommand)]
+pub enum RefreshCmd {
+    /// Propose a refresh (a member, or the group's dealer with --group/--roster): one sealed refreshing share per member.
+    ///
+    /// Example: kura refresh propose --home bob --out refresh.json --passphrase-file bob.pass
+    Propose(ProposeArgs),
+    /// Consent to a member's refresh proposal (signed); t members must consent.
+    ///
+    /// Example: kura refresh endorse --home carol refresh.json --out endorse-carol.json --passphrase-file carol.pass
+    Endorse(EndorseArgs),
+    /// Check the proposal and its consent, stage this signer's refreshed share (the current one stays in use), write a signed receipt.
+    ///
+    /// Example: kura refresh apply --home alice refresh.json --endorsement endorse-carol.json --out receipt-alice.json --passphrase-file alice.pass
+    Apply(ApplyArgs),
+    /// Refresh by DKG (no proposer learns any refreshing share; every member takes part): the ceremony fingerprint to announce, alone on stdout.
+    ///
+    /// Example: kura refresh fingerprint --home alice --ceremony $C
+    Fingerprint(RefreshFingerprintArgs),
+    /// Refresh by DKG, round 1: confirm the fingerprint, then a signed zero-sharing broadcast.
+    ///
+    /// Example: kura refresh round1 --home alice --ceremony $C --fingerprint $FP --out rr1-alice.json --passphrase-file alice.pass
+    Round1(RefreshRound1Args),
+    /// Refresh by DKG, round 2: check every member's round-1; one signed, sealed message per peer.
+    ///
+    /// Example: kura refresh round2 --home alice --ceremony $C --out-dir rsent rr1-*.json --passphrase-file alice.pass
+    Round2(RefreshRound2Args),
+    /// Refresh by DKG, finish: stage the refreshed share, write a signed receipt.
+    ///
+    /// Example: kura refresh finish --home alice --ceremony $C --round1 rr1-*.json --round2 rsent/round2-bob-to-alice.json … --out receipt-alice.json --passphrase-file alice.pass
+    Finish(RefreshFinishArgs),
+    /// Switch to the staged share and group once every member's receipt is given (crash-safe; rerun completes it).
+    ///
+    /// Example: kura refresh activate --home alice --receipt receipt-alice.json --receipt receipt-bob.json --receipt receipt-carol.json --passphrase-file alice.pass
+    Activate(ActivateArgs),
+}
+
+impl RefreshCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            RefreshCmd::Propose(a) => refresh_propose(&a, ctx),
+            RefreshCmd::Endorse(a) => refresh_endorse(&a, ctx),
+            RefreshCmd::Apply(a) => refresh_apply(&a, ctx),
+            RefreshCmd::Fingerprint(a) => refresh_fingerprint(&a.home, &a.ceremony, ctx),
+            RefreshCmd::Round1(a) => refresh_round1(&a, ctx),
+            RefreshCmd::Round2(a) => refresh_round2(&a, ctx),
+            RefreshCmd::Finish(a) => refresh_finish(&a, ctx),
+            RefreshCmd::Activate(a) => refresh_activate(&a, ctx),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCmd {
+    /// Helper, step 1: one signed, sealed delta per helper (the helper list includes this signer).
+    ///
+    /// Example: kura repair deltas --home bob --lost alice --helper bob --helper carol --out-dir repair --passphrase-file bob.pass
+    Deltas(DeltasArgs),
+    /// Helper, step 2: check the deltas sealed to this signer and seal a signed sigma to the lost member.
+    ///
+    /// Example: kura repair sigma --home bob --lost alice --helper bob --helper carol repair/delta-*-to-bob.json --out repair/sigma-bob.json --passphrase-file bob.pass
+    Sigma(SigmaArgs),
+    /// The lost member: check the helpers' sigmas and rebuild the share (checked against the group).
+    ///
+    /// Example: kura repair recover --home alice --helper bob --helper carol repair/sigma-bob.json repair/sigma-carol.json --passphrase-file alice.pass
+    Recover(RecoverArgs),
+}
+
+impl RepairCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            RepairCmd::Deltas(a) => repair_deltas(&a, ctx),
+            RepairCmd::Sigma(a) => repair_sigma(&a, ctx),
+            RepairCmd::Recover(a) => repair_recover(&a, ctx),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// The proposer's home: a member's, or the group's dealer's.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The group file, for a dealer's proposal (with --roster).
+    #[arg(long, value_name = "FILE", requires = "roster")]
+    group: Option<PathBuf>,
+    /// The roster file, for a dealer's proposal (with --group).
+    #[arg(long, value_name = "FILE", requires = "group")]
+    roster: Option<PathBuf>,
+    /// Where to write the proposal.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EndorseArgs {
+    /// The endorsing member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The refresh proposal to consent to.
+    proposal: PathBuf,
+    /// Where to write the endorsement.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The refresh proposal.
+    proposal: PathBuf,
+    /// A member's endorsement of the proposal (repeat).
+    #[arg(long = "endorsement", value_name = "FILE")]
+    endorsements: Vec<PathBuf>,
+    /// The receipt to give every other member.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshFingerprintArgs {
+    /// A member's home (only its public group and roster are read; no secret needed).
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// 64 hex digits the convener picked at random and gave every member.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshRound1Args {
+    /// The member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// 64 hex digits the convener picked at random and gave every member.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// The refresh ceremony fingerprint the convener announced (else asked on a terminal).
+    #[arg(long, value_name = "FP")]
+    fingerprint: Option<String>,
+    /// Where to write this member's round-1 broadcast.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshRound2Args {
+    /// The member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// 64 hex digits the convener picked at random and gave every member.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// Directory for the round-2 messages, one per peer.
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// Every member's round-1 broadcast, this member's included.
+    #[arg(required = true, value_name = "ROUND1")]
+    round1: Vec<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshFinishArgs {
+    /// The member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// 64 hex digits the convener picked at random and gave every member.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// Every member's round-1 broadcast (repeat).
+    #[arg(long = "round1", value_name = "FILE", required = true)]
+    round1: Vec<PathBuf>,
+    /// Each round-2 message sealed to this member (repeat).
+    #[arg(long = "round2", value_name = "FILE", required = true)]
+    round2: Vec<PathBuf>,
+    /// Where to write this member's signed receipt.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// Every member's receipt (repeat).
+    #[arg(long = "receipt", value_name = "FILE")]
+    receipts: Vec<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeltasArgs {
+    /// The helper's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The label of the member whose share is lost.
+    #[arg(long)]
+    lost: String,
+    /// A helper's label (repeat; t helpers, this signer included).
+    #[arg(long = "helper", required = true)]
+    helpers: Vec<String>,
+    /// Directory for the deltas, one per helper (delta-FROM-to-TO.json).
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SigmaArgs {
+    /// The helper's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The label of the member whose share is lost.
+    #[arg(long)]
+    lost: String,
+    /// A helper's label (repeat; the same list as in `repair deltas`).
+    #[arg(long = "helper", required = true)]
+    helpers: Vec<String>,
+    /// The deltas sealed to this helper, one from each helper.
+    #[arg(required = true, value_name = "DELTA")]
+    deltas: Vec<PathBuf>,
+    /// Where to write the sigma for the lost member.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The lost member's home (its keystore and identity kept, its share lost).
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// A helper's label (repeat; the same list the helpers used).
+    #[arg(long = "helper", required = true)]
+    helpers: Vec<String>,
+    /// Every helper's sigma.
+    #[arg(required = true, value_name = "SIGMA")]
+    sigmas: Vec<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
 
 /// A signer's home opened with its group, roster and own identifier.
 struct Member {
@@ -70,15 +331,9 @@ fn id_of(group: &PublicGroup<Suite>, label: &str) -> anyhow::Result<Identifier<S
 
 /// `kura refresh propose`: by a member (from its home) or by the group's
 /// dealer (with the dealing's group and roster files).
-pub fn refresh_propose(
-    home_dir: &Path,
-    group_path: Option<&Path>,
-    roster_path: Option<&Path>,
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let home = Home::open_any(home_dir, secrets)?;
+fn refresh_propose(a: &ProposeArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group_path, roster_path, out) = (a.group.as_deref(), a.roster.as_deref(), &a.out);
+    let home = Home::open_any(&a.home, &a.secrets)?;
     let (group, roster) = match (group_path, roster_path) {
         (Some(g), Some(ro)) => {
             let group = home::read_group(g)?;
@@ -94,7 +349,11 @@ pub fn refresh_propose(
             let roster = state.roster(&group).map_err(ceremony_err)?;
             (group, roster)
         }
-        _ => anyhow::bail!("give both --group and --roster, or neither"),
+        _ => {
+            return Err(crate::error::usage(
+                "give both --group and --roster, or neither",
+            ))
+        }
     };
     let proposal = maintain::propose_refresh(&group, &roster, home.keystore.as_ref(), &mut OsRng)
         .map_err(ceremony_err)?;
@@ -124,14 +383,9 @@ fn read_proposal(
     home::read_doc(path, group.id(), "a refresh proposal for this group")
 }
 
-pub fn refresh_endorse(
-    home_dir: &Path,
-    proposal_path: &Path,
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn refresh_endorse(a: &EndorseArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (proposal_path, out) = (&a.proposal, &a.out);
+    let m = member(&a.home, &a.secrets)?;
     let proposal = read_proposal(proposal_path, &m.group)?;
     let e = maintain::endorse_refresh(&m.group, &m.roster, &proposal, m.home.keystore.as_ref())
         .map_err(ceremony_err)?;
@@ -148,15 +402,9 @@ pub fn refresh_endorse(
     )
 }
 
-pub fn refresh_apply(
-    home_dir: &Path,
-    proposal_path: &Path,
-    endorsements: &[PathBuf],
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn refresh_apply(a: &ApplyArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (proposal_path, endorsements, out) = (&a.proposal, &a.endorsements, &a.out);
+    let m = member(&a.home, &a.secrets)?;
     let proposal = read_proposal(proposal_path, &m.group)?;
     let endorsements: Vec<RefreshEndorsement<Suite>> = endorsements
         .iter()
@@ -184,13 +432,9 @@ pub fn refresh_apply(
     )
 }
 
-pub fn refresh_activate(
-    home_dir: &Path,
-    receipts: &[PathBuf],
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn refresh_activate(a: &ActivateArgs, r: &Ctx) -> anyhow::Result<()> {
+    let receipts = &a.receipts;
+    let m = member(&a.home, &a.secrets)?;
     let state = MemberState::new(&m.home.dir);
     let receipts: Vec<RefreshReceipt<Suite>> = receipts
         .iter()
@@ -218,15 +462,9 @@ pub fn refresh_activate(
     )
 }
 
-pub fn repair_deltas(
-    home_dir: &Path,
-    lost: &str,
-    helpers: &[String],
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn repair_deltas(a: &DeltasArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (lost, helpers, out) = (a.lost.as_str(), &a.helpers, &a.out_dir);
+    let m = member(&a.home, &a.secrets)?;
     let share = m.share()?;
     let lost_id = id_of(&m.group, lost)?;
     let helper_ids = helpers
@@ -271,17 +509,9 @@ fn read_repair(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn repair_sigma(
-    home_dir: &Path,
-    lost: &str,
-    helpers: &[String],
-    deltas: &[PathBuf],
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn repair_sigma(a: &SigmaArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (lost, helpers, deltas, out) = (a.lost.as_str(), &a.helpers, &a.deltas, &a.out);
+    let m = member(&a.home, &a.secrets)?;
     let lost_id = id_of(&m.group, lost)?;
     let helper_ids = helpers
         .iter()
@@ -309,14 +539,9 @@ pub fn repair_sigma(
     )
 }
 
-pub fn repair_recover(
-    home_dir: &Path,
-    helpers: &[String],
-    sigmas: &[PathBuf],
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let m = member(home_dir, secrets)?;
+fn repair_recover(a: &RecoverArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (helpers, sigmas) = (&a.helpers, &a.sigmas);
+    let m = member(&a.home, &a.secrets)?;
     let helper_ids = helpers
         .iter()
         .map(|h| id_of(&m.group, h))
@@ -348,25 +573,23 @@ fn refresh_ceremony(home_dir: &Path, nonce_hex: &str) -> anyhow::Result<Ceremony
     Ceremony::for_refresh(&group, &roster, super::dkg::nonce(nonce_hex)?).map_err(ceremony_err)
 }
 
-pub fn refresh_fingerprint(home_dir: &Path, nonce_hex: &str, r: &Reporter) -> anyhow::Result<()> {
+fn refresh_fingerprint(home_dir: &Path, nonce_hex: &str, r: &Ctx) -> anyhow::Result<()> {
     let c = refresh_ceremony(home_dir, nonce_hex)?;
     r.done(
         "refresh-fingerprint",
         serde_json::json!({"ceremony": c.fingerprint().to_string()}),
-        &format!("refresh ceremony fingerprint {}", c.fingerprint()),
+        // The value alone: scripts capture it.
+        &c.fingerprint().to_string(),
     )
 }
 
-pub fn refresh_round1(
-    home_dir: &Path,
-    nonce_hex: &str,
-    fingerprint: Option<&str>,
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let c = super::dkg::confirm(refresh_ceremony(home_dir, nonce_hex)?, fingerprint)?;
-    let m = member(home_dir, secrets)?;
+fn refresh_round1(a: &RefreshRound1Args, r: &Ctx) -> anyhow::Result<()> {
+    let out = &a.out;
+    let c = super::dkg::confirm(
+        refresh_ceremony(&a.home, &a.ceremony)?,
+        a.fingerprint.as_deref(),
+    )?;
+    let m = member(&a.home, &a.secrets)?;
     let share = m.share()?;
     let doc = dkg::refresh_round1(&c, m.home.keystore.as_ref(), &share, &m.group, &mut OsRng)
         .map_err(ceremony_err)?;
@@ -382,30 +605,19 @@ pub fn refresh_round1(
     )
 }
 
-pub fn refresh_round2(
-    home_dir: &Path,
-    nonce_hex: &str,
-    round1_files: &[PathBuf],
-    out_dir: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let c = refresh_ceremony(home_dir, nonce_hex)?;
-    super::dkg::round2(home_dir, &c, round1_files, out_dir, secrets, r)
+fn refresh_round2(a: &RefreshRound2Args, r: &Ctx) -> anyhow::Result<()> {
+    let c = refresh_ceremony(&a.home, &a.ceremony)?;
+    let io = super::dkg::Round2Out {
+        round1_files: &a.round1,
+        out_dir: &a.out_dir,
+    };
+    super::dkg::round2(&a.home, &c, &io, &a.secrets, r)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn refresh_finish(
-    home_dir: &Path,
-    nonce_hex: &str,
-    round1_files: &[PathBuf],
-    round2_files: &[PathBuf],
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let c = refresh_ceremony(home_dir, nonce_hex)?;
-    let m = member(home_dir, secrets)?;
+fn refresh_finish(a: &RefreshFinishArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (round1_files, round2_files, out) = (&a.round1, &a.round2, &a.out);
+    let c = refresh_ceremony(&a.home, &a.ceremony)?;
+    let m = member(&a.home, &a.secrets)?;
     let r1: Vec<Round1Document<Suite>> = round1_files
         .iter()
         .map(|f| home::read_doc(f, c.id(), "a round-1 message of this refresh"))

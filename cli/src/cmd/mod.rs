@@ -1,8 +1,13 @@
-//! The `kura` subcommands.
+//! The `kura` subcommands: each module owns its clap arguments and runs them.
 
+pub mod audit;
 pub mod coordinate;
 pub mod dkg;
+pub mod docs;
+pub mod hsm;
 pub mod keygen;
 pub mod maintain;
-pub mod misc;
+pub mod policy;
+pub mod roles;
 pub mod sign;
+pub mod wallet;

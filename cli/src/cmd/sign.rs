@@ -1,9 +1,10 @@
 //! The requester's `kura withdraw request` and the signer's
 //! `kura sign review | approve | share`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
 use wallet_core::audit::AuditLog;
 use wallet_core::display;
 use wallet_core::format;
@@ -13,23 +14,134 @@ use wallet_core::withdrawal::review;
 use wallet_core::withdrawal::signer::{Refusal, Signer};
 use wallet_core::{keystore, Secp256k1Tr};
 
+use crate::ctx::{now, Ctx};
+use crate::error::{refused, refused_by};
 use crate::home::{self, Home};
 use crate::secrets::SecretArgs;
-use crate::{now, refused, Reporter};
 
-#[allow(clippy::too_many_arguments)]
-pub fn request(
-    home_dir: &Path,
-    group_path: &Path,
-    psbt_path: &Path,
-    id: &str,
-    memo: &str,
+#[derive(Debug, Subcommand)]
+pub enum WithdrawCmd {
+    /// Sign a withdrawal request for a PSBT (binary, base64 or hex; `-` reads stdin).
+    ///
+    /// The PSBT is first checked as every signer will check it (own coins,
+    /// witness_utxo, sighash type, amounts); what every signer would refuse
+    /// is refused here too, unless --unchecked.
+    ///
+    /// Example: kura withdraw request --home ops --group group.json --psbt w.psbt --id w-42 --out w-42.request.json --passphrase-env OPS_PASS
+    Request(RequestArgs),
+}
+
+impl WithdrawCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            WithdrawCmd::Request(a) => request(&a, ctx),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignCmd {
+    /// Show what the request really spends and the policy verdict (writes only the audit log).
+    ///
+    /// Example: kura sign review --home alice w-42.request.json --passphrase-file alice.pass
+    Review(ReviewArgs),
+    /// Approve a request: commitments for every input, signed (asks for confirmation on a terminal).
+    ///
+    /// Example: kura sign approve --home alice w-42.request.json --out w-42.alice.approval.json --yes --passphrase-file alice.pass
+    Approve(ApproveArgs),
+    /// Check the coordinator's packages and release signature shares.
+    ///
+    /// Example: kura sign share --home alice w-42.request.json w-42.packages.json --out w-42.alice.shares.json --passphrase-file alice.pass
+    Share(ShareArgs),
+}
+
+impl SignCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            SignCmd::Review(a) => review(&a, ctx),
+            SignCmd::Approve(a) => approve(&a, ctx),
+            SignCmd::Share(a) => share(&a, ctx),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The requester's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The group file the withdrawal spends from.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The PSBT (binary BIP174, base64 or hex), with witness_utxo on every input; `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    psbt: PathBuf,
+    /// A unique request id; signers honour each id once (1-128 of A-Z a-z 0-9 . _ : / -).
+    #[arg(long)]
+    id: String,
+    /// A note for the reviewers (at most 1024 characters).
+    #[arg(long, default_value = "")]
+    memo: String,
+    /// Seconds until signers refuse the request (at most 7 days; signers' policies default to 24 h).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     expires_in: u64,
-    out: &Path,
+    /// Where to write the signed request.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Sign the request even if the PSBT fails the checks every signer applies.
+    #[arg(long)]
     unchecked: bool,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// Where to write this signer's approval.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Approve without asking (automation).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The signed withdrawal request.
+    request: PathBuf,
+    /// The coordinator's signing packages.
+    packages: PathBuf,
+    /// Where to write this signer's signature shares.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (group_path, psbt_path, id, memo) = (&a.group, &a.psbt, a.id.as_str(), a.memo.as_str());
+    let (expires_in, out, unchecked) = (a.expires_in, &a.out, a.unchecked);
     display::check_request_id(id)?;
     display::check_memo(memo)?;
     let max = wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS * 3600;
@@ -53,12 +165,9 @@ pub fn request(
                 "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
             )));
         }
-        eprintln!(
-            "kura: warning: every signer will refuse this PSBT: {}",
-            display::terminal_safe(&e)
-        );
+        crate::ctx::warn(&format!("every signer will refuse this PSBT: {e}"));
     }
-    let home = Home::open(home_dir, "requester", secrets)?;
+    let home = Home::open(&a.home, "requester", &a.secrets)?;
     let t = now();
     let expires_at = t
         .checked_add(expires_in)
@@ -143,22 +252,23 @@ fn read_request(
     home::read_doc(path, group.id(), "a withdrawal request of this group")
 }
 
+/// A signer's refusal, kept typed (`error::exit_kind` decides its exit
+/// code by variant). An audit log that could not record the decision (not
+/// one that fails its checks, which is a refusal) says nothing was released.
 fn refusal(e: Refusal) -> anyhow::Error {
     use wallet_core::audit::AuditError;
     match e {
-        // A log that is behind, forked from or too far ahead of its anchor:
-        // a refusal (exit 1), with the anchor's own explanation.
         Refusal::Audit(
-            a @ (AuditError::BehindAnchor { .. }
+            AuditError::BehindAnchor { .. }
             | AuditError::Forked { .. }
             | AuditError::AheadOfAnchor { .. }
             | AuditError::Broken { .. }
-            | AuditError::Truncated { .. }),
-        ) => refused(a.to_string()),
-        Refusal::Audit(a) => anyhow::Error::new(a)
+            | AuditError::Truncated { .. }
+            | AuditError::NotOwner { .. },
+        ) => anyhow::Error::new(e),
+        Refusal::Audit(_) => anyhow::Error::new(e)
             .context("the audit log could not record the decision, so nothing was released"),
-        Refusal::Format(f) => anyhow::Error::new(f),
-        other => refused(other.to_string()),
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -183,32 +293,21 @@ fn review_json(reviewed: &wallet_core::withdrawal::signer::Reviewed) -> serde_js
     })
 }
 
-pub fn review(
-    home_dir: &Path,
-    request_path: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let mut s = open_signer(home_dir, secrets)?;
-    let request = read_request(request_path, &s.group)?;
+fn review(a: &ReviewArgs, r: &Ctx) -> anyhow::Result<()> {
+    let mut s = open_signer(&a.home, &a.secrets)?;
+    let request = read_request(&a.request, &s.group)?;
     let reviewed = s.signer().review(&request, now()).map_err(refusal)?;
     r.done("sign-review", review_json(&reviewed), &reviewed.render())
 }
 
-pub fn approve(
-    home_dir: &Path,
-    request_path: &Path,
-    out: &Path,
-    yes: bool,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let mut s = open_signer(home_dir, secrets)?;
-    let request = read_request(request_path, &s.group)?;
-    if !yes {
+fn approve(a: &ApproveArgs, r: &Ctx) -> anyhow::Result<()> {
+    let out = &a.out;
+    let mut s = open_signer(&a.home, &a.secrets)?;
+    let request = read_request(&a.request, &s.group)?;
+    if !a.yes {
         let reviewed = s.signer().review(&request, now()).map_err(refusal)?;
         // The same review `sign review` shows, memo and verdict included.
-        crate::confirm(
+        crate::ctx::confirm(
             &format!("{}\n", reviewed.render()),
             &format!(
                 "Approve request {} as {}?",
@@ -227,22 +326,19 @@ pub fn approve(
     )
 }
 
-pub fn share(
-    home_dir: &Path,
-    request_path: &Path,
-    packages_path: &Path,
-    out: &Path,
-    secrets: &SecretArgs,
-    r: &Reporter,
-) -> anyhow::Result<()> {
-    let mut s = open_signer(home_dir, secrets)?;
-    let request = read_request(request_path, &s.group)?;
+fn share(a: &ShareArgs, r: &Ctx) -> anyhow::Result<()> {
+    let (packages_path, out) = (&a.packages, &a.out);
+    let mut s = open_signer(&a.home, &a.secrets)?;
+    let request = read_request(&a.request, &s.group)?;
     let packages: WithdrawalPackages =
         format::decode_for_group(&home::read(packages_path)?, s.group.id()).map_err(|e| {
-            refused(format!(
-                "{} is not acceptable signing packages: {e}",
-                packages_path.display()
-            ))
+            refused_by(
+                e,
+                format!(
+                    "{} is not acceptable signing packages",
+                    packages_path.display()
+                ),
+            )
         })?;
     let shares = s
         .signer()
