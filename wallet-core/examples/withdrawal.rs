@@ -87,7 +87,7 @@ max_fee_rate_sat_per_vb = 100
 "#,
         requester = requester.public_key()
     ))?;
-    println!("policy digest {}", hex::encode(policy.digest()));
+    println!("policy digest {}", policy.digest());
 
     // Each signer: share and pinned policy in its keystore (a policy whose
     // digest is not pinned is not in force), its own audit log, and a

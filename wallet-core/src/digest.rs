@@ -65,6 +65,12 @@ macro_rules! digest_type {
             }
         }
 
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+
         impl From<[u8; 32]> for $name {
             fn from(bytes: [u8; 32]) -> Self {
                 $name(bytes)

@@ -552,3 +552,30 @@ fn events_are_written_as_tagged_kebab_case() {
         "{text}"
     );
 }
+
+#[test]
+fn event_names_are_the_stored_type() {
+    let events = [
+        AuditEvent::RequestSeen,
+        AuditEvent::Approved,
+        AuditEvent::Refused {
+            rule: RefusalKind::Replay,
+            reason: "x".into(),
+        },
+        AuditEvent::ShareReleased,
+        AuditEvent::SharesRedelivered,
+        AuditEvent::ApprovalSuperseded,
+        AuditEvent::Aggregated,
+        AuditEvent::Finalized,
+        AuditEvent::Note { text: "x".into() },
+    ];
+    for event in events {
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], event.as_str(), "{json}");
+    }
+    let refused = AuditEvent::Refused {
+        rule: RefusalKind::Policy(Rule::FeeCap),
+        reason: "x".into(),
+    };
+    assert_eq!(refused.to_string(), "refused (fee-cap)");
+}

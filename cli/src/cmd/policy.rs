@@ -191,7 +191,11 @@ fn policy_install(
             )));
         }
     }
-    let pinned = home.keystore.anchor()?.policy;
+    let pinned = home
+        .keystore
+        .anchor()?
+        .policy
+        .map(wallet_core::PolicyDigest::from_bytes);
     let installed_path = home_dir.join("policy.toml");
     // The policy in force now: the file, if it is the pinned one.
     let current = std::fs::read_to_string(&installed_path)

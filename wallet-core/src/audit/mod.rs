@@ -115,6 +115,35 @@ pub enum AuditEvent {
     },
 }
 
+impl AuditEvent {
+    /// The event's kebab-case name, as its entry's `type` stores it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuditEvent::RequestSeen => "request-seen",
+            AuditEvent::Approved => "approved",
+            AuditEvent::Refused { .. } => "refused",
+            AuditEvent::ShareReleased => "share-released",
+            AuditEvent::SharesRedelivered => "shares-redelivered",
+            AuditEvent::ApprovalSuperseded => "approval-superseded",
+            AuditEvent::Aggregated => "aggregated",
+            AuditEvent::Finalized => "finalized",
+            AuditEvent::Note { .. } => "note",
+        }
+    }
+}
+
+/// The name, and for a refusal its kind: `refused (fee-cap)`. Refusal
+/// reasons and notes are outside text; show them through
+/// [`crate::display::inert`].
+impl fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditEvent::Refused { rule, .. } => write!(f, "refused ({rule})"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
 /// The content of an audit entry: an event and what it concerns.
 ///
 /// Build one with [`AuditRecord::new`] and the `with_*` methods. Digests

@@ -516,14 +516,14 @@ pub fn nonce_rng(keystore: &dyn Keystore) -> Result<ChaCha20Rng, KeystoreError> 
 /// kept moving the anchor.
 pub fn pin_policy(
     keystore: &dyn Keystore,
-    digest: [u8; 32],
-) -> Result<Option<[u8; 32]>, KeystoreError> {
+    digest: crate::digest::PolicyDigest,
+) -> Result<Option<crate::digest::PolicyDigest>, KeystoreError> {
     let mut last = None;
     // The anchor also moves with audit appends: retry a few times.
     for _ in 0..8 {
         let current = keystore.anchor()?;
-        match keystore.replace_anchor(&current, &current.with_policy(digest)) {
-            Ok(()) => return Ok(current.policy),
+        match keystore.replace_anchor(&current, &current.with_policy(digest.to_bytes())) {
+            Ok(()) => return Ok(current.policy.map(crate::digest::PolicyDigest::from_bytes)),
             Err(e @ KeystoreError::AnchorMoved { .. }) => last = Some(e),
             Err(e) => return Err(e),
         }

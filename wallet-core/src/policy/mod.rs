@@ -288,8 +288,8 @@ impl Policy {
     /// SHA-256 of the canonical encoding of the parsed policy (see the module
     /// docs): unchanged by comments and layout, changed by any change in what
     /// the policy allows.
-    pub fn digest(&self) -> [u8; 32] {
-        self.digest
+    pub fn digest(&self) -> crate::digest::PolicyDigest {
+        crate::digest::PolicyDigest::from_bytes(self.digest)
     }
 
     /// The policy as the canonical JSON its digest covers: every setting,

@@ -197,6 +197,42 @@ pub struct WithdrawalRequest {
     pub psbt: String,
 }
 
+impl WithdrawalRequest {
+    /// A request by `requester` to spend `psbt`, made at `created_at` (Unix
+    /// seconds) and valid for `lifetime_secs`; sign it with [`Signed::sign`].
+    ///
+    /// # Errors
+    /// [`TextError::MemoTooLong`] for a memo over
+    /// [`MAX_MEMO_CHARS`](crate::display::MAX_MEMO_CHARS) characters.
+    pub fn new(
+        request_id: RequestId,
+        requester: IdentityPublicKey,
+        psbt: &bitcoin::psbt::Psbt,
+        created_at: u64,
+        lifetime_secs: u64,
+        memo: impl Into<String>,
+    ) -> Result<Self, TextError> {
+        let memo = memo.into();
+        crate::display::check_memo(&memo)?;
+        Ok(WithdrawalRequest {
+            request_id,
+            requester,
+            created_at,
+            expires_at: created_at.saturating_add(lifetime_secs),
+            memo,
+            psbt: psbt.to_string(),
+        })
+    }
+
+    /// The PSBT, parsed.
+    ///
+    /// # Errors
+    /// As [`parse_psbt`](super::review::parse_psbt): not base64, not a PSBT, or too large.
+    pub fn parsed_psbt(&self) -> Result<bitcoin::psbt::Psbt, super::review::ReviewError> {
+        super::review::parse_psbt(&self.psbt)
+    }
+}
+
 impl DocumentBody for WithdrawalRequest {
     const KIND: &'static str = "withdrawal-request";
     fn suite() -> SuiteId {

@@ -97,7 +97,10 @@ pub enum SignerError {
         /// This signer, as the group names it.
         member: Culprit<Secp256k1Tr>,
     },
-    /// The keystore could not be read.
+    /// The keystore's identity key is not in the roster at all.
+    #[error("the keystore's identity key is not in the roster: this keystore is not a member's")]
+    NotInRoster,
+    /// The keystore could not be read, or holds no share of this group.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
 }
@@ -149,6 +152,29 @@ impl<A: AuditStore> Signer<A> {
             policy,
             audit,
         })
+    }
+
+    /// The signer whose share is the one stored in `keystore`: the member
+    /// whose roster key is the keystore's identity key, its share loaded
+    /// with [`keystore::load_share`], then checked as [`Signer::new`] does.
+    ///
+    /// # Errors
+    /// [`SignerError::NotInRoster`], a share that cannot be loaded, or any
+    /// error of [`Signer::new`].
+    pub fn open(
+        group: PublicGroup<Secp256k1Tr>,
+        roster: BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+        keystore: Arc<dyn Keystore>,
+        policy: Policy,
+        audit: A,
+    ) -> Result<Self, SignerError> {
+        let me = keystore.identity_public_key()?;
+        let id = roster
+            .iter()
+            .find_map(|(id, key)| (*key == me).then_some(*id))
+            .ok_or(SignerError::NotInRoster)?;
+        let share = keystore::load_share(&*keystore, &group, &id)?;
+        Signer::new(group, roster, share, keystore, policy, audit)
     }
 
     /// The group.
@@ -302,7 +328,7 @@ impl<A: AuditStore> Signer<A> {
 
     /// The digest of the policy this signer was given.
     fn policy_digest(&self) -> PolicyDigest {
-        PolicyDigest::from_bytes(self.policy.digest())
+        self.policy.digest()
     }
 
     /// Starts a decision: the signer's exclusive lock, the log brought up
@@ -1052,6 +1078,41 @@ mod tests {
         let other = parts();
         let err = build(&p, 0, 0, p.roster.clone(), &other.group).unwrap_err();
         assert!(matches!(err, SignerError::ShareNotInGroup(_)), "{err}");
+    }
+
+    #[test]
+    fn open_finds_the_share_through_the_keystore() {
+        let p = parts();
+        let audit = |i: usize| {
+            let owner = p.stores[i].identity_public_key().unwrap();
+            AuditLog::open(&p.dir.path().join(format!("open-{i}.jsonl")), &owner).unwrap()
+        };
+        let open = |i: usize| {
+            Signer::open(
+                p.group.clone(),
+                p.roster.clone(),
+                p.stores[i].clone(),
+                p.policy.clone(),
+                audit(i),
+            )
+        };
+        // No share stored yet: the keystore's error.
+        assert!(matches!(open(1), Err(SignerError::Keystore(_))));
+        keystore::put_share(&*p.stores[1], &p.shares[1]).unwrap();
+        assert_eq!(open(1).unwrap().identifier(), p.shares[1].identifier());
+        // A keystore no roster entry names.
+        let stranger: Arc<dyn Keystore> = Arc::new(MemoryKeystore::new());
+        let owner = stranger.identity_public_key().unwrap();
+        let log = AuditLog::open(&p.dir.path().join("stranger.jsonl"), &owner).unwrap();
+        let err = Signer::open(
+            p.group.clone(),
+            p.roster.clone(),
+            stranger,
+            p.policy.clone(),
+            log,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SignerError::NotInRoster), "{err}");
     }
 
     #[test]
