@@ -7,6 +7,8 @@
 //! "message", "hint"?}}` on stderr — usage errors included.
 
 #![forbid(unsafe_code)]
+// A CLI talks to people: it prints (library crates do not).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

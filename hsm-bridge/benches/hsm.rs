@@ -5,6 +5,7 @@
 //!
 //! The token directory is on tmpfs (`/dev/shm`) unless
 //! `KURA_BENCH_SOFTHSM_DIR` names another directory (e.g. one on disk).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! configuration once per process); each test uses tokens of its own labels.
 //! The race and crash tests re-run this binary as child processes on the
 //! same token directory.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

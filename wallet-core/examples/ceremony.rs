@@ -11,6 +11,7 @@
 //! signed and then sealed to their recipient, and every message is checked
 //! against the cards whose fingerprint the members compared over another
 //! channel. Whoever carries the files can stop the ceremony, not subvert it.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::error::Error;
 

@@ -7,6 +7,7 @@
 //! This is the raw protocol: [`wallet_core::Signer`] runs the same rounds
 //! with nonces persisted take-once in a keystore, its own sighashes, a
 //! policy and an audit log (see the `withdrawal` example).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::collections::BTreeMap;
 use std::error::Error;

@@ -10,6 +10,7 @@
 //! The keystores here are [`MemoryKeystore`]s and the logs live in a
 //! temporary directory; a real signer uses a `SoftwareKeystore` (or
 //! `hsm-bridge`'s token keystore) and a log in its home.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::collections::BTreeMap;
 use std::error::Error;

@@ -1,6 +1,7 @@
 //! Rewrites Kura's known-answer vectors under `test-vectors/known-answer/`.
 //!
 //! Run it only for a deliberate format change, and review the diff.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // prints by design
 
 use std::process::ExitCode;
 
