@@ -199,6 +199,50 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("kura-wallet-{prior}-entry-logs"), |b| {
         b.iter(|| withdraw(&mut long))
     });
+    // The lookups a decision makes, on the long log: through the indexes,
+    // and by scanning every entry as signers did before the indexes.
+    let history = long[0].audit().history();
+    let who = requester.public_key().to_string();
+    let id = format!("old-{}", prior / 6);
+    g.bench_function(format!("lookups-indexed-{prior}-entries"), |b| {
+        b.iter(|| {
+            let about = history.about(&who, &id).count();
+            let window = history.amount_released_since(NOW - 86_400)
+                + history.fee_released_since(NOW - 86_400);
+            let stale = history.open_approvals_before(NOW - 86_400 * 8).count();
+            (about, window, stale)
+        })
+    });
+    g.bench_function(format!("lookups-scanned-{prior}-entries"), |b| {
+        b.iter(|| {
+            let entries = history.entries();
+            let about = entries
+                .iter()
+                .filter(|e| {
+                    e.record.request_id.as_deref() == Some(id.as_str())
+                        && e.record.requester.as_deref() == Some(who.as_str())
+                })
+                .count();
+            let released = |f: fn(&AuditRecord) -> Option<u64>| {
+                entries
+                    .iter()
+                    .filter(|e| {
+                        e.time >= NOW - 86_400
+                            && matches!(e.record.event, AuditEvent::ShareReleased)
+                    })
+                    .filter_map(|e| f(&e.record))
+                    .fold(0u64, u64::saturating_add)
+            };
+            let window = released(|r| r.amount_sat) + released(|r| r.fee_sat);
+            let stale = entries
+                .iter()
+                .filter(|e| {
+                    e.time < NOW - 86_400 * 8 && matches!(e.record.event, AuditEvent::Approved)
+                })
+                .count();
+            (about, window, stale)
+        })
+    });
     // What a process that starts on such a log pays once: reading and
     // verifying every entry (one signature each).
     let owner = identity(0).public_key();
