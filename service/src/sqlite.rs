@@ -22,8 +22,6 @@ use crate::store::{
 pub const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     r#"
-PRAGMA application_id = 1264931425;
-
 CREATE TABLE withdrawals (
     id          TEXT PRIMARY KEY,
     requester   TEXT NOT NULL,
@@ -301,6 +299,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let done = usize::try_from(found)
         .map_err(|_| StoreError::corrupt("user_version", &found.to_string()))?;
+    if found == 0 {
+        // A new database: mark it as Kura's (checked by every later open).
+        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+    }
     for step in MIGRATIONS.iter().skip(done) {
         tx.execute_batch(step)?;
     }
