@@ -55,6 +55,16 @@
 //! checks, made before it calls the store (and the signers check everything
 //! again: the coordinator and its store are untrusted).
 //!
+//! **Cost.** A durable write is one fsync of the WAL: measured here (ext4,
+//! debug build, `write_and_read_latency` in the tests) a submit with three
+//! mailbox events takes 3–4 ms and a read about 20 µs. At the goal
+//! of ≥ 100 withdrawals/s, with ten or more writes each, one fsync per
+//! operation is too slow: the server will give the connection to one
+//! writer thread that commits what is queued as one transaction (group
+//! commit, each operation in its own savepoint so that one refused
+//! operation does not undo the others), answering each caller only after
+//! that commit.
+//!
 //! # Schema (version 1)
 //!
 //! Keys are text: ids are request digests and members identity keys

@@ -98,8 +98,9 @@ impl FromStr for WithdrawalState {
 /// The store keeps [`Received::bytes`] as they are (never re-serialized) and
 /// reads ids, participants and digests from the decoded document, so the two
 /// cannot disagree. Decoding checks the envelope (format, version, kind,
-/// suite) and the body's shape; it does **not** check signatures or
-/// membership, which is the coordinator's job before it calls the store.
+/// suite) and the body's shape; it does **not** check signatures, the
+/// group or membership, which is the coordinator's job before it calls the
+/// store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received<T> {
     bytes: Vec<u8>,
