@@ -1,0 +1,557 @@
+//! The [`Store`] trait and the values it speaks: withdrawals, their
+//! documents, results, the members' mailboxes and the login records.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+use wallet_core::format::{self, Document, DocumentBody, FormatError};
+use wallet_core::{
+    Approval, GroupId, IdentityPublicKey, RequestDigest, Signed, WithdrawalPackages,
+    WithdrawalRequest, WithdrawalShares,
+};
+
+use crate::error::StoreError;
+
+/// Where a withdrawal is. The store enforces the transitions:
+///
+/// | from | by | to |
+/// |---|---|---|
+/// | — | [`Store::submit`] | `Submitted` |
+/// | `Submitted`, `Approving` | [`Store::add_approval`] | `Approving` |
+/// | `Signing` | [`Store::add_approval`] (a late approval, kept for a later session) | `Signing` |
+/// | `Approving`, `Signing` | [`Store::put_packages`] | `Signing` |
+/// | `Signing` | [`Store::add_shares`] | `Signing` |
+/// | `Signing` | [`Store::finalize`] | `Finalized` |
+/// | `Submitted`, `Approving`, `Signing` | [`Store::refuse`] | `Refused` |
+///
+/// `Finalized` and `Refused` are final: every operation that would change a
+/// final withdrawal is [`StoreError::IllegalTransition`] (re-posting a
+/// document already recorded is still a [`Added::Duplicate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WithdrawalState {
+    /// Recorded, no approval yet.
+    Submitted,
+    /// At least one approval, no signing package yet.
+    Approving,
+    /// Signing packages sent out (one session or more).
+    Signing,
+    /// Signed: the final PSBT and transaction are recorded.
+    Finalized,
+    /// Refused, with a reason.
+    Refused,
+}
+
+impl WithdrawalState {
+    /// The name stored in the database (and shown).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WithdrawalState::Submitted => "submitted",
+            WithdrawalState::Approving => "approving",
+            WithdrawalState::Signing => "signing",
+            WithdrawalState::Finalized => "finalized",
+            WithdrawalState::Refused => "refused",
+        }
+    }
+
+    /// Whether nothing can change any more.
+    pub const fn is_final(self) -> bool {
+        matches!(self, WithdrawalState::Finalized | WithdrawalState::Refused)
+    }
+
+    /// Whether the store allows going from `self` to `to`.
+    pub const fn may_become(self, to: WithdrawalState) -> bool {
+        use WithdrawalState::*;
+        matches!(
+            (self, to),
+            (Submitted | Approving, Approving)
+                | (Signing, Signing)
+                | (Approving, Signing)
+                | (Signing, Finalized)
+                | (Submitted | Approving | Signing, Refused)
+        )
+    }
+}
+
+impl fmt::Display for WithdrawalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WithdrawalState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "submitted" => WithdrawalState::Submitted,
+            "approving" => WithdrawalState::Approving,
+            "signing" => WithdrawalState::Signing,
+            "finalized" => WithdrawalState::Finalized,
+            "refused" => WithdrawalState::Refused,
+            other => return Err(StoreError::corrupt("withdrawals.state", other)),
+        })
+    }
+}
+
+/// A document as it arrived: the exact bytes, and what they decode to.
+///
+/// The store keeps [`Received::bytes`] as they are (never re-serialized) and
+/// reads ids, participants and digests from the decoded document, so the two
+/// cannot disagree. Decoding checks the envelope (format, version, kind,
+/// suite) and the body's shape; it does **not** check signatures, the
+/// group or membership, which is the coordinator's job before it calls the
+/// store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received<T> {
+    bytes: Vec<u8>,
+    document: Document<T>,
+}
+
+impl<T: DocumentBody> Received<T> {
+    /// Decodes `bytes` as a Kura document of kind `T::KIND` and keeps them.
+    ///
+    /// # Errors
+    /// The [`FormatError`] of [`wallet_core::format::decode`].
+    pub fn decode(bytes: Vec<u8>) -> Result<Self, FormatError> {
+        let document = format::decode::<T>(&bytes)?;
+        Ok(Received { bytes, document })
+    }
+}
+
+impl<T> Received<T> {
+    /// The bytes as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The group the document names.
+    pub fn group(&self) -> &GroupId {
+        &self.document.group
+    }
+
+    /// The decoded body.
+    pub fn body(&self) -> &T {
+        &self.document.body
+    }
+}
+
+/// The digest by which the store recognizes a document re-posted: the
+/// SHA-256 of the body's canonical bytes, the name wallet-core already gives
+/// it. For a signed document that is [`Signed::digest`] (the signature is
+/// not covered, so a re-signed identical body is the same document); for a
+/// request it is the [`RequestDigest`]; for packages the audit log's
+/// `PackagesDigest`. Whitespace or field order of the received bytes do not
+/// matter.
+pub trait DocumentDigest {
+    /// The digest of `self` in `group`.
+    ///
+    /// # Errors
+    /// Only wallet-core's internal serialization failure.
+    fn document_digest(&self, group: &GroupId) -> Result<[u8; 32], FormatError>;
+}
+
+impl<T: DocumentBody> DocumentDigest for Signed<T> {
+    fn document_digest(&self, group: &GroupId) -> Result<[u8; 32], FormatError> {
+        self.digest(group)
+    }
+}
+
+impl DocumentDigest for WithdrawalPackages {
+    fn document_digest(&self, group: &GroupId) -> Result<[u8; 32], FormatError> {
+        Ok(Sha256::digest(format::canonical_bytes(group, self)?).into())
+    }
+}
+
+impl<T: DocumentDigest> Received<T> {
+    /// [`DocumentDigest::document_digest`] of the body in its own group.
+    ///
+    /// # Errors
+    /// [`StoreError::Digest`].
+    pub fn digest(&self) -> Result<[u8; 32], StoreError> {
+        self.document
+            .body
+            .document_digest(&self.document.group)
+            .map_err(StoreError::Digest)
+    }
+}
+
+/// A signed withdrawal request as received.
+pub type RequestDocument = Received<Signed<WithdrawalRequest>>;
+/// A signer's approval as received.
+pub type ApprovalDocument = Received<Signed<Approval>>;
+/// The coordinator's signing packages.
+pub type PackagesDocument = Received<WithdrawalPackages>;
+/// A signer's signature shares as received.
+pub type SharesDocument = Received<Signed<WithdrawalShares>>;
+
+/// What [`Store::submit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new withdrawal, recorded.
+    New(RequestDigest),
+    /// This very request was already recorded; nothing changed.
+    Duplicate(RequestDigest),
+}
+
+impl Submitted {
+    /// The withdrawal's id either way.
+    pub fn id(&self) -> RequestDigest {
+        match self {
+            Submitted::New(id) | Submitted::Duplicate(id) => *id,
+        }
+    }
+}
+
+/// What adding a document did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Recorded.
+    New,
+    /// The same document (same digest) was already recorded; nothing changed.
+    Duplicate,
+}
+
+/// One withdrawal as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WithdrawalRecord {
+    /// Its id, the request digest.
+    pub id: RequestDigest,
+    /// The signed request, as received.
+    pub request: Vec<u8>,
+    /// Where it is.
+    pub state: WithdrawalState,
+    /// Unix seconds when submitted (the store's clock).
+    pub created_at: u64,
+    /// Unix seconds of the last change.
+    pub updated_at: u64,
+}
+
+/// A member's approval of a withdrawal, as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDocument {
+    /// Who signed it.
+    pub member: IdentityPublicKey,
+    /// The bytes as received.
+    pub document: Vec<u8>,
+}
+
+/// The coordinator's packages of one signing session, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionPackages {
+    /// The session number, chosen by the coordinator.
+    pub session: u32,
+    /// The packages document, as put.
+    pub document: Vec<u8>,
+}
+
+/// A member's shares in one signing session, as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionShares {
+    /// The session whose packages they answer.
+    pub session: u32,
+    /// Who signed them.
+    pub member: IdentityPublicKey,
+    /// The bytes as received.
+    pub document: Vec<u8>,
+}
+
+/// How a withdrawal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Signed.
+    Finalized {
+        /// The final PSBT (binary, as given to [`Store::finalize`]).
+        psbt: Vec<u8>,
+        /// The raw transaction.
+        tx: Vec<u8>,
+    },
+    /// Refused.
+    Refused {
+        /// Why, as given to [`Store::refuse`].
+        reason: String,
+    },
+}
+
+/// What an event in a member's mailbox says happened to a withdrawal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A new withdrawal to review (from [`Store::submit`]).
+    Submitted,
+    /// Signing packages to sign (from [`Store::put_packages`]).
+    Packages,
+    /// Finalized: the result can be read.
+    Finalized,
+    /// Refused.
+    Refused,
+}
+
+impl EventKind {
+    /// The name stored in the database (kebab-case).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Packages => "packages",
+            EventKind::Finalized => "finalized",
+            EventKind::Refused => "refused",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "submitted" => EventKind::Submitted,
+            "packages" => EventKind::Packages,
+            "finalized" => EventKind::Finalized,
+            "refused" => EventKind::Refused,
+            other => return Err(StoreError::corrupt("events.kind", other)),
+        })
+    }
+}
+
+/// One item of a member's mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Its place in the member's mailbox: 1, 2, 3… without gaps, in commit
+    /// order.
+    pub seq: u64,
+    /// The withdrawal it is about.
+    pub withdrawal: RequestDigest,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A page of a member's mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Work {
+    /// The items with `seq > after`, oldest first, at most `limit`.
+    pub items: Vec<WorkItem>,
+    /// The cursor to ask with next: the last item's `seq`, or `after` when
+    /// there is none.
+    pub next: u64,
+}
+
+/// What a login token lets its holder be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A roster member (approves and signs).
+    Signer,
+    /// A configured requester (submits and reads its withdrawals).
+    Requester,
+}
+
+impl Role {
+    /// The name stored in the database.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Signer => "signer",
+            Role::Requester => "requester",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "signer" => Ok(Role::Signer),
+            "requester" => Ok(Role::Requester),
+            other => Err(StoreError::corrupt("tokens.role", other)),
+        }
+    }
+}
+
+/// A login token's record (the store keeps only the token's hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// Whose.
+    pub member: IdentityPublicKey,
+    /// As what.
+    pub role: Role,
+    /// Unix seconds after which it is no longer valid.
+    pub expires_at: u64,
+}
+
+/// The coordinator's persistent state, at the level of the domain.
+///
+/// **Every method that returns `Ok` after a change has made that change
+/// durable** (committed, fsynced), in one transaction together with the
+/// mailbox events it causes, so nothing a caller acknowledges or sends on
+/// is lost by a crash. Ids are request digests; members are identity keys.
+/// Documents are passed as [`Received`] and kept as the exact bytes
+/// received; reads return those bytes.
+///
+/// `notify` arguments name the members whose mailbox gets the event (the
+/// coordinator knows its roster and requesters; the store does not).
+pub trait Store {
+    /// Records a signed withdrawal request; its id is its request digest.
+    /// Idempotent: the same request again is [`Submitted::Duplicate`].
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the requester already has a different
+    /// request with the same `request_id`.
+    fn submit(
+        &self,
+        request: &RequestDocument,
+        notify: &[IdentityPublicKey],
+    ) -> Result<Submitted, StoreError>;
+
+    /// The withdrawal `id`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn withdrawal(&self, id: &RequestDigest) -> Result<WithdrawalRecord, StoreError>;
+
+    /// Records a signer's approval (its signer is the member). Idempotent on
+    /// the document's digest.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] for a second, different approval by the same
+    /// member; [`StoreError::Mismatch`] for an approval of another request;
+    /// [`StoreError::IllegalTransition`] on a final withdrawal.
+    fn add_approval(
+        &self,
+        id: &RequestDigest,
+        approval: &ApprovalDocument,
+    ) -> Result<Added, StoreError>;
+
+    /// The approvals of `id`, in the order received.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn approvals(&self, id: &RequestDigest) -> Result<Vec<MemberDocument>, StoreError>;
+
+    /// Records the signing packages of session `session` and notifies.
+    /// Idempotent on the document's digest.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] for different packages in the same session;
+    /// [`StoreError::IllegalTransition`] without an approval, or on a final
+    /// withdrawal.
+    fn put_packages(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+        packages: &PackagesDocument,
+        notify: &[IdentityPublicKey],
+    ) -> Result<Added, StoreError>;
+
+    /// The packages of every session of `id`, by session.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn packages(&self, id: &RequestDigest) -> Result<Vec<SessionPackages>, StoreError>;
+
+    /// Records a signer's shares for session `session` (its signer is the
+    /// member). Idempotent on the document's digest.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for a session without packages;
+    /// [`StoreError::Conflict`] for different shares by the same member in the
+    /// same session; [`StoreError::Mismatch`]; [`StoreError::IllegalTransition`]
+    /// outside `Signing`.
+    fn add_shares(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+        shares: &SharesDocument,
+    ) -> Result<Added, StoreError>;
+
+    /// The shares of `id`, by session then order received.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn shares(&self, id: &RequestDigest) -> Result<Vec<SessionShares>, StoreError>;
+
+    /// Records the final PSBT and transaction: `Signing` → `Finalized`.
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] from any other state (a second
+    /// finalize included).
+    fn finalize(
+        &self,
+        id: &RequestDigest,
+        psbt: &[u8],
+        tx: &[u8],
+        notify: &[IdentityPublicKey],
+    ) -> Result<(), StoreError>;
+
+    /// Records a refusal: any open state → `Refused`.
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] on a final withdrawal.
+    fn refuse(
+        &self,
+        id: &RequestDigest,
+        reason: &str,
+        notify: &[IdentityPublicKey],
+    ) -> Result<(), StoreError>;
+
+    /// How `id` ended, `None` while it is open.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn result(&self, id: &RequestDigest) -> Result<Option<Outcome>, StoreError>;
+
+    /// Every withdrawal not final, oldest first: what a restarted coordinator
+    /// continues.
+    ///
+    /// # Errors
+    /// Only the backend's.
+    fn list_open(&self) -> Result<Vec<WithdrawalRecord>, StoreError>;
+
+    /// Up to `limit` items of `member`'s mailbox after cursor `after`.
+    /// Sequence numbers are per member, start at 1, have no gaps and only
+    /// grow, and an item is visible exactly when the change that caused it
+    /// is: a reader that saw `seq = n` never later finds a new item `≤ n`.
+    ///
+    /// # Errors
+    /// Only the backend's.
+    fn work_for(
+        &self,
+        member: &IdentityPublicKey,
+        after: u64,
+        limit: u32,
+    ) -> Result<Work, StoreError>;
+
+    /// Records a login challenge issued to `member`, valid until
+    /// `expires_at` (expired challenges are purged here).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if this challenge exists already.
+    fn put_challenge(
+        &self,
+        challenge: &[u8; 32],
+        member: &IdentityPublicKey,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Takes a challenge: its member if it exists and has not expired, and
+    /// removes it either way, so a challenge answers one login at most.
+    ///
+    /// # Errors
+    /// Only the backend's.
+    fn consume_challenge(
+        &self,
+        challenge: &[u8; 32],
+    ) -> Result<Option<IdentityPublicKey>, StoreError>;
+
+    /// Records a login token by its hash (never the token itself).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if this hash exists already.
+    fn put_token(
+        &self,
+        hash: &[u8; 32],
+        member: &IdentityPublicKey,
+        role: Role,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The token with this hash, if it exists and has not expired.
+    ///
+    /// # Errors
+    /// Only the backend's.
+    fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError>;
+}
