@@ -56,7 +56,7 @@
 //! again: the coordinator and its store are untrusted).
 //!
 //! **Cost.** A durable write is one fsync of the WAL: measured here (ext4,
-//! debug build, `write_and_read_latency` in the tests) a submit with three
+//! `cargo bench -p kura-service`, see BENCHMARKS.md) a submit with three
 //! mailbox events takes 3–4 ms and a read about 20 µs. At the goal
 //! of ≥ 100 withdrawals/s, with ten or more writes each, one fsync per
 //! operation is too slow: the server will give the connection to one

@@ -711,39 +711,3 @@ fn concurrent_writers_are_serialized_and_cursors_stay_gapless() {
         .all(|(x, y)| x.seq == y.seq && x.withdrawal == y.withdrawal));
     assert_eq!(store.list_open().unwrap().len(), 20);
 }
-
-/// How long a durable write (one IMMEDIATE transaction, WAL fsynced with
-/// synchronous=FULL) and a read take on this disk. Run with
-/// `cargo test -p kura-service --release --test sqlite_store -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a check"]
-#[allow(clippy::print_stderr)]
-fn write_and_read_latency() {
-    let w = world(9);
-    let roster = members(&w);
-    let n = 200;
-    let reqs: Vec<_> = (0..n)
-        .map(|i| received(&w, &w.request(&format!("l-{i}"), &w.psbt())))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db(&dir)).unwrap();
-    let t = std::time::Instant::now();
-    let ids: Vec<_> = reqs
-        .iter()
-        .map(|r| store.submit(r, &roster).unwrap().id())
-        .collect();
-    let write = t.elapsed() / n;
-    let t = std::time::Instant::now();
-    for id in &ids {
-        store.withdrawal(id).unwrap();
-    }
-    let read = t.elapsed() / n;
-    let t = std::time::Instant::now();
-    for m in &roster {
-        for _ in 0..n {
-            store.work_for(m, 0, 50).unwrap();
-        }
-    }
-    let poll = t.elapsed() / (n * roster.len() as u32);
-    eprintln!("submit (3 events, durable): {write:?}; withdrawal(id): {read:?}; work_for(50 items): {poll:?}");
-}
