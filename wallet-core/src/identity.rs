@@ -1,6 +1,8 @@
 //! Participant identity keys: P-256 ECDSA, the algorithm PKCS#11 tokens
 //! commonly offer, so a token-held identity and a software one look the same
-//! to everyone who verifies them. Verification is pure software.
+//! to everyone who verifies them. Verification is pure software (ring's
+//! P-256; signing in software is RustCrypto's `p256`, deterministic per
+//! RFC 6979, so Kura's known-answer vectors regenerate byte for byte).
 //!
 //! Signatures are ECDSA over SHA-256 of the message, encoded as 64 bytes
 //! `r ‖ s` with low `s` (high-`s` signatures are refused, so a signature has
@@ -15,7 +17,7 @@ use std::fmt;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::Signer;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -80,9 +82,16 @@ impl IdentityPublicKey {
         message: &[u8],
         signature: &IdentitySignature,
     ) -> Result<(), IdentityError> {
-        p256::ecdsa::VerifyingKey::from(self.0)
-            .verify(message, &signature.0)
-            .map_err(|_| IdentityError::BadSignature)
+        // ring's P-256 verification (about 7× faster here than RustCrypto's,
+        // see BENCHMARKS.md). The signature's low-s form is this type's
+        // invariant, checked where it was parsed or made.
+        let key = self.0.to_encoded_point(false);
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            key.as_bytes(),
+        )
+        .verify(message, &signature.to_bytes())
+        .map_err(|_| IdentityError::BadSignature)
     }
 
     /// Seals `plaintext` so that only the holder of this identity's secret
@@ -327,5 +336,60 @@ impl fmt::Debug for SoftwareIdentity {
             "SoftwareIdentity({}, secret: <redacted>)",
             self.public_key()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::Verifier;
+    use rand_chacha::rand_core::SeedableRng;
+
+    use super::*;
+
+    /// ring (the verifier) against RustCrypto (the signer's library, here
+    /// the oracle): the same answer on good signatures, altered messages,
+    /// altered signatures and other keys.
+    #[test]
+    fn ring_verifies_exactly_what_p256_verifies() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let other = SoftwareIdentity::generate(&mut rng).public_key();
+        for i in 0..64u8 {
+            let id = SoftwareIdentity::generate(&mut rng);
+            let key = id.public_key();
+            let message = vec![i; usize::from(i) * 7];
+            let sig = id.sign(&message);
+            let oracle = |k: &IdentityPublicKey, m: &[u8], s: &IdentitySignature| {
+                p256::ecdsa::VerifyingKey::from(k.0).verify(m, &s.0).is_ok()
+            };
+            assert!(key.verify(&message, &sig).is_ok());
+            assert!(oracle(&key, &message, &sig));
+            let mut altered = message.clone();
+            altered.push(1);
+            assert_eq!(
+                key.verify(&altered, &sig).is_ok(),
+                oracle(&key, &altered, &sig)
+            );
+            assert!(key.verify(&altered, &sig).is_err());
+            assert!(other.verify(&message, &sig).is_err());
+            let mut bytes = sig.to_bytes();
+            bytes[usize::from(i % 64)] ^= 1;
+            if let Ok(bad) = IdentitySignature::from_bytes(&bytes) {
+                assert!(key.verify(&message, &bad).is_err());
+                assert!(!oracle(&key, &message, &bad));
+            }
+        }
+    }
+
+    /// A high-s signature (valid ECDSA, which ring would accept) never
+    /// becomes an `IdentitySignature`: one signature, one encoding.
+    #[test]
+    fn a_high_s_signature_is_refused_before_verification() {
+        let id = SoftwareIdentity::from_secret_bytes(&[5u8; 32]).unwrap();
+        let sig = id.sign(b"kura");
+        let (r, s) = sig.0.split_scalars();
+        let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        assert!(IdentitySignature::from_bytes(&high.to_bytes()).is_err());
+        let normalized = IdentitySignature::from_raw_normalizing(&high.to_bytes()).unwrap();
+        assert!(id.public_key().verify(b"kura", &normalized).is_ok());
     }
 }
