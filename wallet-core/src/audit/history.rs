@@ -42,8 +42,6 @@ pub struct AuditHistory {
     open: BTreeSet<(u64, usize)>,
     /// Where each approval's session was approved.
     approved_session: HashMap<SessionId, usize>,
-    /// Requests with a share release.
-    released: std::collections::HashSet<RequestKey>,
 }
 
 impl AuditHistory {
@@ -149,13 +147,22 @@ impl AuditHistory {
                             self.open.remove(&(e.time, i));
                         }
                     }
-                    self.released.insert(key);
                 }
             }
             AuditEvent::Approved => {
                 if let Some(session) = entry.record.session {
                     self.approved_session.insert(session, position);
-                    let released = key.as_ref().is_some_and(|k| self.released.contains(k));
+                    // A request already released (its entries say so) has
+                    // nothing open to expire.
+                    let released = key.as_ref().is_some_and(|k| {
+                        self.about
+                            .get(k)
+                            .map(Vec::as_slice)
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|&i| self.entries.get(i))
+                            .any(|e| matches!(e.record.event, AuditEvent::ShareReleased))
+                    });
                     if !released {
                         self.open.insert((entry.time, position));
                     }
