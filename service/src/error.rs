@@ -140,3 +140,129 @@ impl StoreError {
         }
     }
 }
+
+/// Why the coordinator's TLS identity or a client's pin could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// Not `sha256:` and 64 lowercase hex digits.
+    #[error("a certificate fingerprint is `sha256:` and 64 lowercase hex digits")]
+    BadFingerprint,
+    /// The certificate could not be made.
+    #[error("cannot make the certificate")]
+    Generate(#[source] rcgen::Error),
+    /// The key could not be sealed or unsealed.
+    #[error("cannot seal or open the TLS key: {0}")]
+    Seal(String),
+    /// The passphrase does not open the sealed key.
+    #[error("the passphrase does not open the coordinator's TLS key")]
+    WrongPassphrase,
+    /// rustls refused the configuration.
+    #[error("TLS configuration")]
+    Config(#[source] rustls::Error),
+}
+
+/// What a client of the service gets back when a call fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The coordinator could not be reached, or the connection broke
+    /// (including a certificate that does not match the pin).
+    #[error("cannot reach the coordinator at {url}")]
+    Connect {
+        /// The coordinator's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The coordinator answered with an error.
+    #[error("the coordinator refused: {status} {kind}: {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The error's kind (see [`crate::api::ErrorBody`]).
+        kind: String,
+        /// Its message, made inert for a terminal.
+        message: String,
+    },
+    /// The coordinator's answer is not what the API defines.
+    #[error("the coordinator's answer is malformed: {0}")]
+    Malformed(String),
+    /// Signing the login with the keystore failed.
+    #[error("cannot sign the login")]
+    Keystore(#[from] wallet_core::KeystoreError),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl ClientError {
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Why the coordinator refused or failed a call. Each maps to one HTTP
+/// status and one stable kind ([`ServiceError::kind`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// No valid login.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// Logged in, but not allowed this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such withdrawal or session (or not the caller's to see).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Not a Kura document of the expected kind and group.
+    #[error("not an acceptable document")]
+    BadDocument(#[source] FormatError),
+    /// Well-formed but wrong for this call.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Something on the coordinator's side broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::Unauthenticated(_) => 401,
+            ServiceError::Forbidden(_) => 403,
+            ServiceError::NotFound(_) => 404,
+            ServiceError::BadDocument(FormatError::TooLarge { .. }) => 413,
+            ServiceError::BadDocument(_) | ServiceError::BadRequest(_) => 400,
+            ServiceError::Store(StoreError::NotFound { .. }) => 404,
+            ServiceError::Store(StoreError::Conflict { .. })
+            | ServiceError::Store(StoreError::IllegalTransition { .. }) => 409,
+            ServiceError::Store(StoreError::Mismatch { .. }) => 400,
+            ServiceError::Store(_) | ServiceError::Internal(_) => 500,
+        }
+    }
+
+    /// The stable kind named in the answer's [`crate::api::ErrorBody`].
+    pub fn kind(&self) -> &'static str {
+        match self.status() {
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not-found",
+            409 => "conflict",
+            413 => "too-large",
+            400 if matches!(self, ServiceError::BadDocument(_)) => "bad-document",
+            400 => "bad-request",
+            _ => "internal",
+        }
+    }
+}

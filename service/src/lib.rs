@@ -121,14 +121,22 @@
 )]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod client;
+pub mod coordinator;
+pub mod daemon;
 pub mod error;
+pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod tls;
 
-pub use error::StoreError;
+pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use error::{ClientError, ServiceError, StoreError, TlsError};
 pub use sqlite::SqliteStore;
 pub use store::{
     Added, ApprovalDocument, DocumentDigest, EventKind, MemberDocument, Outcome, PackagesDocument,
     Received, RequestDocument, Role, SessionPackages, SessionShares, SharesDocument, Store,
     Submitted, Token, WithdrawalRecord, WithdrawalState, Work, WorkItem,
 };
+pub use tls::{CertFingerprint, TlsIdentity};

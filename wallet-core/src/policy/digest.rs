@@ -10,7 +10,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::limits::LimitsTable;
-use super::{AllowedDestination, Limits, PolicyError, Requester, TransactionRules, POLICY_VERSION};
+use super::{
+    AllowedDestination, AutoApproval, Limits, PolicyError, Requester, TransactionRules,
+    POLICY_VERSION,
+};
 use crate::format::write_canonical_json;
 
 /// The domain-separation tag of [`Policy::digest`](super::Policy::digest).
@@ -26,6 +29,14 @@ struct CanonicalPolicy<'a> {
     change: CanonicalChange,
     transaction: CanonicalTransaction<'a>,
     request: CanonicalRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_approve: Option<CanonicalAutoApprove>,
+}
+
+#[derive(Serialize)]
+struct CanonicalAutoApprove {
+    destinations: Vec<String>,
+    max_amount_sat: u64,
 }
 
 #[derive(Serialize)]
@@ -69,6 +80,7 @@ pub(super) fn canonical_json(
     limits: &Limits,
     transaction: &TransactionRules,
     max_request_lifetime_hours: u64,
+    auto_approve: Option<&AutoApproval>,
 ) -> Result<Vec<u8>, PolicyError> {
     let mut reqs: Vec<CanonicalRequester<'_>> = requesters
         .iter()
@@ -106,6 +118,15 @@ pub(super) fn canonical_json(
         request: CanonicalRequest {
             max_lifetime_hours: max_request_lifetime_hours,
         },
+        auto_approve: auto_approve.map(|a| {
+            let mut destinations: Vec<String> =
+                a.destinations.iter().map(|d| d.to_string()).collect();
+            destinations.sort();
+            CanonicalAutoApprove {
+                destinations,
+                max_amount_sat: a.max_amount_sat,
+            }
+        }),
     };
     let mut bytes = Vec::new();
     write_canonical_json(&mut bytes, &canonical)

@@ -217,7 +217,7 @@ use crate::identity::IdentityPublicKey;
 pub use error::PolicyError;
 pub use limits::Limits;
 pub use rules::{check_any_policy, PolicyRefusal, Released, Rule};
-pub use schema::{AllowedDestination, Requester, TransactionRules};
+pub use schema::{AllowedDestination, AutoApproval, Requester, TransactionRules};
 
 /// The policy file version this build reads.
 pub const POLICY_VERSION: u64 = 1;
@@ -241,6 +241,7 @@ pub struct Policy {
     limits: Limits,
     transaction: TransactionRules,
     max_request_lifetime_hours: u64,
+    auto_approve: Option<AutoApproval>,
     digest: [u8; 32],
     canonical: Vec<u8>,
 }
@@ -264,6 +265,7 @@ impl Policy {
         schema::parse_change(file.change)?;
         let transaction = schema::parse_transaction(file.transaction)?;
         let max_request_lifetime_hours = schema::parse_request(file.request)?;
+        let auto_approve = schema::parse_auto_approve(file.auto_approve, &destinations)?;
         let canonical = digest::canonical_json(
             network_name,
             &requesters,
@@ -271,6 +273,7 @@ impl Policy {
             &limits,
             &transaction,
             max_request_lifetime_hours,
+            auto_approve.as_ref(),
         )?;
         Ok(Policy {
             network,
@@ -280,6 +283,7 @@ impl Policy {
             limits,
             transaction,
             max_request_lifetime_hours,
+            auto_approve,
             digest: digest::digest(&canonical),
             canonical,
         })
@@ -290,6 +294,38 @@ impl Policy {
     /// the policy allows.
     pub fn digest(&self) -> crate::digest::PolicyDigest {
         crate::digest::PolicyDigest::from_bytes(self.digest)
+    }
+
+    /// The `[auto_approve]` table, if any: what a signer daemon approves
+    /// without a person.
+    pub fn auto_approval(&self) -> Option<&AutoApproval> {
+        self.auto_approve.as_ref()
+    }
+
+    /// Whether a withdrawal this policy allows (the caller has checked
+    /// that, e.g. with `Signer::review`) may also be approved without a
+    /// person: there is an `[auto_approve]` table, every output that is not
+    /// change pays one of its destinations, and together they send at most
+    /// its `max_amount_sat`.
+    pub fn auto_approves(&self, summary: &crate::withdrawal::WithdrawalSummary) -> bool {
+        let Some(auto) = &self.auto_approve else {
+            return false;
+        };
+        let mut sent: u64 = 0;
+        for output in summary.outputs.iter().filter(|o| !o.is_change) {
+            let covered = match &output.destination {
+                crate::withdrawal::review::Destination::Address(a) => auto.destinations.contains(a),
+                crate::withdrawal::review::Destination::NonStandard { .. } => false,
+            };
+            if !covered {
+                return false;
+            }
+            sent = match sent.checked_add(output.amount.to_sat()) {
+                Some(s) => s,
+                None => return false,
+            };
+        }
+        sent <= auto.max_amount_sat
     }
 
     /// The policy as the canonical JSON its digest covers: every setting,

@@ -135,6 +135,36 @@ pub(super) struct PolicyFile {
     pub(super) change: Option<ChangeFile>,
     pub(super) transaction: Option<TransactionFile>,
     pub(super) request: Option<RequestFile>,
+    pub(super) auto_approve: Option<AutoApproveFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AutoApproveFile {
+    destinations: Vec<String>,
+    max_amount_sat: u64,
+}
+
+/// What a signer daemon may approve without a person (the `[auto_approve]`
+/// table): withdrawals whose every output that is not change pays one of
+/// the named allowlisted destinations, for at most `max_amount_sat` in all.
+/// Everything else the policy allows still waits for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoApproval {
+    pub(super) destinations: Vec<Address>,
+    pub(super) max_amount_sat: u64,
+}
+
+impl AutoApproval {
+    /// The destinations (allowlisted addresses) it covers.
+    pub fn destinations(&self) -> &[Address] {
+        &self.destinations
+    }
+
+    /// The most it sends in one withdrawal, change not counted.
+    pub fn max_amount_sat(&self) -> u64 {
+        self.max_amount_sat
+    }
 }
 
 #[derive(Deserialize)]
@@ -385,6 +415,48 @@ pub(super) fn parse_transaction(
         relative_locks: t.relative_locks.unwrap_or(defaults.relative_locks),
         allow_dust: t.allow_dust.unwrap_or(defaults.allow_dust),
     })
+}
+
+pub(super) fn parse_auto_approve(
+    file: Option<AutoApproveFile>,
+    destinations: &[AllowedDestination],
+) -> Result<Option<AutoApproval>, PolicyError> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let invalid = |reason: String| PolicyError::InvalidLimit {
+        field: "auto_approve",
+        reason,
+    };
+    if file.destinations.is_empty() {
+        return Err(invalid(
+            "name at least one [[destination]] label, or remove the table".into(),
+        ));
+    }
+    if file.max_amount_sat == 0 {
+        return Err(invalid(
+            "max_amount_sat = 0 approves nothing; remove the table instead".into(),
+        ));
+    }
+    let mut addresses: Vec<Address> = Vec::with_capacity(file.destinations.len());
+    for label in &file.destinations {
+        let found = destinations
+            .iter()
+            .find(|d| &d.label == label)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`{}` is not the label of a [[destination]]",
+                    crate::display::inert_bounded(label, crate::display::MAX_LABEL_CHARS)
+                ))
+            })?;
+        if !addresses.contains(&found.address) {
+            addresses.push(found.address.clone());
+        }
+    }
+    Ok(Some(AutoApproval {
+        destinations: addresses,
+        max_amount_sat: file.max_amount_sat,
+    }))
 }
 
 pub(super) fn parse_request(file: Option<RequestFile>) -> Result<u64, PolicyError> {

@@ -119,6 +119,13 @@ pub enum Refusal {
     /// requests not parsed from a document).
     #[error(transparent)]
     Text(#[from] crate::display::TextError),
+    /// The signer's operator looked at the request and said no
+    /// ([`Signer::decline`](super::Signer::decline)).
+    #[error("declined by this signer's operator: {reason}")]
+    Declined {
+        /// The operator's words (made inert when shown).
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -142,6 +149,7 @@ impl Refusal {
             Refusal::Audit(_) => RefusalKind::Audit,
             Refusal::Format(_) => RefusalKind::Format,
             Refusal::Text(_) => RefusalKind::RequestText,
+            Refusal::Declined { .. } => RefusalKind::Declined,
         }
     }
 }
@@ -166,6 +174,7 @@ impl Refusal {
 /// | [`PolicyPin`](RefusalKind::PolicyPin) | `policy-pin` | this signer's operator | 503 |
 /// | [`Keystore`](RefusalKind::Keystore) | `keystore` | this signer's state | 500 |
 /// | [`Audit`](RefusalKind::Audit) | `audit` | this signer's state | 500 |
+/// | [`Declined`](RefusalKind::Declined) | `declined` | this signer's operator | 403 |
 ///
 /// [`RefusalKind::is_signer_failure`] separates the last two: the signer
 /// could not decide, as opposed to deciding no.
@@ -194,6 +203,8 @@ pub enum RefusalKind {
     Keystore,
     /// The audit log failed or does not match its anchor.
     Audit,
+    /// The signer's operator declined the request.
+    Declined,
 }
 
 impl RefusalKind {
@@ -211,12 +222,13 @@ impl RefusalKind {
             RefusalKind::PolicyPin => "policy-pin",
             RefusalKind::Keystore => "keystore",
             RefusalKind::Audit => "audit",
+            RefusalKind::Declined => "declined",
         }
     }
 
     /// The kind named `name`, if any.
     pub fn from_name(name: &str) -> Option<RefusalKind> {
-        const OWN: [RefusalKind; 10] = [
+        const OWN: [RefusalKind; 11] = [
             RefusalKind::RequestSignature,
             RefusalKind::RequestExpiry,
             RefusalKind::RequestText,
@@ -227,6 +239,7 @@ impl RefusalKind {
             RefusalKind::PolicyPin,
             RefusalKind::Keystore,
             RefusalKind::Audit,
+            RefusalKind::Declined,
         ];
         if let Some(kind) = OWN.into_iter().find(|k| k.as_str() == name) {
             return Some(kind);

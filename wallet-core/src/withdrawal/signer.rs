@@ -314,6 +314,22 @@ impl<A: AuditStore> Signer<A> {
         }
     }
 
+    /// Records that this signer's operator declined `request` (after reading
+    /// its review) and returns that refusal. Nothing else changes: an
+    /// approval already given stays (withdraw it by not signing).
+    pub fn decline(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        reason: &str,
+        now: u64,
+    ) -> Refusal {
+        let reason = crate::display::inert_bounded(reason, crate::display::MAX_MEMO_CHARS);
+        match self.begin() {
+            Ok(_guard) => self.refuse(request, Refusal::Declined { reason }, now),
+            Err(e) => e,
+        }
+    }
+
     /// Appends `record` to the audit log. Its time is the signer's clock, or
     /// the last entry's time if the clock is behind it: a clock that once
     /// ran ahead must not leave a log that refuses every later entry.

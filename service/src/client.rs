@@ -1,0 +1,276 @@
+//! A client of the coordinator: HTTPS to a pinned certificate, login with
+//! an identity key held by any [`Keystore`], and the calls of
+//! [`crate::api`]. Requesters and the signer daemon use it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use wallet_core::format::GroupId;
+use wallet_core::{Keystore, RequestDigest, Signed};
+
+use crate::api::{
+    Accepted, ChallengeRequest, ChallengeResponse, ErrorBody, LoginResponse, RoleName,
+    ServiceLogin, SubmitResponse, WithdrawalDocuments, WithdrawalStatus, WorkPage,
+};
+use crate::error::ClientError;
+use crate::tls::{client_config, CertFingerprint};
+
+/// A logged-in (or about to log in) client of one coordinator.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    pin: CertFingerprint,
+    group: GroupId,
+    role: RoleName,
+    keystore: Arc<dyn Keystore>,
+    token: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("pin", &self.pin)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client of the coordinator at `base` (`https://host:port`) whose
+    /// certificate has fingerprint `pin`, logging in to `group` as `role`
+    /// with the identity key of `keystore`.
+    ///
+    /// # Errors
+    /// [`ClientError::Tls`] or [`ClientError::Connect`] when the HTTP client
+    /// cannot be built.
+    pub fn new(
+        base: &str,
+        pin: CertFingerprint,
+        group: GroupId,
+        role: RoleName,
+        keystore: Arc<dyn Keystore>,
+    ) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(pin)?)
+            .http1_only()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_millis(crate::api::MAX_WAIT_MS + 10_000))
+            .pool_idle_timeout(Duration::from_secs(4))
+            .build()
+            .map_err(|source| ClientError::Connect {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Client {
+            http,
+            base,
+            pin,
+            group,
+            role,
+            keystore,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The coordinator's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn connect_error(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Connect {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.connect_error(e))?;
+        if body.len() > crate::api::MAX_BODY_BYTES * 2 {
+            return Err(ClientError::Malformed("the answer is too large".into()));
+        }
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Malformed(inert(&e.to_string())));
+        }
+        let (kind, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => (inert(&e.error), inert(&e.message)),
+            Err(_) => ("unknown".to_owned(), String::new()),
+        };
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            kind,
+            message,
+        })
+    }
+
+    /// Logs in: a challenge, signed as a `service-login` document naming
+    /// this coordinator's fingerprint, exchanged for a token.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn login(&self) -> Result<(), ClientError> {
+        let key = self.keystore.identity_public_key()?;
+        let response = self
+            .http
+            .post(format!("{}/v1/auth/challenge", self.base))
+            .json(&ChallengeRequest { key })
+            .send()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let challenge: ChallengeResponse = self.answer(response).await?;
+        let login = ServiceLogin {
+            challenge: challenge.challenge,
+            coordinator: self.pin,
+            role: self.role,
+        };
+        let signed = Signed::sign(&self.group, login, &*self.keystore)?;
+        let document = wallet_core::format::encode(&self.group, &signed)
+            .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let response = self
+            .http
+            .post(format!("{}/v1/auth/login", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(document)
+            .send()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        let login: LoginResponse = self.answer(response).await?;
+        *self.token.lock().await = Some(login.token);
+        Ok(())
+    }
+
+    async fn bearer(&self) -> Result<String, ClientError> {
+        if let Some(token) = self.token.lock().await.clone() {
+            return Ok(token);
+        }
+        self.login().await?;
+        self.token
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| ClientError::Malformed("no token after login".into()))
+    }
+
+    /// Sends a request with the token, logging in again once on a 401 (an
+    /// expired token, or a coordinator that lost it).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        for attempt in 0..2 {
+            let token = self.bearer().await?;
+            let response = build(&self.http)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .map_err(|e| self.connect_error(e))?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+                *self.token.lock().await = None;
+                continue;
+            }
+            return self.answer(response).await;
+        }
+        Err(ClientError::Malformed("login did not hold".into()))
+    }
+
+    fn post_document(
+        &self,
+        url: String,
+        document: Vec<u8>,
+    ) -> impl Fn(&reqwest::Client) -> reqwest::RequestBuilder {
+        move |http| {
+            http.post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(document.clone())
+        }
+    }
+
+    /// Submits a signed withdrawal request (its document bytes).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn submit(&self, request: Vec<u8>) -> Result<SubmitResponse, ClientError> {
+        self.call(self.post_document(format!("{}/v1/withdrawals", self.base), request))
+            .await
+    }
+
+    /// A withdrawal's status.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn status(&self, id: &RequestDigest) -> Result<WithdrawalStatus, ClientError> {
+        let url = format!("{}/v1/withdrawals/{id}", self.base);
+        self.call(|http| http.get(&url)).await
+    }
+
+    /// A withdrawal's request and packages (members).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn documents(&self, id: &RequestDigest) -> Result<WithdrawalDocuments, ClientError> {
+        let url = format!("{}/v1/withdrawals/{id}/documents", self.base);
+        self.call(|http| http.get(&url)).await
+    }
+
+    /// Posts this member's approval (document bytes).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn approve(
+        &self,
+        id: &RequestDigest,
+        approval: Vec<u8>,
+    ) -> Result<Accepted, ClientError> {
+        self.call(self.post_document(
+            format!("{}/v1/withdrawals/{id}/approvals", self.base),
+            approval,
+        ))
+        .await
+    }
+
+    /// Posts this member's shares for `session` (document bytes).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn shares(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+        shares: Vec<u8>,
+    ) -> Result<Accepted, ClientError> {
+        self.call(self.post_document(
+            format!(
+                "{}/v1/withdrawals/{id}/sessions/{session}/shares",
+                self.base
+            ),
+            shares,
+        ))
+        .await
+    }
+
+    /// Waits up to `wait` for mailbox items after `after`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn work(&self, after: u64, wait: Duration) -> Result<WorkPage, ClientError> {
+        let url = format!(
+            "{}/v1/work?after={after}&wait_ms={}",
+            self.base,
+            wait.as_millis()
+        );
+        self.call(|http| http.get(&url)).await
+    }
+}
+
+fn inert(text: &str) -> String {
+    wallet_core::display::inert_bounded(text, 400)
+}

@@ -1,0 +1,548 @@
+//! The signer daemon: one per custodian, holding its [`Signer`] open (the
+//! keystore unlocked once), taking work from the coordinator as it arrives
+//! and answering it with the same checks as the file flow.
+//!
+//! For each new withdrawal it fetches the request, runs [`Signer::review`]
+//! (requester, times, its own reading of the PSBT, its pinned policy) and
+//! then either approves at once — only what its policy's `[auto_approve]`
+//! table covers ([`Policy::auto_approves`](wallet_core::Policy::auto_approves))
+//! — or keeps it for a person, who answers through the local control
+//! socket ([`control`]). For signing packages it runs [`Signer::sign`],
+//! which checks everything again before any nonce is used.
+//!
+//! **Crash safety.** Every decision is recorded by the signer (audit log,
+//! keystore anchors) before anything is sent, so a daemon killed at any
+//! point and restarted reuses no nonce: a repeated package gets the shares
+//! recorded the first time, an approval that never reached the coordinator
+//! is superseded by a fresh one. The mailbox cursor it keeps on disk
+//! (`<home>/run/cursor`) only saves work: it never moves past a withdrawal
+//! still waiting for a person, and everything after it is handled again
+//! idempotently (the coordinator's status says what it already has).
+
+pub mod control;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wallet_core::format::{self, GroupId};
+use wallet_core::withdrawal::signer::Reviewed;
+use wallet_core::{
+    IdentityPublicKey, Refusal, RequestDigest, Signed, Signer, WithdrawalPackages,
+    WithdrawalRequest,
+};
+
+use crate::api::{EventName, WorkEntry};
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// What the daemon did, for whoever runs it to show or log. Texts from
+/// outside are already inert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// Logged in and reading the mailbox from this cursor.
+    Connected {
+        /// The cursor.
+        cursor: u64,
+    },
+    /// The coordinator could not be reached; trying again.
+    Unreachable {
+        /// Why, for a person.
+        reason: String,
+    },
+    /// Approved without a person, under the policy's `[auto_approve]`.
+    AutoApproved {
+        /// The withdrawal.
+        id: RequestDigest,
+    },
+    /// Approved by a person through the control socket.
+    Approved {
+        /// The withdrawal.
+        id: RequestDigest,
+    },
+    /// Allowed by the policy but not covered by `[auto_approve]`: waits for
+    /// `kura signer approve`.
+    Waiting {
+        /// The withdrawal.
+        id: RequestDigest,
+    },
+    /// Shares released for a session.
+    Signed {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// The session.
+        session: u32,
+    },
+    /// The signer refused (recorded in its audit log).
+    Refused {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// Why (the refusal's kind name).
+        kind: String,
+        /// The refusal, for a person.
+        reason: String,
+    },
+    /// The withdrawal ended at the coordinator.
+    Ended {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// `finalized` or `refused`.
+        how: &'static str,
+    },
+}
+
+/// A withdrawal waiting for a person.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// Its id (the request digest).
+    pub id: RequestDigest,
+    /// The daemon's own review, rendered for a terminal (inert).
+    pub review: String,
+    /// Unix seconds since when it waits.
+    pub since: u64,
+    /// Its mailbox place, which the cursor does not pass while it waits.
+    seq: u64,
+    request: Signed<WithdrawalRequest>,
+}
+
+/// Why the daemon stopped or a step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The coordinator.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A document from the coordinator did not decode.
+    #[error("a document from the coordinator is not acceptable")]
+    Document(#[from] wallet_core::FormatError),
+    /// The control socket or cursor file.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A control request that cannot be carried out.
+    #[error("{0}")]
+    Control(String),
+    /// A worker thread failed.
+    #[error("a worker thread failed")]
+    Join,
+    /// The signer's lock was poisoned by a panic.
+    #[error("the signer's lock was poisoned")]
+    Poisoned,
+}
+
+type Sink = Arc<dyn Fn(&DaemonEvent) + Send + Sync>;
+
+/// A running signer's state, shared by the mailbox loop and the control
+/// socket.
+pub struct SignerDaemon {
+    client: Client,
+    signer: Mutex<Signer>,
+    me: IdentityPublicKey,
+    group: GroupId,
+    run_dir: PathBuf,
+    pending: Mutex<BTreeMap<RequestDigest, Pending>>,
+    sink: Sink,
+    clock: fn() -> u64,
+}
+
+impl std::fmt::Debug for SignerDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignerDaemon")
+            .field("me", &self.me)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+impl SignerDaemon {
+    /// A daemon for `signer`, talking to the coordinator through `client`
+    /// (logged in as a signer with the same keystore), keeping its cursor
+    /// and control socket in `run_dir` (made 0700), reporting to `sink`.
+    ///
+    /// # Errors
+    /// [`DaemonError::Io`] when `run_dir` cannot be made private.
+    pub fn new(
+        signer: Signer,
+        client: Client,
+        run_dir: &Path,
+        sink: impl Fn(&DaemonEvent) + Send + Sync + 'static,
+    ) -> Result<Arc<Self>, DaemonError> {
+        wallet_core::keystore::files::create_private_dir(run_dir)
+            .map_err(|e| DaemonError::Control(format!("cannot make {}: {e}", run_dir.display())))?;
+        let me = signer
+            .roster()
+            .get(signer.identifier())
+            .copied()
+            .ok_or_else(|| DaemonError::Control("the signer is not in its roster".into()))?;
+        let group = *signer.group().id();
+        Ok(Arc::new(SignerDaemon {
+            client,
+            signer: Mutex::new(signer),
+            me,
+            group,
+            run_dir: run_dir.to_owned(),
+            pending: Mutex::new(BTreeMap::new()),
+            sink: Arc::new(sink),
+            clock: crate::coordinator::system_clock,
+        }))
+    }
+
+    fn emit(&self, event: DaemonEvent) {
+        (self.sink)(&event);
+    }
+
+    fn cursor_path(&self) -> PathBuf {
+        self.run_dir.join("cursor")
+    }
+
+    fn read_cursor(&self) -> u64 {
+        std::fs::read_to_string(self.cursor_path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn write_cursor(&self, cursor: u64) -> Result<(), DaemonError> {
+        let path = self.cursor_path();
+        let tmp = self.run_dir.join("cursor.tmp");
+        std::fs::write(&tmp, format!("{cursor}\n")).map_err(io("writing the cursor"))?;
+        std::fs::rename(&tmp, &path).map_err(io("writing the cursor"))
+    }
+
+    /// The withdrawals waiting for a person, oldest first.
+    pub fn pending(&self) -> Vec<Pending> {
+        let mut list: Vec<Pending> = match self.pending.lock() {
+            Ok(p) => p.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        list.sort_by_key(|p| p.seq);
+        list
+    }
+
+    /// Reads the mailbox and handles each item, for ever (until the task is
+    /// dropped). Connection failures are reported and retried with a
+    /// growing pause (up to 5 s); a step that fails is retried on the next
+    /// pass from the same cursor.
+    pub async fn run(self: Arc<Self>) {
+        let mut cursor = self.read_cursor();
+        let mut pause = Duration::from_millis(100);
+        let mut connected = false;
+        loop {
+            let page = match self
+                .client
+                .work(cursor, Duration::from_millis(crate::api::MAX_WAIT_MS))
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    connected = false;
+                    self.emit(DaemonEvent::Unreachable {
+                        reason: error_text(&e),
+                    });
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            if !connected {
+                connected = true;
+                self.emit(DaemonEvent::Connected { cursor });
+            }
+            pause = Duration::from_millis(100);
+            let mut failed = false;
+            for item in &page.items {
+                if let Err(e) = self.clone().handle(*item).await {
+                    self.emit(DaemonEvent::Unreachable {
+                        reason: error_text(&e),
+                    });
+                    failed = true;
+                    break;
+                }
+                cursor = item.seq;
+            }
+            if failed {
+                tokio::time::sleep(pause).await;
+                cursor = self.read_cursor();
+                continue;
+            }
+            cursor = page.next.max(cursor);
+            let keep = self
+                .pending()
+                .first()
+                .map(|p| p.seq.saturating_sub(1))
+                .unwrap_or(cursor)
+                .min(cursor);
+            if keep != self.read_cursor() {
+                if let Err(e) = self.write_cursor(keep) {
+                    self.emit(DaemonEvent::Unreachable {
+                        reason: error_text(&e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Handles one mailbox item.
+    ///
+    /// # Errors
+    /// Failures to talk to the coordinator or to decode its documents; the
+    /// signer's refusals are reported as [`DaemonEvent::Refused`], not
+    /// errors.
+    pub async fn handle(self: Arc<Self>, item: WorkEntry) -> Result<(), DaemonError> {
+        let id = item.withdrawal;
+        match item.kind {
+            EventName::Finalized | EventName::Refused => {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.remove(&id);
+                }
+                self.emit(DaemonEvent::Ended {
+                    id,
+                    how: if item.kind == EventName::Finalized {
+                        "finalized"
+                    } else {
+                        "refused"
+                    },
+                });
+                Ok(())
+            }
+            EventName::Submitted => self.on_submitted(id, item.seq).await,
+            EventName::Packages => self.on_packages(id).await,
+        }
+    }
+
+    async fn request(
+        &self,
+        id: &RequestDigest,
+    ) -> Result<(Signed<WithdrawalRequest>, Vec<(u32, Vec<u8>)>), DaemonError> {
+        let documents = self.client.documents(id).await?;
+        let request: Signed<WithdrawalRequest> =
+            format::decode_for_group(documents.request.get().as_bytes(), &self.group)?;
+        let sessions = documents
+            .sessions
+            .into_iter()
+            .map(|s| (s.session, s.packages.get().as_bytes().to_vec()))
+            .collect();
+        Ok((request, sessions))
+    }
+
+    async fn with_signer<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Signer, u64) -> T + Send + 'static,
+    ) -> Result<T, DaemonError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = (me.clock)();
+            let mut signer = me.signer.lock().map_err(|_| DaemonError::Poisoned)?;
+            Ok(f(&mut signer, now))
+        })
+        .await
+        .map_err(|_| DaemonError::Join)?
+    }
+
+    fn refused(&self, id: RequestDigest, refusal: &Refusal) {
+        self.emit(DaemonEvent::Refused {
+            id,
+            kind: refusal.kind().to_string(),
+            reason: wallet_core::display::inert_bounded(&refusal.to_string(), 400),
+        });
+    }
+
+    async fn on_submitted(self: Arc<Self>, id: RequestDigest, seq: u64) -> Result<(), DaemonError> {
+        let status = self.client.status(&id).await?;
+        if status.state.is_final() || status.approved_by.contains(&self.me) {
+            return Ok(());
+        }
+        if self
+            .pending
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .contains_key(&id)
+        {
+            return Ok(());
+        }
+        let (request, _) = self.request(&id).await?;
+        if request.request_digest(&self.group)? != id {
+            // The coordinator served another request under this id: a
+            // coordinator lying about what is being signed.
+            self.emit(DaemonEvent::Refused {
+                id,
+                kind: "wrong-request".into(),
+                reason: "the coordinator served a request whose digest is not the withdrawal's id"
+                    .into(),
+            });
+            return Ok(());
+        }
+        let req = request.clone();
+        let reviewed: Result<(Reviewed, bool), Refusal> = self
+            .with_signer(move |signer, now| {
+                let reviewed = signer.review(&req, now)?;
+                let auto = signer.policy().auto_approves(&reviewed.summary);
+                Ok((reviewed, auto))
+            })
+            .await?;
+        match reviewed {
+            Err(refusal) => {
+                self.refused(id, &refusal);
+                Ok(())
+            }
+            Ok((_, true)) => {
+                self.approve_and_post(id, request).await?;
+                self.emit(DaemonEvent::AutoApproved { id });
+                Ok(())
+            }
+            Ok((reviewed, false)) => {
+                let pending = Pending {
+                    id,
+                    review: reviewed.render(),
+                    since: (self.clock)(),
+                    seq,
+                    request,
+                };
+                self.pending
+                    .lock()
+                    .map_err(|_| DaemonError::Poisoned)?
+                    .insert(id, pending);
+                self.emit(DaemonEvent::Waiting { id });
+                Ok(())
+            }
+        }
+    }
+
+    /// Approves and posts; `Ok(false)` when the signer refused (reported).
+    async fn approve_and_post(
+        self: &Arc<Self>,
+        id: RequestDigest,
+        request: Signed<WithdrawalRequest>,
+    ) -> Result<bool, DaemonError> {
+        let approval = self
+            .with_signer(move |signer, now| signer.approve(&request, now))
+            .await?;
+        let approval = match approval {
+            Ok(a) => a,
+            Err(refusal) => {
+                self.refused(id, &refusal);
+                return Ok(false);
+            }
+        };
+        let bytes = format::encode(&self.group, &approval)?;
+        self.client.approve(&id, bytes).await?;
+        Ok(true)
+    }
+
+    /// A person's approval of a pending withdrawal (from the control
+    /// socket): the signer checks everything again, then the approval is
+    /// posted.
+    ///
+    /// # Errors
+    /// [`DaemonError::Control`] for an id that is not pending; the
+    /// signer's refusal as [`DaemonError::Control`] too.
+    pub async fn approve_pending(self: &Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
+        let pending = self
+            .pending
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| {
+                DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
+            })?;
+        if !self.approve_and_post(id, pending.request).await? {
+            self.remove_pending(&id)?;
+            return Err(DaemonError::Control(format!(
+                "the signer refused withdrawal {id} when approving; see its audit log"
+            )));
+        }
+        self.remove_pending(&id)?;
+        self.emit(DaemonEvent::Approved { id });
+        Ok(())
+    }
+
+    /// A person's refusal of a pending withdrawal, recorded in the audit log.
+    ///
+    /// # Errors
+    /// [`DaemonError::Control`] for an id that is not pending.
+    pub async fn decline_pending(
+        self: &Arc<Self>,
+        id: RequestDigest,
+        reason: String,
+    ) -> Result<(), DaemonError> {
+        let pending = self
+            .pending
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| {
+                DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
+            })?;
+        let refusal = self
+            .with_signer(move |signer, now| signer.decline(&pending.request, &reason, now))
+            .await?;
+        self.remove_pending(&id)?;
+        self.refused(id, &refusal);
+        Ok(())
+    }
+
+    fn remove_pending(&self, id: &RequestDigest) -> Result<(), DaemonError> {
+        self.pending
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .remove(id);
+        Ok(())
+    }
+
+    async fn on_packages(self: Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
+        let status = self.client.status(&id).await?;
+        if status.state.is_final() {
+            return Ok(());
+        }
+        let Some(session) = status
+            .sessions
+            .iter()
+            .rev()
+            .find(|s| s.members.contains(&self.me) && !s.answered.contains(&self.me))
+            .map(|s| s.session)
+        else {
+            return Ok(());
+        };
+        let (request, sessions) = self.request(&id).await?;
+        let Some((_, packages)) = sessions.into_iter().find(|(s, _)| *s == session) else {
+            return Ok(());
+        };
+        let packages: WithdrawalPackages = format::decode_for_group(&packages, &self.group)?;
+        let shares = self
+            .with_signer(move |signer, now| signer.sign(&request, &packages, now))
+            .await?;
+        match shares {
+            Ok(shares) => {
+                let bytes = format::encode(&self.group, &shares)?;
+                self.client.shares(&id, session, bytes).await?;
+                self.emit(DaemonEvent::Signed { id, session });
+            }
+            Err(refusal) => self.refused(id, &refusal),
+        }
+        Ok(())
+    }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    wallet_core::display::inert_bounded(&text, 400)
+}

@@ -1,0 +1,411 @@
+//! The coordinator's HTTPS server: [`router`] maps [`crate::api`]'s routes
+//! onto a [`Coordinator`], [`serve`] runs it over rustls with the limits a
+//! server facing the network needs.
+//!
+//! Limits: TLS handshake 5 s, first request 5 s, request head 5 s (which
+//! also ends idle keep-alive connections), 16 KiB of head, bodies up to a
+//! Kura document's size ([`api::MAX_BODY_BYTES`], 413 beyond), 10 s for a
+//! whole request (slow bodies included) except the long poll, which ends
+//! itself after at most [`api::MAX_WAIT_MS`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use wallet_core::RequestDigest;
+
+use crate::api::{
+    self, Accepted, ChallengeRequest, ErrorBody, SubmitResponse, WorkEntry, WorkPage,
+};
+use crate::coordinator::Coordinator;
+use crate::error::ServiceError;
+use crate::store::{Added, Store, Submitted, Token};
+use crate::tls::TlsIdentity;
+
+/// The shared state of every handler: the coordinator, and a counter bumped
+/// after every change so long polls wake.
+pub struct AppState<S> {
+    coordinator: Coordinator<S>,
+    news: tokio::sync::watch::Sender<u64>,
+}
+
+impl<S> std::fmt::Debug for AppState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("coordinator", &self.coordinator)
+            .finish()
+    }
+}
+
+impl<S: Store> AppState<S> {
+    /// The state around `coordinator`.
+    pub fn new(coordinator: Coordinator<S>) -> Arc<Self> {
+        Arc::new(AppState {
+            coordinator,
+            news: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// The coordinator.
+    pub fn coordinator(&self) -> &Coordinator<S> {
+        &self.coordinator
+    }
+
+    fn changed(&self) {
+        self.news.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Internal details stay in the coordinator; the caller gets the kind.
+        let message = if status.is_server_error() {
+            "the coordinator failed; see its log".to_owned()
+        } else {
+            wallet_core::display::inert_bounded(&error_chain(&self), 400)
+        };
+        let body = ErrorBody {
+            error: self.kind().to_owned(),
+            message,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The logged-in caller of a route.
+#[derive(Debug)]
+pub struct Caller(pub Token);
+
+impl<S: Store + Send + Sync + 'static> FromRequestParts<Arc<AppState<S>>> for Caller {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState<S>>,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ServiceError::Unauthenticated("no bearer token".into()))?
+            .to_owned();
+        let state = state.clone();
+        let token = blocking(move || state.coordinator.authenticate(&bearer)).await?;
+        Ok(Caller(token))
+    }
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ServiceError::Internal("a worker thread failed".into()))?
+}
+
+fn withdrawal_id(id: &str) -> Result<RequestDigest, ServiceError> {
+    id.parse()
+        .map_err(|_| ServiceError::BadRequest("a withdrawal id is 64 lowercase hex digits".into()))
+}
+
+/// The routes of [`crate::api`] over `state`.
+pub fn router<S: Store + Send + Sync + 'static>(state: Arc<AppState<S>>) -> Router {
+    Router::new()
+        .route("/v1/auth/challenge", post(challenge::<S>))
+        .route("/v1/auth/login", post(login::<S>))
+        .route("/v1/withdrawals", post(submit::<S>))
+        .route("/v1/withdrawals/{id}", get(status::<S>))
+        .route("/v1/withdrawals/{id}/documents", get(documents::<S>))
+        .route("/v1/withdrawals/{id}/approvals", post(approve::<S>))
+        .route(
+            "/v1/withdrawals/{id}/sessions/{session}/shares",
+            post(shares::<S>),
+        )
+        .route("/v1/work", get(work::<S>))
+        .fallback(|| async { ServiceError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(time_limit))
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A whole request gets 10 s (its body included), the long poll its wait
+/// plus 5 s.
+async fn time_limit(request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == "/v1/work" {
+        Duration::from_millis(api::MAX_WAIT_MS) + Duration::from_secs(5)
+    } else {
+        Duration::from_secs(10)
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            Json(ErrorBody {
+                error: "timeout".into(),
+                message: "the request took too long".into(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn challenge<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ServiceError> {
+    let request: ChallengeRequest = serde_json::from_slice(&body)
+        .map_err(|_| ServiceError::BadRequest("expected {\"key\": <identity key>}".into()))?;
+    let response = blocking(move || state.coordinator.challenge(&request.key)).await?;
+    Ok(Json(response))
+}
+
+async fn login<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ServiceError> {
+    let response = blocking(move || state.coordinator.login(&body)).await?;
+    Ok(Json(response))
+}
+
+async fn submit<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    body: Bytes,
+) -> Result<impl IntoResponse, ServiceError> {
+    let st = state.clone();
+    let submitted = blocking(move || st.coordinator.submit(&caller, body.to_vec())).await?;
+    state.changed();
+    let (status, duplicate) = match submitted {
+        Submitted::New(_) => (StatusCode::CREATED, false),
+        Submitted::Duplicate(_) => (StatusCode::OK, true),
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            id: submitted.id(),
+            duplicate,
+        }),
+    ))
+}
+
+async fn status<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ServiceError> {
+    let id = withdrawal_id(&id)?;
+    let status = blocking(move || state.coordinator.status(&caller, &id)).await?;
+    Ok(Json(status))
+}
+
+async fn documents<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
+    let id = withdrawal_id(&id)?;
+    let (request, sessions) = blocking(move || state.coordinator.documents(&caller, &id)).await?;
+    // The stored bytes are embedded as they are: each is one JSON document
+    // (the store only keeps what decoded as one).
+    let mut out = Vec::with_capacity(request.len() + 64);
+    out.extend_from_slice(b"{\"request\":");
+    out.extend_from_slice(&request);
+    out.extend_from_slice(b",\"sessions\":[");
+    for (i, (session, packages)) in sessions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"session\":{session},\"packages\":").as_bytes());
+        out.extend_from_slice(packages);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
+}
+
+fn accepted(added: Added) -> (StatusCode, Json<Accepted>) {
+    match added {
+        Added::New => (StatusCode::CREATED, Json(Accepted { duplicate: false })),
+        Added::Duplicate => (StatusCode::OK, Json(Accepted { duplicate: true })),
+    }
+}
+
+async fn approve<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ServiceError> {
+    let id = withdrawal_id(&id)?;
+    let st = state.clone();
+    let added = blocking(move || st.coordinator.approve(&caller, &id, body.to_vec())).await?;
+    state.changed();
+    Ok(accepted(added))
+}
+
+async fn shares<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    Path((id, session)): Path<(String, u32)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ServiceError> {
+    let id = withdrawal_id(&id)?;
+    let st = state.clone();
+    let added = blocking(move || {
+        st.coordinator
+            .add_shares(&caller, &id, session, body.to_vec())
+    })
+    .await?;
+    state.changed();
+    Ok(accepted(added))
+}
+
+/// `GET /v1/work` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkQuery {
+    /// The cursor.
+    #[serde(default)]
+    pub after: u64,
+    /// How long to wait for news, at most [`api::MAX_WAIT_MS`].
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+async fn work<S: Store + Send + Sync + 'static>(
+    State(state): State<Arc<AppState<S>>>,
+    Caller(caller): Caller,
+    Query(query): Query<WorkQuery>,
+) -> Result<impl IntoResponse, ServiceError> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(query.wait_ms.min(api::MAX_WAIT_MS));
+    let mut news = state.news.subscribe();
+    let caller = Arc::new(caller);
+    loop {
+        news.borrow_and_update();
+        let (st, who) = (state.clone(), caller.clone());
+        let page =
+            blocking(move || st.coordinator.work(&who, query.after, api::MAX_WORK_ITEMS)).await?;
+        if !page.items.is_empty() {
+            return Ok(Json(WorkPage {
+                items: page
+                    .items
+                    .iter()
+                    .map(|i| WorkEntry {
+                        seq: i.seq,
+                        withdrawal: i.withdrawal,
+                        kind: i.kind.into(),
+                    })
+                    .collect(),
+                next: page.next,
+            }));
+        }
+        if tokio::time::timeout_at(deadline, news.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(WorkPage {
+                items: Vec::new(),
+                next: page.next,
+            }));
+        }
+    }
+}
+
+/// Serves `state` over HTTPS on `listener` until `shutdown` resolves;
+/// first continues every open withdrawal ([`Coordinator::resume`]) and
+/// then, every 5 s, refuses those whose request expired.
+///
+/// # Errors
+/// TLS configuration or the listener's I/O.
+pub async fn serve<S: Store + Send + Sync + 'static>(
+    state: Arc<AppState<S>>,
+    tls: &TlsIdentity,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let config = tls
+        .server_config()
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let st = state.clone();
+    blocking(move || st.coordinator.resume().map(|_| ())).await?;
+    state.changed();
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let st = state.clone();
+                if blocking(move || st.coordinator.resume().map(|_| ()))
+                    .await
+                    .is_ok()
+                {
+                    state.changed();
+                }
+            }
+        })
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServiceError::Internal(format!("listener: {e}")))?;
+    let handle = axum_server::Handle::new();
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
+    )
+    .handshake_timeout(Duration::from_secs(5));
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(|e| ServiceError::Internal(format!("listener: {e}")))?
+        .acceptor(acceptor)
+        .handle(handle.clone())
+        .http1_only()
+        .first_request_timeout(Duration::from_secs(5));
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Duration::from_secs(5))
+        .max_buf_size(16 * 1024);
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+    }
+    let result = server
+        .serve(router(state).into_make_service())
+        .await
+        .map_err(|e| ServiceError::Internal(format!("server: {e}")));
+    sweeper.abort();
+    result
+}
