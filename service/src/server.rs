@@ -354,9 +354,6 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let config = tls
-        .server_config()
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let st = state.clone();
     blocking(move || st.coordinator.resume().map(|_| ())).await?;
     state.changed();
@@ -376,6 +373,26 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
             }
         })
     };
+    let result = serve_router(router(state), tls, listener, shutdown).await;
+    sweeper.abort();
+    result
+}
+
+/// Serves any router over HTTPS with the limits of this module (what
+/// [`serve`] does after its start-up; tests wrap [`router`] with layers
+/// that play a dishonest coordinator).
+///
+/// # Errors
+/// TLS configuration or the listener's I/O.
+pub async fn serve_router(
+    router: Router,
+    tls: &TlsIdentity,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let config = tls
+        .server_config()
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| ServiceError::Internal(format!("listener: {e}")))?;
@@ -402,10 +419,8 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
             handle.graceful_shutdown(Some(Duration::from_secs(2)));
         });
     }
-    let result = server
-        .serve(router(state).into_make_service())
+    server
+        .serve(router.into_make_service())
         .await
-        .map_err(|e| ServiceError::Internal(format!("server: {e}")));
-    sweeper.abort();
-    result
+        .map_err(|e| ServiceError::Internal(format!("server: {e}")))
 }

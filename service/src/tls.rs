@@ -88,6 +88,7 @@ impl<'de> serde::Deserialize<'de> for CertFingerprint {
 }
 
 /// The coordinator's certificate and private key.
+#[derive(Clone)]
 pub struct TlsIdentity {
     certificate: Vec<u8>,
     key: SecretBytes,

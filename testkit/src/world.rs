@@ -82,6 +82,7 @@ type PolicyText = Box<dyn Fn(&IdentityPublicKey, &bitcoin::Address) -> String>;
 /// Options of a [`World`]; made by [`World::builder`].
 pub struct WorldBuilder<K> {
     seed: u64,
+    threshold: (u16, u16),
     policy: PolicyText,
     coins: Vec<u64>,
     keystore: std::marker::PhantomData<K>,
@@ -91,6 +92,7 @@ impl<K> std::fmt::Debug for WorldBuilder<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorldBuilder")
             .field("seed", &self.seed)
+            .field("threshold", &self.threshold)
             .field("coins", &self.coins)
             .field("keystore", &std::any::type_name::<K>())
             .finish_non_exhaustive()
@@ -107,10 +109,17 @@ impl<K: FixtureKeystore> WorldBuilder<K> {
         self
     }
 
+    /// A `t`-of-`n` group (default: 2-of-3).
+    pub fn threshold(mut self, t: u16, n: u16) -> Self {
+        self.threshold = (t, n);
+        self
+    }
+
     /// Gives every signer a keystore of kind `L` (default: [`MemoryKeystore`]).
     pub fn keystores<L: FixtureKeystore>(self) -> WorldBuilder<L> {
         WorldBuilder {
             seed: self.seed,
+            threshold: self.threshold,
             policy: self.policy,
             coins: self.coins,
             keystore: std::marker::PhantomData,
@@ -122,11 +131,14 @@ impl<K: FixtureKeystore> WorldBuilder<K> {
     pub fn build(self) -> World<K> {
         let seed = self.seed;
         let tmp = tempfile::tempdir().unwrap();
-        let dealt = deal::<Secp256k1Tr>(2, 3, seed);
+        let (t, n) = self.threshold;
+        let dealt = deal::<Secp256k1Tr>(t, n, seed);
         let requester = SoftwareIdentity::generate(&mut rng(seed ^ 0xff));
         let allowed = outside_address(7);
         let policy = Policy::from_toml(&(self.policy)(&requester.public_key(), &allowed)).unwrap();
-        let homes: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("s{i}"))).collect();
+        let homes: Vec<PathBuf> = (0..usize::from(n))
+            .map(|i| tmp.path().join(format!("s{i}")))
+            .collect();
         let stores: Vec<Arc<K>> = homes
             .iter()
             .zip(&dealt.shares)
@@ -174,7 +186,7 @@ impl<K: FixtureKeystore> WorldBuilder<K> {
     }
 }
 
-/// Three honest signers of a dealt 2-of-3 Taproot group (`signer-1` to
+/// The honest signers of a dealt Taproot group (2-of-3 unless the builder says otherwise; `signer-1` to
 /// `signer-3`), each with a home directory, a keystore of kind `K` holding
 /// its share and the pinned policy, and an audit log in `home/audit.jsonl`;
 /// one authorised requester, one allowlisted destination, and coins of the
@@ -215,6 +227,7 @@ impl World {
     ) -> WorldBuilder<MemoryKeystore> {
         WorldBuilder {
             seed,
+            threshold: (2, 3),
             policy: Box::new(policy),
             coins: vec![400_000, 300_000],
             keystore: std::marker::PhantomData,
@@ -233,6 +246,28 @@ impl<K: Keystore + 'static> World<K> {
             &self.policy,
             &mut self.audits[i],
         )
+    }
+
+    /// Every signer as an owned [`Signer`] over its audit log, as a daemon
+    /// holds it. The world's own logs move into them: [`World::signer`]
+    /// panics afterwards.
+    pub fn take_signers(&mut self) -> Vec<Signer> {
+        let audits = std::mem::take(&mut self.audits);
+        audits
+            .into_iter()
+            .enumerate()
+            .map(|(i, audit)| {
+                Signer::new(
+                    self.group.clone(),
+                    self.identities.clone(),
+                    self.shares[i].clone(),
+                    self.stores[i].clone(),
+                    self.policy.clone(),
+                    audit,
+                )
+                .unwrap()
+            })
+            .collect()
     }
 
     /// Parses `toml` and installs it: in force, and pinned in every keystore.
