@@ -416,7 +416,10 @@ pub async fn serve_router(
         let handle = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
-            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+            // Everything acknowledged is already durable and clients retry,
+            // so connections are closed at once (a long poll would hold a
+            // graceful shutdown for its whole wait).
+            handle.shutdown();
         });
     }
     server

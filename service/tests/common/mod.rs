@@ -129,8 +129,8 @@ impl CoordinatorSide {
     /// the store dropped: its SQLite file and lock are what a killed
     /// process leaves).
     pub async fn kill(&mut self) {
-        if let Some((_tx, task)) = self.running.take() {
-            task.abort();
+        if let Some((tx, task)) = self.running.take() {
+            let _ = tx.send(());
             let _ = task.await;
         }
         self.state = None;
