@@ -47,6 +47,16 @@ pub struct CoordinatorConfig {
     pub fingerprint: CertFingerprint,
 }
 
+/// A withdrawal's documents as stored: the signed request and each
+/// session's packages, byte for byte.
+#[derive(Clone, Debug)]
+pub struct StoredDocuments {
+    /// The signed request.
+    pub request: Vec<u8>,
+    /// `(session, packages document)`, by session.
+    pub sessions: Vec<(u32, Vec<u8>)>,
+}
+
 /// The coordinator's logic over a [`Store`].
 pub struct Coordinator<S> {
     config: CoordinatorConfig,
@@ -568,7 +578,7 @@ impl<S: Store> Coordinator<S> {
         &self,
         caller: &Token,
         id: &RequestDigest,
-    ) -> Result<(Vec<u8>, Vec<(u32, Vec<u8>)>), ServiceError> {
+    ) -> Result<StoredDocuments, ServiceError> {
         if caller.role != Role::Signer {
             return Err(ServiceError::Forbidden("documents are for members".into()));
         }
@@ -579,7 +589,10 @@ impl<S: Store> Coordinator<S> {
             .into_iter()
             .map(|p| (p.session, p.document))
             .collect();
-        Ok((record.request, sessions))
+        Ok(StoredDocuments {
+            request: record.request,
+            sessions,
+        })
     }
 
     /// A page of the caller's mailbox.

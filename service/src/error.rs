@@ -227,6 +227,12 @@ pub enum ServiceError {
     /// Well-formed but wrong for this call.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A body over the limit.
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// The store refused or failed.
     #[error(transparent)]
     Store(StoreError),
@@ -242,7 +248,8 @@ impl ServiceError {
             ServiceError::Unauthenticated(_) => 401,
             ServiceError::Forbidden(_) => 403,
             ServiceError::NotFound(_) => 404,
-            ServiceError::BadDocument(FormatError::TooLarge { .. }) => 413,
+            ServiceError::BadDocument(FormatError::TooLarge { .. })
+            | ServiceError::TooLarge { .. } => 413,
             ServiceError::BadDocument(_) | ServiceError::BadRequest(_) => 400,
             ServiceError::Store(StoreError::NotFound { .. }) => 404,
             ServiceError::Store(StoreError::Conflict { .. })

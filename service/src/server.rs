@@ -117,6 +117,58 @@ impl<S: Store + Send + Sync + 'static> FromRequestParts<Arc<AppState<S>>> for Ca
     }
 }
 
+/// A request body, at most [`api::MAX_BODY_BYTES`]; the extractor's
+/// rejections become [`ServiceError`]s, so every answer has an
+/// [`ErrorBody`].
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ServiceError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ServiceError::TooLarge {
+                limit: api::MAX_BODY_BYTES,
+            }),
+            Err(_) => Err(ServiceError::BadRequest(
+                "the body could not be read".into(),
+            )),
+        }
+    }
+}
+
+/// Path parameters, with a typed error for ones that do not parse.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Params(t))
+            .map_err(|_| ServiceError::BadRequest("a path parameter does not parse".into()))
+    }
+}
+
+/// Query parameters, with a typed error for ones that do not parse.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| QueryParams(t))
+            .map_err(|_| ServiceError::BadRequest("the query does not parse".into()))
+    }
+}
+
 /// Runs store work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
@@ -174,7 +226,7 @@ async fn time_limit(request: Request, next: Next) -> Response {
 
 async fn challenge<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let request: ChallengeRequest = serde_json::from_slice(&body)
         .map_err(|_| ServiceError::BadRequest("expected {\"key\": <identity key>}".into()))?;
@@ -184,7 +236,7 @@ async fn challenge<S: Store + Send + Sync + 'static>(
 
 async fn login<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let response = blocking(move || state.coordinator.login(&body)).await?;
     Ok(Json(response))
@@ -193,7 +245,7 @@ async fn login<S: Store + Send + Sync + 'static>(
 async fn submit<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let st = state.clone();
     let submitted = blocking(move || st.coordinator.submit(&caller, body.to_vec())).await?;
@@ -214,7 +266,7 @@ async fn submit<S: Store + Send + Sync + 'static>(
 async fn status<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> Result<impl IntoResponse, ServiceError> {
     let id = withdrawal_id(&id)?;
     let status = blocking(move || state.coordinator.status(&caller, &id)).await?;
@@ -224,10 +276,11 @@ async fn status<S: Store + Send + Sync + 'static>(
 async fn documents<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    Params(id): Params<String>,
 ) -> Result<Response, ServiceError> {
     let id = withdrawal_id(&id)?;
-    let (request, sessions) = blocking(move || state.coordinator.documents(&caller, &id)).await?;
+    let crate::coordinator::StoredDocuments { request, sessions } =
+        blocking(move || state.coordinator.documents(&caller, &id)).await?;
     // The stored bytes are embedded as they are: each is one JSON document
     // (the store only keeps what decoded as one).
     let mut out = Vec::with_capacity(request.len() + 64);
@@ -263,8 +316,8 @@ fn accepted(added: Added) -> (StatusCode, Json<Accepted>) {
 async fn approve<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    Params(id): Params<String>,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let id = withdrawal_id(&id)?;
     let st = state.clone();
@@ -276,8 +329,8 @@ async fn approve<S: Store + Send + Sync + 'static>(
 async fn shares<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    Path((id, session)): Path<(String, u32)>,
-    body: Bytes,
+    Params((id, session)): Params<(String, u32)>,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let id = withdrawal_id(&id)?;
     let st = state.clone();
@@ -305,7 +358,7 @@ pub struct WorkQuery {
 async fn work<S: Store + Send + Sync + 'static>(
     State(state): State<Arc<AppState<S>>>,
     Caller(caller): Caller,
-    Query(query): Query<WorkQuery>,
+    QueryParams(query): QueryParams<WorkQuery>,
 ) -> Result<impl IntoResponse, ServiceError> {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(query.wait_ms.min(api::MAX_WAIT_MS));

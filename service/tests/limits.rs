@@ -1,0 +1,180 @@
+//! Malformed, oversized and slow requests: refused with a 4xx or cut off
+//! by a timeout, and the coordinator goes on serving.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kura_testkit::World;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn raw(coordinator: &CoordinatorSide) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            kura_service::tls::client_config(coordinator.fingerprint()).unwrap(),
+        )
+        .http1_only()
+        .build()
+        .unwrap()
+}
+
+async fn token(world: &World, coordinator: &CoordinatorSide) -> String {
+    // Log in through the client, then read the token back by logging in
+    // by hand: the client keeps its token private.
+    let http = raw(coordinator);
+    let key = world.requester.public_key();
+    let c: serde_json::Value = http
+        .post(format!("{}/v1/auth/challenge", coordinator.url()))
+        .json(&serde_json::json!({ "key": key }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ks = wallet_core::MemoryKeystore::with_identity(world.requester.clone());
+    let login = kura_service::api::ServiceLogin {
+        challenge: c["challenge"].as_str().unwrap().to_owned(),
+        coordinator: coordinator.fingerprint(),
+        role: kura_service::api::RoleName::Requester,
+    };
+    let doc = wallet_core::format::encode(
+        world.group.id(),
+        &wallet_core::Signed::sign(world.group.id(), login, &ks).unwrap(),
+    )
+    .unwrap();
+    let t: serde_json::Value = http
+        .post(format!("{}/v1/auth/login", coordinator.url()))
+        .body(doc)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    t["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_4xx() {
+    let world = World::builder(61, policy(true)).build();
+    let mut coordinator = CoordinatorSide::new(&world);
+    coordinator.start().await;
+    let http = raw(&coordinator);
+    let url = coordinator.url();
+    let token = token(&world, &coordinator).await;
+    let post = |path: &str, body: Vec<u8>| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "/v1/withdrawals",
+            vec![b' '; wallet_core::format::MAX_DOCUMENT_BYTES + 1],
+            413,
+        ),
+        ("/v1/withdrawals", b"not json".to_vec(), 400),
+        (
+            "/v1/withdrawals",
+            b"{\"format\":\"kura\",\"version\":1}".to_vec(),
+            400,
+        ),
+        ("/v1/withdrawals", vec![0xff, 0xfe, 0x00], 400),
+        ("/v1/auth/challenge", b"{\"key\":\"zz\"}".to_vec(), 400),
+        ("/v1/auth/login", b"[]".to_vec(), 400),
+        ("/v1/withdrawals/not-an-id/approvals", b"{}".to_vec(), 400),
+        ("/v1/nowhere", Vec::new(), 404),
+    ];
+    for (path, body, want) in cases {
+        let r = post(path, body).await.unwrap();
+        let status = r.status().as_u16();
+        let answer: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, want, "{path}: {answer}");
+        if status != 404 {
+            assert!(
+                answer["error"].is_string(),
+                "{path}: a typed error body: {answer}"
+            );
+        }
+    }
+    let r = http
+        .get(format!("{url}/v1/work?after=x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Still serving.
+    let r = http
+        .get(format!("{url}/v1/work"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let world = World::builder(62, policy(true)).build();
+    let mut coordinator = CoordinatorSide::new(&world);
+    coordinator.start().await;
+    let addr = coordinator.addr;
+
+    // A TCP connection that never starts TLS is closed by the handshake
+    // timeout.
+    let started = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut buf))
+        .await
+        .expect("closed by the server");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
+        "{waited:?}"
+    );
+
+    // A TLS connection that sends its request head one byte every 300 ms is
+    // closed by the header timeout.
+    let config = kura_service::tls::client_config(coordinator.fingerprint()).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_name();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let started = Instant::now();
+    let head = b"GET /v1/work HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in head.iter() {
+        if tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if started.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+    }
+    if !closed {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;
+        closed = matches!(read, Ok(Ok(_)) | Ok(Err(_)));
+    }
+    assert!(closed, "the slow connection was not cut off");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(12), "{waited:?}");
+
+    // And the coordinator still answers.
+    let requester = requester(&world, &coordinator);
+    requester.login().await.unwrap();
+}
+
+fn rustls_name() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+}
