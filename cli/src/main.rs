@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, sign, wallet};
+use cmd::{audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, service, sign, wallet};
 use ctx::Ctx;
 
 /// Kura: threshold custody with FROST, where every co-signer checks what it signs.
@@ -90,6 +90,9 @@ enum Command {
     /// Build packages and finalize (coordinator).
     #[command(subcommand)]
     Coordinate(coordinate::CoordinateCmd),
+    /// The coordinator service: HTTPS, state in SQLite, custodians' signer daemons connect to it.
+    #[command(subcommand)]
+    Coordinator(service::CoordinatorCmd),
     /// Read and verify a signer's audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -125,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Withdraw(c) => c.run(&ctx),
         Command::Sign(c) => c.run(&ctx),
         Command::Coordinate(c) => c.run(&ctx),
+        Command::Coordinator(c) => c.run(&ctx),
         Command::Audit(c) => c.run(&ctx),
         Command::Policy(c) => c.run(&ctx),
         Command::Hsm(c) => c.run(&ctx),

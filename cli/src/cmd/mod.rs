@@ -9,5 +9,6 @@ pub mod keygen;
 pub mod maintain;
 pub mod policy;
 pub mod roles;
+pub mod service;
 pub mod sign;
 pub mod wallet;

@@ -21,6 +21,22 @@ pub enum SignerCmd {
     ///
     /// Example: kura signer import --home alice --dealing out/dealing.json --fingerprint XXXX-… --passphrase-file alice.pass
     Import(super::keygen::ImportArgs),
+    /// Run the signer daemon: unlock the keystore once, take withdrawals from the coordinator service, approve what [auto_approve] allows, keep the rest for a person.
+    ///
+    /// Example: kura signer run --home alice --coordinator https://127.0.0.1:8443 --coordinator-pin sha256:… --passphrase-file alice.pass
+    Run(super::service::RunArgs),
+    /// What waits for a person in this home's running daemon, with the daemon's own review.
+    ///
+    /// Example: kura signer pending --home alice
+    Pending(super::service::PendingArgs),
+    /// Approve a withdrawal waiting in this home's running daemon.
+    ///
+    /// Example: kura signer approve --home alice 3f2a9c01
+    Approve(super::service::DecideArgs),
+    /// Refuse a withdrawal waiting in this home's running daemon (recorded in the audit log).
+    ///
+    /// Example: kura signer refuse --home alice 3f2a9c01 --reason "not on the payout list"
+    Refuse(super::service::RefuseArgs),
 }
 
 impl SignerCmd {
@@ -28,6 +44,10 @@ impl SignerCmd {
         match self {
             SignerCmd::Init(a) => a.run(Role::Signer, ctx),
             SignerCmd::Import(a) => a.run(ctx),
+            SignerCmd::Run(a) => a.run(ctx),
+            SignerCmd::Pending(a) => a.run(ctx),
+            SignerCmd::Approve(a) => a.approve(ctx),
+            SignerCmd::Refuse(a) => a.run(ctx),
         }
     }
 }

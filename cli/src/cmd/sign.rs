@@ -29,12 +29,22 @@ pub enum WithdrawCmd {
     ///
     /// Example: kura withdraw request --home ops --group group.json --psbt w.psbt --id w-42 --out w-42.request.json --passphrase-env OPS_PASS
     Request(RequestArgs),
+    /// Sign a withdrawal request and submit it to the coordinator service; prints the withdrawal's id.
+    ///
+    /// Example: kura withdraw submit --home ops --group group.json --psbt w.psbt --id w-42 --coordinator https://127.0.0.1:8443 --coordinator-pin sha256:… --passphrase-env OPS_PASS
+    Submit(super::service::SubmitArgs),
+    /// A submitted withdrawal's progress; with --wait, until it ends, then the final PSBT and transaction written out.
+    ///
+    /// Example: kura withdraw status ID --wait --home ops --group group.json --coordinator https://127.0.0.1:8443 --coordinator-pin sha256:… --tx-out w-42.tx --passphrase-env OPS_PASS
+    Status(super::service::StatusArgs),
 }
 
 impl WithdrawCmd {
     pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         match self {
             WithdrawCmd::Request(a) => request(&a, ctx),
+            WithdrawCmd::Submit(a) => a.run(ctx),
+            WithdrawCmd::Status(a) => a.run(ctx),
         }
     }
 }
@@ -65,8 +75,9 @@ impl SignCmd {
     }
 }
 
+/// What a withdrawal request is made of, and who signs it.
 #[derive(Debug, Args)]
-pub struct RequestArgs {
+pub struct RequestSpec {
     /// The requester's home.
     #[arg(long, value_name = "DIR")]
     home: PathBuf,
@@ -85,14 +96,20 @@ pub struct RequestArgs {
     /// Seconds until signers refuse the request (at most 7 days; signers' policies default to 24 h).
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     expires_in: u64,
-    /// Where to write the signed request.
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
     /// Sign the request even if the PSBT fails the checks every signer applies.
     #[arg(long)]
     unchecked: bool,
     #[command(flatten)]
     secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    spec: RequestSpec,
+    /// Where to write the signed request.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -139,64 +156,93 @@ pub struct ShareArgs {
     secrets: SecretArgs,
 }
 
-fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
-    let (group_path, psbt_path, id, memo) = (&a.group, &a.psbt, a.id.as_str(), a.memo.as_str());
-    let (expires_in, out, unchecked) = (a.expires_in, &a.out, a.unchecked);
-    display::check_request_id(id)?;
-    display::check_memo(memo)?;
-    let max = wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS * 3600;
-    if expires_in == 0 || expires_in > max {
-        bail!("--expires-in {expires_in}: a request may live 1 to {max} seconds (7 days); signers' policies allow 24 h unless they say otherwise");
-    }
-    let group = home::read_group(group_path)?;
-    let bytes = home::read_input(psbt_path, wallet_core::psbt::MAX_PSBT_TEXT_BYTES)?;
-    let psbt = wallet_core::psbt::decode(&bytes)
-        .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
-    // What every signer checks, whatever its policy: the signer-independent
-    // part of review (the network only changes how addresses are written).
-    let early = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin)
-        .map_err(|e| e.to_string())
-        .and_then(|summary| {
-            wallet_core::policy::check_any_policy(&summary).map_err(|e| e.to_string())
-        });
-    if let Err(e) = early {
-        if !unchecked {
-            return Err(refused(format!(
-                "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
-            )));
+/// A signed request, with the home and group it was made with.
+pub struct SignedRequest {
+    pub home: Home,
+    pub group: wallet_core::PublicGroup<Secp256k1Tr>,
+    pub request_id: String,
+    pub expires_at: u64,
+    /// The `withdrawal-request` document.
+    pub document: Vec<u8>,
+}
+
+impl RequestSpec {
+    /// Checks the PSBT as every signer will, then signs the request with
+    /// the requester's keystore.
+    pub fn sign(&self) -> anyhow::Result<SignedRequest> {
+        let a = self;
+        let (group_path, psbt_path, id, memo) =
+            (&a.group, &a.psbt, a.id.as_str(), a.memo.as_str());
+        let (expires_in, unchecked) = (a.expires_in, a.unchecked);
+        display::check_request_id(id)?;
+        display::check_memo(memo)?;
+        let max = wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS * 3600;
+        if expires_in == 0 || expires_in > max {
+            bail!("--expires-in {expires_in}: a request may live 1 to {max} seconds (7 days); signers' policies allow 24 h unless they say otherwise");
         }
-        crate::ctx::warn(&format!("every signer will refuse this PSBT: {e}"));
+        let group = home::read_group(group_path)?;
+        let bytes = home::read_input(psbt_path, wallet_core::psbt::MAX_PSBT_TEXT_BYTES)?;
+        let psbt = wallet_core::psbt::decode(&bytes)
+            .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
+        // What every signer checks, whatever its policy: the signer-independent
+        // part of review (the network only changes how addresses are written).
+        let early = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin)
+            .map_err(|e| e.to_string())
+            .and_then(|summary| {
+                wallet_core::policy::check_any_policy(&summary).map_err(|e| e.to_string())
+            });
+        if let Err(e) = early {
+            if !unchecked {
+                return Err(refused(format!(
+                    "every signer will refuse this PSBT: {e}; fix the PSBT (or pass --unchecked to sign the request anyway)"
+                )));
+            }
+            crate::ctx::warn(&format!("every signer will refuse this PSBT: {e}"));
+        }
+        let home = Home::open(&a.home, "requester", &a.secrets)?;
+        let t = now();
+        let expires_at = t
+            .checked_add(expires_in)
+            .context("--expires-in goes past the end of time")?;
+        let body = WithdrawalRequest {
+            request_id: RequestId::new(id)?,
+            requester: home.keystore.identity_public_key()?,
+            created_at: t,
+            expires_at,
+            memo: memo.to_owned(),
+            psbt: wallet_core::psbt::encode_base64(&psbt),
+        };
+        let signed = Signed::sign(group.id(), body, home.keystore.as_ref())?;
+        let document = format::encode(group.id(), &signed)?;
+        Ok(SignedRequest {
+            home,
+            group,
+            request_id: id.to_owned(),
+            expires_at,
+            document,
+        })
     }
-    let home = Home::open(&a.home, "requester", &a.secrets)?;
-    let t = now();
-    let expires_at = t
-        .checked_add(expires_in)
-        .context("--expires-in goes past the end of time")?;
-    let body = WithdrawalRequest {
-        request_id: RequestId::new(id)?,
-        requester: home.keystore.identity_public_key()?,
-        created_at: t,
-        expires_at,
-        memo: memo.to_owned(),
-        psbt: wallet_core::psbt::encode_base64(&psbt),
-    };
-    let signed = Signed::sign(group.id(), body, home.keystore.as_ref())?;
-    home::write_new(out, &format::encode(group.id(), &signed)?)?;
+}
+
+fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
+    let signed = a.spec.sign()?;
+    let (id, out) = (&signed.request_id, &a.out);
+    home::write_new(out, &signed.document)?;
     r.done(
         "withdraw-request",
-        serde_json::json!({"request_id": id, "expires_at": expires_at, "out": out.display().to_string()}),
+        serde_json::json!({"request_id": id, "expires_at": signed.expires_at, "out": out.display().to_string()}),
         &format!("signed request {id} written to {}", out.display()),
     )
 }
 
 /// A signer's home, opened, with everything a `Signer` needs.
-struct SignerHome {
+pub struct SignerHome {
     home: Home,
     group: wallet_core::PublicGroup<Secp256k1Tr>,
     signer: Signer,
 }
 
-fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHome> {
+pub fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHome> {
     let home = Home::open(home_dir, "signer", secrets)?;
     let group = home::read_group(&home.dir.join("group.json"))
         .context("this signer has no group yet: run `kura signer import` first")?;
@@ -242,6 +288,11 @@ fn open_signer(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<SignerHo
 impl SignerHome {
     fn signer(&mut self) -> &mut Signer {
         &mut self.signer
+    }
+
+    /// The signer alone, as a daemon holds it.
+    pub fn into_signer(self) -> Signer {
+        self.signer
     }
 }
 

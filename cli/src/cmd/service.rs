@@ -1,0 +1,595 @@
+//! Kura as a service: `kura coordinator init | serve`, `kura signer run |
+//! pending | approve | refuse`, `kura withdraw submit | status`.
+//!
+//! ```text
+//! DIR/coordinator.json  listen address, network, requesters' cards
+//! DIR/group.json        the group it coordinates
+//! DIR/roster.json       the members' identity keys
+//! DIR/tls-cert.der      its self-signed certificate (clients pin its fingerprint)
+//! DIR/tls-key.age       the certificate's key, sealed with the operator's passphrase
+//! DIR/coordinator.db    its state (SQLite)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use kura_service::api::{RoleName, StateName};
+use kura_service::client::Client;
+use kura_service::daemon::control::{self, ControlRequest};
+use kura_service::daemon::{DaemonEvent, SignerDaemon};
+use kura_service::server::{self, AppState};
+use kura_service::{CertFingerprint, Coordinator, CoordinatorConfig, SqliteStore, TlsIdentity};
+use serde::{Deserialize, Serialize};
+use wallet_core::ceremony::{IdentityCard, Role};
+use wallet_core::keystore::files;
+use wallet_core::RequestDigest;
+
+use crate::ctx::Ctx;
+use crate::home::{self, Home};
+use crate::network::NetworkArg;
+use crate::secrets::SecretArgs;
+
+/// DIR/coordinator.json.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoordinatorFile {
+    kura_coordinator: u32,
+    listen: SocketAddr,
+    network: NetworkArg,
+    requesters: Vec<IdentityCard>,
+}
+
+const CONFIG: &str = "coordinator.json";
+const CERT: &str = "tls-cert.der";
+const KEY: &str = "tls-key.age";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CoordinatorCmd {
+    /// Create a coordinator's state: its configuration, a TLS certificate (key sealed with the passphrase) and prints the fingerprint clients pin.
+    ///
+    /// Example: kura coordinator init --dir coord --group group.json --roster roster.json --requester ops/identity.json --listen 127.0.0.1:8443 --passphrase-file coord.pass
+    Init(CoordinatorInitArgs),
+    /// Serve the coordinator over HTTPS until interrupted; withdrawals in flight continue after a restart.
+    ///
+    /// Example: kura coordinator serve --dir coord --passphrase-file coord.pass
+    Serve(ServeArgs),
+}
+
+impl CoordinatorCmd {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        match self {
+            CoordinatorCmd::Init(a) => a.run(ctx),
+            CoordinatorCmd::Serve(a) => a.run(ctx),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CoordinatorInitArgs {
+    /// The coordinator's directory (created; must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The group it coordinates.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The group's roster (the members' identity keys).
+    #[arg(long, value_name = "FILE")]
+    roster: PathBuf,
+    /// A requester's identity card; repeat for each requester it accepts requests from.
+    #[arg(long = "requester", value_name = "CARD", required = true)]
+    requesters: Vec<PathBuf>,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// A DNS name or IP address for the certificate; repeat (default: localhost and the listen address).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// The group wallet's Bitcoin network.
+    #[arg(long, value_enum, default_value_t = crate::network::DEFAULT)]
+    network: NetworkArg,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+impl CoordinatorInitArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        if self.dir.join(CONFIG).exists() {
+            bail!("{} is already a coordinator's directory", self.dir.display());
+        }
+        let group = home::read_group(&self.group)?;
+        // Checked now so that serve cannot fail on it later.
+        home::read_roster(&self.roster, &group)?;
+        let mut requesters = Vec::new();
+        for path in &self.requesters {
+            let card = home::read_card(path)?;
+            if card.role != Role::Requester {
+                bail!("{} is the card of a {}, not of a requester", path.display(), card.role);
+            }
+            requesters.push(card);
+        }
+        let mut names = self.names.clone();
+        if names.is_empty() {
+            names = vec!["localhost".into(), self.listen.ip().to_string()];
+        }
+        let tls = TlsIdentity::generate(&names, &format!("kura coordinator {}", group.id().short()))?;
+        let sealed = tls.seal(&self.secrets.passphrase()?)?;
+        files::create_private_dir(&self.dir)?;
+        let config = CoordinatorFile {
+            kura_coordinator: 1,
+            listen: self.listen,
+            network: self.network,
+            requesters,
+        };
+        home::write_all_new(&[
+            (&self.dir.join("group.json"), &home::read(&self.group)?),
+            (&self.dir.join("roster.json"), &home::read(&self.roster)?),
+            (&self.dir.join(CERT), tls.certificate()),
+            (&self.dir.join(KEY), &sealed),
+            (&self.dir.join(CONFIG), &serde_json::to_vec_pretty(&config)?),
+        ])?;
+        let fingerprint = tls.fingerprint().to_string();
+        ctx.note(&format!(
+            "coordinator for group {} in {}; clients pin its certificate with --coordinator-pin",
+            group.id().short(),
+            self.dir.display()
+        ));
+        ctx.done(
+            "coordinator-init",
+            serde_json::json!({"dir": self.dir.display().to_string(), "fingerprint": fingerprint, "listen": self.listen.to_string()}),
+            &fingerprint,
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The coordinator's directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Listen here instead of the configured address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+impl ServeArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        files::check_private(&self.dir)?;
+        let config: CoordinatorFile = serde_json::from_slice(&home::read(&self.dir.join(CONFIG))?)
+            .with_context(|| format!("{} is not a coordinator configuration", self.dir.join(CONFIG).display()))?;
+        if config.kura_coordinator != 1 {
+            bail!("{}: unsupported version {}", CONFIG, config.kura_coordinator);
+        }
+        let group = home::read_group(&self.dir.join("group.json"))?;
+        let roster = home::read_roster(&self.dir.join("roster.json"), &group)?;
+        let certificate = home::read(&self.dir.join(CERT))?;
+        let sealed = home::read(&self.dir.join(KEY))?;
+        let tls = TlsIdentity::unseal(certificate, &sealed, &self.secrets.passphrase()?)?;
+        let store = SqliteStore::open(self.dir.join("coordinator.db"))?;
+        let coordinator = Coordinator::new(
+            CoordinatorConfig {
+                group,
+                roster,
+                requesters: config.requesters.iter().map(|c| c.key).collect(),
+                network: config.network.into(),
+                fingerprint: tls.fingerprint(),
+            },
+            store,
+        );
+        let listen = self.listen.unwrap_or(config.listen);
+        let listener = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr()?;
+        ctx.note(&format!(
+            "serving https://{local} (certificate {}); stop with Ctrl-C",
+            tls.fingerprint()
+        ));
+        let state = AppState::new(coordinator);
+        runtime()?.block_on(server::serve(state, &tls, listener, interrupted()))?;
+        ctx.done(
+            "coordinator-stopped",
+            serde_json::json!({"listen": local.to_string()}),
+            "coordinator stopped",
+        )
+    }
+}
+
+/// Where a client finds the coordinator.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// The coordinator's URL (https://HOST:PORT).
+    #[arg(long = "coordinator", value_name = "URL")]
+    url: String,
+    /// The coordinator's certificate fingerprint (sha256:…), as `kura coordinator init` printed it.
+    #[arg(long = "coordinator-pin", value_name = "FINGERPRINT")]
+    pin: CertFingerprint,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The signer's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    #[command(flatten)]
+    coordinator: CoordinatorArgs,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+fn run_dir(home: &Path) -> PathBuf {
+    home.join("run")
+}
+
+fn show(event: &DaemonEvent) -> (String, serde_json::Value) {
+    let id = |id: &RequestDigest| id.to_string();
+    match event {
+        DaemonEvent::Connected { cursor } => (
+            format!("connected; reading work after #{cursor}"),
+            serde_json::json!({"event": "connected", "cursor": cursor}),
+        ),
+        DaemonEvent::Unreachable { reason } => (
+            format!("coordinator unreachable, retrying: {reason}"),
+            serde_json::json!({"event": "unreachable", "reason": reason}),
+        ),
+        DaemonEvent::AutoApproved { id: w } => (
+            format!("{}: approved under [auto_approve]", id(w)),
+            serde_json::json!({"event": "auto-approved", "id": id(w)}),
+        ),
+        DaemonEvent::Approved { id: w } => (
+            format!("{}: approved by the operator", id(w)),
+            serde_json::json!({"event": "approved", "id": id(w)}),
+        ),
+        DaemonEvent::Waiting { id: w } => (
+            format!("{}: allowed by the policy, waits for `kura signer approve`", id(w)),
+            serde_json::json!({"event": "waiting", "id": id(w)}),
+        ),
+        DaemonEvent::Signed { id: w, session } => (
+            format!("{}: shares released for session {session}", id(w)),
+            serde_json::json!({"event": "signed", "id": id(w), "session": session}),
+        ),
+        DaemonEvent::Refused { id: w, kind, reason } => (
+            format!("{}: refused ({kind}): {reason}", id(w)),
+            serde_json::json!({"event": "refused", "id": id(w), "kind": kind, "reason": reason}),
+        ),
+        DaemonEvent::Ended { id: w, how } => (
+            format!("{}: {how}", id(w)),
+            serde_json::json!({"event": "ended", "id": id(w), "how": how}),
+        ),
+    }
+}
+
+impl RunArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let run = run_dir(&self.home);
+        files::create_private_dir(&run)?;
+        // One daemon per home: a second one would answer the same work
+        // with the same keystore.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(run.join("daemon.lock"))
+            .context("cannot open the daemon's lock file")?;
+        if lock.try_lock().is_err() {
+            bail!("a signer daemon already runs on {}", self.home.display());
+        }
+        let opened = super::sign::open_signer(&self.home, &self.secrets)?;
+        let signer = opened.into_signer();
+        let client = Client::new(
+            &self.coordinator.url,
+            self.coordinator.pin,
+            *signer.group().id(),
+            RoleName::Signer,
+            signer.keystore().clone(),
+        )?;
+        let json = ctx.json;
+        let daemon = SignerDaemon::new(signer, client, &run, move |event| {
+            let (text, value) = show(event);
+            if json {
+                let _ = crate::ctx::print_line(&value.to_string());
+            } else {
+                let _ = crate::ctx::print_line(&wallet_core::display::terminal_safe(&text));
+            }
+        })?;
+        ctx.note(&format!(
+            "signer daemon on {}; `kura signer pending --home {}` lists what waits for you; stop with Ctrl-C",
+            self.home.display(),
+            self.home.display()
+        ));
+        runtime()?.block_on(async move {
+            let control = tokio::spawn(daemon.clone().serve_control());
+            let work = tokio::spawn(daemon.run());
+            tokio::select! {
+                _ = interrupted() => Ok(()),
+                r = control => match r {
+                    Ok(Err(e)) => Err(anyhow::Error::new(e)),
+                    _ => Ok(()),
+                },
+                _ = work => Ok(()),
+            }
+        })?;
+        drop(lock);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// The signer's home (its daemon must be running).
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+}
+
+impl PendingArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let pending = pending(&self.home)?;
+        let text = if pending.is_empty() {
+            "nothing waits for you".to_owned()
+        } else {
+            pending
+                .iter()
+                .map(|p| format!("{}\n{}\n", p.id, p.review))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        ctx.done(
+            "signer-pending",
+            serde_json::to_value(&pending)?,
+            &text,
+        )
+    }
+}
+
+fn pending(home: &Path) -> anyhow::Result<Vec<control::PendingEntry>> {
+    let answer = call(home, &ControlRequest::Pending { v: control::CONTROL_VERSION })?;
+    Ok(answer.pending.unwrap_or_default())
+}
+
+fn call(home: &Path, request: &ControlRequest) -> anyhow::Result<control::ControlResponse> {
+    let run = run_dir(home);
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(control::call(&run, request))?;
+    if !answer.ok {
+        return Err(crate::error::refused(format!(
+            "the daemon refused: {}",
+            answer.message.unwrap_or_default()
+        )));
+    }
+    Ok(answer)
+}
+
+/// A pending withdrawal named by its id or a unique prefix of it (at least
+/// 8 hex digits).
+fn resolve(home: &Path, id: &str) -> anyhow::Result<RequestDigest> {
+    if let Ok(full) = id.parse::<RequestDigest>() {
+        return Ok(full);
+    }
+    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        bail!("a withdrawal id is its 64 lowercase hex digits, or at least 8 of them that start only one pending id");
+    }
+    let matches: Vec<_> = pending(home)?
+        .into_iter()
+        .filter(|p| p.id.to_string().starts_with(id))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!("no pending withdrawal starts with {id}"),
+        _ => bail!("{id} starts several pending withdrawals; give more digits"),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The signer's home (its daemon must be running).
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The withdrawal's id (the request digest `kura signer pending` shows), or a unique prefix of it.
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RefuseArgs {
+    #[command(flatten)]
+    which: DecideArgs,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: String,
+}
+
+impl DecideArgs {
+    pub fn approve(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let id = resolve(&self.home, &self.id)?;
+        call(&self.home, &ControlRequest::Approve { v: control::CONTROL_VERSION, id })?;
+        ctx.done(
+            "signer-approve",
+            serde_json::json!({"id": id.to_string()}),
+            &format!("approved {id}"),
+        )
+    }
+}
+
+impl RefuseArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let id = resolve(&self.which.home, &self.which.id)?;
+        wallet_core::display::check_memo(&self.reason)?;
+        call(
+            &self.which.home,
+            &ControlRequest::Refuse {
+                v: control::CONTROL_VERSION,
+                id,
+                reason: self.reason.clone(),
+            },
+        )?;
+        ctx.done(
+            "signer-refuse",
+            serde_json::json!({"id": id.to_string()}),
+            &format!("refused {id}"),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    request: super::sign::RequestSpec,
+    #[command(flatten)]
+    coordinator: CoordinatorArgs,
+    /// Also keep the signed request here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+fn requester_client(
+    home: &Home,
+    group: &wallet_core::PublicGroup<wallet_core::Secp256k1Tr>,
+    coordinator: &CoordinatorArgs,
+) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        &coordinator.url,
+        coordinator.pin,
+        *group.id(),
+        RoleName::Requester,
+        home.keystore.clone(),
+    )?)
+}
+
+impl SubmitArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let signed = self.request.sign()?;
+        if let Some(out) = &self.out {
+            home::write_new(out, &signed.document)?;
+        }
+        let client = requester_client(&signed.home, &signed.group, &self.coordinator)?;
+        let submitted = runtime()?.block_on(client.submit(signed.document))?;
+        let id = submitted.id.to_string();
+        ctx.note(&format!(
+            "submitted request {}; follow it with `kura withdraw status {id} --wait`",
+            signed.request_id
+        ));
+        ctx.done(
+            "withdraw-submit",
+            serde_json::json!({"id": id, "request_id": signed.request_id, "duplicate": submitted.duplicate}),
+            &id,
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The requester's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The group file.
+    #[arg(long, value_name = "FILE")]
+    group: PathBuf,
+    /// The withdrawal's id, as `kura withdraw submit` printed it.
+    id: RequestDigest,
+    #[command(flatten)]
+    coordinator: CoordinatorArgs,
+    /// Wait until it is finalized or refused (at most --timeout).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    timeout: u64,
+    /// Where to write the final PSBT (binary) once finalized.
+    #[arg(long, value_name = "FILE")]
+    psbt_out: Option<PathBuf>,
+    /// Where to write the final transaction (hex) once finalized.
+    #[arg(long, value_name = "FILE")]
+    tx_out: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+impl StatusArgs {
+    pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let home = Home::open(&self.home, "requester", &self.secrets)?;
+        let group = home::read_group(&self.group)?;
+        let client = requester_client(&home, &group, &self.coordinator)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(self.timeout);
+        let status = runtime()?.block_on(async {
+            let mut cursor = 0;
+            loop {
+                let status = client.status(&self.id).await?;
+                if !self.wait || status.state.is_final() {
+                    return Ok::<_, anyhow::Error>(status);
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(crate::error::refused(format!(
+                        "withdrawal {} is still {:?} after {} s",
+                        self.id, status.state, self.timeout
+                    )));
+                }
+                // Wakes on this requester's mailbox (finalized or refused).
+                if let Ok(page) = client.work(cursor, left.min(Duration::from_secs(25))).await {
+                    cursor = page.next;
+                }
+            }
+        })?;
+        if status.state == StateName::Finalized {
+            use wallet_core::bitcoin::base64::Engine;
+            if let (Some(out), Some(psbt)) = (&self.psbt_out, &status.psbt) {
+                let bytes = wallet_core::bitcoin::base64::engine::general_purpose::STANDARD
+                    .decode(psbt)
+                    .context("the coordinator's PSBT is not base64")?;
+                home::write_new(out, &bytes)?;
+            }
+            if let (Some(out), Some(tx)) = (&self.tx_out, &status.tx) {
+                home::write_new(out, format!("{tx}\n").as_bytes())?;
+            }
+        }
+        let state = serde_json::to_value(status.state)?;
+        let state_name = state.as_str().unwrap_or("unknown").to_owned();
+        let mut text = format!("withdrawal {}: {state_name}", self.id);
+        if let Some(reason) = &status.reason {
+            text.push_str(&format!(" ({})", wallet_core::display::inert_bounded(reason, 400)));
+        }
+        if status.state == StateName::Refused && self.wait {
+            return Err(crate::error::refused(text));
+        }
+        ctx.done(
+            "withdraw-status",
+            serde_json::json!({
+                "id": self.id.to_string(),
+                "state": state_name,
+                "approved_by": status.approved_by.len(),
+                "sessions": status.sessions.len(),
+                "tx": status.tx,
+                "reason": status.reason,
+            }),
+            &text,
+        )
+    }
+}
