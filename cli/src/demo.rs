@@ -48,11 +48,14 @@ pub struct DemoArgs {
     /// Directory for the ceremony's files (created; must be empty if it exists).
     #[arg(long, value_name = "DIR")]
     out: std::path::PathBuf,
+    /// Then run the round again through the service: a coordinator over loopback HTTPS, a signer daemon per signer (one killed and restarted), a requester submitting, and a theft attempt refused by every daemon.
+    #[arg(long)]
+    service: bool,
 }
 
 impl DemoArgs {
     pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        run(&self.out, ctx.json)
+        run(&self.out, ctx.json, self.service)
     }
 }
 
@@ -95,7 +98,7 @@ impl Output {
 /// A throwaway secret for one of the demo's keystores, written to
 /// `DIR/secrets/NAME` (0600) so that later `kura` commands can unlock it
 /// with `--passphrase-file` or `--pin-file`.
-fn throwaway_secret(out: &Path, name: &str) -> anyhow::Result<SecretString> {
+pub(crate) fn throwaway_secret(out: &Path, name: &str) -> anyhow::Result<SecretString> {
     use age::secrecy::ExposeSecret;
     let secret = random_secret();
     let dir = out.join("secrets");
@@ -182,7 +185,7 @@ fn keystores(out: &Path, names: &[&str], o: &Output) -> anyhow::Result<(Stores, 
     ))
 }
 
-fn run(out: &Path, json: bool) -> anyhow::Result<()> {
+fn run(out: &Path, json: bool, service: bool) -> anyhow::Result<()> {
     if out.exists()
         && fs::read_dir(out)
             .map(|mut d| d.next().is_some())
@@ -254,7 +257,7 @@ fn run(out: &Path, json: bool) -> anyhow::Result<()> {
     let exchange = demo_address(0x11)?;
     let attacker = demo_address(0x66)?;
     let policy_text = format!(
-        "# {name}'s policy (written by kura demo)\nversion = 1\nnetwork = \"regtest\"\n\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{}\"\n\n[[destination]]\nlabel = \"exchange deposit\"\naddress = \"{exchange}\"\n\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n",
+        "# {name}'s policy (written by kura demo)\nversion = 1\nnetwork = \"regtest\"\n\n[[requester]]\nlabel = \"treasury-ops\"\nkey = \"{}\"\n\n[[destination]]\nlabel = \"exchange deposit\"\naddress = \"{exchange}\"\n\n[limits]\nper_transaction_sat = 500_000\nrolling_window_hours = 24\nrolling_window_sat = 1_000_000\nmax_fee_sat = 10_000\nmax_fee_rate_sat_per_vb = 50\n\n# What a signer daemon (kura signer run) approves without a person.\n[auto_approve]\ndestinations = [\"exchange deposit\"]\nmax_amount_sat = 400_000\n",
         requester.identity_public_key()?,
         name = "this signer"
     );
@@ -449,9 +452,57 @@ fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             .map_err(|e| refused(e.to_string()))?;
     }
     let summary = review(&psbt, &keys, NETWORK)?;
+    let hsm = keystore_kind.contains("SoftHSM2");
+    let service = if service {
+        // The daemons open the tokens and logs themselves.
+        drop(audits);
+        let homes: Vec<(String, std::path::PathBuf)> = signers
+            .iter()
+            .map(|s| (s.label.to_string(), s.home.clone()))
+            .collect();
+        let (coin2_point, coin2) = funding_coin(&keys.script_pubkey(), 900_000);
+        let pay = |to: &bitcoin::Address| {
+            demo_psbt(
+                &(coin2_point, coin2.clone()),
+                vec![
+                    TxOut {
+                        value: Amount::from_sat(300_000),
+                        script_pubkey: to.script_pubkey(),
+                    },
+                    TxOut {
+                        value: Amount::from_sat(598_600),
+                        script_pubkey: keys.script_pubkey(),
+                    },
+                ],
+            )
+        };
+        let secrets = out.join("secrets");
+        let step = |t: &str| o.step(t);
+        let outcome = crate::demo_service::run(crate::demo_service::Setup {
+            out,
+            group: &group,
+            signers: homes,
+            unlock: Box::new(move |label: &str| {
+                if hsm {
+                    ("--pin-file", secrets.join(format!("{label}.pin")))
+                } else {
+                    ("--passphrase-file", secrets.join(format!("{label}.pass")))
+                }
+            }),
+            requester: std::sync::Arc::new(requester),
+            requester_home: &requester_home,
+            honest: pay(&exchange)?,
+            theft: pay(&attacker)?,
+            spent: vec![coin2.clone()],
+            step: &step,
+        })?;
+        Some(outcome)
+    } else {
+        None
+    };
 
     let alice = out.join("signers").join("alice");
-    let (unlock, env) = if keystore_kind.contains("SoftHSM2") {
+    let (unlock, env) = if hsm {
         (
             format!(
                 "--pin-file {}",
@@ -494,6 +545,15 @@ fn run(out: &Path, json: bool) -> anyhow::Result<()> {
                 "out": out.display().to_string(),
                 "homes": homes,
                 "secrets": out.join("secrets").display().to_string(),
+                "service": service.as_ref().map(|s| serde_json::json!({
+                    "coordinator": s.url,
+                    "fingerprint": s.fingerprint.to_string(),
+                    "withdrawal": s.id,
+                    "txid": s.txid,
+                    "consensus_verified": true,
+                    "restarted_daemon": s.restarted,
+                    "theft_refused_by": s.theft_refused_by,
+                })),
             }
         });
         print_line(&crate::ctx::json_inert(&v.to_string()))?;
@@ -528,6 +588,18 @@ fn run(out: &Path, json: bool) -> anyhow::Result<()> {
             homes.join(", "),
             alice.display()
         ));
+        if let Some(s) = &service {
+            lines.push(format!(
+                "service      {} (certificate {}): withdrawal {} finalized, txid {}, consensus-verified;\n             {}'s daemon killed (SIGKILL) after approving and restarted; theft refused by {} (logs in {})",
+                s.url,
+                s.fingerprint,
+                s.id,
+                s.txid,
+                s.restarted,
+                s.theft_refused_by.join(", "),
+                out.join("service").display()
+            ));
+        }
         lines.push(format!(
             "secrets      {} — THROWAWAY passphrases/PINs of this demo (files, 0600); never use them for real funds",
             out.join("secrets").display()
@@ -727,7 +799,7 @@ fn demo_psbt(
 }
 
 /// Bitcoin Core's consensus check of every input (Taproot flag, all spent outputs).
-fn consensus_verify(tx: &bitcoin::Transaction, spent: &[TxOut]) -> Result<(), String> {
+pub(crate) fn consensus_verify(tx: &bitcoin::Transaction, spent: &[TxOut]) -> Result<(), String> {
     let bytes = bitcoin::consensus::serialize(tx);
     let scripts: Vec<Vec<u8>> = spent.iter().map(|o| o.script_pubkey.to_bytes()).collect();
     let utxos: Vec<bitcoinconsensus::Utxo> = spent

@@ -19,6 +19,7 @@
 mod cmd;
 mod ctx;
 mod demo;
+mod demo_service;
 mod error;
 mod home;
 mod network;
@@ -28,7 +29,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cmd::{audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, service, sign, wallet};
+use cmd::{
+    audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, service, sign, wallet,
+};
 use ctx::Ctx;
 
 /// Kura: threshold custody with FROST, where every co-signer checks what it signs.

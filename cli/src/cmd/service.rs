@@ -94,19 +94,39 @@ pub struct CoordinatorInitArgs {
     secrets: SecretArgs,
 }
 
-impl CoordinatorInitArgs {
-    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+/// What `kura coordinator init` makes.
+pub struct NewCoordinator<'a> {
+    pub dir: &'a Path,
+    pub group: &'a Path,
+    pub roster: &'a Path,
+    pub requesters: &'a [PathBuf],
+    pub listen: SocketAddr,
+    pub names: Vec<String>,
+    pub network: NetworkArg,
+}
+
+impl NewCoordinator<'_> {
+    /// Creates the coordinator's directory; returns the certificate's
+    /// fingerprint.
+    pub fn create(&self, passphrase: &secrecy::SecretString) -> anyhow::Result<CertFingerprint> {
         if self.dir.join(CONFIG).exists() {
-            bail!("{} is already a coordinator's directory", self.dir.display());
+            bail!(
+                "{} is already a coordinator's directory",
+                self.dir.display()
+            );
         }
-        let group = home::read_group(&self.group)?;
+        let group = home::read_group(self.group)?;
         // Checked now so that serve cannot fail on it later.
-        home::read_roster(&self.roster, &group)?;
+        home::read_roster(self.roster, &group)?;
         let mut requesters = Vec::new();
-        for path in &self.requesters {
+        for path in self.requesters {
             let card = home::read_card(path)?;
             if card.role != Role::Requester {
-                bail!("{} is the card of a {}, not of a requester", path.display(), card.role);
+                bail!(
+                    "{} is the card of a {}, not of a requester",
+                    path.display(),
+                    card.role
+                );
             }
             requesters.push(card);
         }
@@ -114,9 +134,10 @@ impl CoordinatorInitArgs {
         if names.is_empty() {
             names = vec!["localhost".into(), self.listen.ip().to_string()];
         }
-        let tls = TlsIdentity::generate(&names, &format!("kura coordinator {}", group.id().short()))?;
-        let sealed = tls.seal(&self.secrets.passphrase()?)?;
-        files::create_private_dir(&self.dir)?;
+        let tls =
+            TlsIdentity::generate(&names, &format!("kura coordinator {}", group.id().short()))?;
+        let sealed = tls.seal(passphrase)?;
+        files::create_private_dir(self.dir)?;
         let config = CoordinatorFile {
             kura_coordinator: 1,
             listen: self.listen,
@@ -124,16 +145,31 @@ impl CoordinatorInitArgs {
             requesters,
         };
         home::write_all_new(&[
-            (&self.dir.join("group.json"), &home::read(&self.group)?),
-            (&self.dir.join("roster.json"), &home::read(&self.roster)?),
+            (&self.dir.join("group.json"), &home::read(self.group)?),
+            (&self.dir.join("roster.json"), &home::read(self.roster)?),
             (&self.dir.join(CERT), tls.certificate()),
             (&self.dir.join(KEY), &sealed),
             (&self.dir.join(CONFIG), &serde_json::to_vec_pretty(&config)?),
         ])?;
-        let fingerprint = tls.fingerprint().to_string();
+        Ok(tls.fingerprint())
+    }
+}
+
+impl CoordinatorInitArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let fingerprint = NewCoordinator {
+            dir: &self.dir,
+            group: &self.group,
+            roster: &self.roster,
+            requesters: &self.requesters,
+            listen: self.listen,
+            names: self.names.clone(),
+            network: self.network,
+        }
+        .create(&self.secrets.passphrase()?)?
+        .to_string();
         ctx.note(&format!(
-            "coordinator for group {} in {}; clients pin its certificate with --coordinator-pin",
-            group.id().short(),
+            "coordinator in {}; clients pin its certificate with --coordinator-pin",
             self.dir.display()
         ));
         ctx.done(
@@ -184,9 +220,18 @@ impl ServeArgs {
     fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         files::check_private(&self.dir)?;
         let config: CoordinatorFile = serde_json::from_slice(&home::read(&self.dir.join(CONFIG))?)
-            .with_context(|| format!("{} is not a coordinator configuration", self.dir.join(CONFIG).display()))?;
+            .with_context(|| {
+                format!(
+                    "{} is not a coordinator configuration",
+                    self.dir.join(CONFIG).display()
+                )
+            })?;
         if config.kura_coordinator != 1 {
-            bail!("{}: unsupported version {}", CONFIG, config.kura_coordinator);
+            bail!(
+                "{}: unsupported version {}",
+                CONFIG,
+                config.kura_coordinator
+            );
         }
         let group = home::read_group(&self.dir.join("group.json"))?;
         let roster = home::read_roster(&self.dir.join("roster.json"), &group)?;
@@ -268,14 +313,21 @@ fn show(event: &DaemonEvent) -> (String, serde_json::Value) {
             serde_json::json!({"event": "approved", "id": id(w)}),
         ),
         DaemonEvent::Waiting { id: w } => (
-            format!("{}: allowed by the policy, waits for `kura signer approve`", id(w)),
+            format!(
+                "{}: allowed by the policy, waits for `kura signer approve`",
+                id(w)
+            ),
             serde_json::json!({"event": "waiting", "id": id(w)}),
         ),
         DaemonEvent::Signed { id: w, session } => (
             format!("{}: shares released for session {session}", id(w)),
             serde_json::json!({"event": "signed", "id": id(w), "session": session}),
         ),
-        DaemonEvent::Refused { id: w, kind, reason } => (
+        DaemonEvent::Refused {
+            id: w,
+            kind,
+            reason,
+        } => (
             format!("{}: refused ({kind}): {reason}", id(w)),
             serde_json::json!({"event": "refused", "id": id(w), "kind": kind, "reason": reason}),
         ),
@@ -360,16 +412,17 @@ impl PendingArgs {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        ctx.done(
-            "signer-pending",
-            serde_json::to_value(&pending)?,
-            &text,
-        )
+        ctx.done("signer-pending", serde_json::to_value(&pending)?, &text)
     }
 }
 
 fn pending(home: &Path) -> anyhow::Result<Vec<control::PendingEntry>> {
-    let answer = call(home, &ControlRequest::Pending { v: control::CONTROL_VERSION })?;
+    let answer = call(
+        home,
+        &ControlRequest::Pending {
+            v: control::CONTROL_VERSION,
+        },
+    )?;
     Ok(answer.pending.unwrap_or_default())
 }
 
@@ -394,7 +447,11 @@ fn resolve(home: &Path, id: &str) -> anyhow::Result<RequestDigest> {
     if let Ok(full) = id.parse::<RequestDigest>() {
         return Ok(full);
     }
-    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if id.len() < 8
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         bail!("a withdrawal id is its 64 lowercase hex digits, or at least 8 of them that start only one pending id");
     }
     let matches: Vec<_> = pending(home)?
@@ -429,7 +486,13 @@ pub struct RefuseArgs {
 impl DecideArgs {
     pub fn approve(self, ctx: &Ctx) -> anyhow::Result<()> {
         let id = resolve(&self.home, &self.id)?;
-        call(&self.home, &ControlRequest::Approve { v: control::CONTROL_VERSION, id })?;
+        call(
+            &self.home,
+            &ControlRequest::Approve {
+                v: control::CONTROL_VERSION,
+                id,
+            },
+        )?;
         ctx.done(
             "signer-approve",
             serde_json::json!({"id": id.to_string()}),
@@ -574,7 +637,10 @@ impl StatusArgs {
         let state_name = state.as_str().unwrap_or("unknown").to_owned();
         let mut text = format!("withdrawal {}: {state_name}", self.id);
         if let Some(reason) = &status.reason {
-            text.push_str(&format!(" ({})", wallet_core::display::inert_bounded(reason, 400)));
+            text.push_str(&format!(
+                " ({})",
+                wallet_core::display::inert_bounded(reason, 400)
+            ));
         }
         if status.state == StateName::Refused && self.wait {
             return Err(crate::error::refused(text));

@@ -171,8 +171,7 @@ impl RequestSpec {
     /// the requester's keystore.
     pub fn sign(&self) -> anyhow::Result<SignedRequest> {
         let a = self;
-        let (group_path, psbt_path, id, memo) =
-            (&a.group, &a.psbt, a.id.as_str(), a.memo.as_str());
+        let (group_path, psbt_path, id, memo) = (&a.group, &a.psbt, a.id.as_str(), a.memo.as_str());
         let (expires_in, unchecked) = (a.expires_in, a.unchecked);
         display::check_request_id(id)?;
         display::check_memo(memo)?;
