@@ -371,6 +371,18 @@ impl RunArgs {
                 let _ = crate::ctx::print_line(&wallet_core::display::terminal_safe(&text));
             }
         })?;
+        // Fault injection for the crash tests, in debug builds only (as
+        // KURA_NOW): the process aborts at the named checkpoint, as a
+        // kill -9 there would stop it.
+        if cfg!(debug_assertions) {
+            if let Ok(name) = std::env::var("KURA_TEST_CRASH_AT") {
+                daemon.set_checkpoint_hook(move |point| {
+                    if point.as_str() == name {
+                        std::process::abort();
+                    }
+                });
+            }
+        }
         ctx.note(&format!(
             "signer daemon on {}; `kura signer pending --home {}` lists what waits for you; stop with Ctrl-C",
             self.home.display(),
@@ -604,7 +616,18 @@ impl StatusArgs {
         let status = runtime()?.block_on(async {
             let mut cursor = 0;
             loop {
-                let status = client.status(&self.id).await?;
+                let status = match client.status(&self.id).await {
+                    Ok(s) => s,
+                    // A coordinator restarting is waited for, as a daemon
+                    // waits for it; anything else ends the wait.
+                    Err(kura_service::ClientError::Connect { .. })
+                        if self.wait && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if !self.wait || status.state.is_final() {
                     return Ok::<_, anyhow::Error>(status);
                 }

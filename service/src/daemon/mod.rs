@@ -92,6 +92,49 @@ pub enum DaemonEvent {
     },
 }
 
+/// A point in the daemon's work where a crash is most telling; a test
+/// build of the binary can stop the process there
+/// ([`SignerDaemon::set_checkpoint_hook`]) to prove that a restart neither
+/// reuses a nonce nor loses work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Checkpoint {
+    /// The signer recorded `request-seen`, nothing approved yet.
+    Reviewed,
+    /// The signer recorded its approval (nonces stored); not yet posted.
+    Approved,
+    /// The coordinator acknowledged the approval.
+    ApprovalPosted,
+    /// The signer recorded the release (nonces taken); shares not yet posted.
+    Signed,
+    /// The coordinator acknowledged the shares.
+    SharesPosted,
+}
+
+impl Checkpoint {
+    /// Its kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checkpoint::Reviewed => "reviewed",
+            Checkpoint::Approved => "approved",
+            Checkpoint::ApprovalPosted => "approval-posted",
+            Checkpoint::Signed => "signed",
+            Checkpoint::SharesPosted => "shares-posted",
+        }
+    }
+
+    /// Every checkpoint, in the order a withdrawal passes them.
+    pub const ALL: [Checkpoint; 5] = [
+        Checkpoint::Reviewed,
+        Checkpoint::Approved,
+        Checkpoint::ApprovalPosted,
+        Checkpoint::Signed,
+        Checkpoint::SharesPosted,
+    ];
+}
+
+type Hook = Arc<dyn Fn(Checkpoint) + Send + Sync>;
+
 /// A withdrawal waiting for a person.
 #[derive(Clone, Debug)]
 pub struct Pending {
@@ -148,6 +191,7 @@ pub struct SignerDaemon {
     run_dir: PathBuf,
     pending: Mutex<BTreeMap<RequestDigest, Pending>>,
     sink: Sink,
+    checkpoint: std::sync::OnceLock<Hook>,
     clock: fn() -> u64,
 }
 
@@ -194,8 +238,21 @@ impl SignerDaemon {
             run_dir: run_dir.to_owned(),
             pending: Mutex::new(BTreeMap::new()),
             sink: Arc::new(sink),
+            checkpoint: std::sync::OnceLock::new(),
             clock: crate::coordinator::system_clock,
         }))
+    }
+
+    /// Calls `hook` at each [`Checkpoint`] (once per daemon; later calls
+    /// are ignored). Fault-injection tests stop the process there.
+    pub fn set_checkpoint_hook(&self, hook: impl Fn(Checkpoint) + Send + Sync + 'static) {
+        let _ = self.checkpoint.set(Arc::new(hook));
+    }
+
+    fn reached(&self, point: Checkpoint) {
+        if let Some(hook) = self.checkpoint.get() {
+            hook(point);
+        }
     }
 
     fn emit(&self, event: DaemonEvent) {
@@ -239,11 +296,22 @@ impl SignerDaemon {
         let mut pause = Duration::from_millis(100);
         let mut connected = false;
         loop {
-            let page = match self
-                .client
-                .work(cursor, Duration::from_millis(crate::api::MAX_WAIT_MS))
-                .await
-            {
+            if !connected {
+                // Log in first, so "connected" is said before the first
+                // long poll (which may wait for news).
+                if let Err(e) = self.client.login().await {
+                    self.emit(DaemonEvent::Unreachable {
+                        reason: error_text(&e),
+                    });
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                connected = true;
+                self.emit(DaemonEvent::Connected { cursor });
+            }
+            let wait = Duration::from_millis(crate::api::MAX_WAIT_MS);
+            let page = match self.client.work(cursor, wait).await {
                 Ok(page) => page,
                 Err(e) => {
                     connected = false;
@@ -255,10 +323,6 @@ impl SignerDaemon {
                     continue;
                 }
             };
-            if !connected {
-                connected = true;
-                self.emit(DaemonEvent::Connected { cursor });
-            }
             pause = Duration::from_millis(100);
             let mut failed = false;
             for item in &page.items {
@@ -391,6 +455,9 @@ impl SignerDaemon {
                 Ok((reviewed, auto))
             })
             .await?;
+        if reviewed.is_ok() {
+            self.reached(Checkpoint::Reviewed);
+        }
         match reviewed {
             Err(refusal) => {
                 self.refused(id, &refusal);
@@ -435,8 +502,10 @@ impl SignerDaemon {
                 return Ok(false);
             }
         };
+        self.reached(Checkpoint::Approved);
         let bytes = format::encode(&self.group, &approval)?;
         self.client.approve(&id, bytes).await?;
+        self.reached(Checkpoint::ApprovalPosted);
         Ok(true)
     }
 
@@ -526,8 +595,10 @@ impl SignerDaemon {
             .await?;
         match shares {
             Ok(shares) => {
+                self.reached(Checkpoint::Signed);
                 let bytes = format::encode(&self.group, &shares)?;
                 self.client.shares(&id, session, bytes).await?;
+                self.reached(Checkpoint::SharesPosted);
                 self.emit(DaemonEvent::Signed { id, session });
             }
             Err(refusal) => self.refused(id, &refusal),
