@@ -27,6 +27,9 @@ use wallet_core::{PublicGroup, Secp256k1Tr};
 use crate::cmd::service::NewCoordinator;
 use crate::network::NetworkArg;
 
+/// Which flag and file unlock a signer's keystore.
+pub type Unlock<'a> = Box<dyn Fn(&str) -> (&'static str, PathBuf) + 'a>;
+
 /// What the service round needs from the file round.
 pub struct Setup<'a> {
     pub out: &'a Path,
@@ -34,7 +37,7 @@ pub struct Setup<'a> {
     /// Each signer's label and home.
     pub signers: Vec<(String, PathBuf)>,
     /// The file that unlocks signer `label`'s keystore, and its flag.
-    pub unlock: Box<dyn Fn(&str) -> (&'static str, PathBuf) + 'a>,
+    pub unlock: Unlock<'a>,
     pub requester: Arc<dyn Keystore>,
     pub requester_home: &'a Path,
     /// The withdrawal to make (spends a fresh coin) and the attacker's.

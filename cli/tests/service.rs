@@ -6,6 +6,8 @@
 //! Every withdrawal must complete, valid under Bitcoin Core's consensus
 //! code, with no signer ever releasing two share sets for one request.
 
+#![allow(clippy::print_stderr)] // progress of a long test, shown with --nocapture
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
