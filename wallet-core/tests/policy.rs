@@ -552,6 +552,13 @@ fn unknown_fields_are_refused_everywhere() {
             format!("{}\n[approvals]\nquorum = 2\n", valid()),
             "approvals",
         ),
+        (
+            format!(
+                "{}\n[auto_approve]\ndestinations = [\"destination 0\"]\nmax_amount_sat = 1\nmax_fee_sat = 1\n",
+                valid()
+            ),
+            "max_fee_sat",
+        ),
     ];
     for (text, field) in cases {
         let e = rejected(&text);
@@ -820,6 +827,8 @@ fn the_digest_ignores_layout_and_follows_meaning() {
         format!("{base}\n[transaction]\nrelative_locks = true\n"),
         format!("{base}\n[transaction]\nallow_dust = true\n"),
         format!("{base}\n[request]\nmax_lifetime_hours = 25\n"),
+        format!("{base}\n[auto_approve]\ndestinations = [\"hot\"]\nmax_amount_sat = 1\n"),
+        format!("{base}\n[auto_approve]\ndestinations = [\"cold\"]\nmax_amount_sat = 1\n"),
     ];
     for (i, changed) in changes.iter().enumerate() {
         assert_ne!(changed, &base, "change {i} did not apply");
@@ -932,5 +941,64 @@ proptest! {
                 prop_assert!(p.rolling_window_secs() > 0);
             }
         }
+    }
+}
+
+#[test]
+fn auto_approval_covers_only_its_destinations_up_to_its_amount() {
+    let f = fixture(61);
+    let other = outside_address(201);
+    let text = format!(
+        "{}\n[auto_approve]\ndestinations = [\"destination 0\"]\nmax_amount_sat = 300_000\n",
+        policy_text(&f.requester, &[&f.allowed, &other])
+    );
+    let policy = Policy::from_toml(&text).unwrap();
+    let auto = policy.auto_approval().unwrap();
+    assert_eq!(auto.destinations(), std::slice::from_ref(&f.allowed));
+    assert_eq!(auto.max_amount_sat(), 300_000);
+    // At the bound, and one past it; change is not counted.
+    assert!(policy.auto_approves(&f.payment(300_000, 1_000)));
+    assert!(!policy.auto_approves(&f.payment(300_001, 1_000)));
+    // Another allowlisted destination the table does not name.
+    let to_other = f.summary(
+        5_000_000,
+        &[(other.script_pubkey(), 1_000), (f.own(), 4_998_000)],
+    );
+    assert!(policy
+        .evaluate(&to_other, &f.requester, Released::amount(0), NOW)
+        .is_ok());
+    assert!(!policy.auto_approves(&to_other));
+    // Two outputs to the covered destination count together.
+    let split = f.summary(
+        5_000_000,
+        &[
+            (f.allowed.script_pubkey(), 200_000),
+            (f.allowed.script_pubkey(), 200_000),
+            (f.own(), 4_599_000),
+        ],
+    );
+    assert!(!policy.auto_approves(&split));
+    // Without the table nothing is approved alone.
+    assert!(f.policy.auto_approval().is_none());
+    assert!(!f.policy.auto_approves(&f.payment(1, 1_000)));
+}
+
+#[test]
+fn an_auto_approval_table_that_cannot_work_is_refused() {
+    let base = valid();
+    for (table, needle) in [
+        ("destinations = []\nmax_amount_sat = 1", "at least one"),
+        (
+            "destinations = [\"destination 0\"]\nmax_amount_sat = 0",
+            "approves nothing",
+        ),
+        (
+            "destinations = [\"nowhere\"]\nmax_amount_sat = 1",
+            "`nowhere` is not the label",
+        ),
+        ("max_amount_sat = 1", "missing field"),
+    ] {
+        let e = rejected(&format!("{base}\n[auto_approve]\n{table}\n"));
+        assert_message(&e, &[needle]);
     }
 }

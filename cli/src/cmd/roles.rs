@@ -21,7 +21,7 @@ pub enum SignerCmd {
     ///
     /// Example: kura signer import --home alice --dealing out/dealing.json --fingerprint XXXX-… --passphrase-file alice.pass
     Import(super::keygen::ImportArgs),
-    /// Run the signer daemon: unlock the keystore once, take withdrawals from the coordinator service, approve what [auto_approve] allows, keep the rest for a person.
+    /// Run the signer daemon: unlock the keystore once, take withdrawals from the coordinator service, approve what the policy's `[auto_approve]` table allows, keep the rest for a person.
     ///
     /// Example: kura signer run --home alice --coordinator https://127.0.0.1:8443 --coordinator-pin sha256:… --passphrase-file alice.pass
     Run(super::service::RunArgs),

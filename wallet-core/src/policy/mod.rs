@@ -42,7 +42,19 @@
 //! # Optional; the value shown is the default.
 //! [request]
 //! max_lifetime_hours = 24       # expires_at - created_at, at most 168
+//!
+//! # Optional: what a signer daemon (`kura signer run`) approves without a
+//! # person. Absent: every withdrawal waits for a person.
+//! [auto_approve]
+//! destinations = ["cold storage"]       # [[destination]] labels; every non-change output must pay one
+//! max_amount_sat = 1_000_000            # their sum, per withdrawal
 //! ```
+//!
+//! `[auto_approve]` narrows, never widens: a withdrawal is approved alone
+//! only if it passes every rule below **and**
+//! [`Policy::auto_approves`] it. Without the table nothing is approved
+//! without a person, and its absence leaves the digest of every policy
+//! written before it unchanged.
 //!
 //! Every table refuses fields it does not know, so a misspelt setting is an
 //! error rather than a silently ignored line. `version`, `network`, at least
