@@ -209,11 +209,14 @@ impl StateName {
     }
 }
 
-/// `GET /v1/withdrawals/{id}/documents`: the request and every session's
-/// packages, as the coordinator recorded them (byte for byte).
+/// `GET /v1/withdrawals/{id}/documents`: the withdrawal's status, and the
+/// request and every session's packages as the coordinator recorded them
+/// (byte for byte) — what a signer daemon needs in one call.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalDocuments {
+    /// Where it is.
+    pub status: WithdrawalStatus,
     /// The signed request.
     pub request: Box<RawValue>,
     /// The packages of each session.

@@ -9,7 +9,7 @@
 //! checks only keep garbage out of the store and name culprits early.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 use wallet_core::format::{self, GroupId};
@@ -47,14 +47,45 @@ pub struct CoordinatorConfig {
     pub fingerprint: CertFingerprint,
 }
 
-/// A withdrawal's documents as stored: the signed request and each
-/// session's packages, byte for byte.
+/// A withdrawal's status and documents as stored: the signed request and
+/// each session's packages, byte for byte.
 #[derive(Clone, Debug)]
 pub struct StoredDocuments {
+    /// Its status.
+    pub status: WithdrawalStatus,
     /// The signed request.
     pub request: Vec<u8>,
     /// `(session, packages document)`, by session.
     pub sessions: Vec<(u32, Vec<u8>)>,
+}
+
+/// What the coordinator keeps decoded in memory: documents are never
+/// changed once recorded, so what was decoded once stays true. Lost on a
+/// restart (then decoded again from the store); dropped when a withdrawal
+/// ends, and wholly when it grows past [`Cache::MAX_ENTRIES`].
+#[derive(Default)]
+struct Cache {
+    requests: std::collections::HashMap<RequestDigest, Arc<Signed<WithdrawalRequest>>>,
+    sighashes: std::collections::HashMap<RequestDigest, Arc<Vec<wallet_core::SigningDigest>>>,
+    /// The members of each session (the signers of its packages' approvals).
+    sessions: std::collections::HashMap<(RequestDigest, u32), Arc<Vec<IdentityPublicKey>>>,
+    tokens: std::collections::HashMap<[u8; 32], Token>,
+}
+
+impl Cache {
+    const MAX_ENTRIES: usize = 50_000;
+
+    fn bound(&mut self) {
+        if self.requests.len() + self.sessions.len() + self.tokens.len() > Self::MAX_ENTRIES {
+            *self = Cache::default();
+        }
+    }
+
+    fn forget(&mut self, id: &RequestDigest) {
+        self.requests.remove(id);
+        self.sighashes.remove(id);
+        self.sessions.retain(|(w, _), _| w != id);
+    }
 }
 
 /// The coordinator's logic over a [`Store`].
@@ -62,6 +93,7 @@ pub struct Coordinator<S> {
     config: CoordinatorConfig,
     store: S,
     members: Vec<IdentityPublicKey>,
+    cache: Mutex<Cache>,
     /// One withdrawal moves on at a time: two approvals arriving together
     /// must not build two different first sessions.
     drive: Mutex<()>,
@@ -106,6 +138,7 @@ impl<S: Store> Coordinator<S> {
             config,
             store,
             members,
+            cache: Mutex::new(Cache::default()),
             drive: Mutex::new(()),
             clock: system_clock,
         }
@@ -211,18 +244,69 @@ impl<S: Store> Coordinator<S> {
         let mut token = [0u8; 32];
         hex::decode_to_slice(bearer, &mut token)
             .map_err(|_| ServiceError::Unauthenticated("malformed token".into()))?;
-        self.store
-            .token(&token_hash(&token))?
-            .ok_or_else(|| ServiceError::Unauthenticated("unknown or expired token".into()))
+        let hash = token_hash(&token);
+        let now = (self.clock)();
+        if let Some(t) = self.cache()?.tokens.get(&hash).copied() {
+            if t.expires_at > now {
+                return Ok(t);
+            }
+        }
+        let found = self
+            .store
+            .token(&hash)?
+            .ok_or_else(|| ServiceError::Unauthenticated("unknown or expired token".into()))?;
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.tokens.insert(hash, found);
+        Ok(found)
+    }
+
+    fn cache(&self) -> Result<MutexGuard<'_, Cache>, ServiceError> {
+        self.cache
+            .lock()
+            .map_err(|_| ServiceError::Internal("the coordinator's cache was poisoned".into()))
     }
 
     fn decode<T: format::DocumentBody>(&self, bytes: &[u8]) -> Result<T, ServiceError> {
         format::decode_for_group::<T>(bytes, self.group_id()).map_err(ServiceError::BadDocument)
     }
 
-    fn request_of(&self, id: &RequestDigest) -> Result<Signed<WithdrawalRequest>, ServiceError> {
+    fn request_of(
+        &self,
+        id: &RequestDigest,
+    ) -> Result<Arc<Signed<WithdrawalRequest>>, ServiceError> {
+        if let Some(r) = self.cache()?.requests.get(id) {
+            return Ok(r.clone());
+        }
         let record = self.store.withdrawal(id)?;
-        self.decode(&record.request)
+        let request: Arc<Signed<WithdrawalRequest>> = Arc::new(self.decode(&record.request)?);
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.requests.insert(*id, request.clone());
+        Ok(request)
+    }
+
+    /// The members of session `session` of `id`.
+    fn session_members(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+    ) -> Result<Arc<Vec<IdentityPublicKey>>, ServiceError> {
+        if let Some(m) = self.cache()?.sessions.get(&(*id, session)) {
+            return Ok(m.clone());
+        }
+        let packages = self.session_packages(id, session)?;
+        let members = Arc::new(
+            packages
+                .approvals
+                .iter()
+                .map(|a| a.signer)
+                .collect::<Vec<_>>(),
+        );
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.sessions.insert((*id, session), members.clone());
+        Ok(members)
     }
 
     /// Records a requester's signed withdrawal request and tells the members.
@@ -289,8 +373,7 @@ impl<S: Store> Coordinator<S> {
                 "the approval is for another withdrawal".into(),
             ));
         }
-        let request = self.request_of(id)?;
-        let sighashes = self.sighashes(&request)?;
+        let sighashes = self.sighashes(id)?;
         verify_approvals(
             &self.config.group,
             &self.config.roster,
@@ -306,8 +389,12 @@ impl<S: Store> Coordinator<S> {
 
     fn sighashes(
         &self,
-        request: &Signed<WithdrawalRequest>,
-    ) -> Result<Vec<wallet_core::SigningDigest>, ServiceError> {
+        id: &RequestDigest,
+    ) -> Result<Arc<Vec<wallet_core::SigningDigest>>, ServiceError> {
+        if let Some(s) = self.cache()?.sighashes.get(id) {
+            return Ok(s.clone());
+        }
+        let request = self.request_of(id)?;
         let psbt = request
             .body
             .parsed_psbt()
@@ -318,7 +405,11 @@ impl<S: Store> Coordinator<S> {
             self.config.network,
         )
         .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        Ok(summary.sighashes())
+        let sighashes = Arc::new(summary.sighashes());
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.sighashes.insert(*id, sighashes.clone());
+        Ok(sighashes)
     }
 
     /// Records a member's shares for a session, then moves the withdrawal on.
@@ -353,8 +444,7 @@ impl<S: Store> Coordinator<S> {
                 "the shares are not signed by that participant's identity key".into(),
             ));
         }
-        let packages = self.session_packages(id, session)?;
-        if !packages.approvals.iter().any(|a| a.signer == shares.signer) {
+        if !self.session_members(id, session)?.contains(&shares.signer) {
             return Err(ServiceError::Forbidden(format!(
                 "this member is not in session {session}"
             )));
@@ -427,6 +517,9 @@ impl<S: Store> Coordinator<S> {
         let document = Received::decode(bytes).map_err(ServiceError::BadDocument)?;
         let members: Vec<_> = approvals.iter().map(|a| a.signer).collect();
         self.store.put_packages(id, 1, &document, &members)?;
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.sessions.insert((*id, 1), Arc::new(members));
         Ok(())
     }
 
@@ -467,6 +560,7 @@ impl<S: Store> Coordinator<S> {
                     &bitcoin::consensus::serialize(&tx),
                     &notify,
                 )?;
+                self.cache()?.forget(id);
                 Ok(())
             }
             Err(e) => self.refuse(id, &format!("the shares do not aggregate: {e}")),
@@ -489,6 +583,7 @@ impl<S: Store> Coordinator<S> {
         let request = self.request_of(id)?;
         let notify = self.everyone(&request);
         self.store.refuse(id, reason, &notify)?;
+        self.cache()?.forget(id);
         Ok(())
     }
 
@@ -523,7 +618,7 @@ impl<S: Store> Coordinator<S> {
         id: &RequestDigest,
     ) -> Result<WithdrawalStatus, ServiceError> {
         let record = self.store.withdrawal(id)?;
-        let request: Signed<WithdrawalRequest> = self.decode(&record.request)?;
+        let request = self.request_of(id)?;
         if caller.role == Role::Requester && request.signer != caller.member {
             return Err(ServiceError::NotFound(format!("withdrawal {id}")));
         }
@@ -536,10 +631,9 @@ impl<S: Store> Coordinator<S> {
         let shares = self.store.shares(id)?;
         let mut sessions = Vec::new();
         for p in self.store.packages(id)? {
-            let packages: WithdrawalPackages = self.decode(&p.document)?;
             sessions.push(SessionStatus {
                 session: p.session,
-                members: packages.approvals.iter().map(|a| a.signer).collect(),
+                members: self.session_members(id, p.session)?.to_vec(),
                 answered: shares
                     .iter()
                     .filter(|s| s.session == p.session)
@@ -582,6 +676,7 @@ impl<S: Store> Coordinator<S> {
         if caller.role != Role::Signer {
             return Err(ServiceError::Forbidden("documents are for members".into()));
         }
+        let status = self.status(caller, id)?;
         let record = self.store.withdrawal(id)?;
         let sessions = self
             .store
@@ -590,6 +685,7 @@ impl<S: Store> Coordinator<S> {
             .map(|p| (p.session, p.document))
             .collect();
         Ok(StoredDocuments {
+            status,
             request: record.request,
             sessions,
         })

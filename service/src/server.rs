@@ -279,12 +279,18 @@ async fn documents<S: Store + Send + Sync + 'static>(
     Params(id): Params<String>,
 ) -> Result<Response, ServiceError> {
     let id = withdrawal_id(&id)?;
-    let crate::coordinator::StoredDocuments { request, sessions } =
-        blocking(move || state.coordinator.documents(&caller, &id)).await?;
+    let crate::coordinator::StoredDocuments {
+        status,
+        request,
+        sessions,
+    } = blocking(move || state.coordinator.documents(&caller, &id)).await?;
     // The stored bytes are embedded as they are: each is one JSON document
     // (the store only keeps what decoded as one).
-    let mut out = Vec::with_capacity(request.len() + 64);
-    out.extend_from_slice(b"{\"request\":");
+    let status = serde_json::to_vec(&status).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let mut out = Vec::with_capacity(request.len() + status.len() + 64);
+    out.extend_from_slice(b"{\"status\":");
+    out.extend_from_slice(&status);
+    out.extend_from_slice(b",\"request\":");
     out.extend_from_slice(&request);
     out.extend_from_slice(b",\"sessions\":[");
     for (i, (session, packages)) in sessions.iter().enumerate() {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wallet_core::format::{self, GroupId};
-use wallet_core::withdrawal::signer::Reviewed;
+use wallet_core::withdrawal::signer::Decision;
 use wallet_core::{
     IdentityPublicKey, Refusal, RequestDigest, Signed, Signer, WithdrawalPackages,
     WithdrawalRequest,
@@ -99,7 +99,8 @@ pub enum DaemonEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Checkpoint {
-    /// The signer recorded `request-seen`, nothing approved yet.
+    /// The signer reviewed the request (for an auto-approval, reviewing and
+    /// approving are one step: the approval is recorded too).
     Reviewed,
     /// The signer recorded its approval (nonces stored); not yet posted.
     Approved,
@@ -134,6 +135,13 @@ impl Checkpoint {
 }
 
 type Hook = Arc<dyn Fn(Checkpoint) + Send + Sync>;
+
+/// What one `documents` call brought.
+struct Fetched {
+    status: crate::api::WithdrawalStatus,
+    request: Option<Signed<WithdrawalRequest>>,
+    sessions: Vec<(u32, Vec<u8>)>,
+}
 
 /// A withdrawal waiting for a person.
 #[derive(Clone, Debug)]
@@ -295,6 +303,7 @@ impl SignerDaemon {
         let mut cursor = self.read_cursor();
         let mut pause = Duration::from_millis(100);
         let mut connected = false;
+        let mut unsaved = 0usize;
         loop {
             if !connected {
                 // Log in first, so "connected" is said before the first
@@ -341,6 +350,13 @@ impl SignerDaemon {
                 continue;
             }
             cursor = page.next.max(cursor);
+            // The cursor only saves work after a restart: written when the
+            // mailbox is idle or every 64 items, not after every item.
+            unsaved += page.items.len();
+            if !page.items.is_empty() && unsaved < 64 {
+                continue;
+            }
+            unsaved = 0;
             let keep = self
                 .pending()
                 .first()
@@ -385,19 +401,28 @@ impl SignerDaemon {
         }
     }
 
-    async fn request(
-        &self,
-        id: &RequestDigest,
-    ) -> Result<(Signed<WithdrawalRequest>, Vec<(u32, Vec<u8>)>), DaemonError> {
+    /// The withdrawal's status, request and sessions' packages (bytes),
+    /// in one call; the request decoded only when it is still open.
+    async fn fetch(&self, id: &RequestDigest) -> Result<Fetched, DaemonError> {
         let documents = self.client.documents(id).await?;
-        let request: Signed<WithdrawalRequest> =
-            format::decode_for_group(documents.request.get().as_bytes(), &self.group)?;
+        let request = if documents.status.state.is_final() {
+            None
+        } else {
+            Some(format::decode_for_group(
+                documents.request.get().as_bytes(),
+                &self.group,
+            )?)
+        };
         let sessions = documents
             .sessions
             .into_iter()
             .map(|s| (s.session, s.packages.get().as_bytes().to_vec()))
             .collect();
-        Ok((request, sessions))
+        Ok(Fetched {
+            status: documents.status,
+            request,
+            sessions,
+        })
     }
 
     async fn with_signer<T: Send + 'static>(
@@ -423,10 +448,6 @@ impl SignerDaemon {
     }
 
     async fn on_submitted(self: Arc<Self>, id: RequestDigest, seq: u64) -> Result<(), DaemonError> {
-        let status = self.client.status(&id).await?;
-        if status.state.is_final() || status.approved_by.contains(&self.me) {
-            return Ok(());
-        }
         if self
             .pending
             .lock()
@@ -435,7 +456,19 @@ impl SignerDaemon {
         {
             return Ok(());
         }
-        let (request, _) = self.request(&id).await?;
+        let fetched = self.fetch(&id).await?;
+        let status = &fetched.status;
+        // Final, approved already, or signing without this member (its
+        // approval would only hold nonces until they expire).
+        if status.state.is_final()
+            || status.approved_by.contains(&self.me)
+            || status.state == crate::api::StateName::Signing
+        {
+            return Ok(());
+        }
+        let Some(request) = fetched.request else {
+            return Ok(());
+        };
         if request.request_digest(&self.group)? != id {
             // The coordinator served another request under this id: a
             // coordinator lying about what is being signed.
@@ -448,27 +481,26 @@ impl SignerDaemon {
             return Ok(());
         }
         let req = request.clone();
-        let reviewed: Result<(Reviewed, bool), Refusal> = self
+        let decided = self
             .with_signer(move |signer, now| {
-                let reviewed = signer.review(&req, now)?;
-                let auto = signer.policy().auto_approves(&reviewed.summary);
-                Ok((reviewed, auto))
+                signer.approve_if(&req, now, |reviewed, policy| {
+                    policy.auto_approves(&reviewed.summary)
+                })
             })
             .await?;
-        if reviewed.is_ok() {
-            self.reached(Checkpoint::Reviewed);
-        }
-        match reviewed {
+        match decided {
             Err(refusal) => {
                 self.refused(id, &refusal);
                 Ok(())
             }
-            Ok((_, true)) => {
-                self.approve_and_post(id, request).await?;
+            Ok(Decision::Approved(approval)) => {
+                self.reached(Checkpoint::Reviewed);
+                self.post_approval(id, &approval).await?;
                 self.emit(DaemonEvent::AutoApproved { id });
                 Ok(())
             }
-            Ok((reviewed, false)) => {
+            Ok(Decision::Held(reviewed)) => {
+                self.reached(Checkpoint::Reviewed);
                 let pending = Pending {
                     id,
                     review: reviewed.render(),
@@ -484,6 +516,18 @@ impl SignerDaemon {
                 Ok(())
             }
         }
+    }
+
+    async fn post_approval(
+        &self,
+        id: RequestDigest,
+        approval: &Signed<wallet_core::Approval>,
+    ) -> Result<(), DaemonError> {
+        self.reached(Checkpoint::Approved);
+        let bytes = format::encode(&self.group, approval)?;
+        self.client.approve(&id, bytes).await?;
+        self.reached(Checkpoint::ApprovalPosted);
+        Ok(())
     }
 
     /// Approves and posts; `Ok(false)` when the signer refused (reported).
@@ -502,10 +546,7 @@ impl SignerDaemon {
                 return Ok(false);
             }
         };
-        self.reached(Checkpoint::Approved);
-        let bytes = format::encode(&self.group, &approval)?;
-        self.client.approve(&id, bytes).await?;
-        self.reached(Checkpoint::ApprovalPosted);
+        self.post_approval(id, &approval).await?;
         Ok(true)
     }
 
@@ -572,7 +613,8 @@ impl SignerDaemon {
     }
 
     async fn on_packages(self: Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
-        let status = self.client.status(&id).await?;
+        let fetched = self.fetch(&id).await?;
+        let status = &fetched.status;
         if status.state.is_final() {
             return Ok(());
         }
@@ -585,7 +627,9 @@ impl SignerDaemon {
         else {
             return Ok(());
         };
-        let (request, sessions) = self.request(&id).await?;
+        let (Some(request), sessions) = (fetched.request, fetched.sessions) else {
+            return Ok(());
+        };
         let Some((_, packages)) = sessions.into_iter().find(|(s, _)| *s == session) else {
             return Ok(());
         };

@@ -31,4 +31,4 @@ pub use request::{
     WithdrawalShares,
 };
 pub use review::{ReviewError, WithdrawalSummary};
-pub use signer::{Reviewed, Signer, SignerError};
+pub use signer::{Decision, Reviewed, Signer, SignerError};

@@ -65,6 +65,15 @@ impl Reviewed {
     }
 }
 
+/// What [`Signer::approve_if`] decided.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Approved.
+    Approved(Signed<Approval>),
+    /// Allowed by the policy but held (for a person): the review.
+    Held(Box<Reviewed>),
+}
+
 /// One co-signer: its group, its roster of identity keys, its key share and
 /// keystore, its policy and its audit store.
 ///
@@ -514,6 +523,40 @@ impl<A: AuditStore> Signer<A> {
         let _guard = self.begin()?;
         let checked = self.check_request(request, now).map(|(_, c)| c);
         self.approve_checked(request, checked, now)
+    }
+
+    /// Reviews a request and approves it only if `decide` says so on the
+    /// review (a daemon's auto-approval: `|r, p| p.auto_approves(&r.summary)`),
+    /// in one pass over the checks: [`Decision::Approved`] as
+    /// [`Signer::approve`] would, or [`Decision::Held`] with the review,
+    /// recorded as `request-seen` like [`Signer::review`].
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn approve_if(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        now: u64,
+        decide: impl FnOnce(&Reviewed, &Policy) -> bool,
+    ) -> Result<Decision, Refusal> {
+        let _guard = self.begin()?;
+        let (reviewed, checked) = match self.check_request(request, now) {
+            Ok(both) => both,
+            Err(e) => return Err(self.refuse(request, e, now)),
+        };
+        if decide(&reviewed, &self.policy) {
+            return self
+                .approve_checked(request, Ok(checked), now)
+                .map(Decision::Approved);
+        }
+        let record = AuditRecord::new(AuditEvent::RequestSeen)
+            .with_request_id(&reviewed.request_id)
+            .with_requester(request.body.requester.to_string())
+            .with_request_digest(reviewed.request_digest)
+            .with_sighashes(reviewed.summary.sighashes())
+            .with_policy_digest(self.policy_digest());
+        self.record(now, record)?;
+        Ok(Decision::Held(Box::new(reviewed)))
     }
 
     /// Approves a raw-message request (the generic, non-Bitcoin use of the
