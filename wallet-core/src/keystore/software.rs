@@ -76,6 +76,8 @@ pub struct SoftwareKeystore {
     at_rest: age::x25519::Identity,
     state_key: Zeroizing<[u8; 32]>,
     identity: SoftwareIdentity,
+    /// The identity key, prepared for ring's fast signing.
+    signing: crate::identity::PreparedIdentity,
 }
 
 /// The decrypted state file.
@@ -172,6 +174,9 @@ impl SoftwareKeystore {
             nonces: TakeOnceDir::open(&dir.join("nonces"))?,
             state_key: state_key(&at_rest),
             at_rest,
+            signing: identity
+                .prepare()
+                .map_err(|e| KeystoreError::Backend(crate::error::Cause::new(e)))?,
             identity,
         };
         keystore.write_state(&State {
@@ -233,6 +238,7 @@ impl SoftwareKeystore {
             nonces: TakeOnceDir::open(&dir.join("nonces"))?,
             state_key: state_key(&at_rest),
             at_rest,
+            signing: identity.prepare().map_err(|_| tampered())?,
             identity,
         };
         // A keystore whose state file is gone must not pass for a new one.
@@ -465,7 +471,9 @@ impl Keystore for SoftwareKeystore {
     }
 
     fn sign_identity(&self, message: &[u8]) -> Result<IdentitySignature, KeystoreError> {
-        Ok(self.identity.sign(message))
+        self.signing
+            .sign(message)
+            .map_err(|e| KeystoreError::Backend(crate::error::Cause::new(e)))
     }
 
     fn open_sealed(
