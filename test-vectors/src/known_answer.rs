@@ -168,7 +168,7 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
     // endorsement, a repair delta, and the fingerprints people compare.
     let identity = |b: u8| {
         wallet_core::identity::SoftwareIdentity::from_secret_bytes(&[b; 32])
-            .map(MemoryKeystore::with_identity)
+            .map(MemoryKeystore::with_deterministic_identity)
             .map_err(err)
     };
     let stores = [identity(0xa1)?, identity(0xb0)?, identity(0xca)?];

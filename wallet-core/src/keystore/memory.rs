@@ -14,6 +14,8 @@ use crate::secret::SecretBytes;
 #[derive(Debug)]
 pub struct MemoryKeystore {
     identity: SoftwareIdentity,
+    /// ring's fast signing with random nonces, unless deterministic.
+    prepared: Option<crate::identity::PreparedIdentity>,
     shares: Mutex<HashMap<SecretSlot, SecretBytes>>,
     nonces: Mutex<HashMap<SecretSlot, SecretBytes>>,
     anchor: Mutex<StateAnchor>,
@@ -25,10 +27,23 @@ impl MemoryKeystore {
         Self::with_identity(SoftwareIdentity::generate(&mut OsRng))
     }
 
-    /// An empty keystore with the given identity key.
+    /// An empty keystore with the given identity key, signing with ring
+    /// (random nonces), as the software keystore does.
     pub fn with_identity(identity: SoftwareIdentity) -> Self {
+        let prepared = identity.prepare().ok();
+        MemoryKeystore {
+            prepared,
+            ..Self::with_deterministic_identity(identity)
+        }
+    }
+
+    /// An empty keystore with the given identity key whose signatures are
+    /// RFC 6979 deterministic ([`SoftwareIdentity::sign`]): what
+    /// known-answer vectors need to come out byte for byte the same.
+    pub fn with_deterministic_identity(identity: SoftwareIdentity) -> Self {
         MemoryKeystore {
             identity,
+            prepared: None,
             shares: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
             anchor: Mutex::new(StateAnchor::NEW),
@@ -116,7 +131,12 @@ impl Keystore for MemoryKeystore {
     }
 
     fn sign_identity(&self, message: &[u8]) -> Result<IdentitySignature, KeystoreError> {
-        Ok(self.identity.sign(message))
+        match &self.prepared {
+            Some(prepared) => prepared
+                .sign(message)
+                .map_err(|e| KeystoreError::Backend(crate::error::Cause::new(e))),
+            None => Ok(self.identity.sign(message)),
+        }
     }
 
     fn open_sealed(
