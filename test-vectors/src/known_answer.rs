@@ -324,7 +324,7 @@ fn state_anchors() -> KnownAnswer {
 /// record in approvals and pin in their keystores: a changed byte here means
 /// every installed policy gets a new digest, a deliberate `POLICY_VERSION`
 /// decision.
-const POLICIES: [(&str, &str); 2] = [
+const POLICIES: [(&str, &str); 3] = [
     (
         "full",
         "\
@@ -391,6 +391,37 @@ rolling_window_hours = 24
 rolling_window_sat = 500_000
 max_fee_sat = 5_000
 max_fee_rate_sat_per_vb = 20
+",
+    ),
+    (
+        "auto-approve",
+        "\
+# A signer daemon's policy: two destinations, one of them approved without a person.
+version = 1
+network = \"regtest\"
+
+[[requester]]
+label = \"ops\"
+key = \"036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296\"
+
+[[destination]]
+label = \"exchange deposit\"
+address = \"bcrt1pj86axd9ctu0sgv8yh6ph8vhlg6f0g8a8837em9qnsx4fzug6xtxs58v992\"
+
+[[destination]]
+label = \"cold storage\"
+address = \"BCRT1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KYGT080\"
+
+[limits]
+per_transaction_sat = 1_000_000
+rolling_window_hours = 24
+rolling_window_sat = 5_000_000
+max_fee_sat = 10_000
+max_fee_rate_sat_per_vb = 50
+
+[auto_approve]
+destinations = [\"exchange deposit\"]
+max_amount_sat = 400_000
 ",
     ),
 ];

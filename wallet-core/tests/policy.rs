@@ -871,8 +871,9 @@ fn the_digest_is_sha256_of_tagged_canonical_json() {
 }
 
 /// The committed known-answer policies (`test-vectors/known-answer/policy/`):
-/// a full one (every table, every optional setting) and a minimal one.
-const KNOWN_POLICIES: [(&str, &str, &str); 2] = [
+/// a full one (every table, every optional setting), a minimal one, and one
+/// with `[auto_approve]`.
+const KNOWN_POLICIES: [(&str, &str, &str); 3] = [
     (
         "full",
         include_str!("../../test-vectors/known-answer/policy/full.toml"),
@@ -882,6 +883,11 @@ const KNOWN_POLICIES: [(&str, &str, &str); 2] = [
         "minimal",
         include_str!("../../test-vectors/known-answer/policy/minimal.toml"),
         include_str!("../../test-vectors/known-answer/policy/minimal.canonical.json"),
+    ),
+    (
+        "auto-approve",
+        include_str!("../../test-vectors/known-answer/policy/auto-approve.toml"),
+        include_str!("../../test-vectors/known-answer/policy/auto-approve.canonical.json"),
     ),
 ];
 
