@@ -39,6 +39,8 @@ pub const CHALLENGE_LIFETIME_SECS: u64 = 30;
 pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// The largest body any route accepts: a Kura document's limit.
 pub const MAX_BODY_BYTES: usize = wallet_core::format::MAX_DOCUMENT_BYTES;
+/// The largest body of the two routes anyone may call (`/v1/auth/*`).
+pub const MAX_AUTH_BODY_BYTES: usize = 4 * 1024;
 
 /// `POST /v1/auth/challenge`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -56,6 +56,10 @@ impl Client {
         let base = base.trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(client_config(pin)?)
+            // The pin only holds over TLS, and a redirect could lead a
+            // login elsewhere.
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .http1_only()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_millis(crate::api::MAX_WAIT_MS + 10_000))
@@ -93,9 +97,20 @@ impl Client {
         response: reqwest::Response,
     ) -> Result<T, ClientError> {
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.connect_error(e))?;
-        if body.len() > crate::api::MAX_BODY_BYTES * 2 {
-            return Err(ClientError::Malformed("the answer is too large".into()));
+        // Read at most twice a document's size (an answer embeds one, with
+        // the status beside it), whatever the coordinator sends.
+        let cap = crate::api::MAX_BODY_BYTES * 2;
+        let too_large = || ClientError::Malformed("the answer is too large".into());
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.connect_error(e))? {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
         if status.is_success() {
             return serde_json::from_slice(&body)

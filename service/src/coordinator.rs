@@ -336,8 +336,19 @@ impl<S: Store> Coordinator<S> {
                 "signed by another key than its requester's".into(),
             ));
         }
-        if body.expires_at <= (self.clock)() {
+        let now = (self.clock)();
+        if body.expires_at <= now {
             return Err(ServiceError::Forbidden("the request has expired".into()));
+        }
+        // No signer's policy accepts a longer life; the coordinator does not
+        // keep one open longer either.
+        let longest = wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS * 3600
+            + wallet_core::withdrawal::refusal::MAX_CLOCK_SKEW_SECS;
+        if body.expires_at.saturating_sub(now) > longest {
+            return Err(ServiceError::Forbidden(format!(
+                "the request lives longer than any signer accepts ({} hours)",
+                wallet_core::policy::MAX_REQUEST_LIFETIME_HOURS
+            )));
         }
         body.parsed_psbt()
             .map_err(|e| ServiceError::BadRequest(format!("the request's PSBT: {e}")))?;
@@ -512,9 +523,16 @@ impl<S: Store> Coordinator<S> {
                 return self.refuse(id, &format!("cannot build the signing packages: {e}"));
             }
         };
-        let bytes = format::encode(self.group_id(), &packages)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let document = Received::decode(bytes).map_err(ServiceError::BadDocument)?;
+        // Packages too large for a document (a request with thousands of
+        // inputs) can never be signed: the withdrawal ends here, refused,
+        // instead of failing every retry.
+        let document = match format::encode(self.group_id(), &packages)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Received::decode(bytes).map_err(|e| e.to_string()))
+        {
+            Ok(d) => d,
+            Err(e) => return self.refuse(id, &format!("the signing packages cannot be sent: {e}")),
+        };
         let members: Vec<_> = approvals.iter().map(|a| a.signer).collect();
         self.store.put_packages(id, 1, &document, &members)?;
         let mut cache = self.cache()?;
@@ -595,16 +613,32 @@ impl<S: Store> Coordinator<S> {
     pub fn resume(&self) -> Result<usize, ServiceError> {
         let now = (self.clock)();
         let mut open = 0;
+        let mut first_error = None;
+        // One withdrawal that cannot move must not stop the others.
         for record in self.store.list_open()? {
-            let request: Signed<WithdrawalRequest> = self.decode(&record.request)?;
-            if request.body.expires_at <= now {
-                self.refuse(&record.id, "the request expired before it was signed")?;
-                continue;
+            let step = self
+                .decode::<Signed<WithdrawalRequest>>(&record.request)
+                .and_then(|request| {
+                    if request.body.expires_at <= now {
+                        self.refuse(&record.id, "the request expired before it was signed")
+                            .map(|()| false)
+                    } else {
+                        self.advance(&record.id).map(|()| true)
+                    }
+                });
+            match step {
+                Ok(true) => open += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    open += 1;
+                    first_error.get_or_insert(e);
+                }
             }
-            self.advance(&record.id)?;
-            open += 1;
         }
-        Ok(open)
+        match first_error {
+            Some(e) if open == 0 => Err(e),
+            _ => Ok(open),
+        }
     }
 
     /// A withdrawal's status, for its requester or a member.

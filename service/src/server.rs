@@ -185,9 +185,12 @@ fn withdrawal_id(id: &str) -> Result<RequestDigest, ServiceError> {
 
 /// The routes of [`crate::api`] over `state`.
 pub fn router<S: Store + Send + Sync + 'static>(state: Arc<AppState<S>>) -> Router {
-    Router::new()
+    // Anyone may call the two login routes: their bodies are small.
+    let auth = Router::new()
         .route("/v1/auth/challenge", post(challenge::<S>))
         .route("/v1/auth/login", post(login::<S>))
+        .layer(DefaultBodyLimit::max(api::MAX_AUTH_BODY_BYTES));
+    let rest = Router::new()
         .route("/v1/withdrawals", post(submit::<S>))
         .route("/v1/withdrawals/{id}", get(status::<S>))
         .route("/v1/withdrawals/{id}/documents", get(documents::<S>))
@@ -197,9 +200,12 @@ pub fn router<S: Store + Send + Sync + 'static>(state: Arc<AppState<S>>) -> Rout
             post(shares::<S>),
         )
         .route("/v1/work", get(work::<S>))
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES));
+    Router::new()
+        .merge(auth)
+        .merge(rest)
         .fallback(|| async { ServiceError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(time_limit))
-        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .with_state(state)
 }
 

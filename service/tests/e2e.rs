@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use common::*;
 use kura_service::api::StateName;
 use kura_testkit::World;
@@ -440,4 +441,112 @@ async fn a_coordinator_restarted_mid_withdrawal_completes_it() {
     assert_eq!(status.approved_by.len(), 2);
     first.stop();
     second.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_directory_that_is_a_link_is_refused() {
+    let mut world = World::builder(71, policy(true)).build();
+    let coordinator = CoordinatorSide::new(&world);
+    let signer = world.take_signers().into_iter().next().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let home = &world.homes[0];
+    std::os::unix::fs::symlink(elsewhere.path(), home.join("run")).unwrap();
+    let client = kura_service::client::Client::new(
+        &coordinator.url(),
+        coordinator.fingerprint(),
+        *world.group.id(),
+        kura_service::api::RoleName::Signer,
+        signer.keystore().clone(),
+    )
+    .unwrap();
+    let made = kura_service::daemon::SignerDaemon::new(signer, client, &home.join("run"), |_| {});
+    let e = made.unwrap_err();
+    assert!(e.to_string().contains("not a link"), "{e}");
+}
+
+/// A person's approval whose answer is lost on the way back, approved
+/// again: the coordinator has the first one, and the signer approved once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_retried_after_a_lost_answer_is_not_made_twice() {
+    use kura_service::daemon::control::{self, ControlRequest};
+    use kura_service::daemon::DaemonEvent;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut world = World::builder(72, policy(false)).build();
+    let mut coordinator = CoordinatorSide::new(&world);
+    let store = kura_service::SqliteStore::open(coordinator.db()).unwrap();
+    let state = kura_service::server::AppState::new(kura_service::Coordinator::new(
+        coordinator.config.clone(),
+        store,
+    ));
+    // The first approval posted is recorded, then its answer is lost.
+    let lose = std::sync::Arc::new(AtomicBool::new(true));
+    let router = {
+        let lose = lose.clone();
+        kura_service::server::router(state.clone()).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let lose = lose.clone();
+                async move {
+                    let approval = req.uri().path().ends_with("/approvals");
+                    let response = next.run(req).await;
+                    if approval
+                        && response.status().is_success()
+                        && lose.swap(false, Ordering::SeqCst)
+                    {
+                        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+                    }
+                    response
+                }
+            },
+        ))
+    };
+    coordinator.start_with(state, Some(router)).await;
+    let events = Events::default();
+    let daemons: Vec<_> = world
+        .take_signers()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
+        .collect();
+    let requester = requester(&world, &coordinator);
+    let id = requester
+        .submit(request_document(&world, "wd-lost", &world.psbt()))
+        .await
+        .unwrap()
+        .id;
+    wait_events(&events, |e| {
+        e.iter()
+            .filter(|(_, ev)| *ev == DaemonEvent::Waiting { id })
+            .count()
+            == 3
+    })
+    .await;
+    let first = control::call(&daemons[0].run_dir, &ControlRequest::Approve { v: 1, id })
+        .await
+        .unwrap();
+    assert!(!first.ok, "the answer was lost: {first:?}");
+    assert_eq!(
+        requester.status(&id).await.unwrap().approved_by.len(),
+        1,
+        "but it was recorded"
+    );
+    let again = control::call(&daemons[0].run_dir, &ControlRequest::Approve { v: 1, id })
+        .await
+        .unwrap();
+    assert!(again.ok, "{again:?}");
+    let r = control::call(&daemons[1].run_dir, &ControlRequest::Approve { v: 1, id })
+        .await
+        .unwrap();
+    assert!(r.ok, "{r:?}");
+    check_final(
+        &wait_final(&requester, &id, Duration::from_secs(60)).await,
+        &world,
+    );
+    let approvals = audit_events(&world, 0)
+        .iter()
+        .filter(|e| *e == "approved")
+        .count();
+    assert_eq!(approvals, 1, "signer 0 approved once");
+    for d in daemons {
+        d.stop();
+    }
 }

@@ -86,6 +86,9 @@ async fn malformed_and_oversized_requests_get_4xx() {
         ),
         ("/v1/withdrawals", vec![0xff, 0xfe, 0x00], 400),
         ("/v1/auth/challenge", b"{\"key\":\"zz\"}".to_vec(), 400),
+        // Anyone may call the login routes: their bodies are kept small.
+        ("/v1/auth/challenge", vec![b' '; 5 * 1024], 413),
+        ("/v1/auth/login", vec![b' '; 5 * 1024], 413),
         ("/v1/auth/login", b"[]".to_vec(), 400),
         ("/v1/withdrawals/not-an-id/approvals", b"{}".to_vec(), 400),
         ("/v1/nowhere", Vec::new(), 404),
@@ -102,6 +105,27 @@ async fn malformed_and_oversized_requests_get_4xx() {
             );
         }
     }
+    // A request living longer than any signer accepts is not kept open.
+    let psbt = world.psbt();
+    let body = wallet_core::WithdrawalRequest::new(
+        wallet_core::RequestId::new("wd-forever").unwrap(),
+        world.requester.public_key(),
+        &psbt,
+        now(),
+        30 * 24 * 3600,
+        "",
+    )
+    .unwrap();
+    let ks = wallet_core::MemoryKeystore::with_identity(world.requester.clone());
+    let forever = wallet_core::format::encode(
+        world.group.id(),
+        &wallet_core::Signed::sign(world.group.id(), body, &ks).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        post("/v1/withdrawals", forever).await.unwrap().status(),
+        403
+    );
     let r = http
         .get(format!("{url}/v1/work?after=x"))
         .bearer_auth(&token)

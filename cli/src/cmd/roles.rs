@@ -31,11 +31,11 @@ pub enum SignerCmd {
     Pending(super::service::PendingArgs),
     /// Approve a withdrawal waiting in this home's running daemon.
     ///
-    /// Example: kura signer approve --home alice 3f2a9c01
+    /// Example: kura signer approve --home alice 3f2a9c01…(all 64 hex digits)
     Approve(super::service::DecideArgs),
     /// Refuse a withdrawal waiting in this home's running daemon (recorded in the audit log).
     ///
-    /// Example: kura signer refuse --home alice 3f2a9c01 --reason "not on the payout list"
+    /// Example: kura signer refuse --home alice 3f2a9c01…(all 64 hex digits) --reason "not on the payout list"
     Refuse(super::service::RefuseArgs),
 }
 

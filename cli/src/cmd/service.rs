@@ -453,28 +453,14 @@ fn call(home: &Path, request: &ControlRequest) -> anyhow::Result<control::Contro
     Ok(answer)
 }
 
-/// A pending withdrawal named by its id or a unique prefix of it (at least
-/// 8 hex digits).
-fn resolve(home: &Path, id: &str) -> anyhow::Result<RequestDigest> {
-    if let Ok(full) = id.parse::<RequestDigest>() {
-        return Ok(full);
-    }
-    if id.len() < 8
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        bail!("a withdrawal id is its 64 lowercase hex digits, or at least 8 of them that start only one pending id");
-    }
-    let matches: Vec<_> = pending(home)?
-        .into_iter()
-        .filter(|p| p.id.to_string().starts_with(id))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.id),
-        [] => bail!("no pending withdrawal starts with {id}"),
-        _ => bail!("{id} starts several pending withdrawals; give more digits"),
-    }
+/// A pending withdrawal, named by its whole id: a prefix could be matched
+/// by another request made to share it, one the person never read.
+fn resolve(id: &str) -> anyhow::Result<RequestDigest> {
+    id.parse::<RequestDigest>().map_err(|_| {
+        anyhow::anyhow!(
+            "a withdrawal id is its 64 lowercase hex digits, as `kura signer pending` shows it (a prefix is not accepted: another request could be made to share it)"
+        )
+    })
 }
 
 #[derive(Debug, Args)]
@@ -482,7 +468,7 @@ pub struct DecideArgs {
     /// The signer's home (its daemon must be running).
     #[arg(long, value_name = "DIR")]
     home: PathBuf,
-    /// The withdrawal's id (the request digest `kura signer pending` shows), or a unique prefix of it.
+    /// The withdrawal's whole id (the request digest `kura signer pending` shows).
     id: String,
 }
 
@@ -497,7 +483,7 @@ pub struct RefuseArgs {
 
 impl DecideArgs {
     pub fn approve(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let id = resolve(&self.home, &self.id)?;
+        let id = resolve(&self.id)?;
         call(
             &self.home,
             &ControlRequest::Approve {
@@ -515,7 +501,7 @@ impl DecideArgs {
 
 impl RefuseArgs {
     pub fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let id = resolve(&self.which.home, &self.which.id)?;
+        let id = resolve(&self.which.id)?;
         wallet_core::display::check_memo(&self.reason)?;
         call(
             &self.which.home,

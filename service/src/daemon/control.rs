@@ -33,6 +33,9 @@ use super::{DaemonError, SignerDaemon};
 
 /// The longest line either side sends.
 pub const MAX_LINE_BYTES: u64 = 64 * 1024;
+/// The longest review the socket shows (a review lists every input and
+/// output; a huge one is cut, with the cut marked).
+pub const MAX_REVIEW_CHARS: usize = 16 * 1024;
 /// The protocol version.
 pub const CONTROL_VERSION: u32 = 1;
 /// The longest path a Unix socket may have on Linux (`sun_path`).
@@ -130,9 +133,7 @@ impl SignerDaemon {
     pub async fn serve_control(self: Arc<Self>) -> Result<(), DaemonError> {
         let path = socket_path(&self.run_dir);
         check_length(&path)?;
-        let owner = std::fs::metadata(&self.run_dir)
-            .map_err(super::io("reading the run directory"))?
-            .uid();
+        super::check_run_dir(&self.run_dir)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -142,6 +143,21 @@ impl SignerDaemon {
             UnixListener::bind(&path).map_err(super::io("binding the control socket"))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(super::io("restricting the control socket"))?;
+        // The daemon's own user: the owner of the socket it just made.
+        // Only that user may connect, and only if the run directory is that
+        // user's too (no one else's directory to plant a socket or link in).
+        let owner = std::fs::symlink_metadata(&path)
+            .map_err(super::io("reading the control socket"))?
+            .uid();
+        let dir_owner = std::fs::symlink_metadata(&self.run_dir)
+            .map_err(super::io("reading the run directory"))?
+            .uid();
+        if dir_owner != owner {
+            return Err(DaemonError::Control(format!(
+                "{} belongs to another user than this daemon's",
+                self.run_dir.display()
+            )));
+        }
         loop {
             let (stream, _) = listener
                 .accept()
@@ -172,6 +188,18 @@ impl SignerDaemon {
                 .await
                 .map_err(super::io("reading the control socket"))?;
             if n == 0 {
+                return Ok(());
+            }
+            if !line.ends_with('\n') {
+                // Longer than a line may be: answered, and the connection
+                // closed rather than reading its rest as requests.
+                let mut out = serde_json::to_vec(&ControlResponse::failed(
+                    "bad-request",
+                    format!("a request line is at most {MAX_LINE_BYTES} bytes"),
+                ))
+                .unwrap_or_default();
+                out.push(b'\n');
+                let _ = write.write_all(&out).await;
                 return Ok(());
             }
             let response = match serde_json::from_str::<ControlRequest>(line.trim_end()) {
@@ -213,7 +241,10 @@ impl SignerDaemon {
                             .into_iter()
                             .map(|p| PendingEntry {
                                 id: p.id,
-                                review: p.review,
+                                review: wallet_core::display::inert_bounded(
+                                    &p.review,
+                                    MAX_REVIEW_CHARS,
+                                ),
                                 since: p.since,
                             })
                             .collect(),

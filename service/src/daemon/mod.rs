@@ -198,6 +198,10 @@ pub struct SignerDaemon {
     group: GroupId,
     run_dir: PathBuf,
     pending: Mutex<BTreeMap<RequestDigest, Pending>>,
+    /// Approvals made but not yet acknowledged by the coordinator, by
+    /// withdrawal: a retry posts these same bytes instead of approving again
+    /// (which would withdraw the first approval's nonces).
+    unposted: Mutex<BTreeMap<RequestDigest, Vec<u8>>>,
     sink: Sink,
     checkpoint: std::sync::OnceLock<Hook>,
     clock: fn() -> u64,
@@ -210,6 +214,20 @@ impl std::fmt::Debug for SignerDaemon {
             .field("client", &self.client)
             .finish()
     }
+}
+
+/// The run directory must be a real directory (not a symlink) that only its
+/// owner can enter: whoever controls it controls the control socket.
+fn check_run_dir(run_dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(run_dir).map_err(io("reading the run directory"))?;
+    if !meta.file_type().is_dir() || meta.permissions().mode() & 0o077 != 0 {
+        return Err(DaemonError::Control(format!(
+            "{} must be a directory of its own (not a link) that only its owner can open (mode 0700)",
+            run_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -232,6 +250,7 @@ impl SignerDaemon {
     ) -> Result<Arc<Self>, DaemonError> {
         wallet_core::keystore::files::create_private_dir(run_dir)
             .map_err(|e| DaemonError::Control(format!("cannot make {}: {e}", run_dir.display())))?;
+        check_run_dir(run_dir)?;
         let me = signer
             .roster()
             .get(signer.identifier())
@@ -245,6 +264,7 @@ impl SignerDaemon {
             group,
             run_dir: run_dir.to_owned(),
             pending: Mutex::new(BTreeMap::new()),
+            unposted: Mutex::new(BTreeMap::new()),
             sink: Arc::new(sink),
             checkpoint: std::sync::OnceLock::new(),
             clock: crate::coordinator::system_clock,
@@ -281,7 +301,19 @@ impl SignerDaemon {
     fn write_cursor(&self, cursor: u64) -> Result<(), DaemonError> {
         let path = self.cursor_path();
         let tmp = self.run_dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{cursor}\n")).map_err(io("writing the cursor"))?;
+        // A fresh file, never through a link left in its place.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("writing the cursor")(e)),
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io("writing the cursor"))?;
+        std::io::Write::write_all(&mut file, format!("{cursor}\n").as_bytes())
+            .map_err(io("writing the cursor"))?;
         std::fs::rename(&tmp, &path).map_err(io("writing the cursor"))
     }
 
@@ -332,23 +364,41 @@ impl SignerDaemon {
                     continue;
                 }
             };
-            pause = Duration::from_millis(100);
             let mut failed = false;
             for item in &page.items {
-                if let Err(e) = self.clone().handle(*item).await {
-                    self.emit(DaemonEvent::Unreachable {
-                        reason: error_text(&e),
-                    });
-                    failed = true;
-                    break;
+                match self.clone().handle(*item).await {
+                    Ok(()) => {}
+                    // The coordinator refused what this daemon sent (4xx):
+                    // trying again would get the same answer. Reported, and
+                    // the mailbox goes on.
+                    Err(DaemonError::Client(e))
+                        if e.status().is_some_and(|s| (400..500).contains(&s)) =>
+                    {
+                        self.emit(DaemonEvent::Refused {
+                            id: item.withdrawal,
+                            kind: "coordinator-refused".into(),
+                            reason: error_text(&e),
+                        });
+                    }
+                    Err(e) => {
+                        self.emit(DaemonEvent::Unreachable {
+                            reason: error_text(&e),
+                        });
+                        failed = true;
+                        break;
+                    }
                 }
                 cursor = item.seq;
             }
             if failed {
+                // Back off until an item goes through; unposted approvals
+                // are posted again as they are, never re-made.
                 tokio::time::sleep(pause).await;
-                cursor = self.read_cursor();
+                pause = (pause * 2).min(Duration::from_secs(5));
+                cursor = self.read_cursor().min(cursor);
                 continue;
             }
+            pause = Duration::from_millis(100);
             cursor = page.next.max(cursor);
             // The cursor only saves work after a restart: written when the
             // mailbox is idle or every 64 items, not after every item.
@@ -469,6 +519,9 @@ impl SignerDaemon {
         let Some(request) = fetched.request else {
             return Ok(());
         };
+        if let Some(bytes) = self.unposted_approval(&id)? {
+            return self.post_approval_bytes(id, bytes).await;
+        }
         if request.request_digest(&self.group)? != id {
             // The coordinator served another request under this id: a
             // coordinator lying about what is being signed.
@@ -523,9 +576,43 @@ impl SignerDaemon {
         id: RequestDigest,
         approval: &Signed<wallet_core::Approval>,
     ) -> Result<(), DaemonError> {
-        self.reached(Checkpoint::Approved);
         let bytes = format::encode(&self.group, approval)?;
-        self.client.approve(&id, bytes).await?;
+        self.unposted
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .insert(id, bytes.clone());
+        self.reached(Checkpoint::Approved);
+        self.post_approval_bytes(id, bytes).await
+    }
+
+    fn unposted_approval(&self, id: &RequestDigest) -> Result<Option<Vec<u8>>, DaemonError> {
+        Ok(self
+            .unposted
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .get(id)
+            .cloned())
+    }
+
+    /// Posts an approval; forgets it once the coordinator acknowledged or
+    /// refused it (a refusal is not retried).
+    async fn post_approval_bytes(
+        &self,
+        id: RequestDigest,
+        bytes: Vec<u8>,
+    ) -> Result<(), DaemonError> {
+        let posted = self.client.approve(&id, bytes).await;
+        let settled = match &posted {
+            Ok(_) => true,
+            Err(e) => e.status().is_some_and(|s| (400..500).contains(&s)),
+        };
+        if settled {
+            self.unposted
+                .lock()
+                .map_err(|_| DaemonError::Poisoned)?
+                .remove(&id);
+        }
+        posted?;
         self.reached(Checkpoint::ApprovalPosted);
         Ok(())
     }
@@ -567,6 +654,21 @@ impl SignerDaemon {
             .ok_or_else(|| {
                 DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
             })?;
+        // Approved already (a first answer that was lost on the way back),
+        // or made and not yet acknowledged: never approve twice, which
+        // would withdraw the first approval.
+        let status = self.client.status(&id).await?;
+        if status.approved_by.contains(&self.me) {
+            self.remove_pending(&id)?;
+            self.emit(DaemonEvent::Approved { id });
+            return Ok(());
+        }
+        if let Some(bytes) = self.unposted_approval(&id)? {
+            self.post_approval_bytes(id, bytes).await?;
+            self.remove_pending(&id)?;
+            self.emit(DaemonEvent::Approved { id });
+            return Ok(());
+        }
         if !self.approve_and_post(id, pending.request).await? {
             self.remove_pending(&id)?;
             return Err(DaemonError::Control(format!(

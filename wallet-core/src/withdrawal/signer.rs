@@ -69,7 +69,7 @@ impl Reviewed {
 #[derive(Clone, Debug)]
 pub enum Decision {
     /// Approved.
-    Approved(Signed<Approval>),
+    Approved(Box<Signed<Approval>>),
     /// Allowed by the policy but held (for a person): the review.
     Held(Box<Reviewed>),
 }
@@ -544,10 +544,24 @@ impl<A: AuditStore> Signer<A> {
             Ok(both) => both,
             Err(e) => return Err(self.refuse(request, e, now)),
         };
+        // An operator's "no" stands: the same request is not put to a person
+        // (or approved alone) again.
+        let declined = self.entries_about(request).any(|e| {
+            matches!(
+                e.record.event,
+                AuditEvent::Refused {
+                    rule: RefusalKind::Declined,
+                    ..
+                }
+            )
+        });
+        if declined {
+            return Err(self.refuse(request, Refusal::Replayed(reviewed.request_id), now));
+        }
         if decide(&reviewed, &self.policy) {
             return self
                 .approve_checked(request, Ok(checked), now)
-                .map(Decision::Approved);
+                .map(|a| Decision::Approved(Box::new(a)));
         }
         let record = AuditRecord::new(AuditEvent::RequestSeen)
             .with_request_id(&reviewed.request_id)
