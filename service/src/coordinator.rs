@@ -74,9 +74,14 @@ struct Cache {
 
 impl Cache {
     const MAX_ENTRIES: usize = 50_000;
+    /// Requests are up to a document's 4 MiB: their PSBT text is counted.
+    const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 
     fn bound(&mut self) {
-        if self.requests.len() + self.sessions.len() + self.tokens.len() > Self::MAX_ENTRIES {
+        let entries =
+            self.requests.len() + self.sighashes.len() + self.sessions.len() + self.tokens.len();
+        let bytes: usize = self.requests.values().map(|r| r.body.psbt.len()).sum();
+        if entries > Self::MAX_ENTRIES || bytes > Self::MAX_REQUEST_BYTES {
             *self = Cache::default();
         }
     }

@@ -631,14 +631,11 @@ impl StatusArgs {
             }
         })?;
         if status.state == StateName::Finalized {
-            use wallet_core::bitcoin::base64::Engine;
-            if let (Some(out), Some(psbt)) = (&self.psbt_out, &status.psbt) {
-                let bytes = wallet_core::bitcoin::base64::engine::general_purpose::STANDARD
-                    .decode(psbt)
-                    .context("the coordinator's PSBT is not base64")?;
-                home::write_new(out, &bytes)?;
+            let (psbt, tx) = checked_result(&status, &group)?;
+            if let Some(out) = &self.psbt_out {
+                home::write_new(out, &psbt)?;
             }
-            if let (Some(out), Some(tx)) = (&self.tx_out, &status.tx) {
+            if let Some(out) = &self.tx_out {
                 home::write_new(out, format!("{tx}\n").as_bytes())?;
             }
         }
@@ -667,4 +664,44 @@ impl StatusArgs {
             &text,
         )
     }
+}
+
+/// The final PSBT and transaction the coordinator reports, checked before
+/// anything is written: the transaction is the PSBT's, every input spends the
+/// group's own output, and Bitcoin Core's consensus code accepts every
+/// input's signature against the outputs it spends.
+fn checked_result(
+    status: &kura_service::api::WithdrawalStatus,
+    group: &wallet_core::PublicGroup<wallet_core::Secp256k1Tr>,
+) -> anyhow::Result<(Vec<u8>, String)> {
+    use wallet_core::bitcoin::base64::Engine;
+    let bad = |why: &str| {
+        crate::error::refused(format!("the coordinator's result is not acceptable: {why}"))
+    };
+    let psbt_b64 = status.psbt.as_deref().ok_or_else(|| bad("no PSBT"))?;
+    let tx_hex = status.tx.as_deref().ok_or_else(|| bad("no transaction"))?;
+    let psbt_bytes = wallet_core::bitcoin::base64::engine::general_purpose::STANDARD
+        .decode(psbt_b64)
+        .map_err(|_| bad("the PSBT is not base64"))?;
+    let psbt = wallet_core::psbt::decode(&psbt_bytes).map_err(|_| bad("not a PSBT"))?;
+    let tx_bytes = hex::decode(tx_hex).map_err(|_| bad("the transaction is not hex"))?;
+    let tx: wallet_core::bitcoin::Transaction =
+        wallet_core::bitcoin::consensus::deserialize(&tx_bytes)
+            .map_err(|_| bad("not a transaction"))?;
+    if tx.compute_txid() != psbt.unsigned_tx.compute_txid() {
+        return Err(bad("the transaction is not the PSBT's"));
+    }
+    let own = group.taproot().script_pubkey();
+    let spent = psbt
+        .inputs
+        .iter()
+        .map(|i| {
+            i.witness_utxo
+                .clone()
+                .filter(|o| o.script_pubkey == own)
+                .ok_or_else(|| bad("an input does not spend the group's own output"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::demo::consensus_verify(&tx, &spent).map_err(|e| bad(&e))?;
+    Ok((psbt_bytes, tx_hex.to_owned()))
 }
