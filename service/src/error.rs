@@ -273,3 +273,16 @@ impl ServiceError {
         }
     }
 }
+
+/// An error and its causes as one line for a person, inert and at most
+/// `limit` characters.
+pub(crate) fn chain_text(e: &dyn std::error::Error, limit: usize) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    wallet_core::display::inert_bounded(&text, limit)
+}

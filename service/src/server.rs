@@ -2,7 +2,8 @@
 //! onto a [`Coordinator`], [`serve`] runs it over rustls with the limits a
 //! server facing the network needs.
 //!
-//! Limits: TLS handshake 5 s, first request 5 s, request head 5 s (which
+//! Limits: at most [`ServerLimits::max_connections`] connections (1,024),
+//! TLS handshake 5 s, first request 5 s, request head 5 s (which
 //! also ends idle keep-alive connections), 16 KiB of head, bodies up to a
 //! Kura document's size ([`api::MAX_BODY_BYTES`], 413 beyond), 10 s for a
 //! whole request (slow bodies included) except the long poll, which ends
@@ -72,7 +73,7 @@ impl IntoResponse for ServiceError {
         let message = if status.is_server_error() {
             "the coordinator failed; see its log".to_owned()
         } else {
-            wallet_core::display::inert_bounded(&error_chain(&self), 400)
+            crate::error::chain_text(&self, 400)
         };
         let body = ErrorBody {
             error: self.kind().to_owned(),
@@ -80,17 +81,6 @@ impl IntoResponse for ServiceError {
         };
         (status, Json(body)).into_response()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The logged-in caller of a route.
@@ -443,6 +433,93 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     result
 }
 
+/// How many connections the server holds at once (the rest are closed as
+/// they arrive, until some end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at most (TLS handshakes included).
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Takes a TCP connection only while fewer than the limit are open; the
+/// permit lives in the stream, so it is given back when the connection
+/// ends, however it ends. Sets `TCP_NODELAY` (small JSON answers should not
+/// wait for Nagle's algorithm).
+#[derive(Clone, Debug)]
+struct Limited {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A TCP stream holding one of [`Limited`]'s permits.
+#[derive(Debug)]
+struct LimitedStream {
+    inner: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for Limited {
+    type Stream = LimitedStream;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(LimitedStream, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            // Dropping the stream closes it at once.
+            return std::future::ready(Err(std::io::Error::other("too many connections")));
+        };
+        let _ = stream.set_nodelay(true);
+        std::future::ready(Ok((
+            LimitedStream {
+                inner: stream,
+                _permit: permit,
+            },
+            service,
+        )))
+    }
+}
+
+impl tokio::io::AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serves any router over HTTPS with the limits of this module (what
 /// [`serve`] does after its start-up; tests wrap [`router`] with layers
 /// that play a dishonest coordinator).
@@ -455,6 +532,20 @@ pub async fn serve_router(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    serve_router_with(router, tls, listener, shutdown, ServerLimits::default()).await
+}
+
+/// [`serve_router`] with other [`ServerLimits`].
+///
+/// # Errors
+/// TLS configuration or the listener's I/O.
+pub async fn serve_router_with(
+    router: Router,
+    tls: &TlsIdentity,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> Result<(), ServiceError> {
     let config = tls
         .server_config()
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -465,7 +556,10 @@ pub async fn serve_router(
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
     )
-    .handshake_timeout(Duration::from_secs(5));
+    .handshake_timeout(Duration::from_secs(5))
+    .acceptor(Limited {
+        permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+    });
     let mut server = axum_server::from_tcp(listener)
         .map_err(|e| ServiceError::Internal(format!("listener: {e}")))?
         .acceptor(acceptor)

@@ -15,12 +15,7 @@ async fn honest_round(t: u16, n: u16, seed: u64) {
     let mut coordinator = CoordinatorSide::new(&world);
     coordinator.start().await;
     let events = Events::default();
-    let signers = world.take_signers();
-    let daemons: Vec<_> = signers
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
-        .collect();
+    let daemons = start_daemons(&mut world, &coordinator, &events);
     let requester = requester(&world, &coordinator);
     let submitted = requester
         .submit(request_document(&world, "wd-1", &world.psbt()))
@@ -66,17 +61,6 @@ async fn an_honest_2_of_3_withdrawal_completes_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_3_of_5_withdrawal_completes_over_https() {
     honest_round(3, 5, 12).await;
-}
-
-/// A raw HTTPS client pinned to the coordinator (no login).
-fn raw(coordinator: &CoordinatorSide) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            kura_service::tls::client_config(coordinator.fingerprint()).unwrap(),
-        )
-        .http1_only()
-        .build()
-        .unwrap()
 }
 
 /// A login document for `identity`, answering `challenge`, naming `pin`.
@@ -299,19 +283,6 @@ async fn unauthenticated_and_non_member_clients_are_refused() {
     );
 }
 
-async fn wait_events(
-    events: &Events,
-    what: impl Fn(&[(usize, kura_service::daemon::DaemonEvent)]) -> bool,
-) {
-    for _ in 0..600 {
-        if what(&events.lock().unwrap()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemons never reported it: {:?}", events.lock().unwrap());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_outside_auto_approval_waits_for_a_person() {
     use kura_service::daemon::control::{self, ControlRequest};
@@ -320,12 +291,7 @@ async fn a_withdrawal_outside_auto_approval_waits_for_a_person() {
     let mut coordinator = CoordinatorSide::new(&world);
     coordinator.start().await;
     let events = Events::default();
-    let daemons: Vec<_> = world
-        .take_signers()
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
-        .collect();
+    let daemons = start_daemons(&mut world, &coordinator, &events);
     let requester = requester(&world, &coordinator);
     let id = requester
         .submit(request_document(&world, "wd-manual", &world.psbt()))
@@ -501,12 +467,7 @@ async fn an_approval_retried_after_a_lost_answer_is_not_made_twice() {
     };
     coordinator.start_with(state, Some(router)).await;
     let events = Events::default();
-    let daemons: Vec<_> = world
-        .take_signers()
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
-        .collect();
+    let daemons = start_daemons(&mut world, &coordinator, &events);
     let requester = requester(&world, &coordinator);
     let id = requester
         .submit(request_document(&world, "wd-lost", &world.psbt()))

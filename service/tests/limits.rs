@@ -10,16 +10,6 @@ use common::*;
 use kura_testkit::World;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn raw(coordinator: &CoordinatorSide) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            kura_service::tls::client_config(coordinator.fingerprint()).unwrap(),
-        )
-        .http1_only()
-        .build()
-        .unwrap()
-}
-
 async fn token(world: &World, coordinator: &CoordinatorSide) -> String {
     // Log in through the client, then read the token back by logging in
     // by hand: the client keeps its token private.
@@ -201,4 +191,57 @@ async fn slow_clients_are_cut_off() {
 
 fn rustls_name() -> rustls::pki_types::ServerName<'static> {
     rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_until_others_end() {
+    let world = World::builder(63, policy(true)).build();
+    let coordinator = CoordinatorSide::new(&world);
+    let store = kura_service::SqliteStore::open(coordinator.db()).unwrap();
+    let state = kura_service::server::AppState::new(kura_service::Coordinator::new(
+        coordinator.config.clone(),
+        store,
+    ));
+    let listener = std::net::TcpListener::bind(coordinator.addr).unwrap();
+    let tls = coordinator.tls.clone();
+    let router = kura_service::server::router(state);
+    let limits = kura_service::server::ServerLimits { max_connections: 4 };
+    tokio::spawn(async move {
+        kura_service::server::serve_router_with(
+            router,
+            &tls,
+            listener,
+            std::future::pending(),
+            limits,
+        )
+        .await
+        .unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Four idle connections hold every permit; a fifth is closed at once
+    // (well before the 5 s handshake timeout).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(coordinator.addr)
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut fifth = tokio::net::TcpStream::connect(coordinator.addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(3), fifth.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the fifth was not closed: {read:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // When they end, a client is served again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    requester(&world, &coordinator).login().await.unwrap();
 }

@@ -110,12 +110,7 @@ async fn a_dishonest_coordinator_gets_nothing_signed() {
     };
     coordinator.start_with(state.clone(), Some(router)).await;
     let events = Events::default();
-    let daemons: Vec<_> = world
-        .take_signers()
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
-        .collect();
+    let daemons = start_daemons(&mut world, &coordinator, &events);
     let requester = requester(&world, &coordinator);
 
     // An honest withdrawal first, whose packages the replay reuses.
@@ -203,14 +198,4 @@ async fn a_dishonest_coordinator_gets_nothing_signed() {
     for d in daemons {
         d.stop();
     }
-}
-
-async fn wait_events(events: &Events, what: impl Fn(&[(usize, DaemonEvent)]) -> bool) {
-    for _ in 0..600 {
-        if what(&events.lock().unwrap()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("daemons never reported it: {:?}", events.lock().unwrap());
 }

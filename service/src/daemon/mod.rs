@@ -645,15 +645,7 @@ impl SignerDaemon {
     /// [`DaemonError::Control`] for an id that is not pending; the
     /// signer's refusal as [`DaemonError::Control`] too.
     pub async fn approve_pending(self: &Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
-        let pending = self
-            .pending
-            .lock()
-            .map_err(|_| DaemonError::Poisoned)?
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| {
-                DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
-            })?;
+        let pending = self.pending_entry(&id)?;
         // Approved already (a first answer that was lost on the way back),
         // or made and not yet acknowledged: never approve twice, which
         // would withdraw the first approval.
@@ -689,21 +681,24 @@ impl SignerDaemon {
         id: RequestDigest,
         reason: String,
     ) -> Result<(), DaemonError> {
-        let pending = self
-            .pending
-            .lock()
-            .map_err(|_| DaemonError::Poisoned)?
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| {
-                DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
-            })?;
+        let pending = self.pending_entry(&id)?;
         let refusal = self
             .with_signer(move |signer, now| signer.decline(&pending.request, &reason, now))
             .await?;
         self.remove_pending(&id)?;
         self.refused(id, &refusal);
         Ok(())
+    }
+
+    fn pending_entry(&self, id: &RequestDigest) -> Result<Pending, DaemonError> {
+        self.pending
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| {
+                DaemonError::Control(format!("withdrawal {id} is not waiting for a person"))
+            })
     }
 
     fn remove_pending(&self, id: &RequestDigest) -> Result<(), DaemonError> {
@@ -754,12 +749,5 @@ impl SignerDaemon {
 }
 
 fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    wallet_core::display::inert_bounded(&text, 400)
+    crate::error::chain_text(e, 400)
 }

@@ -283,3 +283,39 @@ pub fn audit_events(world: &World, i: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// Starts a daemon for every signer of `world` (moving them out of it).
+pub fn start_daemons(
+    world: &mut World,
+    coordinator: &CoordinatorSide,
+    events: &Events,
+) -> Vec<DaemonSide> {
+    world
+        .take_signers()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| start_daemon(coordinator, i, s, &world.homes[i], events))
+        .collect()
+}
+
+/// Waits (at most 30 s) until the daemons' reports satisfy `what`.
+pub async fn wait_events(events: &Events, what: impl Fn(&[(usize, DaemonEvent)]) -> bool) {
+    for _ in 0..600 {
+        if what(&events.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("daemons never reported it: {:?}", events.lock().unwrap());
+}
+
+/// A raw HTTPS client pinned to the coordinator (no login).
+pub fn raw(coordinator: &CoordinatorSide) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            kura_service::tls::client_config(coordinator.fingerprint()).unwrap(),
+        )
+        .http1_only()
+        .build()
+        .unwrap()
+}
