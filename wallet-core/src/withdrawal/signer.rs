@@ -310,12 +310,7 @@ impl<A: AuditStore> Signer<A> {
         let _guard = self.begin()?;
         match self.check_request(request, now) {
             Ok((reviewed, _)) => {
-                let record = AuditRecord::new(AuditEvent::RequestSeen)
-                    .with_request_id(&reviewed.request_id)
-                    .with_requester(request.body.requester.to_string())
-                    .with_request_digest(reviewed.request_digest)
-                    .with_sighashes(reviewed.summary.sighashes())
-                    .with_policy_digest(self.policy_digest());
+                let record = self.seen_record(request, &reviewed);
                 self.record(now, record)?;
                 Ok(reviewed)
             }
@@ -337,6 +332,16 @@ impl<A: AuditStore> Signer<A> {
             Ok(_guard) => self.refuse(request, Refusal::Declined { reason }, now),
             Err(e) => e,
         }
+    }
+
+    /// The `request-seen` entry of a reviewed request.
+    fn seen_record(&self, request: &Signed<WithdrawalRequest>, reviewed: &Reviewed) -> AuditRecord {
+        AuditRecord::new(AuditEvent::RequestSeen)
+            .with_request_id(&reviewed.request_id)
+            .with_requester(request.body.requester.to_string())
+            .with_request_digest(reviewed.request_digest)
+            .with_sighashes(reviewed.summary.sighashes())
+            .with_policy_digest(self.policy_digest())
     }
 
     /// Appends `record` to the audit log. Its time is the signer's clock, or
@@ -563,12 +568,7 @@ impl<A: AuditStore> Signer<A> {
                 .approve_checked(request, Ok(checked), now)
                 .map(|a| Decision::Approved(Box::new(a)));
         }
-        let record = AuditRecord::new(AuditEvent::RequestSeen)
-            .with_request_id(&reviewed.request_id)
-            .with_requester(request.body.requester.to_string())
-            .with_request_digest(reviewed.request_digest)
-            .with_sighashes(reviewed.summary.sighashes())
-            .with_policy_digest(self.policy_digest());
+        let record = self.seen_record(request, &reviewed);
         self.record(now, record)?;
         Ok(Decision::Held(Box::new(reviewed)))
     }
