@@ -26,7 +26,8 @@ use crate::api::{
 };
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    Added, Outcome, Received, Role, Store, Submitted, Token, WithdrawalState, Work,
+    Added, Outcome, Received, Role, SessionPackages, Store, Submitted, Token, WithdrawalRecord,
+    WithdrawalState, Work,
 };
 use crate::tls::CertFingerprint;
 
@@ -70,6 +71,8 @@ struct Cache {
     /// The members of each session (the signers of its packages' approvals).
     sessions: std::collections::HashMap<(RequestDigest, u32), Arc<Vec<IdentityPublicKey>>>,
     tokens: std::collections::HashMap<[u8; 32], Token>,
+    /// The PSBT text of the requests held, in bytes.
+    request_bytes: usize,
 }
 
 impl Cache {
@@ -80,14 +83,23 @@ impl Cache {
     fn bound(&mut self) {
         let entries =
             self.requests.len() + self.sighashes.len() + self.sessions.len() + self.tokens.len();
-        let bytes: usize = self.requests.values().map(|r| r.body.psbt.len()).sum();
-        if entries > Self::MAX_ENTRIES || bytes > Self::MAX_REQUEST_BYTES {
+        if entries > Self::MAX_ENTRIES || self.request_bytes > Self::MAX_REQUEST_BYTES {
             *self = Cache::default();
         }
     }
 
+    fn keep_request(&mut self, id: RequestDigest, request: Arc<Signed<WithdrawalRequest>>) {
+        self.bound();
+        self.request_bytes += request.body.psbt.len();
+        if let Some(old) = self.requests.insert(id, request) {
+            self.request_bytes = self.request_bytes.saturating_sub(old.body.psbt.len());
+        }
+    }
+
     fn forget(&mut self, id: &RequestDigest) {
-        self.requests.remove(id);
+        if let Some(old) = self.requests.remove(id) {
+            self.request_bytes = self.request_bytes.saturating_sub(old.body.psbt.len());
+        }
         self.sighashes.remove(id);
         self.sessions.retain(|(w, _), _| w != id);
     }
@@ -285,9 +297,7 @@ impl<S: Store> Coordinator<S> {
         }
         let record = self.store.withdrawal(id)?;
         let request: Arc<Signed<WithdrawalRequest>> = Arc::new(self.decode(&record.request)?);
-        let mut cache = self.cache()?;
-        cache.bound();
-        cache.requests.insert(*id, request.clone());
+        self.cache()?.keep_request(*id, request.clone());
         Ok(request)
     }
 
@@ -657,6 +667,18 @@ impl<S: Store> Coordinator<S> {
         id: &RequestDigest,
     ) -> Result<WithdrawalStatus, ServiceError> {
         let record = self.store.withdrawal(id)?;
+        let packages = self.store.packages(id)?;
+        self.status_of(caller, &record, &packages)
+    }
+
+    /// The status of `record`, whose sessions' packages are `packages`.
+    fn status_of(
+        &self,
+        caller: &Token,
+        record: &WithdrawalRecord,
+        packages: &[SessionPackages],
+    ) -> Result<WithdrawalStatus, ServiceError> {
+        let id = &record.id;
         let request = self.request_of(id)?;
         if caller.role == Role::Requester && request.signer != caller.member {
             return Err(ServiceError::NotFound(format!("withdrawal {id}")));
@@ -669,7 +691,7 @@ impl<S: Store> Coordinator<S> {
             .collect();
         let shares = self.store.shares(id)?;
         let mut sessions = Vec::new();
-        for p in self.store.packages(id)? {
+        for p in packages {
             sessions.push(SessionStatus {
                 session: p.session,
                 members: self.session_members(id, p.session)?.to_vec(),
@@ -715,11 +737,10 @@ impl<S: Store> Coordinator<S> {
         if caller.role != Role::Signer {
             return Err(ServiceError::Forbidden("documents are for members".into()));
         }
-        let status = self.status(caller, id)?;
         let record = self.store.withdrawal(id)?;
-        let sessions = self
-            .store
-            .packages(id)?
+        let packages = self.store.packages(id)?;
+        let status = self.status_of(caller, &record, &packages)?;
+        let sessions = packages
             .into_iter()
             .map(|p| (p.session, p.document))
             .collect();

@@ -397,6 +397,17 @@ async fn work<S: Store + Send + Sync + 'static>(
     }
 }
 
+/// Continues every open withdrawal and refuses the expired ones
+/// ([`Coordinator::resume`]), then wakes the long polls.
+async fn sweep<S: Store + Send + Sync + 'static>(
+    state: &Arc<AppState<S>>,
+) -> Result<(), ServiceError> {
+    let st = state.clone();
+    blocking(move || st.coordinator.resume().map(|_| ())).await?;
+    state.changed();
+    Ok(())
+}
+
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves;
 /// first continues every open withdrawal ([`Coordinator::resume`]) and
 /// then, every 5 s, refuses those whose request expired.
@@ -409,22 +420,14 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let st = state.clone();
-    blocking(move || st.coordinator.resume().map(|_| ())).await?;
-    state.changed();
+    sweep(&state).await?;
     let sweeper = {
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                let st = state.clone();
-                if blocking(move || st.coordinator.resume().map(|_| ()))
-                    .await
-                    .is_ok()
-                {
-                    state.changed();
-                }
+                let _ = sweep(&state).await;
             }
         })
     };

@@ -22,7 +22,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use wallet_core::SecretBytes;
-use zeroize::Zeroizing;
 
 use crate::error::TlsError;
 
@@ -186,14 +185,14 @@ impl TlsIdentity {
     /// # Errors
     /// [`TlsError::Config`] when rustls refuses the key or certificate.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
-        let key = Zeroizing::new(self.key.expose().to_vec());
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_single_cert(
                 vec![CertificateDer::from(self.certificate.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+                // rustls keeps its own copy of the key for as long as it serves.
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.expose().to_vec())),
             )
             .map_err(TlsError::Config)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

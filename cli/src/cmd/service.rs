@@ -366,7 +366,7 @@ impl RunArgs {
         let daemon = SignerDaemon::new(signer, client, &run, move |event| {
             let (text, value) = show(event);
             if json {
-                let _ = crate::ctx::print_line(&value.to_string());
+                let _ = crate::ctx::print_line(&crate::ctx::json_inert(&value.to_string()));
             } else {
                 let _ = crate::ctx::print_line(&wallet_core::display::terminal_safe(&text));
             }
