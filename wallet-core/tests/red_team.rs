@@ -760,3 +760,20 @@ fn raw_messages_sign_when_the_policy_allows_them() {
         Err(Refusal::Replayed(_))
     ));
 }
+
+/// An operator's "no" stands: the same request sent to the daemon again
+/// (a replayed mailbox event, a restart) is refused, neither held for a
+/// person nor approved alone.
+#[test]
+fn a_declined_request_is_not_put_to_a_person_again() {
+    let mut w = world(91);
+    let req = w.request("wd-declined", &w.psbt());
+    let declined = w.signer(0).decline(&req, "not on today's list", NOW);
+    assert_eq!(declined.kind(), wallet_core::RefusalKind::Declined);
+    for auto in [false, true] {
+        let again = w.signer(0).approve_if(&req, NOW, |_, _| auto);
+        assert!(matches!(again, Err(Refusal::Replayed(_))), "{again:?}");
+    }
+    // Another signer that did not decline still decides for itself.
+    assert!(w.signer(1).approve_if(&req, NOW, |_, _| true).is_ok());
+}
