@@ -263,6 +263,45 @@ pub fn sign<C: KuraSuite>(
         .map_err(|e| SignError::Frost(crate::error::Cause::new(e)))
 }
 
+/// Coordinator: verifies one participant's share on its own, against the
+/// package and the participant's verifying share (tweaked for Taproot as the
+/// group's signing key is), so that a coordinator can name a cheater the
+/// moment its share arrives instead of at aggregation.
+///
+/// # Errors
+/// [`AggregateError::InvalidShares`] naming `participant`;
+/// [`AggregateError::SignerMismatch`] when it is not in the package or not a
+/// member.
+pub fn verify_share<C: KuraSuite>(
+    group: &PublicGroup<C>,
+    package: &SigningPackage<C>,
+    participant: &Identifier<C>,
+    share: &SignatureShare<C>,
+) -> Result<(), AggregateError<C>> {
+    if !package.signing_commitments().contains_key(participant) {
+        return Err(AggregateError::SignerMismatch(
+            "a share from a participant without a commitment in the package".into(),
+        ));
+    }
+    let keys = group.signing_public_key_package();
+    let verifying_share = keys.verifying_shares().get(participant).ok_or_else(|| {
+        AggregateError::SignerMismatch("a share from a participant outside the group".into())
+    })?;
+    frost_core::verify_signature_share(
+        *participant,
+        verifying_share,
+        share,
+        package,
+        keys.verifying_key(),
+    )
+    .map_err(|e| match e {
+        frost_core::Error::InvalidSignatureShare { .. } => AggregateError::InvalidShares {
+            culprits: vec![group.culprit(participant)],
+        },
+        other => AggregateError::Frost(crate::error::Cause::new(other)),
+    })
+}
+
 /// Coordinator: aggregates the shares into a signature that verifies under
 /// the group's output key, or names every participant whose share is invalid.
 ///

@@ -106,8 +106,8 @@ impl AuditHistory {
     }
 
     /// [`AuditEvent::Approved`] entries (with a nonce session) dated before
-    /// `cutoff` whose session was never superseded and whose request had no
-    /// share released, oldest first.
+    /// `cutoff` whose session was never superseded nor used by a share
+    /// release, oldest first.
     pub fn open_approvals_before(&self, cutoff: u64) -> impl Iterator<Item = &AuditEntry> + '_ {
         self.open
             .range(..(cutoff, 0))
@@ -140,8 +140,13 @@ impl AuditHistory {
                         .saturating_add(u128::from(entry.record.amount_sat.unwrap_or(0))),
                     fee_total: fee.saturating_add(u128::from(entry.record.fee_sat.unwrap_or(0))),
                 });
-                if let Some(key) = key {
-                    // Every approval of a released request is closed.
+                if let Some(session) = entry.record.session {
+                    // A release names the approval it used: that one is
+                    // closed (a later session's approval stays open).
+                    self.close_session(&session);
+                } else if let Some(key) = key {
+                    // Releases recorded before they named their approval
+                    // close every approval of the request.
                     for &i in self.about.get(&key).map(Vec::as_slice).unwrap_or_default() {
                         if let Some(e) = self.entries.get(i) {
                             self.open.remove(&(e.time, i));
@@ -152,36 +157,26 @@ impl AuditHistory {
             AuditEvent::Approved => {
                 if let Some(session) = entry.record.session {
                     self.approved_session.insert(session, position);
-                    // A request already released (its entries say so) has
-                    // nothing open to expire.
-                    let released = key.as_ref().is_some_and(|k| {
-                        self.about
-                            .get(k)
-                            .map(Vec::as_slice)
-                            .unwrap_or_default()
-                            .iter()
-                            .filter_map(|&i| self.entries.get(i))
-                            .any(|e| matches!(e.record.event, AuditEvent::ShareReleased))
-                    });
-                    if !released {
-                        self.open.insert((entry.time, position));
-                    }
+                    self.open.insert((entry.time, position));
                 }
             }
             AuditEvent::ApprovalSuperseded => {
-                if let Some(i) = entry
-                    .record
-                    .session
-                    .and_then(|s| self.approved_session.get(&s))
-                {
-                    if let Some(e) = self.entries.get(*i) {
-                        self.open.remove(&(e.time, *i));
-                    }
+                if let Some(session) = entry.record.session {
+                    self.close_session(&session);
                 }
             }
             _ => {}
         }
         self.entries.push(entry);
+    }
+
+    /// The approval of `session` is no longer open.
+    fn close_session(&mut self, session: &SessionId) {
+        if let Some(&i) = self.approved_session.get(session) {
+            if let Some(e) = self.entries.get(i) {
+                self.open.remove(&(e.time, i));
+            }
+        }
     }
 }
 
@@ -218,23 +213,34 @@ mod tests {
         })
     }
 
+    /// Open: approved, its session neither superseded nor named by a
+    /// release, and no release without a session (an old log's) after it
+    /// for the same request.
     fn scan_open(entries: &[AuditEntry], cutoff: u64) -> Vec<u64> {
         let closed: std::collections::BTreeSet<_> = entries
             .iter()
-            .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
+            .filter(|e| {
+                matches!(
+                    e.record.event,
+                    AuditEvent::ApprovalSuperseded | AuditEvent::ShareReleased
+                )
+            })
             .filter_map(|e| e.record.session)
             .collect();
-        let released: std::collections::BTreeSet<_> = entries
-            .iter()
-            .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
-            .map(|e| (e.record.request_id.clone(), e.record.requester.clone()))
-            .collect();
+        let same_request = |a: &AuditEntry, b: &AuditEntry| {
+            a.record.request_id == b.record.request_id && a.record.requester == b.record.requester
+        };
         entries
             .iter()
             .filter(|e| e.time < cutoff && matches!(e.record.event, AuditEvent::Approved))
             .filter(|e| e.record.session.is_some_and(|s| !closed.contains(&s)))
             .filter(|e| {
-                !released.contains(&(e.record.request_id.clone(), e.record.requester.clone()))
+                !entries.iter().any(|r| {
+                    r.seq > e.seq
+                        && matches!(r.record.event, AuditEvent::ShareReleased)
+                        && r.record.session.is_none()
+                        && same_request(r, e)
+                })
             })
             .map(|e| e.seq)
             .collect()
@@ -273,6 +279,12 @@ mod tests {
                         record.session = sessions.get(i).copied();
                     }
                     AuditEvent::ShareReleased => {
+                        // Half name the approval they used (as releases do
+                        // now), half none (as older logs' releases).
+                        if !sessions.is_empty() && rng.next_u64() % 2 == 0 {
+                            let i = (rng.next_u64() as usize) % sessions.len();
+                            record.session = sessions.get(i).copied();
+                        }
                         // Now and then an amount near u64::MAX, so sums
                         // saturate.
                         record.amount_sat = Some(match rng.next_u64() % 8 {

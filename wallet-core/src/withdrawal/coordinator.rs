@@ -181,6 +181,51 @@ pub fn finalize_withdrawal(
     Ok((psbt, tx))
 }
 
+/// Checks one member's shares for a session the moment they arrive (a
+/// coordinator that retries sessions sets a cheater aside at once): signed
+/// by the member's identity key, for this request, one share per input, and
+/// each share valid for its input's package under the member's verifying
+/// share.
+///
+/// # Errors
+/// [`CoordinatorError::BadShares`] or [`CoordinatorError::Aggregate`]
+/// naming the member.
+pub fn check_shares(
+    group: &PublicGroup<Secp256k1Tr>,
+    identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
+    packages: &WithdrawalPackages,
+    shares: &Signed<WithdrawalShares>,
+) -> Result<(), CoordinatorError> {
+    let participant = shares.body.participant;
+    let bad = |reason: &str| CoordinatorError::BadShares {
+        participant: group.culprit(&participant),
+        reason: reason.to_owned(),
+    };
+    if identities.get(&participant) != Some(&shares.signer) || shares.verify(group.id()).is_err() {
+        return Err(bad("not signed by the member's identity key"));
+    }
+    if shares.body.request_digest != packages.request_digest {
+        return Err(bad("for another request"));
+    }
+    if shares.body.shares.len() != packages.packages.len() {
+        return Err(bad("not one share per input"));
+    }
+    for (i, (p, share)) in packages
+        .packages
+        .iter()
+        .zip(&shares.body.shares)
+        .enumerate()
+    {
+        let package = p.to_package().map_err(|e| CoordinatorError::Aggregate {
+            input: i,
+            source: e.into(),
+        })?;
+        signing::verify_share(group, &package, &participant, share)
+            .map_err(|source| CoordinatorError::Aggregate { input: i, source })?;
+    }
+    Ok(())
+}
+
 /// Builds the signing package of a raw-message request from the signers'
 /// approvals (each signer has checked its policy allows it).
 ///

@@ -23,7 +23,7 @@ pub mod review;
 pub mod signer;
 
 pub use coordinator::{
-    build_message_packages, build_packages, finalize_withdrawal, CoordinatorError,
+    build_message_packages, build_packages, check_shares, finalize_withdrawal, CoordinatorError,
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use request::{
@@ -31,4 +31,4 @@ pub use request::{
     WithdrawalShares,
 };
 pub use review::{ReviewError, WithdrawalSummary};
-pub use signer::{Decision, Reviewed, Signer, SignerError};
+pub use signer::{Decision, Reviewed, SessionReply, Signer, SignerError};

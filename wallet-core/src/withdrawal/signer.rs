@@ -65,6 +65,17 @@ impl Reviewed {
     }
 }
 
+/// A signer's answer to one signing session: its shares, and its next
+/// approval (fresh nonce commitments) for a later session
+/// ([`Signer::sign_session`]).
+#[derive(Clone, Debug)]
+pub struct SessionReply {
+    /// The shares for the session's packages.
+    pub shares: Signed<WithdrawalShares>,
+    /// The next approval of the same request.
+    pub next: Box<Signed<Approval>>,
+}
+
 /// What [`Signer::approve_if`] decided.
 #[derive(Clone, Debug)]
 pub enum Decision {
@@ -287,6 +298,7 @@ subject!(MessageRequest);
 
 /// What a signer computed from a request it accepts: the messages to sign
 /// (one per input, or the raw message), and what leaves the wallet.
+#[derive(Clone)]
 struct Checked {
     request_id: RequestId,
     request_digest: RequestDigest,
@@ -606,11 +618,26 @@ impl<A: AuditStore> Signer<A> {
             Ok(c) => c,
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
+        self.fresh_approval(subject, &checked, now)
+    }
+
+    /// Draws and stores fresh nonces for every input, records the approval
+    /// and signs it. Every earlier approval of this request still open is
+    /// withdrawn first, so a signer holds at most one usable approval (one
+    /// pending signing session) per request.
+    fn fresh_approval(
+        &mut self,
+        subject: &dyn Subject,
+        checked: &Checked,
+        now: u64,
+    ) -> Result<Signed<Approval>, Refusal> {
         // An earlier approval of this very request that never led to a
         // release (its nonces lost in a crash, tampered with, or simply
         // not used) is withdrawn first: its nonces are destroyed and that
         // is recorded, so at most one approval of a request can ever sign.
-        if let Err(e) = self.supersede_earlier_approvals(subject, &checked, now) {
+        let inputs = checked.messages.len();
+        if let Err(e) = self.supersede_open_approvals(subject, checked.request_digest, inputs, now)
+        {
             return Err(self.refuse(subject, e, now));
         }
         if let Err(e) = self.expire_stale_approvals(now) {
@@ -650,6 +677,24 @@ impl<A: AuditStore> Signer<A> {
             .with_session(session);
         self.record(now, record)?;
         Ok(Signed::sign(self.group.id(), approval, &*self.keystore)?)
+    }
+
+    /// Whether `session` is an approval of this signer's for the subject's
+    /// request that is still open: approved, never superseded, never used
+    /// by a release.
+    fn is_open_approval(&self, subject: &dyn Subject, session: &SessionId) -> bool {
+        let mut approved = false;
+        for e in self.entries_about(subject) {
+            if e.record.session.as_ref() != Some(session) {
+                continue;
+            }
+            match e.record.event {
+                AuditEvent::Approved => approved = true,
+                AuditEvent::ApprovalSuperseded | AuditEvent::ShareReleased => return false,
+                _ => {}
+            }
+        }
+        approved
     }
 
     /// This signer's share release for the subject's request, if any.
@@ -702,22 +747,28 @@ impl<A: AuditStore> Signer<A> {
         Ok(())
     }
 
-    /// Destroys the nonces of every earlier approval of this request not yet
-    /// superseded, and records each.
-    fn supersede_earlier_approvals(
+    /// Destroys the nonces (`inputs` per approval) of every approval of the
+    /// request `digest` still open, records each, and returns how many.
+    fn supersede_open_approvals(
         &mut self,
         subject: &dyn Subject,
-        checked: &Checked,
+        digest: RequestDigest,
+        inputs: usize,
         now: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<usize, Refusal> {
         let requester = subject.requester().to_string();
-        let digest = checked.request_digest;
         let of_this_request =
             |e: &&crate::audit::AuditEntry| e.record.request_digest == Some(digest);
+        // Closed: superseded before, or used by a share release.
         let superseded: BTreeSet<SessionId> = self
             .entries_about(subject)
             .filter(of_this_request)
-            .filter(|e| matches!(e.record.event, AuditEvent::ApprovalSuperseded))
+            .filter(|e| {
+                matches!(
+                    e.record.event,
+                    AuditEvent::ApprovalSuperseded | AuditEvent::ShareReleased
+                )
+            })
             .filter_map(|e| e.record.session)
             .collect();
         let open: Vec<SessionId> = self
@@ -727,19 +778,20 @@ impl<A: AuditStore> Signer<A> {
             .filter_map(|e| e.record.session)
             .filter(|s| !superseded.contains(s))
             .collect();
+        let closed = open.len();
         for session in open {
-            for i in 0..checked.messages.len() {
+            for i in 0..inputs {
                 self.keystore
                     .discard_nonces(&SecretSlot::nonces(&self.share, &session.for_input(i)))?;
             }
             let record = AuditRecord::new(AuditEvent::ApprovalSuperseded)
-                .with_request_id(&checked.request_id)
+                .with_request_id(subject.request_id())
                 .with_requester(requester.clone())
                 .with_request_digest(digest)
                 .with_session(session);
             self.record(now, record)?;
         }
-        Ok(())
+        Ok(closed)
     }
 
     /// Releases signature shares for the coordinator's packages, after
@@ -779,6 +831,64 @@ impl<A: AuditStore> Signer<A> {
         self.sign_checked(request, checked, packages, now)
     }
 
+    /// One answer to a signing session of a coordinator that retries
+    /// (ROAST): [`Signer::sign`]'s shares for `packages`, and this signer's
+    /// next approval of the same request with fresh nonces, which a later
+    /// session may use if this one fails (another member silent or
+    /// cheating). The next approval is made only after the release is
+    /// recorded, and it withdraws any other open approval of this request:
+    /// the signer is pending in at most one session per request, and each
+    /// approval's nonces sign at most once.
+    ///
+    /// Signing the same request in several sessions is safe: every session
+    /// signs the very sighashes this signer computed, with nonces never
+    /// used before, and the amount counts against the rolling window once.
+    ///
+    /// # Errors
+    /// The [`Refusal`], after recording it.
+    pub fn sign_session(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        packages: &WithdrawalPackages,
+        now: u64,
+    ) -> Result<SessionReply, Refusal> {
+        let _guard = self.begin()?;
+        let checked = match self.check_request(request, now) {
+            Ok((_, c)) => c,
+            Err(e) => return Err(self.refuse(request, e, now)),
+        };
+        let shares = self.sign_checked(request, Ok(checked.clone()), packages, now)?;
+        let next = self.fresh_approval(request, &checked, now)?;
+        Ok(SessionReply {
+            shares,
+            next: Box::new(next),
+        })
+    }
+
+    /// Withdraws every open approval of `request` (a withdrawal that ended:
+    /// finalized, refused or expired): their nonces are destroyed and each
+    /// is recorded as superseded. Returns how many were open. Nothing is
+    /// checked but the request's signature: closing never signs anything.
+    ///
+    /// # Errors
+    /// [`Refusal::BadRequestSignature`]; an audit or keystore failure.
+    pub fn close(
+        &mut self,
+        request: &Signed<WithdrawalRequest>,
+        now: u64,
+    ) -> Result<usize, Refusal> {
+        let _guard = self.begin()?;
+        if !request.signature_ok(self.group.id()) {
+            return Err(Refusal::BadRequestSignature);
+        }
+        let digest = request.request_digest(self.group.id())?;
+        let inputs = self
+            .entries_about(request)
+            .find(|e| matches!(e.record.event, AuditEvent::Approved))
+            .map_or(0, |e| e.record.sighashes.len());
+        self.supersede_open_approvals(request, digest, inputs, now)
+    }
+
     fn sign_checked(
         &mut self,
         subject: &dyn Subject,
@@ -795,31 +905,46 @@ impl<A: AuditStore> Signer<A> {
             Err(e) => return Err(self.refuse(subject, Refusal::Format(e), now)),
         };
         // Released before: the very same packages get the very same shares
-        // again (a crash may have lost them on their way out); anything
-        // else is a replay. No share is ever computed twice.
-        if let Some(entry) = self.release_of(subject) {
-            let request_digest = checked.request_digest;
-            if entry.record.packages_digest == Some(packages_digest)
-                && entry.record.request_digest == Some(request_digest)
-                && !entry.record.shares.is_empty()
-            {
-                let shares = match recorded_shares(&entry.record.shares) {
-                    Ok(s) => s,
-                    Err(e) => return Err(self.refuse(subject, e, now)),
-                };
-                let record = AuditRecord::new(AuditEvent::SharesRedelivered)
-                    .with_request_id(&checked.request_id)
-                    .with_requester(subject.requester().to_string())
-                    .with_request_digest(request_digest)
-                    .with_release(packages_digest, Vec::new());
-                self.record(now, record)?;
-                let body = WithdrawalShares {
-                    request_digest,
-                    participant: *self.share.identifier(),
-                    shares,
-                };
-                return Ok(Signed::sign(self.group.id(), body, &*self.keystore)?);
-            }
+        // again (a crash may have lost them on their way out). Another
+        // session of the same request may be signed only with an approval
+        // of this signer's that no release used yet (a ROAST retry, with
+        // the fresh nonces of that approval); anything else is a replay.
+        // No share is ever computed twice, no nonce used twice.
+        let request_digest = checked.request_digest;
+        let releases: Vec<crate::audit::AuditEntry> = self
+            .entries_about(subject)
+            .filter(|e| matches!(e.record.event, AuditEvent::ShareReleased))
+            .cloned()
+            .collect();
+        let same = releases.iter().find(|e| {
+            e.record.packages_digest == Some(packages_digest)
+                && e.record.request_digest == Some(request_digest)
+                && !e.record.shares.is_empty()
+        });
+        if let Some(entry) = same {
+            let shares = match recorded_shares(&entry.record.shares) {
+                Ok(s) => s,
+                Err(e) => return Err(self.refuse(subject, e, now)),
+            };
+            let record = AuditRecord::new(AuditEvent::SharesRedelivered)
+                .with_request_id(&checked.request_id)
+                .with_requester(subject.requester().to_string())
+                .with_request_digest(request_digest)
+                .with_release(packages_digest, Vec::new());
+            self.record(now, record)?;
+            let body = WithdrawalShares {
+                request_digest,
+                participant: *self.share.identifier(),
+                shares,
+            };
+            return Ok(Signed::sign(self.group.id(), body, &*self.keystore)?);
+        }
+        // A release of another version of this request id, or one recorded
+        // before releases named their approval: nothing more is signed.
+        let replay = releases
+            .iter()
+            .any(|e| e.record.request_digest != Some(request_digest) || e.record.session.is_none());
+        if replay {
             let id = subject.request_id().clone();
             return Err(self.refuse(subject, Refusal::Replayed(id), now));
         }
@@ -827,6 +952,11 @@ impl<A: AuditStore> Signer<A> {
             Ok(own) => own,
             Err(e) => return Err(self.refuse(subject, e, now)),
         };
+        if !self.is_open_approval(subject, &own.session) {
+            let id = subject.request_id().clone();
+            return Err(self.refuse(subject, Refusal::Replayed(id), now));
+        }
+        let first_release = releases.is_empty();
         let mut frost_packages = Vec::with_capacity(checked.messages.len());
         for (i, p) in packages.packages.iter().enumerate() {
             frost_packages.push(
@@ -868,12 +998,17 @@ impl<A: AuditStore> Signer<A> {
             .with_request_digest(checked.request_digest)
             .with_sighashes(checked.messages.clone())
             .with_policy_digest(self.policy_digest())
+            .with_session(own.session)
             .with_release(packages_digest, shares_hex);
-        if let Some(amount) = checked.amount_sat {
-            record = record.with_amount_sat(amount);
-        }
-        if let Some(fee) = checked.fee_sat {
-            record = record.with_fee_sat(fee);
+        // Every session of a request signs the same transaction: what it
+        // moves counts against the rolling window once, at its first release.
+        if first_release {
+            if let Some(amount) = checked.amount_sat {
+                record = record.with_amount_sat(amount);
+            }
+            if let Some(fee) = checked.fee_sat {
+                record = record.with_fee_sat(fee);
+            }
         }
         self.record(now, record)?;
         let body = WithdrawalShares {
