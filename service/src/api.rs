@@ -14,7 +14,7 @@
 //! | GET | `/v1/withdrawals/{id}` | its requester, members | → [`WithdrawalStatus`] |
 //! | GET | `/v1/withdrawals/{id}/documents` | members | → [`WithdrawalDocuments`] |
 //! | POST | `/v1/withdrawals/{id}/approvals` | members | an `approval` document → [`Accepted`] |
-//! | POST | `/v1/withdrawals/{id}/sessions/{n}/shares` | the session's members | a `withdrawal-shares` document → [`Accepted`] |
+//! | POST | `/v1/withdrawals/{id}/sessions/{n}/shares` | the session's members | a [`SessionAnswer`] (`withdrawal-shares` and the next `withdrawal-approval`) → [`Accepted`] |
 //! | GET | `/v1/work?after=N&wait_ms=M` | members, requesters | → [`WorkPage`], waiting up to `M` ms ([`MAX_WAIT_MS`]) for news |
 //!
 //! Every route but the two `auth` ones needs `Authorization: Bearer
@@ -26,7 +26,7 @@ use wallet_core::format::{DocumentBody, GroupId};
 use wallet_core::SuiteId;
 use wallet_core::{IdentityPublicKey, RequestDigest};
 
-use crate::store::{EventKind, Role, WithdrawalState};
+use crate::store::{EventKind, Role, SetAsideReason, WithdrawalState};
 use crate::tls::CertFingerprint;
 
 /// The longest a `GET /v1/work` waits for news (25 s).
@@ -153,6 +153,10 @@ pub struct WithdrawalStatus {
     /// The signing sessions opened so far, each with its members and who
     /// has answered.
     pub sessions: Vec<SessionStatus>,
+    /// The members set aside in its sessions (cheaters and the late), in
+    /// the order recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAsideStatus>,
     /// The final PSBT (base64) once finalized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psbt: Option<String>,
@@ -174,6 +178,52 @@ pub struct SessionStatus {
     pub members: Vec<IdentityPublicKey>,
     /// Who has sent them.
     pub answered: Vec<IdentityPublicKey>,
+}
+
+/// A member set aside in a session of a withdrawal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAsideStatus {
+    /// The session.
+    pub session: u32,
+    /// Who.
+    pub member: IdentityPublicKey,
+    /// Why.
+    pub reason: SetAsideName,
+    /// In the coordinator's words.
+    pub detail: String,
+}
+
+/// Why a member was set aside, on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetAsideName {
+    /// Its shares did not verify: a cheater, out of this withdrawal.
+    InvalidShares,
+    /// It did not answer before the session's deadline.
+    MissedDeadline,
+}
+
+impl From<SetAsideReason> for SetAsideName {
+    fn from(r: SetAsideReason) -> SetAsideName {
+        match r {
+            SetAsideReason::InvalidShares => SetAsideName::InvalidShares,
+            SetAsideReason::MissedDeadline => SetAsideName::MissedDeadline,
+        }
+    }
+}
+
+/// The body of `POST /v1/withdrawals/{id}/sessions/{n}/shares`: a member's
+/// answer to a session, both parts Kura documents embedded byte for byte.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionAnswer {
+    /// The member's `withdrawal-shares` document for the session.
+    pub shares: Box<RawValue>,
+    /// The member's next `withdrawal-approval` of the same request (fresh
+    /// commitments) for a later session, if the session fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Box<RawValue>>,
 }
 
 /// [`WithdrawalState`] as written in the API.

@@ -252,22 +252,38 @@ impl Client {
         .await
     }
 
-    /// Posts this member's shares for `session` (document bytes).
+    /// Posts this member's answer to `session`: its shares and its next
+    /// approval (document bytes), as one [`crate::api::SessionAnswer`].
     ///
     /// # Errors
-    /// [`ClientError`].
+    /// [`ClientError`]; [`ClientError::Encode`] for documents that are not
+    /// JSON.
     pub async fn shares(
         &self,
         id: &RequestDigest,
         session: u32,
         shares: Vec<u8>,
+        next: Option<Vec<u8>>,
     ) -> Result<Accepted, ClientError> {
+        let raw = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())
+                })
+                .map_err(ClientError::Encode)
+        };
+        let answer = crate::api::SessionAnswer {
+            shares: raw(shares)?,
+            next: next.map(raw).transpose()?,
+        };
+        let body = serde_json::to_vec(&answer).map_err(|e| ClientError::Encode(e.to_string()))?;
         self.call(self.post_document(
             format!(
                 "{}/v1/withdrawals/{id}/sessions/{session}/shares",
                 self.base
             ),
-            shares,
+            body,
         ))
         .await
     }

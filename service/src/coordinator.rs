@@ -8,12 +8,14 @@
 //! The coordinator is untrusted: the signers verify everything again. Its
 //! checks only keep garbage out of the store and name culprits early.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wallet_core::format::{self, GroupId};
 use wallet_core::frost_core::Identifier;
+use wallet_core::withdrawal::coordinator::check_shares;
 use wallet_core::withdrawal::signer::verify_approvals;
 use wallet_core::{
     bitcoin, build_packages, finalize_withdrawal, Approval, IdentityPublicKey, PublicGroup,
@@ -21,13 +23,13 @@ use wallet_core::{
 };
 
 use crate::api::{
-    ChallengeResponse, LoginResponse, ServiceLogin, SessionStatus, StateName, WithdrawalStatus,
-    CHALLENGE_LIFETIME_SECS, TOKEN_LIFETIME_SECS,
+    ChallengeResponse, LoginResponse, ServiceLogin, SessionStatus, SetAsideStatus, StateName,
+    WithdrawalStatus, CHALLENGE_LIFETIME_SECS, TOKEN_LIFETIME_SECS,
 };
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    Added, Outcome, Received, Role, SessionPackages, Store, Submitted, Token, WithdrawalRecord,
-    WithdrawalState, Work,
+    Added, ApprovalUse, Outcome, Received, Role, SessionPackages, SetAside, SetAsideReason, Store,
+    Submitted, Token, WithdrawalRecord, WithdrawalState, Work,
 };
 use crate::tls::CertFingerprint;
 
@@ -68,8 +70,8 @@ pub struct StoredDocuments {
 struct Cache {
     requests: std::collections::HashMap<RequestDigest, Arc<Signed<WithdrawalRequest>>>,
     sighashes: std::collections::HashMap<RequestDigest, Arc<Vec<wallet_core::SigningDigest>>>,
-    /// The members of each session (the signers of its packages' approvals).
-    sessions: std::collections::HashMap<(RequestDigest, u32), Arc<Vec<IdentityPublicKey>>>,
+    /// Each session's packages, decoded.
+    sessions: std::collections::HashMap<(RequestDigest, u32), Arc<WithdrawalPackages>>,
     tokens: std::collections::HashMap<[u8; 32], Token>,
     /// The PSBT text of the requests held, in bytes.
     request_bytes: usize,
@@ -105,6 +107,66 @@ impl Cache {
     }
 }
 
+/// How long a signing session waits for its members' shares before the
+/// coordinator opens another with the next responsive members: 1 s. A
+/// healthy 3-of-5 session on SoftHSM2 tokens answers in under 100 ms here
+/// even 16 withdrawals at a time (BENCHMARKS.md).
+pub const DEFAULT_SESSION_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What the coordinator did that its operator should see: sessions opened,
+/// members set aside, how withdrawals ended. Given to the hook of
+/// [`Coordinator::with_log`] (the CLI writes them as JSON lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoordinatorEvent {
+    /// A signing session opened with these members.
+    SessionOpened {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// The session.
+        session: u32,
+        /// Its members.
+        members: Vec<IdentityPublicKey>,
+    },
+    /// A member was set aside in a session.
+    SetAside {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// The session.
+        session: u32,
+        /// Who.
+        member: IdentityPublicKey,
+        /// Why.
+        reason: SetAsideReason,
+        /// In words.
+        detail: String,
+    },
+    /// Finalized by the shares of this session.
+    Finalized {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// The session that signed.
+        session: u32,
+    },
+    /// Refused.
+    Refused {
+        /// The withdrawal.
+        id: RequestDigest,
+        /// Why.
+        reason: String,
+    },
+}
+
+type EventHook = Box<dyn Fn(&CoordinatorEvent) + Send + Sync>;
+
+/// In memory: when each session started (its deadline runs from there; a
+/// restarted coordinator starts the clock of every open session anew), and
+/// when a withdrawal must be looked at again.
+#[derive(Default)]
+struct Deadlines {
+    started: HashMap<(RequestDigest, u32), Instant>,
+    due: BTreeSet<(Instant, RequestDigest)>,
+}
+
 /// The coordinator's logic over a [`Store`].
 pub struct Coordinator<S> {
     config: CoordinatorConfig,
@@ -114,6 +176,9 @@ pub struct Coordinator<S> {
     /// One withdrawal moves on at a time: two approvals arriving together
     /// must not build two different first sessions.
     drive: Mutex<()>,
+    deadlines: Mutex<Deadlines>,
+    session_deadline: Duration,
+    log: Option<EventHook>,
     clock: fn() -> u64,
 }
 
@@ -157,7 +222,29 @@ impl<S: Store> Coordinator<S> {
             members,
             cache: Mutex::new(Cache::default()),
             drive: Mutex::new(()),
+            deadlines: Mutex::new(Deadlines::default()),
+            session_deadline: DEFAULT_SESSION_DEADLINE,
+            log: None,
             clock: system_clock,
+        }
+    }
+
+    /// The same with another session deadline
+    /// ([`DEFAULT_SESSION_DEADLINE`]).
+    pub fn with_session_deadline(mut self, deadline: Duration) -> Self {
+        self.session_deadline = deadline;
+        self
+    }
+
+    /// The same, telling `hook` what it does ([`CoordinatorEvent`]).
+    pub fn with_log(mut self, hook: impl Fn(&CoordinatorEvent) + Send + Sync + 'static) -> Self {
+        self.log = Some(Box::new(hook));
+        self
+    }
+
+    fn log(&self, event: CoordinatorEvent) {
+        if let Some(hook) = &self.log {
+            hook(&event);
         }
     }
 
@@ -301,27 +388,41 @@ impl<S: Store> Coordinator<S> {
         Ok(request)
     }
 
-    /// The members of session `session` of `id`.
+    /// The packages of session `session` of `id`, decoded once.
+    fn session(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+    ) -> Result<Arc<WithdrawalPackages>, ServiceError> {
+        if let Some(p) = self.cache()?.sessions.get(&(*id, session)) {
+            return Ok(p.clone());
+        }
+        let stored = self
+            .store
+            .packages(id)?
+            .into_iter()
+            .find(|p| p.session == session)
+            .ok_or_else(|| ServiceError::NotFound(format!("session {session}")))?;
+        let packages = Arc::new(self.decode::<WithdrawalPackages>(&stored.document)?);
+        let mut cache = self.cache()?;
+        cache.bound();
+        cache.sessions.insert((*id, session), packages.clone());
+        Ok(packages)
+    }
+
+    /// The members of session `session` of `id` (the signers of its
+    /// packages' approvals).
     fn session_members(
         &self,
         id: &RequestDigest,
         session: u32,
-    ) -> Result<Arc<Vec<IdentityPublicKey>>, ServiceError> {
-        if let Some(m) = self.cache()?.sessions.get(&(*id, session)) {
-            return Ok(m.clone());
-        }
-        let packages = self.session_packages(id, session)?;
-        let members = Arc::new(
-            packages
-                .approvals
-                .iter()
-                .map(|a| a.signer)
-                .collect::<Vec<_>>(),
-        );
-        let mut cache = self.cache()?;
-        cache.bound();
-        cache.sessions.insert((*id, session), members.clone());
-        Ok(members)
+    ) -> Result<Vec<IdentityPublicKey>, ServiceError> {
+        Ok(self
+            .session(id, session)?
+            .approvals
+            .iter()
+            .map(|a| a.signer)
+            .collect())
     }
 
     /// Records a requester's signed withdrawal request and tells the members.
@@ -381,33 +482,7 @@ impl<S: Store> Coordinator<S> {
         id: &RequestDigest,
         document: Vec<u8>,
     ) -> Result<Added, ServiceError> {
-        let received =
-            Received::<Signed<Approval>>::decode(document).map_err(ServiceError::BadDocument)?;
-        if received.group() != self.group_id() {
-            return Err(ServiceError::Forbidden(
-                "the approval is for another group".into(),
-            ));
-        }
-        let approval = received.body();
-        if caller.role != Role::Signer || approval.signer != caller.member {
-            return Err(ServiceError::Forbidden(
-                "an approval is posted by the member who signed it".into(),
-            ));
-        }
-        if approval.body.request_digest != *id {
-            return Err(ServiceError::BadRequest(
-                "the approval is for another withdrawal".into(),
-            ));
-        }
-        let sighashes = self.sighashes(id)?;
-        verify_approvals(
-            &self.config.group,
-            &self.config.roster,
-            id,
-            &sighashes,
-            std::slice::from_ref(approval),
-        )
-        .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+        let received = self.checked_approval(caller, id, document)?;
         let added = self.store.add_approval(id, &received)?;
         self.advance(id)?;
         Ok(added)
@@ -438,17 +513,22 @@ impl<S: Store> Coordinator<S> {
         Ok(sighashes)
     }
 
-    /// Records a member's shares for a session, then moves the withdrawal on.
+    /// Records a member's answer to a session, then moves the withdrawal
+    /// on: its shares, checked the moment they arrive (shares that do not
+    /// verify set the member aside as a cheater, record them as evidence,
+    /// and open the next session), and its `next` approval for a later
+    /// session (fresh commitments), checked like any approval.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] for shares not the caller's or from a
-    /// member outside the session; the store's.
+    /// [`ServiceError::Forbidden`] for shares not the caller's, from a
+    /// member outside the session, or that do not verify; the store's.
     pub fn add_shares(
         &self,
         caller: &Token,
         id: &RequestDigest,
         session: u32,
         document: Vec<u8>,
+        next: Option<Vec<u8>>,
     ) -> Result<Added, ServiceError> {
         let received = Received::<Signed<WithdrawalShares>>::decode(document)
             .map_err(ServiceError::BadDocument)?;
@@ -470,34 +550,101 @@ impl<S: Store> Coordinator<S> {
                 "the shares are not signed by that participant's identity key".into(),
             ));
         }
-        if !self.session_members(id, session)?.contains(&shares.signer) {
+        let packages = self.session(id, session)?;
+        if !packages.approvals.iter().any(|a| a.signer == shares.signer) {
             return Err(ServiceError::Forbidden(format!(
                 "this member is not in session {session}"
             )));
         }
-        let added = self.store.add_shares(id, session, &received)?;
+        let next = match next {
+            Some(bytes) => Some(self.checked_approval(caller, id, bytes)?),
+            None => None,
+        };
+        if let Err(e) = check_shares(&self.config.group, &self.config.roster, &packages, shares) {
+            let detail = e.to_string();
+            let aside = SetAside {
+                session,
+                member: shares.signer,
+                reason: SetAsideReason::InvalidShares,
+                detail: detail.clone(),
+                document: Some(received.bytes().to_vec()),
+            };
+            if self.store.set_aside(id, &aside)? == Added::New {
+                self.log(CoordinatorEvent::SetAside {
+                    id: *id,
+                    session,
+                    member: shares.signer,
+                    reason: SetAsideReason::InvalidShares,
+                    detail: detail.clone(),
+                });
+            }
+            self.advance(id)?;
+            return Err(ServiceError::Forbidden(format!(
+                "the shares do not verify, this member is set aside: {detail}"
+            )));
+        }
+        let added = self
+            .store
+            .add_shares(id, session, &received, next.as_ref())?;
         self.advance(id)?;
         Ok(added)
     }
 
-    fn session_packages(
+    /// Decodes and checks an approval posted by `caller` for `id`.
+    fn checked_approval(
         &self,
+        caller: &Token,
         id: &RequestDigest,
-        session: u32,
-    ) -> Result<WithdrawalPackages, ServiceError> {
-        let stored = self
-            .store
-            .packages(id)?
-            .into_iter()
-            .find(|p| p.session == session)
-            .ok_or_else(|| ServiceError::NotFound(format!("session {session}")))?;
-        self.decode(&stored.document)
+        document: Vec<u8>,
+    ) -> Result<Received<Signed<Approval>>, ServiceError> {
+        let received =
+            Received::<Signed<Approval>>::decode(document).map_err(ServiceError::BadDocument)?;
+        if received.group() != self.group_id() {
+            return Err(ServiceError::Forbidden(
+                "the approval is for another group".into(),
+            ));
+        }
+        let approval = received.body();
+        if caller.role != Role::Signer || approval.signer != caller.member {
+            return Err(ServiceError::Forbidden(
+                "an approval is posted by the member who signed it".into(),
+            ));
+        }
+        if approval.body.request_digest != *id {
+            return Err(ServiceError::BadRequest(
+                "the approval is for another withdrawal".into(),
+            ));
+        }
+        let sighashes = self.sighashes(id)?;
+        verify_approvals(
+            &self.config.group,
+            &self.config.roster,
+            id,
+            &sighashes,
+            std::slice::from_ref(approval),
+        )
+        .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+        Ok(received)
     }
 
-    /// Moves withdrawal `id` on as far as what is recorded allows: builds
-    /// the first session's packages from the first `t` approvals, and
-    /// finalizes (or refuses, naming the culprits) once the session's shares
-    /// are all in. Idempotent; what it does is recorded before it returns.
+    /// Moves withdrawal `id` on as far as what is recorded allows, the way
+    /// ROAST does (Ruffing et al., CCS 2022), with a deadline:
+    ///
+    /// 1. a session whose members all answered (their shares verified on
+    ///    arrival) finalizes the withdrawal;
+    /// 2. a session neither failed (a member's shares did not verify) nor
+    ///    past its deadline is waited for; members of a session past its
+    ///    deadline that did not answer are set aside as late;
+    /// 3. otherwise a new session opens with `t` members that have an
+    ///    unused approval (fresh commitments: every answer carries the
+    ///    next) and never sent invalid shares, those never late first.
+    ///
+    /// A member is pending in at most one session (its approval is used by
+    /// one session, its next comes with its answer), a cheater never takes
+    /// part again and a late one only when the punctual do not suffice, so
+    /// with up to `n − t` members silent or cheating the withdrawal is
+    /// signed within `n − t + 1` sessions. Idempotent; what it does is
+    /// recorded before it returns.
     ///
     /// # Errors
     /// The store's.
@@ -508,24 +655,128 @@ impl<S: Store> Coordinator<S> {
             .map_err(|_| ServiceError::Internal("the coordinator's lock was poisoned".into()))?;
         let record = self.store.withdrawal(id)?;
         match record.state {
-            WithdrawalState::Submitted | WithdrawalState::Approving => self.open_session(id),
-            WithdrawalState::Signing => self.try_finalize(id),
-            WithdrawalState::Finalized | WithdrawalState::Refused => Ok(()),
+            WithdrawalState::Submitted => Ok(()),
+            WithdrawalState::Approving | WithdrawalState::Signing => self.drive(id),
+            WithdrawalState::Finalized | WithdrawalState::Refused => {
+                self.forget(id);
+                Ok(())
+            }
         }
     }
 
-    fn open_session(&self, id: &RequestDigest) -> Result<(), ServiceError> {
+    fn drive(&self, id: &RequestDigest) -> Result<(), ServiceError> {
+        let sessions = self.store.packages(id)?;
+        let shares = self.store.shares(id)?;
+        let mut asides = self.store.set_asides(id)?;
+        // 1. A session whose members all answered signs.
+        for p in sessions.iter().rev() {
+            let members = self.session_members(id, p.session)?;
+            let answered: Vec<&[u8]> = members
+                .iter()
+                .filter_map(|m| {
+                    shares
+                        .iter()
+                        .find(|s| s.session == p.session && s.member == *m)
+                        .map(|s| s.document.as_slice())
+                })
+                .collect();
+            if answered.len() == members.len() {
+                return self.finalize_session(id, p.session, &answered);
+            }
+        }
+        // 2. A live session is waited for; the late are named.
+        let now = Instant::now();
+        let mut live = None;
+        for p in &sessions {
+            let failed = asides
+                .iter()
+                .any(|a| a.session == p.session && a.reason == SetAsideReason::InvalidShares);
+            if failed {
+                continue;
+            }
+            let due = self.started(id, p.session, now)? + self.session_deadline;
+            if now < due {
+                live = Some(due);
+                continue;
+            }
+            for member in self.session_members(id, p.session)? {
+                let answered = shares
+                    .iter()
+                    .any(|s| s.session == p.session && s.member == member);
+                let noted = asides
+                    .iter()
+                    .any(|a| a.session == p.session && a.member == member);
+                if answered || noted {
+                    continue;
+                }
+                let aside = SetAside {
+                    session: p.session,
+                    member,
+                    reason: SetAsideReason::MissedDeadline,
+                    detail: format!("no shares within {} ms", self.session_deadline.as_millis()),
+                    document: None,
+                };
+                self.store.set_aside(id, &aside)?;
+                self.log(CoordinatorEvent::SetAside {
+                    id: *id,
+                    session: p.session,
+                    member,
+                    reason: aside.reason,
+                    detail: aside.detail.clone(),
+                });
+                asides.push(aside);
+            }
+        }
+        if let Some(due) = live {
+            return self.wake_at(due, id);
+        }
+        // 3. The next session, from the responsive members.
+        self.open_session(id, &sessions, &asides)
+    }
+
+    fn open_session(
+        &self,
+        id: &RequestDigest,
+        sessions: &[SessionPackages],
+        asides: &[SetAside],
+    ) -> Result<(), ServiceError> {
         let t = usize::from(self.config.group.min_signers());
-        let stored = self.store.approvals(id)?;
-        if stored.len() < t {
+        let mut cheaters: Vec<IdentityPublicKey> = Vec::new();
+        for a in asides {
+            if a.reason == SetAsideReason::InvalidShares && !cheaters.contains(&a.member) {
+                cheaters.push(a.member);
+            }
+        }
+        let late: Vec<IdentityPublicKey> = asides
+            .iter()
+            .filter(|a| a.reason == SetAsideReason::MissedDeadline)
+            .map(|a| a.member)
+            .collect();
+        if self.members.len() - cheaters.len().min(self.members.len()) < t {
+            let named: Vec<String> = cheaters.iter().map(|m| m.to_string()).collect();
+            return self.refuse(
+                id,
+                &format!(
+                    "too few members left to sign: {} sent invalid shares ({})",
+                    cheaters.len(),
+                    named.join(", ")
+                ),
+            );
+        }
+        let mut ready: Vec<(bool, usize, Signed<Approval>)> = Vec::new();
+        for (i, a) in self.store.approvals(id)?.into_iter().enumerate() {
+            if a.used == ApprovalUse::Unused && !cheaters.contains(&a.member) {
+                let approval = self.decode::<Signed<Approval>>(&a.document)?;
+                ready.push((late.contains(&a.member), i, approval));
+            }
+        }
+        if ready.len() < t {
             return Ok(());
         }
+        ready.sort_by_key(|(late, i, _)| (*late, *i));
+        let approvals: Vec<Signed<Approval>> =
+            ready.into_iter().take(t).map(|(_, _, a)| a).collect();
         let request = self.request_of(id)?;
-        let approvals = stored
-            .iter()
-            .take(t)
-            .map(|a| self.decode::<Signed<Approval>>(&a.document))
-            .collect::<Result<Vec<_>, _>>()?;
         let packages = match build_packages(
             &self.config.group,
             &self.config.roster,
@@ -548,34 +799,35 @@ impl<S: Store> Coordinator<S> {
             Ok(d) => d,
             Err(e) => return self.refuse(id, &format!("the signing packages cannot be sent: {e}")),
         };
+        let session = sessions.iter().map(|p| p.session).max().unwrap_or(0) + 1;
         let members: Vec<_> = approvals.iter().map(|a| a.signer).collect();
-        self.store.put_packages(id, 1, &document, &members)?;
-        let mut cache = self.cache()?;
-        cache.bound();
-        cache.sessions.insert((*id, 1), Arc::new(members));
-        Ok(())
+        self.store.put_packages(id, session, &document, &members)?;
+        {
+            let mut cache = self.cache()?;
+            cache.bound();
+            cache.sessions.insert((*id, session), Arc::new(packages));
+        }
+        let now = Instant::now();
+        self.started(id, session, now)?;
+        self.log(CoordinatorEvent::SessionOpened {
+            id: *id,
+            session,
+            members,
+        });
+        self.wake_at(now + self.session_deadline, id)
     }
 
-    fn try_finalize(&self, id: &RequestDigest) -> Result<(), ServiceError> {
-        let Some(last) = self
-            .store
-            .packages(id)?
-            .into_iter()
-            .max_by_key(|p| p.session)
-        else {
-            return Ok(());
-        };
-        let packages: WithdrawalPackages = self.decode(&last.document)?;
-        let shares = self
-            .store
-            .shares(id)?
-            .into_iter()
-            .filter(|s| s.session == last.session)
-            .map(|s| self.decode::<Signed<WithdrawalShares>>(&s.document))
+    fn finalize_session(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+        answered: &[&[u8]],
+    ) -> Result<(), ServiceError> {
+        let packages = self.session(id, session)?;
+        let shares = answered
+            .iter()
+            .map(|bytes| self.decode::<Signed<WithdrawalShares>>(bytes))
             .collect::<Result<Vec<_>, _>>()?;
-        if shares.len() < packages.approvals.len() {
-            return Ok(());
-        }
         let request = self.request_of(id)?;
         match finalize_withdrawal(
             &self.config.group,
@@ -593,10 +845,81 @@ impl<S: Store> Coordinator<S> {
                     &bitcoin::consensus::serialize(&tx),
                     &notify,
                 )?;
-                self.cache()?.forget(id);
+                self.forget(id);
+                self.log(CoordinatorEvent::Finalized { id: *id, session });
                 Ok(())
             }
             Err(e) => self.refuse(id, &format!("the shares do not aggregate: {e}")),
+        }
+    }
+
+    /// When session `session` of `id` started (now, if this process has
+    /// not seen it start).
+    fn started(
+        &self,
+        id: &RequestDigest,
+        session: u32,
+        now: Instant,
+    ) -> Result<Instant, ServiceError> {
+        Ok(*self
+            .deadlines()?
+            .started
+            .entry((*id, session))
+            .or_insert(now))
+    }
+
+    fn wake_at(&self, at: Instant, id: &RequestDigest) -> Result<(), ServiceError> {
+        self.deadlines()?.due.insert((at, *id));
+        Ok(())
+    }
+
+    fn deadlines(&self) -> Result<MutexGuard<'_, Deadlines>, ServiceError> {
+        self.deadlines
+            .lock()
+            .map_err(|_| ServiceError::Internal("the coordinator's deadlines were poisoned".into()))
+    }
+
+    /// Drops what is kept in memory about a withdrawal that ended.
+    fn forget(&self, id: &RequestDigest) {
+        if let Ok(mut cache) = self.cache() {
+            cache.forget(id);
+        }
+        if let Ok(mut d) = self.deadlines() {
+            d.started.retain(|(w, _), _| w != id);
+            d.due.retain(|(_, w)| w != id);
+        }
+    }
+
+    /// The earliest time a session deadline needs looking at, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines().ok()?.due.first().map(|(at, _)| *at)
+    }
+
+    /// Moves on every withdrawal whose session deadline has passed
+    /// ([`Coordinator::advance`]); returns how many were looked at. A
+    /// server calls this whenever [`Coordinator::next_deadline`] is past.
+    ///
+    /// # Errors
+    /// The first error of any withdrawal (the others are still looked at).
+    pub fn tick(&self) -> Result<usize, ServiceError> {
+        let now = Instant::now();
+        let due: BTreeSet<RequestDigest> = {
+            let mut d = self.deadlines()?;
+            let later = d
+                .due
+                .split_off(&(now, RequestDigest::from_bytes([0xff; 32])));
+            let due = std::mem::replace(&mut d.due, later);
+            due.into_iter().map(|(_, id)| id).collect()
+        };
+        let mut first_error = None;
+        for id in &due {
+            if let Err(e) = self.advance(id) {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(due.len()),
         }
     }
 
@@ -616,7 +939,11 @@ impl<S: Store> Coordinator<S> {
         let request = self.request_of(id)?;
         let notify = self.everyone(&request);
         self.store.refuse(id, reason, &notify)?;
-        self.cache()?.forget(id);
+        self.forget(id);
+        self.log(CoordinatorEvent::Refused {
+            id: *id,
+            reason: reason.to_owned(),
+        });
         Ok(())
     }
 
@@ -683,18 +1010,18 @@ impl<S: Store> Coordinator<S> {
         if caller.role == Role::Requester && request.signer != caller.member {
             return Err(ServiceError::NotFound(format!("withdrawal {id}")));
         }
-        let approved_by = self
-            .store
-            .approvals(id)?
-            .into_iter()
-            .map(|a| a.member)
-            .collect();
+        let mut approved_by: Vec<IdentityPublicKey> = Vec::new();
+        for a in self.store.approvals(id)? {
+            if !approved_by.contains(&a.member) {
+                approved_by.push(a.member);
+            }
+        }
         let shares = self.store.shares(id)?;
         let mut sessions = Vec::new();
         for p in packages {
             sessions.push(SessionStatus {
                 session: p.session,
-                members: self.session_members(id, p.session)?.to_vec(),
+                members: self.session_members(id, p.session)?,
                 answered: shares
                     .iter()
                     .filter(|s| s.session == p.session)
@@ -712,12 +1039,24 @@ impl<S: Store> Coordinator<S> {
             Some(Outcome::Refused { reason: r }) => reason = Some(r),
             None => {}
         }
+        let set_aside = self
+            .store
+            .set_asides(id)?
+            .into_iter()
+            .map(|a| SetAsideStatus {
+                session: a.session,
+                member: a.member,
+                reason: a.reason.into(),
+                detail: a.detail,
+            })
+            .collect();
         Ok(WithdrawalStatus {
             id: *id,
             group: *self.group_id(),
             state: StateName::from(record.state),
             approved_by,
             sessions,
+            set_aside,
             psbt,
             tx,
             reason,

@@ -195,6 +195,9 @@ pub enum ClientError {
     /// TLS setup.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// What was to be sent could not be put into the API's JSON.
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
 }
 
 impl ClientError {

@@ -135,8 +135,9 @@ pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use error::{ClientError, ServiceError, StoreError, TlsError};
 pub use sqlite::SqliteStore;
 pub use store::{
-    Added, ApprovalDocument, DocumentDigest, EventKind, MemberDocument, Outcome, PackagesDocument,
-    Received, RequestDocument, Role, SessionPackages, SessionShares, SharesDocument, Store,
-    Submitted, Token, WithdrawalRecord, WithdrawalState, Work, WorkItem,
+    Added, ApprovalDocument, ApprovalUse, DocumentDigest, EventKind, MemberDocument, Outcome,
+    PackagesDocument, Received, RequestDocument, Role, SessionPackages, SessionShares, SetAside,
+    SetAsideReason, SharesDocument, Store, Submitted, Token, WithdrawalRecord, WithdrawalState,
+    Work, WorkItem,
 };
 pub use tls::{CertFingerprint, TlsIdentity};

@@ -335,10 +335,14 @@ async fn shares<S: Store + Send + Sync + 'static>(
     Body(body): Body,
 ) -> Result<impl IntoResponse, ServiceError> {
     let id = withdrawal_id(&id)?;
+    let answer: api::SessionAnswer = serde_json::from_slice(&body)
+        .map_err(|e| ServiceError::BadRequest(format!("a session answer: {e}")))?;
+    let shares = answer.shares.get().as_bytes().to_vec();
+    let next = answer.next.map(|n| n.get().as_bytes().to_vec());
     let st = state.clone();
     let added = blocking(move || {
         st.coordinator
-            .add_shares(&caller, &id, session, body.to_vec())
+            .add_shares(&caller, &id, session, shares, next)
     })
     .await?;
     state.changed();
@@ -410,7 +414,9 @@ async fn sweep<S: Store + Send + Sync + 'static>(
 
 /// Serves `state` over HTTPS on `listener` until `shutdown` resolves;
 /// first continues every open withdrawal ([`Coordinator::resume`]) and
-/// then, every 5 s, refuses those whose request expired.
+/// then, every 5 s, refuses those whose request expired; moves on the
+/// withdrawals whose signing session passed its deadline
+/// ([`Coordinator::tick`]) as the deadlines pass.
 ///
 /// # Errors
 /// TLS configuration or the listener's I/O.
@@ -431,8 +437,31 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
             }
         })
     };
+    let deadlines = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            // Session deadlines are short (a second): looked at every 20 ms,
+            // and only when one has passed does a worker thread move on the
+            // withdrawals concerned.
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let due = state
+                    .coordinator
+                    .next_deadline()
+                    .is_some_and(|at| at <= std::time::Instant::now());
+                if due {
+                    let st = state.clone();
+                    let _ = blocking(move || st.coordinator.tick()).await;
+                    state.changed();
+                }
+            }
+        })
+    };
     let result = serve_router(router(state), tls, listener, shutdown).await;
     sweeper.abort();
+    deadlines.abort();
     result
 }
 

@@ -11,9 +11,9 @@ use wallet_core::{IdentityPublicKey, RequestDigest};
 
 use crate::error::StoreError;
 use crate::store::{
-    Added, ApprovalDocument, EventKind, MemberDocument, Outcome, PackagesDocument, RequestDocument,
-    Role, SessionPackages, SessionShares, SharesDocument, Store, Submitted, Token,
-    WithdrawalRecord, WithdrawalState, Work, WorkItem,
+    Added, ApprovalDocument, ApprovalUse, EventKind, MemberDocument, Outcome, PackagesDocument,
+    RequestDocument, Role, SessionPackages, SessionShares, SetAside, SharesDocument, Store,
+    Submitted, Token, WithdrawalRecord, WithdrawalState, Work, WorkItem,
 };
 
 /// The schema's migrations, in order: step `i` takes a database from
@@ -100,6 +100,46 @@ CREATE TABLE tokens (
     member      TEXT NOT NULL,
     role        TEXT NOT NULL CHECK (role IN ('signer', 'requester')),
     expires_at  INTEGER NOT NULL
+) STRICT;
+"#,
+    // 2: retried signing sessions (ROAST). A member may have several
+    // approvals of a withdrawal (each session's answer carries the next), so
+    // approvals are keyed by digest and record their use: `used_in` is the
+    // session whose packages used it, 0 when a later approval replaced it
+    // unused, NULL while unused. Approvals of withdrawals that already had
+    // packages are marked used by their first session: nothing recorded
+    // says which were, and an approval wrongly offered again would only be
+    // refused by its signer, while one wrongly kept back costs nothing.
+    // `set_aside` records members set aside in a session.
+    r#"
+CREATE TABLE approvals_v2 (
+    withdrawal  TEXT NOT NULL REFERENCES withdrawals (id),
+    member      TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    document    BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    used_in     INTEGER CHECK (used_in >= 0),
+    PRIMARY KEY (withdrawal, digest)
+) STRICT;
+
+INSERT INTO approvals_v2 (withdrawal, member, digest, document, received_at, used_in)
+    SELECT a.withdrawal, a.member, a.digest, a.document, a.received_at,
+           (SELECT min(p.session) FROM packages p WHERE p.withdrawal = a.withdrawal)
+    FROM approvals a ORDER BY a.rowid;
+
+DROP TABLE approvals;
+ALTER TABLE approvals_v2 RENAME TO approvals;
+
+CREATE TABLE set_aside (
+    withdrawal  TEXT NOT NULL,
+    session     INTEGER NOT NULL,
+    member      TEXT NOT NULL,
+    reason      TEXT NOT NULL CHECK (reason IN ('invalid-shares', 'missed-deadline')),
+    detail      TEXT NOT NULL,
+    document    BLOB,
+    decided_at  INTEGER NOT NULL,
+    PRIMARY KEY (withdrawal, session, member),
+    FOREIGN KEY (withdrawal, session) REFERENCES packages (withdrawal, session)
 ) STRICT;
 "#,
 ];
@@ -430,6 +470,96 @@ fn check_names(
     }
 }
 
+/// Records `approval` (digest `digest`) in the caller's transaction: a
+/// duplicate is nothing, a new one replaces its member's unused one.
+fn insert_approval(
+    tx: &Transaction<'_>,
+    id: &RequestDigest,
+    approval: &ApprovalDocument,
+    digest: &str,
+    now: i64,
+) -> Result<Added, StoreError> {
+    let state = state_of(tx, id)?;
+    let member = member_text(&approval.body().signer);
+    let known: Option<i64> = tx
+        .row(
+            "SELECT 1 FROM approvals WHERE withdrawal = ?1 AND digest = ?2",
+            params![id.to_string(), digest],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_some() {
+        return Ok(Added::Duplicate);
+    }
+    let to = if state == WithdrawalState::Signing {
+        WithdrawalState::Signing
+    } else {
+        WithdrawalState::Approving
+    };
+    require(id, state, to)?;
+    tx.exec(
+        "UPDATE approvals SET used_in = 0 \
+         WHERE withdrawal = ?1 AND member = ?2 AND used_in IS NULL",
+        params![id.to_string(), member],
+    )?;
+    tx.exec(
+        "INSERT INTO approvals (withdrawal, member, digest, document, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id.to_string(), member, digest, approval.bytes(), now],
+    )?;
+    set_state(tx, id, to, now)?;
+    Ok(Added::New)
+}
+
+/// Records one member's shares in the caller's transaction.
+fn insert_shares(
+    tx: &Transaction<'_>,
+    id: &RequestDigest,
+    session: u32,
+    shares: &SharesDocument,
+    member: &str,
+    digest: &str,
+    now: i64,
+) -> Result<Added, StoreError> {
+    let state = state_of(tx, id)?;
+    let has_session: Option<i64> = tx
+        .row(
+            "SELECT 1 FROM packages WHERE withdrawal = ?1 AND session = ?2",
+            params![id.to_string(), session],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if has_session.is_none() {
+        return Err(StoreError::not_found(
+            "signing session",
+            format!("{id}/{session}"),
+        ));
+    }
+    match existing(
+        tx,
+        "SELECT digest FROM shares WHERE withdrawal = ?1 AND session = ?2 AND member = ?3",
+        params![id.to_string(), session, member],
+        digest,
+    )? {
+        Some(true) => return Ok(Added::Duplicate),
+        Some(false) => {
+            return Err(StoreError::Conflict {
+                what: "shares by this member in this session",
+                withdrawal: Some(*id),
+            })
+        }
+        None => {}
+    }
+    require(id, state, WithdrawalState::Signing)?;
+    tx.exec(
+        "INSERT INTO shares (withdrawal, session, member, digest, document, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id.to_string(), session, member, digest, shares.bytes(), now],
+    )?;
+    set_state(tx, id, WithdrawalState::Signing, now)?;
+    Ok(Added::New)
+}
+
 type RecordRow = (String, Vec<u8>, String, i64, i64);
 
 fn record_from(row: RecordRow) -> Result<WithdrawalRecord, StoreError> {
@@ -523,58 +653,40 @@ impl Store for SqliteStore {
         let signed = approval.body();
         check_names("withdrawal-approval", id, &signed.body.request_digest)?;
         let digest = hex::encode(approval.digest()?);
-        let member = member_text(&signed.signer);
-        self.write(|tx, now| {
-            let state = state_of(tx, id)?;
-            match existing(
-                tx,
-                "SELECT digest FROM approvals WHERE withdrawal = ?1 AND member = ?2",
-                params![id.to_string(), member],
-                &digest,
-            )? {
-                Some(true) => return Ok(Added::Duplicate),
-                Some(false) => {
-                    return Err(StoreError::Conflict {
-                        what: "approval by this member",
-                        withdrawal: Some(*id),
-                    })
-                }
-                None => {}
-            }
-            let to = if state == WithdrawalState::Signing {
-                WithdrawalState::Signing
-            } else {
-                WithdrawalState::Approving
-            };
-            require(id, state, to)?;
-            tx.exec(
-                "INSERT INTO approvals (withdrawal, member, digest, document, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id.to_string(), member, digest, approval.bytes(), now],
-            )?;
-            set_state(tx, id, to, now)?;
-            Ok(Added::New)
-        })
+        self.write(|tx, now| insert_approval(tx, id, approval, &digest, now))
     }
 
     fn approvals(&self, id: &RequestDigest) -> Result<Vec<MemberDocument>, StoreError> {
         let rows = self.read(|tx, _| {
             state_of(tx, id)?;
             let mut stmt = tx.prepare_cached(
-                "SELECT member, document FROM approvals WHERE withdrawal = ?1 ORDER BY rowid",
+                "SELECT member, document, used_in FROM approvals WHERE withdrawal = ?1 ORDER BY rowid",
             )?;
             let rows = stmt
                 .query_map([id.to_string()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
         rows.into_iter()
-            .map(|(member, document)| {
+            .map(|(member, document, used_in)| {
+                let used =
+                    match used_in {
+                        None => ApprovalUse::Unused,
+                        Some(0) => ApprovalUse::Replaced,
+                        Some(n) => ApprovalUse::UsedIn(u32::try_from(n).map_err(|_| {
+                            StoreError::corrupt("approvals.used_in", &n.to_string())
+                        })?),
+                    };
                 Ok(MemberDocument {
                     member: member_from("approvals.member", &member)?,
                     document,
+                    used,
                 })
             })
             .collect()
@@ -589,6 +701,19 @@ impl Store for SqliteStore {
     ) -> Result<Added, StoreError> {
         check_names("withdrawal-packages", id, &packages.body().request_digest)?;
         let digest = hex::encode(packages.digest()?);
+        let approvals = packages
+            .body()
+            .approvals
+            .iter()
+            .map(|a| a.digest(packages.group()).map(hex::encode))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Digest)?;
+        if session == 0 {
+            return Err(StoreError::OutOfRange {
+                what: "session",
+                value: 0,
+            });
+        }
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
             match existing(
@@ -612,6 +737,20 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id.to_string(), session, digest, packages.bytes(), now],
             )?;
+            // Each approval the packages use must be recorded and unused:
+            // its nonces go into this one session only.
+            let mut mark = tx.prepare_cached(
+                "UPDATE approvals SET used_in = ?3 \
+                 WHERE withdrawal = ?1 AND digest = ?2 AND used_in IS NULL",
+            )?;
+            for used in &approvals {
+                if mark.execute(params![id.to_string(), used, session])? != 1 {
+                    return Err(StoreError::Conflict {
+                        what: "packages using an approval not recorded or already used",
+                        withdrawal: Some(*id),
+                    });
+                }
+            }
             set_state(tx, id, WithdrawalState::Signing, now)?;
             notify(tx, notify_members, id, EventKind::Packages, now)?;
             Ok(Added::New)
@@ -641,50 +780,99 @@ impl Store for SqliteStore {
         id: &RequestDigest,
         session: u32,
         shares: &SharesDocument,
+        next: Option<&ApprovalDocument>,
     ) -> Result<Added, StoreError> {
         let signed = shares.body();
         check_names("withdrawal-shares", id, &signed.body.request_digest)?;
         let digest = hex::encode(shares.digest()?);
         let member = member_text(&signed.signer);
+        let next = match next {
+            Some(a) => {
+                check_names("withdrawal-approval", id, &a.body().body.request_digest)?;
+                if a.body().signer != signed.signer {
+                    return Err(StoreError::Conflict {
+                        what: "next approval of another member than the shares'",
+                        withdrawal: Some(*id),
+                    });
+                }
+                Some((a, hex::encode(a.digest()?)))
+            }
+            None => None,
+        };
+        self.write(|tx, now| {
+            let added = insert_shares(tx, id, session, shares, &member, &digest, now)?;
+            if let Some((approval, digest)) = &next {
+                insert_approval(tx, id, approval, digest, now)?;
+            }
+            Ok(added)
+        })
+    }
+
+    fn set_aside(&self, id: &RequestDigest, aside: &SetAside) -> Result<Added, StoreError> {
+        let member = member_text(&aside.member);
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
+            require(id, state, WithdrawalState::Signing)?;
             let has_session: Option<i64> = tx
                 .row(
                     "SELECT 1 FROM packages WHERE withdrawal = ?1 AND session = ?2",
-                    params![id.to_string(), session],
+                    params![id.to_string(), aside.session],
                     |r| r.get(0),
                 )
                 .optional()?;
             if has_session.is_none() {
                 return Err(StoreError::not_found(
                     "signing session",
-                    format!("{id}/{session}"),
+                    format!("{id}/{}", aside.session),
                 ));
             }
-            match existing(
-                tx,
-                "SELECT digest FROM shares WHERE withdrawal = ?1 AND session = ?2 AND member = ?3",
-                params![id.to_string(), session, member],
-                &digest,
-            )? {
-                Some(true) => return Ok(Added::Duplicate),
-                Some(false) => {
-                    return Err(StoreError::Conflict {
-                        what: "shares by this member in this session",
-                        withdrawal: Some(*id),
-                    })
-                }
-                None => {}
-            }
-            require(id, state, WithdrawalState::Signing)?;
-            tx.exec(
-                "INSERT INTO shares (withdrawal, session, member, digest, document, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id.to_string(), session, member, digest, shares.bytes(), now],
+            let inserted = tx.exec(
+                "INSERT INTO set_aside (withdrawal, session, member, reason, detail, document, decided_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                params![
+                    id.to_string(),
+                    aside.session,
+                    member,
+                    aside.reason.as_str(),
+                    aside.detail,
+                    aside.document,
+                    now
+                ],
             )?;
-            set_state(tx, id, WithdrawalState::Signing, now)?;
-            Ok(Added::New)
+            Ok(if inserted == 1 {
+                Added::New
+            } else {
+                Added::Duplicate
+            })
         })
+    }
+
+    fn set_asides(&self, id: &RequestDigest) -> Result<Vec<SetAside>, StoreError> {
+        type Row = (u32, String, String, String, Option<Vec<u8>>);
+        let rows: Vec<Row> = self.read(|tx, _| {
+            state_of(tx, id)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT session, member, reason, detail, document FROM set_aside \
+                 WHERE withdrawal = ?1 ORDER BY rowid",
+            )?;
+            let rows = stmt
+                .query_map([id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(session, member, reason, detail, document)| {
+                Ok(SetAside {
+                    session,
+                    member: member_from("set_aside.member", &member)?,
+                    reason: reason.parse()?,
+                    detail,
+                    document,
+                })
+            })
+            .collect()
     }
 
     fn shares(&self, id: &RequestDigest) -> Result<Vec<SessionShares>, StoreError> {

@@ -21,7 +21,7 @@ use crate::error::StoreError;
 /// | `Submitted`, `Approving` | [`Store::add_approval`] | `Approving` |
 /// | `Signing` | [`Store::add_approval`] (a late approval, kept for a later session) | `Signing` |
 /// | `Approving`, `Signing` | [`Store::put_packages`] | `Signing` |
-/// | `Signing` | [`Store::add_shares`] | `Signing` |
+/// | `Signing` | [`Store::add_shares`], [`Store::set_aside`] | `Signing` |
 /// | `Signing` | [`Store::finalize`] | `Finalized` |
 /// | `Submitted`, `Approving`, `Signing` | [`Store::refuse`] | `Refused` |
 ///
@@ -226,13 +226,75 @@ pub struct WithdrawalRecord {
     pub updated_at: u64,
 }
 
-/// A member's approval of a withdrawal, as received.
+/// What became of an approval (its nonce commitments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalUse {
+    /// Not used by any session yet: its member is available for one.
+    Unused,
+    /// Used by the packages of this session. An approval is used by one
+    /// session at most: its nonces sign once.
+    UsedIn(u32),
+    /// Replaced, unused, by a later approval of the same member (the signer
+    /// destroyed its nonces when it made the later one).
+    Replaced,
+}
+
+/// A member's approval of a withdrawal, as received, and its use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberDocument {
     /// Who signed it.
     pub member: IdentityPublicKey,
     /// The bytes as received.
     pub document: Vec<u8>,
+    /// What became of it.
+    pub used: ApprovalUse,
+}
+
+/// Why a member was set aside in a signing session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetAsideReason {
+    /// Its shares did not verify: it cheated, and takes no further part in
+    /// this withdrawal.
+    InvalidShares,
+    /// It did not answer before the session's deadline: later sessions
+    /// prefer members that did.
+    MissedDeadline,
+}
+
+impl SetAsideReason {
+    /// The name stored in the database (and shown).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SetAsideReason::InvalidShares => "invalid-shares",
+            SetAsideReason::MissedDeadline => "missed-deadline",
+        }
+    }
+}
+
+impl FromStr for SetAsideReason {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "invalid-shares" => Ok(SetAsideReason::InvalidShares),
+            "missed-deadline" => Ok(SetAsideReason::MissedDeadline),
+            other => Err(StoreError::corrupt("set_aside.reason", other)),
+        }
+    }
+}
+
+/// A member set aside in one session of a withdrawal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The session.
+    pub session: u32,
+    /// Who.
+    pub member: IdentityPublicKey,
+    /// Why.
+    pub reason: SetAsideReason,
+    /// What was wrong, in words (the coordinator's).
+    pub detail: String,
+    /// The evidence: the shares document as received, for invalid shares.
+    pub document: Option<Vec<u8>>,
 }
 
 /// The coordinator's packages of one signing session, as stored.
@@ -404,11 +466,12 @@ pub trait Store {
     fn withdrawal(&self, id: &RequestDigest) -> Result<WithdrawalRecord, StoreError>;
 
     /// Records a signer's approval (its signer is the member). Idempotent on
-    /// the document's digest.
+    /// the document's digest. A member has at most one unused approval: a
+    /// new one [`ApprovalUse::Replaced`] its unused one (a signer that
+    /// approves again destroys the nonces of its earlier approval).
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] for a second, different approval by the same
-    /// member; [`StoreError::Mismatch`] for an approval of another request;
+    /// [`StoreError::Mismatch`] for an approval of another request;
     /// [`StoreError::IllegalTransition`] on a final withdrawal.
     fn add_approval(
         &self,
@@ -416,17 +479,20 @@ pub trait Store {
         approval: &ApprovalDocument,
     ) -> Result<Added, StoreError>;
 
-    /// The approvals of `id`, in the order received.
+    /// The approvals of `id`, in the order received, with their use.
     ///
     /// # Errors
     /// [`StoreError::NotFound`].
     fn approvals(&self, id: &RequestDigest) -> Result<Vec<MemberDocument>, StoreError>;
 
-    /// Records the signing packages of session `session` and notifies.
-    /// Idempotent on the document's digest.
+    /// Records the signing packages of session `session`, marks every
+    /// approval they use as [`ApprovalUse::UsedIn`] that session, and
+    /// notifies. Idempotent on the document's digest.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] for different packages in the same session;
+    /// [`StoreError::Conflict`] for different packages in the same session,
+    /// or packages using an approval that is not recorded or not unused (no
+    /// commitment is ever put into two sessions);
     /// [`StoreError::IllegalTransition`] without an approval, or on a final
     /// withdrawal.
     fn put_packages(
@@ -444,19 +510,36 @@ pub trait Store {
     fn packages(&self, id: &RequestDigest) -> Result<Vec<SessionPackages>, StoreError>;
 
     /// Records a signer's shares for session `session` (its signer is the
-    /// member). Idempotent on the document's digest.
+    /// member) and, in the same transaction, the member's `next` approval
+    /// for a later session (as [`Store::add_approval`] would). Idempotent on
+    /// the shares' digest (a `next` given again is added or is a duplicate).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for a session without packages;
     /// [`StoreError::Conflict`] for different shares by the same member in the
-    /// same session; [`StoreError::Mismatch`]; [`StoreError::IllegalTransition`]
-    /// outside `Signing`.
+    /// same session, or a `next` of another member; [`StoreError::Mismatch`];
+    /// [`StoreError::IllegalTransition`] outside `Signing`.
     fn add_shares(
         &self,
         id: &RequestDigest,
         session: u32,
         shares: &SharesDocument,
+        next: Option<&ApprovalDocument>,
     ) -> Result<Added, StoreError>;
+
+    /// Records that `aside.member` was set aside in `aside.session`.
+    /// Idempotent per member and session (the first record stands).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for a session without packages;
+    /// [`StoreError::IllegalTransition`] outside `Signing`.
+    fn set_aside(&self, id: &RequestDigest, aside: &SetAside) -> Result<Added, StoreError>;
+
+    /// The members set aside in the sessions of `id`, in the order recorded.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    fn set_asides(&self, id: &RequestDigest) -> Result<Vec<SetAside>, StoreError>;
 
     /// The shares of `id`, by session then order received.
     ///

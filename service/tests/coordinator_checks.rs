@@ -140,7 +140,9 @@ fn approvals_and_shares_the_coordinator_refuses() {
         &Signed::sign(world.group.id(), outsider_shares, world.stores[2].as_ref()).unwrap(),
     )
     .unwrap();
-    let e = c.add_shares(&member(&world, 2), &id_a, 1, doc).unwrap_err();
+    let e = c
+        .add_shares(&member(&world, 2), &id_a, 1, doc, None)
+        .unwrap_err();
     assert_eq!(e.status(), 403, "{e}");
     assert!(c.store().shares(&id_a).unwrap().is_empty());
 }

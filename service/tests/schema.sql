@@ -1,4 +1,4 @@
--- kura-service coordinator schema: user_version = 1, application_id = 0x4b757261
+-- kura-service coordinator schema: user_version = 2, application_id = 0x4b757261
 -- sqlite_master after migrating an empty database (automatic indexes omitted).
 
 CREATE TABLE withdrawals (
@@ -14,15 +14,6 @@ CREATE TABLE withdrawals (
 
 CREATE INDEX withdrawals_open ON withdrawals (created_at)
     WHERE state NOT IN ('finalized', 'refused');
-
-CREATE TABLE approvals (
-    withdrawal  TEXT NOT NULL REFERENCES withdrawals (id),
-    member      TEXT NOT NULL,
-    digest      TEXT NOT NULL,
-    document    BLOB NOT NULL,
-    received_at INTEGER NOT NULL,
-    PRIMARY KEY (withdrawal, member)
-) STRICT;
 
 CREATE TABLE packages (
     withdrawal  TEXT NOT NULL REFERENCES withdrawals (id),
@@ -79,4 +70,26 @@ CREATE TABLE tokens (
     member      TEXT NOT NULL,
     role        TEXT NOT NULL CHECK (role IN ('signer', 'requester')),
     expires_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE "approvals" (
+    withdrawal  TEXT NOT NULL REFERENCES withdrawals (id),
+    member      TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    document    BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    used_in     INTEGER CHECK (used_in >= 0),
+    PRIMARY KEY (withdrawal, digest)
+) STRICT;
+
+CREATE TABLE set_aside (
+    withdrawal  TEXT NOT NULL,
+    session     INTEGER NOT NULL,
+    member      TEXT NOT NULL,
+    reason      TEXT NOT NULL CHECK (reason IN ('invalid-shares', 'missed-deadline')),
+    detail      TEXT NOT NULL,
+    document    BLOB,
+    decided_at  INTEGER NOT NULL,
+    PRIMARY KEY (withdrawal, session, member),
+    FOREIGN KEY (withdrawal, session) REFERENCES packages (withdrawal, session)
 ) STRICT;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use kura_service::sqlite::{lock_path, APPLICATION_ID, MIGRATIONS};
 use kura_service::{
-    Added, ApprovalDocument, EventKind, Outcome, PackagesDocument, Received, RequestDocument, Role,
-    SharesDocument, SqliteStore, Store, StoreError, Submitted, WithdrawalState,
+    Added, ApprovalDocument, ApprovalUse, EventKind, Outcome, PackagesDocument, Received,
+    RequestDocument, Role, SharesDocument, SqliteStore, Store, StoreError, Submitted,
+    WithdrawalState,
 };
 use kura_testkit::{World, NOW};
 use wallet_core::bitcoin::{self, consensus};
@@ -52,6 +53,8 @@ struct Flow {
     approvals: Vec<ApprovalDocument>,
     packages: PackagesDocument,
     shares: Vec<SharesDocument>,
+    /// The next approval each answer carried (for a second session).
+    nexts: Vec<ApprovalDocument>,
     psbt: Vec<u8>,
     tx: Vec<u8>,
 }
@@ -60,10 +63,12 @@ fn flow(w: &mut World, id: &str) -> Flow {
     let req = w.request(id, &w.psbt());
     let approvals = w.approve(&req, &[0, 2]);
     let packages = w.packages(&req, &approvals);
-    let shares: Vec<_> = [0, 2]
+    let answers: Vec<_> = [0, 2]
         .iter()
-        .map(|&i| w.signer(i).sign(&req, &packages, NOW).unwrap())
+        .map(|&i| w.signer(i).sign_session(&req, &packages, NOW).unwrap())
         .collect();
+    let shares: Vec<_> = answers.iter().map(|a| a.shares.clone()).collect();
+    let nexts = answers.iter().map(|a| received(w, &*a.next)).collect();
     let (psbt, tx) = finalize_withdrawal(
         &w.group,
         &w.identities,
@@ -78,6 +83,7 @@ fn flow(w: &mut World, id: &str) -> Flow {
         approvals: approvals.iter().map(|a| received(w, a)).collect(),
         packages: received(w, &packages),
         shares: shares.iter().map(|s| received(w, s)).collect(),
+        nexts,
         psbt: psbt.serialize(),
         tx: consensus::encode::serialize(&tx),
     }
@@ -138,7 +144,7 @@ fn happy_path_submit_to_result() {
     );
 
     for s in &f.shares {
-        assert_eq!(store.add_shares(&id, 1, s).unwrap(), Added::New);
+        assert_eq!(store.add_shares(&id, 1, s, None).unwrap(), Added::New);
     }
     let shares = store.shares(&id).unwrap();
     assert_eq!(shares.len(), 2);
@@ -210,7 +216,8 @@ fn idempotent_on_digest_and_conflicts_refused() {
     // No event for the duplicate nor for the conflict.
     assert_eq!(store.work_for(&roster[0], 0, 100).unwrap().items.len(), 1);
 
-    // Approvals: idempotent on the digest, one per member.
+    // Approvals: idempotent on the digest; a member's new approval replaces
+    // its unused one (a signer approving again destroyed the first's nonces).
     store.add_approval(&id, &f.approvals[0]).unwrap();
     assert_eq!(
         store
@@ -218,14 +225,27 @@ fn idempotent_on_digest_and_conflicts_refused() {
             .unwrap(),
         Added::Duplicate
     );
-    let mut changed = f.approvals[0].body().body.clone();
-    changed.sighashes.reverse();
-    let resigned = Signed::sign(w.group.id(), changed, &*w.stores[0]).unwrap();
-    assert!(matches!(
-        store.add_approval(&id, &received(&w, &resigned)),
-        Err(StoreError::Conflict { .. })
-    ));
-    assert_eq!(store.approvals(&id).unwrap().len(), 1);
+    let req = f.request.body().clone();
+    let first = w.signer(1).approve(&req, NOW).unwrap();
+    let first = received(&w, &first);
+    let again = w.signer(1).approve(&req, NOW).unwrap();
+    let again = received(&w, &again);
+    assert_eq!(store.add_approval(&id, &first).unwrap(), Added::New);
+    assert_eq!(store.add_approval(&id, &again).unwrap(), Added::New);
+    let used: Vec<ApprovalUse> = store
+        .approvals(&id)
+        .unwrap()
+        .iter()
+        .map(|a| a.used)
+        .collect();
+    assert_eq!(
+        used,
+        [
+            ApprovalUse::Unused,
+            ApprovalUse::Replaced,
+            ApprovalUse::Unused
+        ]
+    );
     store.add_approval(&id, &f.approvals[1]).unwrap();
 
     // An approval of another request is not this withdrawal's.
@@ -250,19 +270,33 @@ fn idempotent_on_digest_and_conflicts_refused() {
         store.put_packages(&id, 1, &received(&w, &fewer), &[]),
         Err(StoreError::Conflict { .. })
     ));
-    // A second session (ROAST, issue 13) is allowed while signing.
+    // The approvals session 1 used are used: no commitment goes into a
+    // second session, nor does a replaced approval's.
+    assert!(matches!(
+        store.put_packages(&id, 2, &received(&w, &fewer), &[]),
+        Err(StoreError::Conflict { .. })
+    ));
+    let used: Vec<ApprovalUse> = store
+        .approvals(&id)
+        .unwrap()
+        .iter()
+        .map(|a| a.used)
+        .collect();
     assert_eq!(
-        store
-            .put_packages(&id, 2, &received(&w, &fewer), &[])
-            .unwrap(),
-        Added::New
+        used,
+        [
+            ApprovalUse::UsedIn(1),
+            ApprovalUse::Replaced,
+            ApprovalUse::Unused,
+            ApprovalUse::UsedIn(1)
+        ]
     );
 
     // Shares: idempotent, one per member and session, only for a session that exists.
-    store.add_shares(&id, 1, &f.shares[0]).unwrap();
+    store.add_shares(&id, 1, &f.shares[0], None).unwrap();
     assert_eq!(
         store
-            .add_shares(&id, 1, &recompacted(&f.shares[0]))
+            .add_shares(&id, 1, &recompacted(&f.shares[0]), None)
             .unwrap(),
         Added::Duplicate
     );
@@ -270,14 +304,44 @@ fn idempotent_on_digest_and_conflicts_refused() {
     bad.shares.reverse();
     let bad = received(&w, &Signed::sign(w.group.id(), bad, &*w.stores[0]).unwrap());
     assert!(matches!(
-        store.add_shares(&id, 1, &bad),
+        store.add_shares(&id, 1, &bad, None),
         Err(StoreError::Conflict { .. })
     ));
     assert!(matches!(
-        store.add_shares(&id, 7, &f.shares[1]),
+        store.add_shares(&id, 7, &f.shares[1], None),
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.shares(&id).unwrap().len(), 1);
+
+    // An answer's next approval is recorded with its shares, in one
+    // transaction; a next of another member is refused and nothing of the
+    // answer is kept; a second session may then use the nexts.
+    assert!(matches!(
+        store.add_shares(&id, 1, &f.shares[1], Some(&f.nexts[0])),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.shares(&id).unwrap().len(), 1);
+    store
+        .add_shares(&id, 1, &f.shares[1], Some(&f.nexts[1]))
+        .unwrap();
+    store
+        .add_shares(&id, 1, &f.shares[0], Some(&f.nexts[0]))
+        .unwrap();
+    let replaced = w.packages(&req, &[first.body().clone(), f.nexts[0].body().clone()]);
+    assert!(matches!(
+        store.put_packages(&id, 2, &received(&w, &replaced), &[]),
+        Err(StoreError::Conflict { .. })
+    ));
+    let second = w.packages(
+        &req,
+        &[f.nexts[0].body().clone(), f.nexts[1].body().clone()],
+    );
+    assert_eq!(
+        store
+            .put_packages(&id, 2, &received(&w, &second), &[])
+            .unwrap(),
+        Added::New
+    );
 }
 
 #[test]
@@ -306,7 +370,7 @@ fn illegal_transitions_are_refused() {
         Signing,
     );
     assert!(matches!(
-        store.add_shares(&id, 1, &f.shares[0]),
+        store.add_shares(&id, 1, &f.shares[0], None),
         Err(StoreError::NotFound { .. })
     ));
     store.add_approval(&id, &f.approvals[0]).unwrap();
@@ -315,8 +379,14 @@ fn illegal_transitions_are_refused() {
         Approving,
         Finalized,
     );
+    // Packages use only recorded approvals.
+    assert!(matches!(
+        store.put_packages(&id, 1, &f.packages, &[]),
+        Err(StoreError::Conflict { .. })
+    ));
+    store.add_approval(&id, &f.approvals[1]).unwrap();
     store.put_packages(&id, 1, &f.packages, &[]).unwrap();
-    store.add_shares(&id, 1, &f.shares[0]).unwrap();
+    store.add_shares(&id, 1, &f.shares[0], None).unwrap();
     store.finalize(&id, &f.psbt, &f.tx, &[]).unwrap();
 
     illegal(
@@ -325,13 +395,18 @@ fn illegal_transitions_are_refused() {
         Finalized,
     );
     illegal(store.refuse(&id, "late", &[]), Finalized, Refused);
+    assert_eq!(
+        store.add_approval(&id, &f.approvals[1]).unwrap(),
+        Added::Duplicate,
+        "what is recorded is still a duplicate"
+    );
     illegal(
-        store.add_approval(&id, &f.approvals[1]).map(|_| ()),
+        store.add_approval(&id, &f.nexts[0]).map(|_| ()),
         Finalized,
         Approving,
     );
     illegal(
-        store.add_shares(&id, 1, &f.shares[1]).map(|_| ()),
+        store.add_shares(&id, 1, &f.shares[1], None).map(|_| ()),
         Finalized,
         Signing,
     );
@@ -346,7 +421,7 @@ fn illegal_transitions_are_refused() {
         Added::Duplicate
     );
     assert_eq!(
-        store.add_shares(&id, 1, &f.shares[0]).unwrap(),
+        store.add_shares(&id, 1, &f.shares[0], None).unwrap(),
         Added::Duplicate
     );
 
@@ -411,7 +486,7 @@ fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues() {
             store.add_approval(&id, a).unwrap();
         }
         store.put_packages(&id, 1, &f.packages, &roster).unwrap();
-        store.add_shares(&id, 1, &f.shares[0]).unwrap();
+        store.add_shares(&id, 1, &f.shares[0], None).unwrap();
         (id, later_id)
         // Dropped here: the process is gone.
     };
@@ -437,10 +512,10 @@ fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues() {
     assert_eq!(id_of(&request), id);
     // ...and the withdrawal completes.
     assert_eq!(
-        store.add_shares(&id, 1, &f.shares[0]).unwrap(),
+        store.add_shares(&id, 1, &f.shares[0], None).unwrap(),
         Added::Duplicate
     );
-    store.add_shares(&id, 1, &f.shares[1]).unwrap();
+    store.add_shares(&id, 1, &f.shares[1], None).unwrap();
     store.finalize(&id, &f.psbt, &f.tx, &roster).unwrap();
     assert!(matches!(
         store.result(&id).unwrap(),

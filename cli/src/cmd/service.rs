@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use kura_service::api::{RoleName, StateName};
 use kura_service::client::Client;
+use kura_service::coordinator::CoordinatorEvent;
 use kura_service::daemon::control::{self, ControlRequest};
 use kura_service::daemon::{DaemonEvent, SignerDaemon};
 use kura_service::server::{self, AppState};
@@ -188,8 +189,54 @@ pub struct ServeArgs {
     /// Listen here instead of the configured address.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// How long a signing session waits for its members' shares before
+    /// another opens with the next responsive members.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    session_deadline_ms: u64,
     #[command(flatten)]
     secrets: SecretArgs,
+}
+
+/// One line about what the coordinator did: text, and its JSON form.
+fn show_coordinator(event: &CoordinatorEvent) -> (String, serde_json::Value) {
+    let keys = |members: &[wallet_core::IdentityPublicKey]| {
+        members.iter().map(|m| m.to_string()).collect::<Vec<_>>()
+    };
+    match event {
+        CoordinatorEvent::SessionOpened {
+            id,
+            session,
+            members,
+        } => (
+            format!(
+                "{id}: session {session} opened with {}",
+                keys(members).join(", ")
+            ),
+            serde_json::json!({"event": "session-opened", "id": id.to_string(), "session": session, "members": keys(members)}),
+        ),
+        CoordinatorEvent::SetAside {
+            id,
+            session,
+            member,
+            reason,
+            detail,
+        } => (
+            format!(
+                "{id}: session {session}: member {member} set aside ({}): {detail}",
+                reason.as_str()
+            ),
+            serde_json::json!({"event": "set-aside", "id": id.to_string(), "session": session, "member": member.to_string(), "reason": reason.as_str(), "detail": detail}),
+        ),
+        CoordinatorEvent::Finalized { id, session } => (
+            format!("{id}: finalized by session {session}"),
+            serde_json::json!({"event": "finalized", "id": id.to_string(), "session": session}),
+        ),
+        CoordinatorEvent::Refused { id, reason } => (
+            format!("{id}: refused: {reason}"),
+            serde_json::json!({"event": "refused", "id": id.to_string(), "reason": reason}),
+        ),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -248,7 +295,20 @@ impl ServeArgs {
                 fingerprint: tls.fingerprint(),
             },
             store,
-        );
+        )
+        .with_session_deadline(std::time::Duration::from_millis(self.session_deadline_ms))
+        .with_log({
+            let json = ctx.json;
+            move |event| {
+                let (text, value) = show_coordinator(event);
+                let line = if json {
+                    crate::ctx::json_inert(&value.to_string())
+                } else {
+                    wallet_core::display::terminal_safe(&text)
+                };
+                let _ = crate::ctx::print_line(&line);
+            }
+        });
         let listen = self.listen.unwrap_or(config.listen);
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;

@@ -436,6 +436,7 @@ impl SignerDaemon {
                 if let Ok(mut p) = self.pending.lock() {
                     p.remove(&id);
                 }
+                self.on_ended(id).await?;
                 self.emit(DaemonEvent::Ended {
                     id,
                     how: if item.kind == EventName::Finalized {
@@ -508,12 +509,11 @@ impl SignerDaemon {
         }
         let fetched = self.fetch(&id).await?;
         let status = &fetched.status;
-        // Final, approved already, or signing without this member (its
-        // approval would only hold nonces until they expire).
-        if status.state.is_final()
-            || status.approved_by.contains(&self.me)
-            || status.state == crate::api::StateName::Signing
-        {
+        // Final, or approved already. A withdrawal already signing still
+        // gets this member's approval: a session may fail (a member silent
+        // or cheating) and the next one needs responsive members; once the
+        // withdrawal ends the approval is closed (`on_ended`).
+        if status.state.is_final() || status.approved_by.contains(&self.me) {
             return Ok(());
         }
         let Some(request) = fetched.request else {
@@ -731,18 +731,47 @@ impl SignerDaemon {
             return Ok(());
         };
         let packages: WithdrawalPackages = format::decode_for_group(&packages, &self.group)?;
-        let shares = self
-            .with_signer(move |signer, now| signer.sign(&request, &packages, now))
+        // The answer carries this signer's next approval: if another member
+        // of the session is silent or cheats, the coordinator can open the
+        // next session at once (ROAST). A lost answer is made again: the
+        // same shares (redelivered from the audit log) and a new next
+        // approval that withdraws the first.
+        let answer = self
+            .with_signer(move |signer, now| signer.sign_session(&request, &packages, now))
             .await?;
-        match shares {
-            Ok(shares) => {
+        match answer {
+            Ok(answer) => {
                 self.reached(Checkpoint::Signed);
-                let bytes = format::encode(&self.group, &shares)?;
-                self.client.shares(&id, session, bytes).await?;
+                let shares = format::encode(&self.group, &answer.shares)?;
+                let next = format::encode(&self.group, &*answer.next)?;
+                self.client.shares(&id, session, shares, Some(next)).await?;
                 self.reached(Checkpoint::SharesPosted);
                 self.emit(DaemonEvent::Signed { id, session });
             }
             Err(refusal) => self.refused(id, &refusal),
+        }
+        Ok(())
+    }
+
+    /// A withdrawal ended: the signer destroys the nonces of its approval
+    /// still open for it (the next approval of its last answer, or an
+    /// approval no session used), so that none waits on the token until it
+    /// expires.
+    async fn on_ended(self: &Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
+        let documents = self.client.documents(&id).await?;
+        if !documents.status.approved_by.contains(&self.me) {
+            return Ok(());
+        }
+        let request: Signed<WithdrawalRequest> =
+            format::decode_for_group(documents.request.get().as_bytes(), &self.group)?;
+        if request.request_digest(&self.group)? != id {
+            return Ok(());
+        }
+        let closed = self
+            .with_signer(move |signer, now| signer.close(&request, now))
+            .await?;
+        if let Err(refusal) = closed {
+            self.refused(id, &refusal);
         }
         Ok(())
     }
