@@ -653,7 +653,15 @@ impl<S: Store> Coordinator<S> {
             .drive
             .lock()
             .map_err(|_| ServiceError::Internal("the coordinator's lock was poisoned".into()))?;
+        // And one coordinator at a time, where several share the store.
+        let _only_driver = self.store.drive(id)?;
         let record = self.store.withdrawal(id)?;
+        if !record.state.is_final() {
+            let request = self.request_of(id)?;
+            if request.body.expires_at <= (self.clock)() {
+                return self.refuse(id, "the request expired before it was signed");
+            }
+        }
         match record.state {
             WithdrawalState::Submitted => Ok(()),
             WithdrawalState::Approving | WithdrawalState::Signing => self.drive(id),
@@ -961,12 +969,9 @@ impl<S: Store> Coordinator<S> {
             let step = self
                 .decode::<Signed<WithdrawalRequest>>(&record.request)
                 .and_then(|request| {
-                    if request.body.expires_at <= now {
-                        self.refuse(&record.id, "the request expired before it was signed")
-                            .map(|()| false)
-                    } else {
-                        self.advance(&record.id).map(|()| true)
-                    }
+                    // `advance` refuses it when expired (under the lock).
+                    self.advance(&record.id)
+                        .map(|()| request.body.expires_at > now)
                 });
             match step {
                 Ok(true) => open += 1,

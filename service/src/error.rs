@@ -112,6 +112,13 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or could not be reached).
+    #[error("postgresql")]
+    Postgres(#[from] postgres::Error),
+    /// A PostgreSQL database that is not a Kura coordinator's: tables
+    /// without Kura's schema marker.
+    #[error("the PostgreSQL database is not a Kura coordinator's ({0})")]
+    NotKuraPostgres(String),
     /// A thread panicked while it held the connection; the store refuses to
     /// go on with it.
     #[error("the store's connection was poisoned by a panic")]

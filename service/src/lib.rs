@@ -126,6 +126,7 @@ pub mod client;
 pub mod coordinator;
 pub mod daemon;
 pub mod error;
+pub mod pg;
 pub mod server;
 pub mod sqlite;
 pub mod store;
@@ -133,11 +134,12 @@ pub mod tls;
 
 pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use error::{ClientError, ServiceError, StoreError, TlsError};
+pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
-    Added, ApprovalDocument, ApprovalUse, DocumentDigest, EventKind, MemberDocument, Outcome,
-    PackagesDocument, Received, RequestDocument, Role, SessionPackages, SessionShares, SetAside,
-    SetAsideReason, SharesDocument, Store, Submitted, Token, WithdrawalRecord, WithdrawalState,
-    Work, WorkItem,
+    Added, ApprovalDocument, ApprovalUse, DocumentDigest, DriveGuard, EventKind, MemberDocument,
+    Outcome, PackagesDocument, Received, RequestDocument, Role, SessionPackages, SessionShares,
+    SetAside, SetAsideReason, SharesDocument, Store, Submitted, Token, WithdrawalRecord,
+    WithdrawalState, Work, WorkItem,
 };
 pub use tls::{CertFingerprint, TlsIdentity};

@@ -426,6 +426,17 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    // Another coordinator sharing the store may add events for the long
+    // polls waiting here.
+    {
+        // Weak: the listener must not keep the state (and its store) alive.
+        let st = Arc::downgrade(&state);
+        state.coordinator.store().watch(Box::new(move || {
+            if let Some(st) = st.upgrade() {
+                st.changed();
+            }
+        }))?;
+    }
     sweep(&state).await?;
     let sweeper = {
         let state = state.clone();

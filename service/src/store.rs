@@ -637,4 +637,57 @@ pub trait Store {
     /// # Errors
     /// Only the backend's.
     fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError>;
+
+    /// Makes the caller the one coordinator driving withdrawal `id` until
+    /// the guard is dropped, waiting while another holds it (several
+    /// coordinators may share one database). A coordinator that dies gives
+    /// it up with its connection. Safety does not rest on it — every write
+    /// locks the withdrawal's row and the store refuses any conflicting
+    /// change — it keeps two coordinators from doing the same work.
+    ///
+    /// The default is for a store one coordinator owns: nothing to wait for.
+    ///
+    /// # Errors
+    /// Only the backend's (a lock not obtained in time).
+    fn drive(&self, id: &RequestDigest) -> Result<DriveGuard, StoreError> {
+        let _ = id;
+        Ok(DriveGuard::none())
+    }
+
+    /// Calls `wake` whenever another coordinator sharing the database may
+    /// have added mailbox events (long polls here must look again). The
+    /// default, for a store one coordinator owns, never calls it.
+    ///
+    /// # Errors
+    /// Only the backend's.
+    fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
+        drop(wake);
+        Ok(())
+    }
+}
+
+/// Held while a coordinator drives a withdrawal ([`Store::drive`]);
+/// released when dropped.
+pub struct DriveGuard {
+    _held: Option<Box<dyn Send>>,
+}
+
+impl DriveGuard {
+    /// A guard that holds nothing.
+    pub fn none() -> Self {
+        DriveGuard { _held: None }
+    }
+
+    /// A guard that holds `what` (whose drop releases the lock).
+    pub fn holding(what: Box<dyn Send>) -> Self {
+        DriveGuard { _held: Some(what) }
+    }
+}
+
+impl fmt::Debug for DriveGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriveGuard")
+            .field("held", &self._held.is_some())
+            .finish()
+    }
 }

@@ -1,5 +1,11 @@
-//! SqliteStore on real files, with real wallet-core documents from the test
-//! kit's World (a 2-of-3 group, a requester, honest signers).
+//! The stores on real files and a real PostgreSQL server, with real
+//! wallet-core documents from the test kit's World (a 2-of-3 group, a
+//! requester, honest signers): every behaviour test runs on SqliteStore and
+//! PostgresStore alike; the rest are SQLite's own (its file, lock, pragmas
+//! and schema).
+
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,14 +13,60 @@ use std::sync::Arc;
 
 use kura_service::sqlite::{lock_path, APPLICATION_ID, MIGRATIONS};
 use kura_service::{
-    Added, ApprovalDocument, ApprovalUse, EventKind, Outcome, PackagesDocument, Received,
-    RequestDocument, Role, SharesDocument, SqliteStore, Store, StoreError, Submitted,
+    Added, ApprovalDocument, ApprovalUse, EventKind, Outcome, PackagesDocument, PostgresStore,
+    Received, RequestDocument, Role, SharesDocument, SqliteStore, Store, StoreError, Submitted,
     WithdrawalState,
 };
 use kura_testkit::{World, NOW};
 use wallet_core::bitcoin::{self, consensus};
 use wallet_core::format::{self, DocumentBody};
 use wallet_core::{finalize_withdrawal, IdentityPublicKey, RequestDigest, Signed};
+
+/// Where a test's store lives: a SQLite file or a PostgreSQL database of
+/// its own; each `open` is a new coordinator process on it.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Self {
+        Backend::Postgres(pg::server().fresh_database())
+    }
+
+    fn open(&self) -> Box<dyn Store + Send + Sync> {
+        self.open_with_clock(Arc::new(kura_service::coordinator::system_clock))
+    }
+
+    fn open_with_clock(&self, clock: kura_service::sqlite::Clock) -> Box<dyn Store + Send + Sync> {
+        match self {
+            Backend::Sqlite(dir) => Box::new(SqliteStore::open_with_clock(db(dir), clock).unwrap()),
+            Backend::Postgres(url) => {
+                Box::new(PostgresStore::connect_with_clock(url, clock).unwrap())
+            }
+        }
+    }
+}
+
+/// Runs the behaviour test `$name` on both stores.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&super::Backend::sqlite())
+            }
+            #[test]
+            fn postgres() {
+                super::$name(&super::Backend::postgres())
+            }
+        }
+    };
+}
 
 fn policy(requester: &IdentityPublicKey, allowed: &bitcoin::Address) -> String {
     format!(
@@ -97,12 +149,10 @@ fn id_of(doc: &RequestDocument) -> RequestDigest {
     doc.body().request_digest(doc.group()).unwrap()
 }
 
-#[test]
-fn happy_path_submit_to_result() {
+fn happy_path_submit_to_result(backend: &Backend) {
     let mut w = world(1);
     let f = flow(&mut w, "w-1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     let roster = members(&w);
 
     let id = store.submit(&f.request, &roster).unwrap();
@@ -190,13 +240,12 @@ fn happy_path_submit_to_result() {
     assert_eq!(requester.items.len(), 1);
     assert_eq!(requester.items[0].kind, EventKind::Finalized);
 }
+both!(happy_path_submit_to_result);
 
-#[test]
-fn idempotent_on_digest_and_conflicts_refused() {
+fn idempotent_on_digest_and_conflicts_refused(backend: &Backend) {
     let mut w = world(2);
     let f = flow(&mut w, "w-1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     let roster = members(&w);
     let id = store.submit(&f.request, &roster).unwrap().id();
 
@@ -343,13 +392,12 @@ fn idempotent_on_digest_and_conflicts_refused() {
         Added::New
     );
 }
+both!(idempotent_on_digest_and_conflicts_refused);
 
-#[test]
-fn illegal_transitions_are_refused() {
+fn illegal_transitions_are_refused(backend: &Backend) {
     let mut w = world(3);
     let f = flow(&mut w, "w-1");
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     let id = store.submit(&f.request, &[]).unwrap().id();
     let illegal = |r: Result<_, StoreError>, from, to| match r {
         Err(StoreError::IllegalTransition { from: f, to: t, .. }) => {
@@ -465,17 +513,16 @@ fn illegal_transitions_are_refused() {
         Err(StoreError::NotFound { .. })
     ));
 }
+both!(illegal_transitions_are_refused);
 
-#[test]
-fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues() {
+fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues(backend: &Backend) {
     let mut w = world(4);
     let f = flow(&mut w, "w-1");
     let roster = members(&w);
     let later = received(&w, &w.request("w-2", &w.psbt()));
     let done = received(&w, &w.request("w-3", &w.psbt()));
-    let dir = tempfile::tempdir().unwrap();
     let (id, later_id) = {
-        let store = SqliteStore::open(db(&dir)).unwrap();
+        let store = backend.open();
         let id = store.submit(&f.request, &roster).unwrap().id();
         let later_id = store.submit(&later, &roster).unwrap().id();
         let done_id = store.submit(&done, &roster).unwrap().id();
@@ -491,7 +538,7 @@ fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues() {
         // Dropped here: the process is gone.
     };
 
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     let open = store.list_open().unwrap();
     let open: Vec<_> = open
         .iter()
@@ -523,18 +570,17 @@ fn a_restarted_coordinator_sees_every_open_withdrawal_and_continues() {
     ));
     assert_eq!(store.list_open().unwrap().len(), 1);
 }
+both!(a_restarted_coordinator_sees_every_open_withdrawal_and_continues);
 
-#[test]
-fn mailbox_cursors_per_member_monotonic_and_durable() {
+fn mailbox_cursors_per_member_monotonic_and_durable(backend: &Backend) {
     let w = world(5);
     let roster = members(&w);
     let (a, b) = (roster[0], roster[1]);
     let reqs: Vec<_> = (0..4)
         .map(|i| received(&w, &w.request(&format!("w-{i}"), &w.psbt())))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let ids: Vec<_> = {
-        let store = SqliteStore::open(db(&dir)).unwrap();
+        let store = backend.open();
         // Nothing yet: an empty page keeps the cursor.
         let empty = store.work_for(&a, 0, 10).unwrap();
         assert!(empty.items.is_empty() && empty.next == 0);
@@ -568,7 +614,7 @@ fn mailbox_cursors_per_member_monotonic_and_durable() {
     };
 
     // After a restart nothing is lost and numbering goes on from where it was.
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     let all = store.work_for(&a, 0, 10).unwrap();
     assert_eq!(all.items.len(), 2);
     let i3 = store.submit(&reqs[3], &[a, b]).unwrap().id();
@@ -597,19 +643,18 @@ fn mailbox_cursors_per_member_monotonic_and_durable() {
         .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
+both!(mailbox_cursors_per_member_monotonic_and_durable);
 
 fn clock_at(t: &Arc<AtomicU64>) -> kura_service::sqlite::Clock {
     let t = t.clone();
     Arc::new(move || t.load(Ordering::SeqCst))
 }
 
-#[test]
-fn challenges_are_single_use_and_expire_tokens_too() {
+fn challenges_are_single_use_and_expire_tokens_too(backend: &Backend) {
     let w = world(6);
     let m = members(&w)[0];
-    let dir = tempfile::tempdir().unwrap();
     let now = Arc::new(AtomicU64::new(NOW));
-    let store = SqliteStore::open_with_clock(db(&dir), clock_at(&now)).unwrap();
+    let store = backend.open_with_clock(clock_at(&now));
 
     store.put_challenge(&[1; 32], &m, NOW + 30).unwrap();
     assert!(matches!(
@@ -642,11 +687,12 @@ fn challenges_are_single_use_and_expire_tokens_too() {
     assert_eq!(store.token(&[8; 32]).unwrap(), None);
     drop(store);
     // Tokens survive a restart, and expire.
-    let store = SqliteStore::open_with_clock(db(&dir), clock_at(&now)).unwrap();
+    let store = backend.open_with_clock(clock_at(&now));
     assert!(store.token(&[7; 32]).unwrap().is_some());
     now.store(NOW + 3600, Ordering::SeqCst);
     assert_eq!(store.token(&[7; 32]).unwrap(), None);
 }
+both!(challenges_are_single_use_and_expire_tokens_too);
 
 #[test]
 fn a_second_opener_is_refused_until_the_first_is_dropped() {
@@ -714,7 +760,7 @@ fn a_newer_or_foreign_database_is_refused() {
 
 /// Migrating an empty database gives exactly `tests/schema.sql`: changing
 /// the schema takes a new migration and a deliberate update of that file
-/// (`KURA_BLESS_SCHEMA=1 cargo test -p kura-service --test sqlite_store`).
+/// (`KURA_BLESS_SCHEMA=1 cargo test -p kura-service --test store`).
 #[test]
 fn schema_known_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -753,16 +799,14 @@ fn decode_refuses_the_wrong_kind() {
     assert!(ApprovalDocument::decode(req).is_err());
 }
 
-#[test]
-fn concurrent_writers_are_serialized_and_cursors_stay_gapless() {
+fn concurrent_writers_are_serialized_and_cursors_stay_gapless(backend: &Backend) {
     let w = world(8);
     let roster = members(&w);
     let (a, b) = (roster[0], roster[1]);
     let reqs: Vec<_> = (0..20)
         .map(|i| received(&w, &w.request(&format!("c-{i}"), &w.psbt())))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(db(&dir)).unwrap();
+    let store = backend.open();
     std::thread::scope(|s| {
         for chunk in reqs.chunks(5) {
             let store = &store;
@@ -785,4 +829,102 @@ fn concurrent_writers_are_serialized_and_cursors_stay_gapless() {
         .zip(&eb)
         .all(|(x, y)| x.seq == y.seq && x.withdrawal == y.withdrawal));
     assert_eq!(store.list_open().unwrap().len(), 20);
+}
+both!(concurrent_writers_are_serialized_and_cursors_stay_gapless);
+
+#[test]
+fn a_foreign_or_newer_postgres_database_is_refused() {
+    let url = pg::server().fresh_database();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("CREATE TABLE something_else (x INTEGER)")
+        .unwrap();
+    assert!(matches!(
+        PostgresStore::connect(&url),
+        Err(StoreError::NotKuraPostgres(_))
+    ));
+    let url = pg::server().fresh_database();
+    drop(PostgresStore::connect(&url).unwrap());
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE kura_schema SET version = version + 1")
+        .unwrap();
+    match PostgresStore::connect(&url) {
+        Err(StoreError::TooNew { found, supported }) => {
+            assert_eq!(
+                (found, supported),
+                (supported + 1, PostgresStore::schema_version())
+            )
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+/// Two coordinators on one PostgreSQL database: their writes interleave
+/// without a gap or a duplicate in any mailbox, and one driver at a time
+/// holds a withdrawal (the second waits until the first lets go, or its
+/// connection dies).
+#[test]
+fn two_coordinators_share_one_postgres_database() {
+    let w = world(9);
+    let roster = members(&w);
+    let (a, b) = (roster[0], roster[1]);
+    let reqs: Vec<_> = (0..20)
+        .map(|i| received(&w, &w.request(&format!("p-{i}"), &w.psbt())))
+        .collect();
+    let url = pg::server().fresh_database();
+    let one = PostgresStore::connect(&url).unwrap();
+    let two = PostgresStore::connect(&url).unwrap();
+    std::thread::scope(|s| {
+        for (i, chunk) in reqs.chunks(5).enumerate() {
+            let store = if i % 2 == 0 { &one } else { &two };
+            s.spawn(move || {
+                for r in chunk {
+                    store.submit(r, &[a, b]).unwrap();
+                    // The same request through the other coordinator.
+                    assert!(matches!(
+                        store.submit(r, &[a, b]).unwrap(),
+                        Submitted::Duplicate(_)
+                    ));
+                }
+            });
+        }
+    });
+    for store in [&one, &two] {
+        let seqs: Vec<u64> = store
+            .work_for(&a, 0, 100)
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| i.seq)
+            .collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    }
+    let id = id_of(&reqs[0]);
+    let held = one.drive(&id).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _second = two.drive(&id).unwrap();
+            tx.send(std::time::Instant::now()).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let released = std::time::Instant::now();
+        drop(held);
+        let got = rx.recv().unwrap();
+        assert!(got >= released, "the second driver waited for the first");
+    });
+    // A driver whose coordinator is gone (its connections closed) holds
+    // nothing: the other takes the withdrawal at once.
+    let held = one.drive(&id).unwrap();
+    std::mem::forget(held);
+    drop(one);
+    let start = std::time::Instant::now();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE '%pg_advisory_lock%'",
+    )
+    .unwrap();
+    drop(two.drive(&id).unwrap());
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
