@@ -2,6 +2,7 @@
 //! an identity key held by any [`Keystore`], and the calls of
 //! [`crate::api`]. Requesters and the signer daemon use it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,13 @@ use crate::api::{
 use crate::error::ClientError;
 use crate::tls::{client_config, CertFingerprint};
 
-/// A logged-in (or about to log in) client of one coordinator.
+/// A logged-in (or about to log in) client of a coordinator: one URL, or
+/// several coordinators sharing one database (and one certificate), tried
+/// in turn when the one in use cannot be reached.
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
+    current: AtomicUsize,
     pin: CertFingerprint,
     group: GroupId,
     role: RoleName,
@@ -31,7 +35,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("bases", &self.bases)
             .field("pin", &self.pin)
             .field("role", &self.role)
             .finish()
@@ -53,7 +57,30 @@ impl Client {
         role: RoleName,
         keystore: Arc<dyn Keystore>,
     ) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
+        Self::with_failover(&[base], pin, group, role, keystore)
+    }
+
+    /// A client of several coordinators sharing one database and one
+    /// certificate (`pin`): calls go to the first until it cannot be
+    /// reached, then to the next, and so on round.
+    ///
+    /// # Errors
+    /// As [`Client::new`]; [`ClientError::Encode`] for an empty list.
+    pub fn with_failover(
+        bases: &[&str],
+        pin: CertFingerprint,
+        group: GroupId,
+        role: RoleName,
+        keystore: Arc<dyn Keystore>,
+    ) -> Result<Self, ClientError> {
+        let bases: Vec<String> = bases
+            .iter()
+            .map(|b| b.trim_end_matches('/').to_owned())
+            .collect();
+        let base = bases
+            .first()
+            .cloned()
+            .ok_or_else(|| ClientError::Encode("no coordinator URL".into()))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(client_config(pin)?)
             // The pin only holds over TLS, and a redirect could lead a
@@ -71,7 +98,8 @@ impl Client {
             })?;
         Ok(Client {
             http,
-            base,
+            bases,
+            current: AtomicUsize::new(0),
             pin,
             group,
             role,
@@ -80,16 +108,42 @@ impl Client {
         })
     }
 
-    /// The coordinator's URL.
+    /// The URL of the coordinator in use.
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
+        self.bases.get(i).map_or("", String::as_str)
     }
 
     fn connect_error(&self, source: reqwest::Error) -> ClientError {
         ClientError::Connect {
-            url: self.base.clone(),
+            url: self.base().to_owned(),
             source,
         }
+    }
+
+    /// Sends what `build` makes for the coordinator in use; when it cannot
+    /// be reached (no connection, or the connection broke before an
+    /// answer), the same to the next coordinator, each tried once.
+    async fn send(
+        &self,
+        build: &(dyn Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut last = None;
+        for _ in 0..self.bases.len() {
+            let base = self.base().to_owned();
+            match build(&self.http, &base).send().await {
+                Ok(response) => return Ok(response),
+                Err(e) if e.is_connect() || e.is_request() => {
+                    last = Some(ClientError::Connect {
+                        url: base,
+                        source: e,
+                    });
+                    self.current.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.connect_error(e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Encode("no coordinator URL".into())))
     }
 
     async fn answer<T: DeserializeOwned>(
@@ -134,13 +188,10 @@ impl Client {
     /// [`ClientError`].
     pub async fn login(&self) -> Result<(), ClientError> {
         let key = self.keystore.identity_public_key()?;
+        let ask = ChallengeRequest { key };
         let response = self
-            .http
-            .post(format!("{}/v1/auth/challenge", self.base))
-            .json(&ChallengeRequest { key })
-            .send()
-            .await
-            .map_err(|e| self.connect_error(e))?;
+            .send(&|http, base| http.post(format!("{base}/v1/auth/challenge")).json(&ask))
+            .await?;
         let challenge: ChallengeResponse = self.answer(response).await?;
         let login = ServiceLogin {
             challenge: challenge.challenge,
@@ -150,14 +201,15 @@ impl Client {
         let signed = Signed::sign(&self.group, login, &*self.keystore)?;
         let document = wallet_core::format::encode(&self.group, &signed)
             .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        // The same coordinator that issued the challenge (or, if it is
+        // gone, another sharing its database).
         let response = self
-            .http
-            .post(format!("{}/v1/auth/login", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(document)
-            .send()
-            .await
-            .map_err(|e| self.connect_error(e))?;
+            .send(&|http, base| {
+                http.post(format!("{base}/v1/auth/login"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(document.clone())
+            })
+            .await?;
         let login: LoginResponse = self.answer(response).await?;
         *self.token.lock().await = Some(login.token);
         Ok(())
@@ -179,15 +231,13 @@ impl Client {
     /// expired token, or a coordinator that lost it).
     async fn call<T: DeserializeOwned>(
         &self,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<T, ClientError> {
         for attempt in 0..2 {
             let token = self.bearer().await?;
-            let response = build(&self.http)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(|e| self.connect_error(e))?;
+            let response = self
+                .send(&|http, base| build(http, base).bearer_auth(&token))
+                .await?;
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 *self.token.lock().await = None;
                 continue;
@@ -199,11 +249,11 @@ impl Client {
 
     fn post_document(
         &self,
-        url: String,
+        path: String,
         document: Vec<u8>,
-    ) -> impl Fn(&reqwest::Client) -> reqwest::RequestBuilder {
-        move |http| {
-            http.post(&url)
+    ) -> impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync {
+        move |http, base| {
+            http.post(format!("{base}{path}"))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(document.clone())
         }
@@ -214,7 +264,7 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn submit(&self, request: Vec<u8>) -> Result<SubmitResponse, ClientError> {
-        self.call(self.post_document(format!("{}/v1/withdrawals", self.base), request))
+        self.call(self.post_document("/v1/withdrawals".into(), request))
             .await
     }
 
@@ -223,8 +273,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn status(&self, id: &RequestDigest) -> Result<WithdrawalStatus, ClientError> {
-        let url = format!("{}/v1/withdrawals/{id}", self.base);
-        self.call(|http| http.get(&url)).await
+        self.call(|http, base| http.get(format!("{base}/v1/withdrawals/{id}")))
+            .await
     }
 
     /// A withdrawal's request and packages (members).
@@ -232,8 +282,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn documents(&self, id: &RequestDigest) -> Result<WithdrawalDocuments, ClientError> {
-        let url = format!("{}/v1/withdrawals/{id}/documents", self.base);
-        self.call(|http| http.get(&url)).await
+        self.call(|http, base| http.get(format!("{base}/v1/withdrawals/{id}/documents")))
+            .await
     }
 
     /// Posts this member's approval (document bytes).
@@ -245,11 +295,8 @@ impl Client {
         id: &RequestDigest,
         approval: Vec<u8>,
     ) -> Result<Accepted, ClientError> {
-        self.call(self.post_document(
-            format!("{}/v1/withdrawals/{id}/approvals", self.base),
-            approval,
-        ))
-        .await
+        self.call(self.post_document(format!("/v1/withdrawals/{id}/approvals"), approval))
+            .await
     }
 
     /// Posts this member's answer to `session`: its shares and its next
@@ -279,10 +326,7 @@ impl Client {
         };
         let body = serde_json::to_vec(&answer).map_err(|e| ClientError::Encode(e.to_string()))?;
         self.call(self.post_document(
-            format!(
-                "{}/v1/withdrawals/{id}/sessions/{session}/shares",
-                self.base
-            ),
+            format!("/v1/withdrawals/{id}/sessions/{session}/shares"),
             body,
         ))
         .await
@@ -293,12 +337,9 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn work(&self, after: u64, wait: Duration) -> Result<WorkPage, ClientError> {
-        let url = format!(
-            "{}/v1/work?after={after}&wait_ms={}",
-            self.base,
-            wait.as_millis()
-        );
-        self.call(|http| http.get(&url)).await
+        let query = format!("after={after}&wait_ms={}", wait.as_millis());
+        self.call(|http, base| http.get(format!("{base}/v1/work?{query}")))
+            .await
     }
 }
 

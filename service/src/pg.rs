@@ -154,6 +154,10 @@ CREATE TABLE tokens (
 "#,
 ];
 
+/// A PostgreSQL connection configuration (parsed from a URL or a
+/// `key=value` string).
+pub use postgres::Config as PgConfig;
+
 /// The advisory lock key under which migrations run ("Kura" in ASCII).
 const MIGRATION_LOCK: i64 = 0x4b75_7261;
 /// The channel of `NOTIFY` for new mailbox events.
@@ -247,12 +251,35 @@ impl Drop for Pooled {
         if let Ok(mut state) = self.pool.idle.lock() {
             if client.is_closed() {
                 state.open = state.open.saturating_sub(1);
+                discard(vec![client]);
             } else {
                 state.idle.push(client);
             }
         }
         self.pool.freed.notify_one();
     }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.idle.lock() {
+            discard(std::mem::take(&mut state.idle));
+        }
+    }
+}
+
+/// Closes connections on a thread of their own: closing one blocks on its
+/// own runtime, which must not happen on an async runtime's thread (a
+/// coordinator dropped by a server task).
+fn discard(clients: Vec<Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    let dropped = std::thread::Builder::new()
+        .name("kura-pg-close".into())
+        .spawn(move || drop(clients));
+    // Without a thread of their own they were closed here, as they must.
+    drop(dropped);
 }
 
 impl Pooled {
@@ -289,7 +316,15 @@ impl PostgresStore {
     /// # Errors
     /// As [`PostgresStore::connect`].
     pub fn connect_with_clock(url: &str, clock: Clock) -> Result<Self, StoreError> {
-        let config: postgres::Config = url.parse()?;
+        Self::connect_config(url.parse()?, clock)
+    }
+
+    /// As [`PostgresStore::connect`], with a parsed configuration (a
+    /// password set from elsewhere than the URL).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`].
+    pub fn connect_config(config: postgres::Config, clock: Clock) -> Result<Self, StoreError> {
         let pool = Arc::new(Pool {
             config: config.clone(),
             idle: Mutex::new(PoolState {

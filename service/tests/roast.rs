@@ -110,8 +110,23 @@ async fn faulty_member(
 /// fault, approval delay) misbehave, the others being honest daemons that
 /// approve automatically; returns its final status.
 async fn run(seed: u64, t: u16, n: u16, faults: &[(usize, Fault, u64)]) -> WithdrawalStatus {
+    run_on(false, seed, t, n, faults).await
+}
+
+/// [`run`] with the coordinator's state in PostgreSQL when `postgres`.
+async fn run_on(
+    postgres: bool,
+    seed: u64,
+    t: u16,
+    n: u16,
+    faults: &[(usize, Fault, u64)],
+) -> WithdrawalStatus {
     let mut world = World::builder(seed, policy(true)).threshold(t, n).build();
-    let mut coordinator = CoordinatorSide::new(&world);
+    let mut coordinator = if postgres {
+        CoordinatorSide::on_postgres(&world)
+    } else {
+        CoordinatorSide::new(&world)
+    };
     coordinator.start().await;
     let events = Events::default();
     let requester = requester(&world, &coordinator);
@@ -241,4 +256,23 @@ async fn three_of_five_faulty_in_a_two_of_five_group_cost_at_most_four_sessions(
     )
     .await;
     assert!(sessions(&status) <= 4, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_one_silent_and_one_cheating_cost_at_most_three_sessions() {
+    let status = run_on(
+        true,
+        84,
+        3,
+        5,
+        &[(0, Fault::Silent, 0), (1, Fault::Cheats, 0)],
+    )
+    .await;
+    assert!(sessions(&status) <= 3, "{status:?}");
+    assert!(sessions(&status) >= 2, "{status:?}");
+    assert_eq!(
+        set_aside(&status, SetAsideName::InvalidShares),
+        1,
+        "{status:?}"
+    );
 }

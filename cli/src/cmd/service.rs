@@ -22,7 +22,9 @@ use kura_service::coordinator::CoordinatorEvent;
 use kura_service::daemon::control::{self, ControlRequest};
 use kura_service::daemon::{DaemonEvent, SignerDaemon};
 use kura_service::server::{self, AppState};
-use kura_service::{CertFingerprint, Coordinator, CoordinatorConfig, SqliteStore, TlsIdentity};
+use kura_service::{
+    CertFingerprint, Coordinator, CoordinatorConfig, PostgresStore, SqliteStore, Store, TlsIdentity,
+};
 use serde::{Deserialize, Serialize};
 use wallet_core::ceremony::{IdentityCard, Role};
 use wallet_core::keystore::files;
@@ -189,6 +191,16 @@ pub struct ServeArgs {
     /// Listen here instead of the configured address.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Keep the coordinator's state in this PostgreSQL database
+    /// (`postgres://…` or `host=… dbname=…`) instead of the directory's
+    /// SQLite file; several coordinators may share one.
+    /// It must not hold a password (argv is readable by every local user):
+    /// give that with --database-password-env.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// The environment variable holding the database password, if it needs one.
+    #[arg(long, value_name = "NAME", requires = "database")]
+    database_password_env: Option<String>,
     /// How long a signing session waits for its members' shares before
     /// another opens with the next responsive members.
     #[arg(long, value_name = "MS", default_value_t = 1000,
@@ -285,31 +297,74 @@ impl ServeArgs {
         let certificate = home::read(&self.dir.join(CERT))?;
         let sealed = home::read(&self.dir.join(KEY))?;
         let tls = TlsIdentity::unseal(certificate, &sealed, &self.secrets.passphrase()?)?;
-        let store = SqliteStore::open(self.dir.join("coordinator.db"))?;
-        let coordinator = Coordinator::new(
-            CoordinatorConfig {
-                group,
-                roster,
-                requesters: config.requesters.iter().map(|c| c.key).collect(),
-                network: config.network.into(),
-                fingerprint: tls.fingerprint(),
-            },
-            store,
-        )
-        .with_session_deadline(std::time::Duration::from_millis(self.session_deadline_ms))
-        .with_log({
-            let json = ctx.json;
-            move |event| {
-                let (text, value) = show_coordinator(event);
-                let line = if json {
-                    crate::ctx::json_inert(&value.to_string())
-                } else {
-                    wallet_core::display::terminal_safe(&text)
-                };
-                let _ = crate::ctx::print_line(&line);
-            }
-        });
+        let coordinator_config = CoordinatorConfig {
+            group,
+            roster,
+            requesters: config.requesters.iter().map(|c| c.key).collect(),
+            network: config.network.into(),
+            fingerprint: tls.fingerprint(),
+        };
         let listen = self.listen.unwrap_or(config.listen);
+        match &self.database {
+            None => {
+                let store = SqliteStore::open(self.dir.join("coordinator.db"))?;
+                self.serve(
+                    ctx,
+                    Coordinator::new(coordinator_config, store),
+                    &tls,
+                    listen,
+                )
+            }
+            Some(url) => {
+                let mut pg: kura_service::pg::PgConfig = url
+                    .parse()
+                    .context("--database is not a PostgreSQL connection string")?;
+                if pg.get_password().is_some() {
+                    bail!(
+                        "--database must not hold a password: give it with --database-password-env"
+                    );
+                }
+                if let Some(name) = &self.database_password_env {
+                    let password = std::env::var(name)
+                        .with_context(|| format!("the environment variable {name} is not set"))?;
+                    pg.password(password);
+                }
+                let store = PostgresStore::connect_config(
+                    pg,
+                    std::sync::Arc::new(kura_service::coordinator::system_clock),
+                )
+                .context("cannot use the PostgreSQL database")?;
+                self.serve(
+                    ctx,
+                    Coordinator::new(coordinator_config, store),
+                    &tls,
+                    listen,
+                )
+            }
+        }
+    }
+
+    fn serve<S: Store + Send + Sync + 'static>(
+        &self,
+        ctx: &Ctx,
+        coordinator: Coordinator<S>,
+        tls: &TlsIdentity,
+        listen: SocketAddr,
+    ) -> anyhow::Result<()> {
+        let coordinator = coordinator
+            .with_session_deadline(std::time::Duration::from_millis(self.session_deadline_ms))
+            .with_log({
+                let json = ctx.json;
+                move |event| {
+                    let (text, value) = show_coordinator(event);
+                    let line = if json {
+                        crate::ctx::json_inert(&value.to_string())
+                    } else {
+                        wallet_core::display::terminal_safe(&text)
+                    };
+                    let _ = crate::ctx::print_line(&line);
+                }
+            });
         let listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr()?;
@@ -318,7 +373,7 @@ impl ServeArgs {
             tls.fingerprint()
         ));
         let state = AppState::new(coordinator);
-        runtime()?.block_on(server::serve(state, &tls, listener, interrupted()))?;
+        runtime()?.block_on(server::serve(state, tls, listener, interrupted()))?;
         ctx.done(
             "coordinator-stopped",
             serde_json::json!({"listen": local.to_string()}),

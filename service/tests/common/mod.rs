@@ -3,6 +3,8 @@
 //! service's end-to-end tests.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,9 @@ use kura_service::api::{RoleName, StateName, WithdrawalStatus};
 use kura_service::client::Client;
 use kura_service::daemon::{DaemonEvent, SignerDaemon};
 use kura_service::server::{self, AppState};
-use kura_service::{CertFingerprint, Coordinator, CoordinatorConfig, SqliteStore, TlsIdentity};
+use kura_service::{
+    CertFingerprint, Coordinator, CoordinatorConfig, PostgresStore, SqliteStore, Store, TlsIdentity,
+};
 use kura_testkit::World;
 use wallet_core::bitcoin::{self, psbt::Psbt};
 use wallet_core::format;
@@ -56,6 +60,11 @@ pub struct CoordinatorSide {
         tokio::task::JoinHandle<()>,
     )>,
     pub state: Option<Arc<AppState<SqliteStore>>>,
+    /// Where it keeps its state: its SQLite file, or this PostgreSQL
+    /// database.
+    pub postgres: Option<String>,
+    /// How long its sessions wait for shares.
+    pub session_deadline: Duration,
 }
 
 impl CoordinatorSide {
@@ -80,6 +89,33 @@ impl CoordinatorSide {
             config,
             running: None,
             state: None,
+            postgres: None,
+            session_deadline: kura_service::coordinator::DEFAULT_SESSION_DEADLINE,
+        }
+    }
+
+    /// The same coordinator keeping its state in a new PostgreSQL database.
+    pub fn on_postgres(world: &World) -> Self {
+        let mut side = Self::new(world);
+        side.postgres = Some(pg::server().fresh_database());
+        side
+    }
+
+    /// A second coordinator process beside this one: its own address, the
+    /// same certificate, configuration and PostgreSQL database.
+    pub fn sibling(&self) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        CoordinatorSide {
+            dir: tempfile::tempdir().unwrap(),
+            tls: self.tls.clone(),
+            addr,
+            config: self.config.clone(),
+            running: None,
+            state: None,
+            postgres: self.postgres.clone(),
+            session_deadline: self.session_deadline,
         }
     }
 
@@ -97,16 +133,28 @@ impl CoordinatorSide {
 
     /// Starts (or restarts) the honest coordinator on its address.
     pub async fn start(&mut self) {
+        if let Some(url) = self.postgres.clone() {
+            let store = pg::blocking(|| PostgresStore::connect(&url)).unwrap();
+            let state = AppState::new(
+                Coordinator::new(self.config.clone(), store)
+                    .with_session_deadline(self.session_deadline),
+            );
+            self.start_with(state, None).await;
+            return;
+        }
         let store = SqliteStore::open(self.db()).unwrap();
-        let state = AppState::new(Coordinator::new(self.config.clone(), store));
+        let state = AppState::new(
+            Coordinator::new(self.config.clone(), store)
+                .with_session_deadline(self.session_deadline),
+        );
         self.start_with(state.clone(), None).await;
         self.state = Some(state);
     }
 
     /// Starts `state` behind `router` (the honest one when `None`).
-    pub async fn start_with(
+    pub async fn start_with<S: Store + Send + Sync + 'static>(
         &mut self,
-        state: Arc<AppState<SqliteStore>>,
+        state: Arc<AppState<S>>,
         router: Option<axum::Router>,
     ) {
         let listener = bind_retrying(self.addr).await;
@@ -129,6 +177,15 @@ impl CoordinatorSide {
     /// the store dropped: its SQLite file and lock are what a killed
     /// process leaves).
     pub async fn kill(&mut self) {
+        if self.postgres.is_some() {
+            // Aborted mid-flight: its connections close as its store drops
+            // (what the database sees of a killed process).
+            if let Some((_, task)) = self.running.take() {
+                task.abort();
+                let _ = task.await;
+            }
+            return;
+        }
         if let Some((tx, task)) = self.running.take() {
             let _ = tx.send(());
             let _ = task.await;
@@ -182,9 +239,23 @@ pub fn start_daemon(
     home: &Path,
     events: &Events,
 ) -> DaemonSide {
-    let client = Client::new(
-        &coordinator.url(),
-        coordinator.fingerprint(),
+    start_daemon_on(&[coordinator], i, signer, home, events)
+}
+
+/// Starts a daemon for `signer` talking to any of `coordinators` (which
+/// share a database and a certificate).
+pub fn start_daemon_on(
+    coordinators: &[&CoordinatorSide],
+    i: usize,
+    signer: Signer,
+    home: &Path,
+    events: &Events,
+) -> DaemonSide {
+    let urls: Vec<String> = coordinators.iter().map(|c| c.url()).collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let client = Client::with_failover(
+        &urls,
+        coordinators[0].fingerprint(),
         *signer.group().id(),
         RoleName::Signer,
         signer.keystore().clone(),

@@ -68,9 +68,23 @@ fn rand_bytes() -> [u8; 6] {
     b
 }
 
+/// Runs `f`, which talks to PostgreSQL through the blocking client, also
+/// from an async test (on a multi-threaded runtime).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 impl PgServer {
     /// A new, empty database; its connection string.
     pub fn fresh_database(&self) -> String {
+        blocking(|| self.create_database())
+    }
+
+    fn create_database(&self) -> String {
         let name = format!("kura_test_{}", hex::encode(rand_bytes()));
         let mut admin =
             postgres::Client::connect(&format!("{} dbname=postgres", self.base), postgres::NoTls)
