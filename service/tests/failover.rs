@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pg;
 use common::*;
@@ -46,22 +46,16 @@ async fn a_killed_coordinator_is_taken_over_by_its_sibling() {
     }
     // A dies with withdrawals in flight.
     a.kill().await;
-    let killed = Instant::now();
     for i in 6..12 {
         let doc = request_document(&world, &format!("fo-{i}"), &world.psbt());
         ids.push(requester.submit(doc).await.unwrap().id);
     }
-    let mut first_after_kill = None;
+    // (How fast is measured by the load bench, not asserted here.)
     for id in &ids {
         let status = wait_final(&requester, id, Duration::from_secs(60)).await;
-        first_after_kill.get_or_insert_with(|| killed.elapsed());
         assert_eq!(status.state, StateName::Finalized, "{status:?}");
         check_final(&status, &world);
     }
-    eprintln!(
-        "failover: first withdrawal final {:?} after the kill",
-        first_after_kill.unwrap()
-    );
     // Nothing twice: one result per withdrawal, every approval used by one
     // session at most (the store refuses anything else), and each
     // withdrawal signed by one session.
