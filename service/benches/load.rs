@@ -7,7 +7,16 @@
 //!
 //! ```sh
 //! cargo bench -p kura-service --bench load -- --withdrawals 300 --concurrency 16 --keystore software
+//! cargo bench -p kura-service --bench load -- --bench --store postgres --silent 2
+//! cargo bench -p kura-service --bench load -- --bench --store postgres --failover
 //! ```
+//!
+//! `--store sqlite|postgres` picks the coordinator's store (PostgreSQL: the
+//! tests' server, see `tests/common/pg.rs`); `--silent K` makes `K`
+//! members approve and then never answer a session, `--cheats K` makes `K`
+//! members answer with shares that do not verify (ROAST sets both aside);
+//! `--failover` runs two coordinators on one PostgreSQL database and kills
+//! the first when half the withdrawals are submitted.
 //!
 //! Latency is from the requester's submit to the requester learning the
 //! withdrawal is finalized (its long poll wakes); each finalized
@@ -23,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::faults;
 use common::*;
 use kura_service::api::{EventName, StateName};
 use kura_testkit::World;
@@ -42,6 +52,10 @@ struct Args {
     t: u16,
     n: u16,
     keystore: Kind,
+    postgres: bool,
+    silent: usize,
+    cheats: usize,
+    failover: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +79,11 @@ fn args() -> Args {
             Some("softhsm") => Kind::SoftHsm,
             _ => Kind::Memory,
         },
+        postgres: value("--store").as_deref() == Some("postgres")
+            || argv.iter().any(|a| a == "--failover"),
+        silent: number("--silent", 0),
+        cheats: number("--cheats", 0),
+        failover: argv.iter().any(|a| a == "--failover"),
     }
 }
 
@@ -203,16 +222,57 @@ async fn run(a: Args) {
         None
     };
     let signers = rekey(&mut world, a.keystore, &hsm);
-    let mut coordinator = CoordinatorSide::new(&world);
+    let mut coordinator = if a.postgres {
+        CoordinatorSide::on_postgres(&world)
+    } else {
+        CoordinatorSide::new(&world)
+    };
     coordinator.config.roster = world.identities.clone();
     coordinator.start().await;
+    let mut sibling = a.failover.then(|| coordinator.sibling());
+    if let Some(b) = sibling.as_mut() {
+        b.start().await;
+    }
     let events = Events::default();
-    let daemons: Vec<_> = signers
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
-        .collect();
-    let requester = Arc::new(requester(&world, &coordinator));
+    let mut daemons = Vec::new();
+    let mut faulty = Vec::new();
+    for (i, s) in signers.into_iter().enumerate() {
+        let fault = if i < a.silent {
+            Some(faults::Fault::Silent)
+        } else if i < a.silent + a.cheats {
+            Some(faults::Fault::Cheats)
+        } else {
+            None
+        };
+        match fault {
+            Some(fault) => {
+                let (url, pin) = (coordinator.url(), coordinator.fingerprint());
+                faulty.push(tokio::spawn(async move {
+                    faults::faulty_member(url, pin, s, fault, Duration::ZERO).await
+                }));
+            }
+            None => {
+                let sides: Vec<&CoordinatorSide> = std::iter::once(&coordinator)
+                    .chain(sibling.as_ref())
+                    .collect();
+                daemons.push(start_daemon_on(&sides, i, s, &world.homes[i], &events));
+            }
+        }
+    }
+    let requester = Arc::new(match &sibling {
+        None => requester(&world, &coordinator),
+        Some(b) => {
+            let (ua, ub) = (coordinator.url(), b.url());
+            kura_service::client::Client::with_failover(
+                &[&ua, &ub],
+                coordinator.fingerprint(),
+                *world.group.id(),
+                kura_service::api::RoleName::Requester,
+                Arc::new(MemoryKeystore::with_identity(world.requester.clone())),
+            )
+            .unwrap()
+        }
+    });
     requester.login().await.unwrap();
 
     // One watcher long-polls the requester's mailbox and notes when each
@@ -243,16 +303,28 @@ async fn run(a: Args) {
     let started = Instant::now();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
     let mut tasks = Vec::new();
-    for document in documents {
+    let mut killed_at = None;
+    let half = a.withdrawals / 2;
+    for (n, document) in documents.into_iter().enumerate() {
+        if a.failover && n == half {
+            coordinator.kill().await;
+            killed_at = Some(Instant::now());
+        }
         let permit = semaphore.clone().acquire_owned().await.unwrap();
         let (requester, ended) = (requester.clone(), ended.clone());
         tasks.push(tokio::spawn(async move {
             let submitted = Instant::now();
-            let id = requester.submit(document).await.unwrap().id;
+            let id = loop {
+                // A coordinator killed under the submit: again, to the next.
+                match requester.submit(document.clone()).await {
+                    Ok(r) => break r.id,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
             loop {
                 if let Some(at) = ended.lock().unwrap().get(&id) {
                     drop(permit);
-                    return (id, at.saturating_duration_since(submitted));
+                    return (id, submitted, *at);
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;
             }
@@ -260,10 +332,35 @@ async fn run(a: Args) {
     }
     let mut latencies = Vec::new();
     let mut ids = Vec::new();
+    let mut spans = Vec::new();
     for t in tasks {
-        let (id, latency) = t.await.unwrap();
-        latencies.push(latency);
+        let (id, submitted, ended) = t.await.unwrap();
+        latencies.push(ended.saturating_duration_since(submitted));
+        spans.push((submitted, ended));
         ids.push(id);
+    }
+    if let Some(kill) = killed_at {
+        // In flight at the kill: submitted before, ended after.
+        let caught: Vec<Duration> = spans
+            .iter()
+            .filter(|(s, e)| *s < kill && *e > kill)
+            .map(|(_, e)| e.saturating_duration_since(kill))
+            .collect();
+        let first = spans
+            .iter()
+            .filter(|(_, e)| *e > kill)
+            .map(|(_, e)| e.saturating_duration_since(kill))
+            .min()
+            .unwrap_or_default();
+        println!(
+            "failover: coordinator killed with {} withdrawals in flight; the first withdrawal finalized {:.0} ms after the kill, the last of those in flight {:.0} ms after",
+            caught.len(),
+            first.as_secs_f64() * 1e3,
+            caught.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+    for f in faulty {
+        f.abort();
     }
     let elapsed = started.elapsed();
     watcher.abort();
@@ -280,10 +377,14 @@ async fn run(a: Args) {
     }
     latencies.sort();
     println!(
-        "load: {}-of-{} {:?} keystores, {} withdrawals, {} at a time: {} finalized (Bitcoin Core consensus) in {:.2} s = {:.1} withdrawals/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "load: {}-of-{} {:?} keystores, {} store{}, {} silent, {} cheating, {} withdrawals, {} at a time: {} finalized (Bitcoin Core consensus) in {:.2} s = {:.1} withdrawals/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         a.t,
         a.n,
         a.keystore,
+        if a.postgres { "PostgreSQL" } else { "SQLite" },
+        if a.failover { " (2 coordinators, 1 killed)" } else { "" },
+        a.silent,
+        a.cheats,
         a.withdrawals,
         a.concurrency,
         finalized,

@@ -4,8 +4,8 @@
 //! everything it decides here, so that a restarted coordinator continues
 //! every withdrawal in flight: the [`Store`] trait speaks the domain
 //! (withdrawals, their documents and state, members' mailboxes, login
-//! challenges and tokens), [`SqliteStore`] implements it in one SQLite file,
-//! and a PostgreSQL store (issue 13) will implement the same trait.
+//! challenges and tokens), [`SqliteStore`] implements it in one SQLite file
+//! and [`PostgresStore`] in a PostgreSQL database several coordinators share.
 //!
 //! ```
 //! use kura_service::{SqliteStore, Store};
@@ -83,26 +83,26 @@
 //! | `challenges` | `challenge` (32 bytes) | `member`, `expires_at` | login challenges, single use |
 //! | `tokens` | `hash` (SHA-256 of the token) | `member`, `role`, `expires_at` | login tokens (never the token) |
 //!
-//! # What the PostgreSQL store will add (issue 13)
+//! Schema version 2 (ROAST) keys `approvals` by `(withdrawal, digest)`:
+//! a member has one approval per session it answered, each with its use
+//! (`used_in`: the session that used it, 0 when replaced unused, NULL while
+//! unused), and adds `set_aside` (members set aside in a session: invalid
+//! shares, kept as evidence, or a missed deadline).
 //!
-//! Several coordinators will share one PostgreSQL database, so "one writer
-//! per file" becomes "one driver per withdrawal", with **leases and
-//! fencing epochs**: `withdrawals` gains `owner`, `lease_until` and `epoch`.
-//! A coordinator claims open withdrawals whose lease is free or expired
-//! (`UPDATE … SET owner = $me, lease_until = now() + 3 s, epoch = epoch + 1
-//! WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id, epoch`),
-//! renews its leases every second, and a scanner on every coordinator
-//! claims expired ones (failover in about 3.5 s). Every change a driver
-//! makes carries its `(owner, epoch)` and locks the row first
-//! (`SELECT … WHERE id = $1 AND owner = $2 AND epoch = $3 FOR UPDATE`), so a
-//! paused ex-owner that wakes after losing its lease can write nothing.
-//! Mailbox counters keep the same shape (a counter row per member, bumped
-//! in the change's transaction: `BIGSERIAL` would let a reader skip an
-//! event committed late), and a `NOTIFY` in that transaction wakes the
-//! other coordinators' long-polls. Migrations run under a transaction-level
-//! advisory lock so two coordinators never migrate at once. The trait will
-//! then gain `claim`, `renew` and `release`, and the SQLite store will take
-//! the same lease path with itself as the only owner.
+//! # PostgreSQL
+//!
+//! [`PostgresStore`] implements the same trait in a database several
+//! coordinators share (same tables, `kura_schema` for the version). It
+//! does not use leases with fencing epochs, as planned here before: every
+//! write locks its withdrawal's row (`SELECT … FOR UPDATE`) and the store's
+//! checks refuse whatever a second coordinator would duplicate (a second
+//! packages document for a session, an approval in two sessions, a second
+//! result), so safety needs no owner; [`Store::drive`] adds a session-level
+//! advisory lock per withdrawal so that only one coordinator works on it at
+//! a time, released by PostgreSQL the moment its holder's connection dies —
+//! failover without a lease to expire. Mailbox counters are rows bumped in
+//! the event's transaction (gapless in commit order, as in SQLite), and a
+//! `NOTIFY` there wakes every coordinator's long polls ([`Store::watch`]).
 #![forbid(unsafe_code)]
 #![deny(
     clippy::unwrap_used,

@@ -8,103 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::faults::{faulty_member, Fault};
 use common::*;
-use kura_service::api::{EventName, RoleName, SetAsideName, StateName, WithdrawalStatus};
+use kura_service::api::{SetAsideName, StateName, WithdrawalStatus};
 use kura_service::client::Client;
 use kura_testkit::World;
-use wallet_core::frost_core::round2::SignatureShare;
-use wallet_core::{format, RequestDigest, Signed, Signer, WithdrawalPackages, WithdrawalRequest};
-
-/// How a faulty member misbehaves once it has approved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fault {
-    /// Never answers a session.
-    Silent,
-    /// Answers with shares that do not verify (its real shares, altered,
-    /// in a document it signs itself) and a valid next approval.
-    Cheats,
-}
-
-/// A faulty member: approves every withdrawal after `delay`, then
-/// misbehaves as `fault` says.
-async fn faulty_member(
-    coordinator: &CoordinatorSide,
-    mut signer: Signer,
-    fault: Fault,
-    delay: Duration,
-) {
-    let group = *signer.group().id();
-    let client = Client::new(
-        &coordinator.url(),
-        coordinator.fingerprint(),
-        group,
-        RoleName::Signer,
-        signer.keystore().clone(),
-    )
-    .unwrap();
-    let me = signer.keystore().identity_public_key().unwrap();
-    let mut cursor = 0;
-    loop {
-        let Ok(page) = client.work(cursor, Duration::from_secs(5)).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        cursor = page.next;
-        for item in page.items {
-            let id = item.withdrawal;
-            let Ok(docs) = client.documents(&id).await else {
-                continue;
-            };
-            let request: Signed<WithdrawalRequest> =
-                format::decode_for_group(docs.request.get().as_bytes(), &group).unwrap();
-            match item.kind {
-                EventName::Submitted => {
-                    tokio::time::sleep(delay).await;
-                    let approval = signer.approve(&request, now()).unwrap();
-                    client
-                        .approve(&id, format::encode(&group, &approval).unwrap())
-                        .await
-                        .unwrap();
-                }
-                EventName::Packages if fault == Fault::Cheats => {
-                    let pending = docs
-                        .status
-                        .sessions
-                        .iter()
-                        .rev()
-                        .find(|s| s.members.contains(&me) && !s.answered.contains(&me));
-                    let Some(session) = pending.map(|s| s.session) else {
-                        continue;
-                    };
-                    let packages = docs.sessions.iter().find(|s| s.session == session).unwrap();
-                    let packages: WithdrawalPackages =
-                        format::decode_for_group(packages.packages.get().as_bytes(), &group)
-                            .unwrap();
-                    let answer = signer.sign_session(&request, &packages, now()).unwrap();
-                    let mut body = answer.shares.body.clone();
-                    for share in &mut body.shares {
-                        let mut bytes = share.serialize();
-                        let last = bytes.len() - 1;
-                        bytes[last] ^= 1;
-                        *share = SignatureShare::deserialize(&bytes).unwrap();
-                    }
-                    let forged = Signed::sign(&group, body, &**signer.keystore()).unwrap();
-                    let posted = client
-                        .shares(
-                            &id,
-                            session,
-                            format::encode(&group, &forged).unwrap(),
-                            Some(format::encode(&group, &*answer.next).unwrap()),
-                        )
-                        .await;
-                    let e = posted.unwrap_err();
-                    assert_eq!(e.status(), Some(403), "{e}");
-                }
-                _ => {}
-            }
-        }
-    }
-}
+use wallet_core::RequestDigest;
 
 /// Runs one withdrawal of a `t`-of-`n` group whose members `faults` (index,
 /// fault, approval delay) misbehave, the others being honest daemons that
@@ -146,9 +55,9 @@ async fn run_on(
                 if delay == 0 {
                     first.push(signer.keystore().identity_public_key().unwrap());
                 }
-                let c = coordinator.clone();
+                let (url, pin) = (coordinator.url(), coordinator.fingerprint());
                 tasks.push(tokio::spawn(async move {
-                    faulty_member(&c, signer, fault, Duration::from_millis(delay)).await
+                    faulty_member(url, pin, signer, fault, Duration::from_millis(delay)).await
                 }));
             }
             None => honest.push((i, signer)),

@@ -385,9 +385,10 @@ impl ServeArgs {
 /// Where a client finds the coordinator.
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// The coordinator's URL (https://HOST:PORT).
-    #[arg(long = "coordinator", value_name = "URL")]
-    url: String,
+    /// The coordinator's URL (https://HOST:PORT). Repeat it for coordinators sharing one database (and one
+    /// certificate): the next is used when the one in use cannot be reached.
+    #[arg(long = "coordinator", value_name = "URL", required = true)]
+    urls: Vec<String>,
     /// The coordinator's certificate fingerprint (sha256:…), as `kura coordinator init` printed it.
     #[arg(long = "coordinator-pin", value_name = "FINGERPRINT")]
     pin: CertFingerprint,
@@ -470,8 +471,8 @@ impl RunArgs {
         }
         let opened = super::sign::open_signer(&self.home, &self.secrets)?;
         let signer = opened.into_signer();
-        let client = Client::new(
-            &self.coordinator.url,
+        let client = Client::with_failover(
+            &self.coordinator.url_list(),
             self.coordinator.pin,
             *signer.group().id(),
             RoleName::Signer,
@@ -645,13 +646,19 @@ pub struct SubmitArgs {
     out: Option<PathBuf>,
 }
 
+impl CoordinatorArgs {
+    fn url_list(&self) -> Vec<&str> {
+        self.urls.iter().map(String::as_str).collect()
+    }
+}
+
 fn requester_client(
     home: &Home,
     group: &wallet_core::PublicGroup<wallet_core::Secp256k1Tr>,
     coordinator: &CoordinatorArgs,
 ) -> anyhow::Result<Client> {
-    Ok(Client::new(
-        &coordinator.url,
+    Ok(Client::with_failover(
+        &coordinator.url_list(),
         coordinator.pin,
         *group.id(),
         RoleName::Requester,

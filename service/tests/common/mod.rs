@@ -3,6 +3,7 @@
 //! service's end-to-end tests.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod pg;
 
 use std::net::SocketAddr;
