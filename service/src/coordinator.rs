@@ -177,6 +177,8 @@ pub struct Coordinator<S> {
     /// must not build two different first sessions.
     drive: Mutex<()>,
     deadlines: Mutex<Deadlines>,
+    /// Woken when a deadline earlier than all others is added.
+    deadline_added: tokio::sync::Notify,
     session_deadline: Duration,
     log: Option<EventHook>,
     clock: fn() -> u64,
@@ -223,6 +225,7 @@ impl<S: Store> Coordinator<S> {
             cache: Mutex::new(Cache::default()),
             drive: Mutex::new(()),
             deadlines: Mutex::new(Deadlines::default()),
+            deadline_added: tokio::sync::Notify::new(),
             session_deadline: DEFAULT_SESSION_DEADLINE,
             log: None,
             clock: system_clock,
@@ -755,11 +758,15 @@ impl<S: Store> Coordinator<S> {
                 cheaters.push(a.member);
             }
         }
-        let late: Vec<IdentityPublicKey> = asides
-            .iter()
-            .filter(|a| a.reason == SetAsideReason::MissedDeadline)
-            .map(|a| a.member)
-            .collect();
+        // How often each member missed a deadline: the punctual first, then
+        // the less often late (a member that keeps answering just too late
+        // sinks behind the honest ones that were late once).
+        let misses = |m: &IdentityPublicKey| {
+            asides
+                .iter()
+                .filter(|a| a.reason == SetAsideReason::MissedDeadline && a.member == *m)
+                .count()
+        };
         if self.members.len() - cheaters.len().min(self.members.len()) < t {
             let named: Vec<String> = cheaters.iter().map(|m| m.to_string()).collect();
             return self.refuse(
@@ -771,17 +778,17 @@ impl<S: Store> Coordinator<S> {
                 ),
             );
         }
-        let mut ready: Vec<(bool, usize, Signed<Approval>)> = Vec::new();
+        let mut ready: Vec<(usize, usize, Signed<Approval>)> = Vec::new();
         for (i, a) in self.store.approvals(id)?.into_iter().enumerate() {
             if a.used == ApprovalUse::Unused && !cheaters.contains(&a.member) {
                 let approval = self.decode::<Signed<Approval>>(&a.document)?;
-                ready.push((late.contains(&a.member), i, approval));
+                ready.push((misses(&a.member), i, approval));
             }
         }
         if ready.len() < t {
             return Ok(());
         }
-        ready.sort_by_key(|(late, i, _)| (*late, *i));
+        ready.sort_by_key(|(misses, i, _)| (*misses, *i));
         let approvals: Vec<Signed<Approval>> =
             ready.into_iter().take(t).map(|(_, _, a)| a).collect();
         let request = self.request_of(id)?;
@@ -877,8 +884,22 @@ impl<S: Store> Coordinator<S> {
     }
 
     fn wake_at(&self, at: Instant, id: &RequestDigest) -> Result<(), ServiceError> {
-        self.deadlines()?.due.insert((at, *id));
+        let earliest = {
+            let mut d = self.deadlines()?;
+            let earliest = d.due.first().is_none_or(|(first, _)| at < *first);
+            d.due.insert((at, *id));
+            earliest
+        };
+        if earliest {
+            self.deadline_added.notify_one();
+        }
         Ok(())
+    }
+
+    /// Resolves when a deadline earlier than every other was added (a
+    /// server sleeping until [`Coordinator::next_deadline`] wakes up).
+    pub async fn deadline_added(&self) {
+        self.deadline_added.notified().await;
     }
 
     fn deadlines(&self) -> Result<MutexGuard<'_, Deadlines>, ServiceError> {

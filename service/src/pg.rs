@@ -171,6 +171,9 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     clock: Clock,
     stop: Arc<AtomicBool>,
+    /// A random name for this store (this coordinator process), carried by
+    /// its notifications.
+    instance: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -292,7 +295,9 @@ fn connect(config: &postgres::Config) -> Result<Client, StoreError> {
     let mut client = config.connect(NoTls)?;
     // A coordinator waits at most this long for another's row or driver
     // lock (one whose host hangs without closing its connection).
-    client.batch_execute("SET lock_timeout = '5s'")?;
+    // And no statement runs longer than 30 s (a hung query would hold the
+    // coordinator's drive).
+    client.batch_execute("SET lock_timeout = '5s'; SET statement_timeout = '30s'")?;
     Ok(client)
 }
 
@@ -333,11 +338,16 @@ impl PostgresStore {
             }),
             freed: Condvar::new(),
         });
+        let mut name = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut name).map_err(
+            |_| StoreError::NotKuraPostgres("no randomness for the store's name".into()),
+        )?;
         let store = PostgresStore {
             config,
             pool,
             clock,
             stop: Arc::new(AtomicBool::new(false)),
+            instance: hex::encode(name),
         };
         let mut conn = store.pool.take()?;
         migrate(conn.client()?)?;
@@ -549,6 +559,7 @@ fn set_state(
 /// transaction) and notifies the other coordinators at commit.
 fn notify(
     tx: &mut Transaction<'_>,
+    instance: &str,
     members: &[IdentityPublicKey],
     id: &RequestDigest,
     kind: EventKind,
@@ -570,7 +581,9 @@ fn notify(
         let seq: i64 = tx.query_one(&bump, &[member])?.get(0);
         tx.execute(&insert, &[member, &seq, &id_text, &kind.as_str(), &now])?;
     }
-    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
+    // The payload names this store, whose own long polls are woken
+    // directly: only the other coordinators need the notification.
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &instance])?;
     Ok(())
 }
 
@@ -609,6 +622,7 @@ fn insert_approval(
     approval: &ApprovalDocument,
     digest: &str,
     state: WithdrawalState,
+    standalone: bool,
     now: i64,
 ) -> Result<Added, StoreError> {
     let member = member_text(&approval.body().signer);
@@ -618,6 +632,32 @@ fn insert_approval(
     )?;
     if known.is_some() {
         return Ok(Added::Duplicate);
+    }
+    let kept: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM approvals WHERE withdrawal = $1 AND member = $2",
+            &[&id.to_string(), &member],
+        )?
+        .get(0);
+    if kept >= crate::sqlite::MAX_APPROVALS_PER_MEMBER {
+        return Err(StoreError::Conflict {
+            what: "approval beyond what one member may keep per withdrawal",
+            withdrawal: Some(*id),
+        });
+    }
+    if standalone {
+        let owes = tx.query_opt(
+            "SELECT 1 FROM approvals a WHERE a.withdrawal = $1 AND a.member = $2 AND a.used_in > 0 \
+             AND NOT EXISTS (SELECT 1 FROM shares s WHERE s.withdrawal = a.withdrawal \
+             AND s.session = a.used_in AND s.member = a.member)",
+            &[&id.to_string(), &member],
+        )?;
+        if owes.is_some() {
+            return Err(StoreError::Conflict {
+                what: "approval by a member that owes a session its shares",
+                withdrawal: Some(*id),
+            });
+        }
     }
     let to = if state == WithdrawalState::Signing {
         WithdrawalState::Signing
@@ -642,7 +682,7 @@ fn insert_approval(
 /// An advisory lock on one withdrawal, held on its own connection.
 struct DriveLock {
     conn: Pooled,
-    key: i64,
+    key: i32,
 }
 
 impl Drop for DriveLock {
@@ -651,17 +691,21 @@ impl Drop for DriveLock {
         if let Ok(client) = self.conn.client() {
             // If the unlock fails the connection is broken, and the server
             // drops the lock with it.
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
+            let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&DRIVE_LOCKS, &key]);
         }
     }
 }
 
-/// The advisory lock key of a withdrawal: the first 8 bytes of its id.
-fn drive_key(id: &RequestDigest) -> i64 {
-    let bytes = id.as_bytes();
-    let mut key = [0u8; 8];
-    key.copy_from_slice(bytes.get(..8).unwrap_or(&[0; 8]));
-    i64::from_be_bytes(key)
+/// The first key of Kura's two-key advisory locks ("Ku"): its own space,
+/// apart from the one-key locks (migrations) and other applications'.
+const DRIVE_LOCKS: i32 = 0x4b75;
+
+/// The second key of a withdrawal's advisory lock: the first 4 bytes of
+/// its id (two withdrawals sharing them only wait for each other).
+fn drive_key(id: &RequestDigest) -> i32 {
+    let mut key = [0u8; 4];
+    key.copy_from_slice(id.as_bytes().get(..4).unwrap_or(&[0; 4]));
+    i32::from_be_bytes(key)
 }
 
 type RecordRow = (String, Vec<u8>, String, i64, i64);
@@ -722,7 +766,7 @@ impl Store for PostgresStore {
                     &now,
                 ],
             )?;
-            notify(tx, notify_members, &id, EventKind::Submitted, now)?;
+            notify(tx, &self.instance, notify_members, &id, EventKind::Submitted, now)?;
             Ok(Submitted::New(id))
         })
     }
@@ -755,7 +799,7 @@ impl Store for PostgresStore {
         let digest = hex::encode(approval.digest()?);
         self.write(|tx, now| {
             let state = lock_state(tx, id)?;
-            insert_approval(tx, id, approval, &digest, state, now)
+            insert_approval(tx, id, approval, &digest, state, true, now)
         })
     }
 
@@ -841,7 +885,14 @@ impl Store for PostgresStore {
                 }
             }
             set_state(tx, id, WithdrawalState::Signing, now)?;
-            notify(tx, notify_members, id, EventKind::Packages, now)?;
+            notify(
+                tx,
+                &self.instance,
+                notify_members,
+                id,
+                EventKind::Packages,
+                now,
+            )?;
             Ok(Added::New)
         })
     }
@@ -922,7 +973,7 @@ impl Store for PostgresStore {
             };
             if let Some((approval, digest)) = &next {
                 let state = state_of(tx, id)?;
-                insert_approval(tx, id, approval, digest, state, now)?;
+                insert_approval(tx, id, approval, digest, state, false, now)?;
             }
             Ok(added)
         })
@@ -942,7 +993,10 @@ impl Store for PostgresStore {
             }
             let inserted = tx.execute(
                 "INSERT INTO set_aside (withdrawal, session, member, reason, detail, document, decided_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (withdrawal, session, member) DO UPDATE SET reason = excluded.reason, \
+                 detail = excluded.detail, document = excluded.document, decided_at = excluded.decided_at \
+                 WHERE set_aside.reason = 'missed-deadline' AND excluded.reason = 'invalid-shares'",
                 &[
                     &id.to_string(),
                     &session,
@@ -1018,7 +1072,14 @@ impl Store for PostgresStore {
                 &[&id.to_string(), &psbt, &tx_bytes, &now],
             )?;
             set_state(tx, id, WithdrawalState::Finalized, now)?;
-            notify(tx, notify_members, id, EventKind::Finalized, now)
+            notify(
+                tx,
+                &self.instance,
+                notify_members,
+                id,
+                EventKind::Finalized,
+                now,
+            )
         })
     }
 
@@ -1036,7 +1097,14 @@ impl Store for PostgresStore {
                 &[&id.to_string(), &reason, &now],
             )?;
             set_state(tx, id, WithdrawalState::Refused, now)?;
-            notify(tx, notify_members, id, EventKind::Refused, now)
+            notify(
+                tx,
+                &self.instance,
+                notify_members,
+                id,
+                EventKind::Refused,
+                now,
+            )
         })
     }
 
@@ -1199,16 +1267,17 @@ impl Store for PostgresStore {
         let mut conn = self.pool.take()?;
         let key = drive_key(id);
         conn.client()?
-            .execute("SELECT pg_advisory_lock($1)", &[&key])?;
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&DRIVE_LOCKS, &key])?;
         Ok(DriveGuard::holding(Box::new(DriveLock { conn, key })))
     }
 
     fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
         let config = self.config.clone();
         let stop = self.stop.clone();
+        let instance = self.instance.clone();
         std::thread::Builder::new()
             .name("kura-pg-listen".into())
-            .spawn(move || listen(&config, &stop, &*wake))
+            .spawn(move || listen(&config, &stop, &instance, &*wake))
             .map_err(|source| StoreError::Lock {
                 path: "LISTEN kura_work".into(),
                 source,
@@ -1219,13 +1288,19 @@ impl Store for PostgresStore {
 
 /// `LISTEN`s for new events until `stop`, calling `wake` for each (and
 /// after every reconnection, for what it may have missed meanwhile).
-fn listen(config: &postgres::Config, stop: &AtomicBool, wake: &(dyn Fn() + Send + Sync)) {
+fn listen(
+    config: &postgres::Config,
+    stop: &AtomicBool,
+    instance: &str,
+    wake: &(dyn Fn() + Send + Sync),
+) {
     while !stop.load(Ordering::SeqCst) {
         let Ok(mut client) = config.connect(NoTls) else {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
         if client.batch_execute(&format!("LISTEN {CHANNEL}")).is_err() {
+            std::thread::sleep(Duration::from_millis(200));
             continue;
         }
         wake();
@@ -1233,7 +1308,8 @@ fn listen(config: &postgres::Config, stop: &AtomicBool, wake: &(dyn Fn() + Send 
             let mut notifications = client.notifications();
             let mut iter = notifications.timeout_iter(Duration::from_millis(500));
             match postgres::fallible_iterator::FallibleIterator::next(&mut iter) {
-                Ok(Some(_)) => wake(),
+                Ok(Some(n)) if n.payload() != instance => wake(),
+                Ok(Some(_)) => {}
                 Ok(None) => {}
                 Err(_) => break,
             }

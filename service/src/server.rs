@@ -451,21 +451,22 @@ pub async fn serve<S: Store + Send + Sync + 'static>(
     let deadlines = {
         let state = state.clone();
         tokio::spawn(async move {
-            // Session deadlines are short (a second): looked at every 20 ms,
-            // and only when one has passed does a worker thread move on the
-            // withdrawals concerned.
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Sleeps until the next session deadline (or an earlier one is
+            // added), then a worker thread moves on what is due.
             loop {
-                tick.tick().await;
-                let due = state
-                    .coordinator
-                    .next_deadline()
-                    .is_some_and(|at| at <= std::time::Instant::now());
-                if due {
-                    let st = state.clone();
-                    let _ = blocking(move || st.coordinator.tick()).await;
-                    state.changed();
+                match state.coordinator.next_deadline() {
+                    Some(at) if at <= std::time::Instant::now() => {
+                        let st = state.clone();
+                        let _ = blocking(move || st.coordinator.tick()).await;
+                        state.changed();
+                    }
+                    Some(at) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                            _ = state.coordinator.deadline_added() => {}
+                        }
+                    }
+                    None => state.coordinator.deadline_added().await,
                 }
             }
         })

@@ -144,6 +144,11 @@ CREATE TABLE set_aside (
 "#,
 ];
 
+/// Approvals one member may have recorded for one withdrawal (its first,
+/// and one per session it answered, with room for a signer that
+/// re-approved after losing its state): a member cannot fill the store.
+pub const MAX_APPROVALS_PER_MEMBER: i64 = 32;
+
 /// `PRAGMA application_id` of a Kura coordinator database: "Kura" in ASCII.
 pub const APPLICATION_ID: i64 = 0x4b75_7261;
 
@@ -477,6 +482,7 @@ fn insert_approval(
     id: &RequestDigest,
     approval: &ApprovalDocument,
     digest: &str,
+    standalone: bool,
     now: i64,
 ) -> Result<Added, StoreError> {
     let state = state_of(tx, id)?;
@@ -490,6 +496,34 @@ fn insert_approval(
         .optional()?;
     if known.is_some() {
         return Ok(Added::Duplicate);
+    }
+    let kept: i64 = tx.row(
+        "SELECT count(*) FROM approvals WHERE withdrawal = ?1 AND member = ?2",
+        params![id.to_string(), member],
+        |r| r.get(0),
+    )?;
+    if kept >= MAX_APPROVALS_PER_MEMBER {
+        return Err(StoreError::Conflict {
+            what: "approval beyond what one member may keep per withdrawal",
+            withdrawal: Some(*id),
+        });
+    }
+    if standalone {
+        let owes: Option<i64> = tx
+            .row(
+                "SELECT 1 FROM approvals a WHERE a.withdrawal = ?1 AND a.member = ?2 AND a.used_in > 0 \
+                 AND NOT EXISTS (SELECT 1 FROM shares s WHERE s.withdrawal = a.withdrawal \
+                 AND s.session = a.used_in AND s.member = a.member)",
+                params![id.to_string(), member],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if owes.is_some() {
+            return Err(StoreError::Conflict {
+                what: "approval by a member that owes a session its shares",
+                withdrawal: Some(*id),
+            });
+        }
     }
     let to = if state == WithdrawalState::Signing {
         WithdrawalState::Signing
@@ -653,7 +687,7 @@ impl Store for SqliteStore {
         let signed = approval.body();
         check_names("withdrawal-approval", id, &signed.body.request_digest)?;
         let digest = hex::encode(approval.digest()?);
-        self.write(|tx, now| insert_approval(tx, id, approval, &digest, now))
+        self.write(|tx, now| insert_approval(tx, id, approval, &digest, true, now))
     }
 
     fn approvals(&self, id: &RequestDigest) -> Result<Vec<MemberDocument>, StoreError> {
@@ -802,7 +836,7 @@ impl Store for SqliteStore {
         self.write(|tx, now| {
             let added = insert_shares(tx, id, session, shares, &member, &digest, now)?;
             if let Some((approval, digest)) = &next {
-                insert_approval(tx, id, approval, digest, now)?;
+                insert_approval(tx, id, approval, digest, false, now)?;
             }
             Ok(added)
         })
@@ -828,7 +862,10 @@ impl Store for SqliteStore {
             }
             let inserted = tx.exec(
                 "INSERT INTO set_aside (withdrawal, session, member, reason, detail, document, decided_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (withdrawal, session, member) DO UPDATE SET reason = excluded.reason, \
+                 detail = excluded.detail, document = excluded.document, decided_at = excluded.decided_at \
+                 WHERE set_aside.reason = 'missed-deadline' AND excluded.reason = 'invalid-shares'",
                 params![
                     id.to_string(),
                     aside.session,

@@ -468,11 +468,17 @@ pub trait Store {
     /// Records a signer's approval (its signer is the member). Idempotent on
     /// the document's digest. A member has at most one unused approval: a
     /// new one [`ApprovalUse::Replaced`] its unused one (a signer that
-    /// approves again destroys the nonces of its earlier approval).
+    /// approves again destroys the nonces of its earlier approval). A member
+    /// whose approval a session used comes back only by answering that
+    /// session ([`Store::add_shares`] with its next approval), never by
+    /// approving again, and keeps at most
+    /// [`crate::sqlite::MAX_APPROVALS_PER_MEMBER`] approvals per withdrawal.
     ///
     /// # Errors
-    /// [`StoreError::Mismatch`] for an approval of another request;
-    /// [`StoreError::IllegalTransition`] on a final withdrawal.
+    /// [`StoreError::Conflict`] for a member that owes a session its shares,
+    /// or has too many approvals; [`StoreError::Mismatch`] for an approval
+    /// of another request; [`StoreError::IllegalTransition`] on a final
+    /// withdrawal.
     fn add_approval(
         &self,
         id: &RequestDigest,
@@ -528,7 +534,9 @@ pub trait Store {
     ) -> Result<Added, StoreError>;
 
     /// Records that `aside.member` was set aside in `aside.session`.
-    /// Idempotent per member and session (the first record stands).
+    /// Idempotent per member and session: the first record stands, except
+    /// that invalid shares from a member already recorded as late replace
+    /// that record (it is a cheater, and its shares are the evidence).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for a session without packages;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use kura_service::sqlite::{lock_path, APPLICATION_ID, MIGRATIONS};
 use kura_service::{
     Added, ApprovalDocument, ApprovalUse, EventKind, Outcome, PackagesDocument, PostgresStore,
-    Received, RequestDocument, Role, SharesDocument, SqliteStore, Store, StoreError, Submitted,
-    WithdrawalState,
+    Received, RequestDocument, Role, SetAside, SetAsideReason, SharesDocument, SqliteStore, Store,
+    StoreError, Submitted, WithdrawalState,
 };
 use kura_testkit::{World, NOW};
 use wallet_core::bitcoin::{self, consensus};
@@ -928,3 +928,73 @@ fn two_coordinators_share_one_postgres_database() {
     drop(two.drive(&id).unwrap());
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A member whose approval a session used comes back only by answering it:
+/// a stand-alone approval meanwhile is refused (a silent member must not
+/// jump the queue), approvals per member are capped, and a member recorded
+/// as late that then sends invalid shares is recorded as a cheater.
+fn a_member_owing_a_session_cannot_approve_again(backend: &Backend) {
+    let mut w = world(10);
+    let f = flow(&mut w, "w-1");
+    let store = backend.open();
+    let id = store.submit(&f.request, &[]).unwrap().id();
+    for a in &f.approvals {
+        store.add_approval(&id, a).unwrap();
+    }
+    store.put_packages(&id, 1, &f.packages, &[]).unwrap();
+    // Signer 0 is in session 1 and has not answered: its next approval,
+    // posted alone, is refused.
+    let req = f.request.body().clone();
+    assert!(matches!(
+        store.add_approval(&id, &f.nexts[0]),
+        Err(StoreError::Conflict { .. })
+    ));
+    // Answering brings its next approval in.
+    store
+        .add_shares(&id, 1, &f.shares[0], Some(&f.nexts[0]))
+        .unwrap();
+    let unused = |store: &dyn Store| {
+        store
+            .approvals(&id)
+            .unwrap()
+            .iter()
+            .filter(|a| a.used == ApprovalUse::Unused)
+            .count()
+    };
+    assert_eq!(unused(&*store), 1);
+    // Signer 1 (in no session) may replace its approval, up to the cap.
+    let mut refused = false;
+    for _ in 0..kura_service::sqlite::MAX_APPROVALS_PER_MEMBER + 1 {
+        let a = w.signer(1).approve(&req, NOW).unwrap();
+        match store.add_approval(&id, &received(&w, &a)) {
+            Ok(Added::New) => {}
+            Err(StoreError::Conflict { .. }) => {
+                refused = true;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused, "approvals per member are capped");
+    // Late, then cheating: recorded as a cheater.
+    let member = f.shares[1].body().signer;
+    let late = SetAside {
+        session: 1,
+        member,
+        reason: SetAsideReason::MissedDeadline,
+        detail: "late".into(),
+        document: None,
+    };
+    assert_eq!(store.set_aside(&id, &late).unwrap(), Added::New);
+    assert_eq!(store.set_aside(&id, &late).unwrap(), Added::Duplicate);
+    let cheat = SetAside {
+        reason: SetAsideReason::InvalidShares,
+        detail: "forged".into(),
+        document: Some(b"evidence".to_vec()),
+        ..late.clone()
+    };
+    assert_eq!(store.set_aside(&id, &cheat).unwrap(), Added::New);
+    assert_eq!(store.set_aside(&id, &late).unwrap(), Added::Duplicate);
+    assert_eq!(store.set_asides(&id).unwrap(), vec![cheat]);
+}
+both!(a_member_owing_a_session_cannot_approve_again);

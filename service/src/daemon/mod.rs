@@ -759,7 +759,9 @@ impl SignerDaemon {
     /// expires.
     async fn on_ended(self: &Arc<Self>, id: RequestDigest) -> Result<(), DaemonError> {
         let documents = self.client.documents(&id).await?;
-        if !documents.status.approved_by.contains(&self.me) {
+        // Only a withdrawal that really ended (a coordinator's word is not
+        // enough to make this signer give up its approval).
+        if !documents.status.state.is_final() || !documents.status.approved_by.contains(&self.me) {
             return Ok(());
         }
         let request: Signed<WithdrawalRequest> =
