@@ -34,17 +34,21 @@
 //! Times are Unix seconds from the store's clock, as in SQLite; the schema
 //! is [`MIGRATIONS`] (the same tables and meaning as SQLite's version 2).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, NoTls, Row, Statement, Transaction};
 use wallet_core::{IdentityPublicKey, RequestDigest};
 
 use crate::error::StoreError;
 use crate::sqlite::Clock;
+use crate::store::{
+    answer_keys, check_names, id_from, int, member_from, member_text, packages_keys, record_from,
+    require, uint, RecordRow,
+};
 use crate::store::{
     Added, ApprovalDocument, ApprovalUse, DriveGuard, EventKind, MemberDocument, Outcome,
     PackagesDocument, RequestDocument, Role, SessionPackages, SessionShares, SetAside,
@@ -198,15 +202,21 @@ struct Pool {
     freed: Condvar,
 }
 
+/// A connection and the statements prepared on it (by their SQL): each
+/// statement is parsed and planned by the server once per connection, and
+/// then runs in one round trip instead of two.
+type Connection = (Client, Statements);
+type Statements = HashMap<&'static str, Statement>;
+
 struct PoolState {
-    idle: Vec<Client>,
+    idle: Vec<Connection>,
     open: usize,
 }
 
 /// A connection taken from the pool, given back when dropped unless it
 /// broke.
 struct Pooled {
-    client: Option<Client>,
+    client: Option<Connection>,
     pool: Arc<Pool>,
 }
 
@@ -215,7 +225,7 @@ impl Pool {
         let mut state = self.idle.lock().map_err(|_| StoreError::Poisoned)?;
         loop {
             while let Some(client) = state.idle.pop() {
-                if client.is_closed() {
+                if client.0.is_closed() {
                     state.open = state.open.saturating_sub(1);
                     continue;
                 }
@@ -229,7 +239,7 @@ impl Pool {
                 drop(state);
                 return match connect(&self.config) {
                     Ok(client) => Ok(Pooled {
-                        client: Some(client),
+                        client: Some((client, HashMap::new())),
                         pool: self.clone(),
                     }),
                     Err(e) => {
@@ -252,7 +262,7 @@ impl Drop for Pooled {
             return;
         };
         if let Ok(mut state) = self.pool.idle.lock() {
-            if client.is_closed() {
+            if client.0.is_closed() {
                 state.open = state.open.saturating_sub(1);
                 discard(vec![client]);
             } else {
@@ -274,7 +284,7 @@ impl Drop for Pool {
 /// Closes connections on a thread of their own: closing one blocks on its
 /// own runtime, which must not happen on an async runtime's thread (a
 /// coordinator dropped by a server task).
-fn discard(clients: Vec<Client>) {
+fn discard(clients: Vec<Connection>) {
     if clients.is_empty() {
         return;
     }
@@ -287,7 +297,60 @@ fn discard(clients: Vec<Client>) {
 
 impl Pooled {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
-        self.client.as_mut().ok_or(StoreError::Poisoned)
+        self.client
+            .as_mut()
+            .map(|(c, _)| c)
+            .ok_or(StoreError::Poisoned)
+    }
+
+    fn parts(&mut self) -> Result<(&mut Client, &mut Statements), StoreError> {
+        self.client
+            .as_mut()
+            .map(|(c, s)| (c, s))
+            .ok_or(StoreError::Poisoned)
+    }
+}
+
+/// A transaction whose statements come from its connection's cache.
+struct Tx<'t, 'c> {
+    tx: Transaction<'c>,
+    statements: &'t mut Statements,
+}
+
+type Params<'p> = &'p [&'p (dyn postgres::types::ToSql + Sync)];
+
+impl Tx<'_, '_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.tx.execute(&s, params)?)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.tx.query(&s, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.tx.query_opt(&s, params)?)
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.tx.query_one(&s, params)?)
     }
 }
 
@@ -369,18 +432,21 @@ impl PostgresStore {
     /// up to three times: the second run reads what the other committed.
     fn write<R>(
         &self,
-        f: impl Fn(&mut Transaction<'_>, i64) -> Result<R, StoreError>,
+        f: impl Fn(&mut Tx<'_, '_>, i64) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut conn = self.pool.take()?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let now = self.now()?;
-            let client = conn.client()?;
+            let (client, statements) = conn.parts()?;
             let result = (|| {
-                let mut tx = client.transaction()?;
+                let mut tx = Tx {
+                    tx: client.transaction()?,
+                    statements,
+                };
                 let out = f(&mut tx, now)?;
-                tx.commit()?;
+                tx.tx.commit()?;
                 Ok(out)
             })();
             match result {
@@ -394,18 +460,21 @@ impl PostgresStore {
     /// queries see one snapshot.
     fn read<R>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>, i64) -> Result<R, StoreError>,
+        f: impl FnOnce(&mut Tx<'_, '_>, i64) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let now = self.now()?;
         let mut conn = self.pool.take()?;
-        let mut tx = conn
-            .client()?
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
+        let (client, statements) = conn.parts()?;
+        let mut tx = Tx {
+            tx: client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?,
+            statements,
+        };
         let out = f(&mut tx, now)?;
-        tx.commit()?;
+        tx.tx.commit()?;
         Ok(out)
     }
 }
@@ -472,14 +541,6 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
-}
-
-fn uint(what: &'static str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::corrupt(what, &value.to_string()))
-}
-
 fn session_of(what: &'static str, value: i32) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::corrupt(what, &value.to_string()))
 }
@@ -491,23 +552,8 @@ fn session_sql(session: u32) -> Result<i32, StoreError> {
     })
 }
 
-fn member_text(key: &IdentityPublicKey) -> String {
-    key.to_string()
-}
-
-fn member_from(what: &'static str, text: &str) -> Result<IdentityPublicKey, StoreError> {
-    hex::decode(text)
-        .ok()
-        .and_then(|bytes| IdentityPublicKey::from_sec1(&bytes).ok())
-        .ok_or_else(|| StoreError::corrupt(what, text))
-}
-
-fn id_from(what: &'static str, text: &str) -> Result<RequestDigest, StoreError> {
-    text.parse().map_err(|_| StoreError::corrupt(what, text))
-}
-
 /// The withdrawal's state, its row locked until the transaction ends.
-fn lock_state(tx: &mut Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
+fn lock_state(tx: &mut Tx<'_, '_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
     let row = tx.query_opt(
         "SELECT state FROM withdrawals WHERE id = $1 FOR UPDATE",
         &[&id.to_string()],
@@ -519,7 +565,7 @@ fn lock_state(tx: &mut Transaction<'_>, id: &RequestDigest) -> Result<Withdrawal
 }
 
 /// The withdrawal's state (it must exist), read without a lock.
-fn state_of(tx: &mut Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
+fn state_of(tx: &mut Tx<'_, '_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
     let row = tx.query_opt(
         "SELECT state FROM withdrawals WHERE id = $1",
         &[&id.to_string()],
@@ -530,20 +576,8 @@ fn state_of(tx: &mut Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalSt
     }
 }
 
-fn require(
-    id: &RequestDigest,
-    from: WithdrawalState,
-    to: WithdrawalState,
-) -> Result<(), StoreError> {
-    if from.may_become(to) {
-        Ok(())
-    } else {
-        Err(StoreError::IllegalTransition { id: *id, from, to })
-    }
-}
-
 fn set_state(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_, '_>,
     id: &RequestDigest,
     state: WithdrawalState,
     now: i64,
@@ -558,7 +592,7 @@ fn set_state(
 /// Appends an event to each member's mailbox (its counter bumped in this
 /// transaction) and notifies the other coordinators at commit.
 fn notify(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_, '_>,
     instance: &str,
     members: &[IdentityPublicKey],
     id: &RequestDigest,
@@ -569,17 +603,19 @@ fn notify(
     if members.is_empty() {
         return Ok(());
     }
-    let bump = tx.prepare(
-        "INSERT INTO mailboxes (member, seq) VALUES ($1, 1) \
-         ON CONFLICT (member) DO UPDATE SET seq = mailboxes.seq + 1 RETURNING seq",
-    )?;
-    let insert = tx.prepare(
-        "INSERT INTO events (member, seq, withdrawal, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
-    )?;
     let id_text = id.to_string();
     for member in &members {
-        let seq: i64 = tx.query_one(&bump, &[member])?.get(0);
-        tx.execute(&insert, &[member, &seq, &id_text, &kind.as_str(), &now])?;
+        let seq: i64 = tx
+            .query_one(
+                "INSERT INTO mailboxes (member, seq) VALUES ($1, 1) \
+                 ON CONFLICT (member) DO UPDATE SET seq = mailboxes.seq + 1 RETURNING seq",
+                &[member],
+            )?
+            .get(0);
+        tx.execute(
+            "INSERT INTO events (member, seq, withdrawal, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[member, &seq, &id_text, &kind.as_str(), &now],
+        )?;
     }
     // The payload names this store, whose own long polls are woken
     // directly: only the other coordinators need the notification.
@@ -587,27 +623,7 @@ fn notify(
     Ok(())
 }
 
-fn check_names(
-    kind: &'static str,
-    id: &RequestDigest,
-    found: &RequestDigest,
-) -> Result<(), StoreError> {
-    if found == id {
-        Ok(())
-    } else {
-        Err(StoreError::Mismatch {
-            kind,
-            id: *id,
-            found: *found,
-        })
-    }
-}
-
-fn has_session(
-    tx: &mut Transaction<'_>,
-    id: &RequestDigest,
-    session: i32,
-) -> Result<bool, StoreError> {
+fn has_session(tx: &mut Tx<'_, '_>, id: &RequestDigest, session: i32) -> Result<bool, StoreError> {
     Ok(tx
         .query_opt(
             "SELECT 1 FROM packages WHERE withdrawal = $1 AND session = $2",
@@ -617,7 +633,7 @@ fn has_session(
 }
 
 fn insert_approval(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_, '_>,
     id: &RequestDigest,
     approval: &ApprovalDocument,
     digest: &str,
@@ -708,24 +724,9 @@ fn drive_key(id: &RequestDigest) -> i32 {
     i32::from_be_bytes(key)
 }
 
-type RecordRow = (String, Vec<u8>, String, i64, i64);
-
-fn record_from(row: RecordRow) -> Result<WithdrawalRecord, StoreError> {
-    let (id, request, state, created_at, updated_at) = row;
-    Ok(WithdrawalRecord {
-        id: id_from("withdrawals.id", &id)?,
-        request,
-        state: state.parse()?,
-        created_at: uint("withdrawals.created_at", created_at)?,
-        updated_at: uint("withdrawals.updated_at", updated_at)?,
-    })
-}
-
 fn record_row(r: &postgres::Row) -> RecordRow {
     (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
 }
-
-const RECORD_COLUMNS: &str = "id, document, state, created_at, updated_at";
 
 impl Store for PostgresStore {
     fn submit(
@@ -775,7 +776,7 @@ impl Store for PostgresStore {
         let row = self.read(|tx, _| {
             Ok(tx
                 .query_opt(
-                    &format!("SELECT {RECORD_COLUMNS} FROM withdrawals WHERE id = $1"),
+                    "SELECT id, document, state, created_at, updated_at FROM withdrawals WHERE id = $1",
                     &[&id.to_string()],
                 )?
                 .map(|r| record_row(&r)))
@@ -806,18 +807,14 @@ impl Store for PostgresStore {
     fn approvals(&self, id: &RequestDigest) -> Result<Vec<MemberDocument>, StoreError> {
         let rows = self.read(|tx, _| {
             state_of(tx, id)?;
-            Ok(tx.query(
+            tx.query(
                 "SELECT member, document, used_in FROM approvals WHERE withdrawal = $1 ORDER BY seq",
                 &[&id.to_string()],
-            )?)
+            )
         })?;
         rows.iter()
             .map(|r| {
-                let used = match r.get::<_, Option<i32>>(2) {
-                    None => ApprovalUse::Unused,
-                    Some(0) => ApprovalUse::Replaced,
-                    Some(n) => ApprovalUse::UsedIn(session_of("approvals.used_in", n)?),
-                };
+                let used = ApprovalUse::from_column(r.get::<_, Option<i32>>(2).map(i64::from))?;
                 Ok(MemberDocument {
                     member: member_from("approvals.member", r.get(0))?,
                     document: r.get(1),
@@ -834,21 +831,7 @@ impl Store for PostgresStore {
         packages: &PackagesDocument,
         notify_members: &[IdentityPublicKey],
     ) -> Result<Added, StoreError> {
-        check_names("withdrawal-packages", id, &packages.body().request_digest)?;
-        let digest = hex::encode(packages.digest()?);
-        let approvals = packages
-            .body()
-            .approvals
-            .iter()
-            .map(|a| a.digest(packages.group()).map(hex::encode))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(StoreError::Digest)?;
-        if session == 0 {
-            return Err(StoreError::OutOfRange {
-                what: "session",
-                value: 0,
-            });
-        }
+        let (digest, approvals) = packages_keys(id, session, packages)?;
         let session = session_sql(session)?;
         self.write(|tx, now| {
             let state = lock_state(tx, id)?;
@@ -900,10 +883,10 @@ impl Store for PostgresStore {
     fn packages(&self, id: &RequestDigest) -> Result<Vec<SessionPackages>, StoreError> {
         let rows = self.read(|tx, _| {
             state_of(tx, id)?;
-            Ok(tx.query(
+            tx.query(
                 "SELECT session, document FROM packages WHERE withdrawal = $1 ORDER BY session",
                 &[&id.to_string()],
-            )?)
+            )
         })?;
         rows.iter()
             .map(|r| {
@@ -922,23 +905,7 @@ impl Store for PostgresStore {
         shares: &SharesDocument,
         next: Option<&ApprovalDocument>,
     ) -> Result<Added, StoreError> {
-        let signed = shares.body();
-        check_names("withdrawal-shares", id, &signed.body.request_digest)?;
-        let digest = hex::encode(shares.digest()?);
-        let member = member_text(&signed.signer);
-        let next = match next {
-            Some(a) => {
-                check_names("withdrawal-approval", id, &a.body().body.request_digest)?;
-                if a.body().signer != signed.signer {
-                    return Err(StoreError::Conflict {
-                        what: "next approval of another member than the shares'",
-                        withdrawal: Some(*id),
-                    });
-                }
-                Some((a, hex::encode(a.digest()?)))
-            }
-            None => None,
-        };
+        let (digest, member, next) = answer_keys(id, shares, next)?;
         let session = session_sql(session)?;
         self.write(|tx, now| {
             let state = lock_state(tx, id)?;
@@ -1018,11 +985,11 @@ impl Store for PostgresStore {
     fn set_asides(&self, id: &RequestDigest) -> Result<Vec<SetAside>, StoreError> {
         let rows = self.read(|tx, _| {
             state_of(tx, id)?;
-            Ok(tx.query(
+            tx.query(
                 "SELECT session, member, reason, detail, document FROM set_aside \
                  WHERE withdrawal = $1 ORDER BY seq",
                 &[&id.to_string()],
-            )?)
+            )
         })?;
         rows.iter()
             .map(|r| {
@@ -1040,11 +1007,11 @@ impl Store for PostgresStore {
     fn shares(&self, id: &RequestDigest) -> Result<Vec<SessionShares>, StoreError> {
         let rows = self.read(|tx, _| {
             state_of(tx, id)?;
-            Ok(tx.query(
+            tx.query(
                 "SELECT session, member, document FROM shares WHERE withdrawal = $1 \
                  ORDER BY session, seq",
                 &[&id.to_string()],
-            )?)
+            )
         })?;
         rows.iter()
             .map(|r| {
@@ -1111,10 +1078,10 @@ impl Store for PostgresStore {
     fn result(&self, id: &RequestDigest) -> Result<Option<Outcome>, StoreError> {
         let row = self.read(|tx, _| {
             state_of(tx, id)?;
-            Ok(tx.query_opt(
+            tx.query_opt(
                 "SELECT psbt, tx, reason FROM results WHERE withdrawal = $1",
                 &[&id.to_string()],
-            )?)
+            )
         })?;
         let Some(row) = row else {
             return Ok(None);
@@ -1130,13 +1097,11 @@ impl Store for PostgresStore {
 
     fn list_open(&self) -> Result<Vec<WithdrawalRecord>, StoreError> {
         let rows = self.read(|tx, _| {
-            Ok(tx.query(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM withdrawals \
-                     WHERE state NOT IN ('finalized', 'refused') ORDER BY created_at, id"
-                ),
+            tx.query(
+                "SELECT id, document, state, created_at, updated_at FROM withdrawals \
+                 WHERE state NOT IN ('finalized', 'refused') ORDER BY created_at, id",
                 &[],
-            )?)
+            )
         })?;
         rows.iter().map(|r| record_from(record_row(r))).collect()
     }
@@ -1150,11 +1115,11 @@ impl Store for PostgresStore {
         let after_sql = int("cursor", after)?;
         let limit = i64::from(limit);
         let rows = self.read(|tx, _| {
-            Ok(tx.query(
+            tx.query(
                 "SELECT seq, withdrawal, kind FROM events WHERE member = $1 AND seq > $2 \
                  ORDER BY seq LIMIT $3",
                 &[&member_text(member), &after_sql, &limit],
-            )?)
+            )
         })?;
         let items = rows
             .iter()
@@ -1248,10 +1213,10 @@ impl Store for PostgresStore {
 
     fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
         let row = self.read(|tx, now| {
-            Ok(tx.query_opt(
+            tx.query_opt(
                 "SELECT member, role, expires_at FROM tokens WHERE hash = $1 AND expires_at > $2",
                 &[&&hash[..], &now],
-            )?)
+            )
         })?;
         row.map(|r| {
             Ok(Token {

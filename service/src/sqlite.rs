@@ -11,6 +11,10 @@ use wallet_core::{IdentityPublicKey, RequestDigest};
 
 use crate::error::StoreError;
 use crate::store::{
+    answer_keys, check_names, id_from, int, member_from, member_text, packages_keys, record_from,
+    require, uint, RecordRow, RECORD_COLUMNS,
+};
+use crate::store::{
     Added, ApprovalDocument, ApprovalUse, EventKind, MemberDocument, Outcome, PackagesDocument,
     RequestDocument, Role, SessionPackages, SessionShares, SetAside, SharesDocument, Store,
     Submitted, Token, WithdrawalRecord, WithdrawalState, Work, WorkItem,
@@ -360,29 +364,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
-}
-
-fn uint(what: &'static str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::corrupt(what, &value.to_string()))
-}
-
-fn member_text(key: &IdentityPublicKey) -> String {
-    key.to_string()
-}
-
-fn member_from(what: &'static str, text: &str) -> Result<IdentityPublicKey, StoreError> {
-    hex::decode(text)
-        .ok()
-        .and_then(|bytes| IdentityPublicKey::from_sec1(&bytes).ok())
-        .ok_or_else(|| StoreError::corrupt(what, text))
-}
-
-fn id_from(what: &'static str, text: &str) -> Result<RequestDigest, StoreError> {
-    text.parse().map_err(|_| StoreError::corrupt(what, text))
-}
-
 fn state_of(tx: &Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalState, StoreError> {
     let state: Option<String> = tx
         .row(
@@ -394,18 +375,6 @@ fn state_of(tx: &Transaction<'_>, id: &RequestDigest) -> Result<WithdrawalState,
     match state {
         Some(s) => s.parse(),
         None => Err(StoreError::not_found("withdrawal", id)),
-    }
-}
-
-fn require(
-    id: &RequestDigest,
-    from: WithdrawalState,
-    to: WithdrawalState,
-) -> Result<(), StoreError> {
-    if from.may_become(to) {
-        Ok(())
-    } else {
-        Err(StoreError::IllegalTransition { id: *id, from, to })
     }
 }
 
@@ -457,22 +426,6 @@ fn existing(
 ) -> Result<Option<bool>, StoreError> {
     let found: Option<String> = tx.row(sql, keys, |r| r.get(0)).optional()?;
     Ok(found.map(|d| d == digest))
-}
-
-fn check_names(
-    kind: &'static str,
-    id: &RequestDigest,
-    found: &RequestDigest,
-) -> Result<(), StoreError> {
-    if found == id {
-        Ok(())
-    } else {
-        Err(StoreError::Mismatch {
-            kind,
-            id: *id,
-            found: *found,
-        })
-    }
 }
 
 /// Records `approval` (digest `digest`) in the caller's transaction: a
@@ -594,24 +547,9 @@ fn insert_shares(
     Ok(Added::New)
 }
 
-type RecordRow = (String, Vec<u8>, String, i64, i64);
-
-fn record_from(row: RecordRow) -> Result<WithdrawalRecord, StoreError> {
-    let (id, request, state, created_at, updated_at) = row;
-    Ok(WithdrawalRecord {
-        id: id_from("withdrawals.id", &id)?,
-        request,
-        state: state.parse()?,
-        created_at: uint("withdrawals.created_at", created_at)?,
-        updated_at: uint("withdrawals.updated_at", updated_at)?,
-    })
-}
-
 fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
-
-const RECORD_COLUMNS: &str = "id, document, state, created_at, updated_at";
 
 impl Store for SqliteStore {
     fn submit(
@@ -709,14 +647,7 @@ impl Store for SqliteStore {
         })?;
         rows.into_iter()
             .map(|(member, document, used_in)| {
-                let used =
-                    match used_in {
-                        None => ApprovalUse::Unused,
-                        Some(0) => ApprovalUse::Replaced,
-                        Some(n) => ApprovalUse::UsedIn(u32::try_from(n).map_err(|_| {
-                            StoreError::corrupt("approvals.used_in", &n.to_string())
-                        })?),
-                    };
+                let used = ApprovalUse::from_column(used_in)?;
                 Ok(MemberDocument {
                     member: member_from("approvals.member", &member)?,
                     document,
@@ -733,21 +664,7 @@ impl Store for SqliteStore {
         packages: &PackagesDocument,
         notify_members: &[IdentityPublicKey],
     ) -> Result<Added, StoreError> {
-        check_names("withdrawal-packages", id, &packages.body().request_digest)?;
-        let digest = hex::encode(packages.digest()?);
-        let approvals = packages
-            .body()
-            .approvals
-            .iter()
-            .map(|a| a.digest(packages.group()).map(hex::encode))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(StoreError::Digest)?;
-        if session == 0 {
-            return Err(StoreError::OutOfRange {
-                what: "session",
-                value: 0,
-            });
-        }
+        let (digest, approvals) = packages_keys(id, session, packages)?;
         self.write(|tx, now| {
             let state = state_of(tx, id)?;
             match existing(
@@ -816,23 +733,7 @@ impl Store for SqliteStore {
         shares: &SharesDocument,
         next: Option<&ApprovalDocument>,
     ) -> Result<Added, StoreError> {
-        let signed = shares.body();
-        check_names("withdrawal-shares", id, &signed.body.request_digest)?;
-        let digest = hex::encode(shares.digest()?);
-        let member = member_text(&signed.signer);
-        let next = match next {
-            Some(a) => {
-                check_names("withdrawal-approval", id, &a.body().body.request_digest)?;
-                if a.body().signer != signed.signer {
-                    return Err(StoreError::Conflict {
-                        what: "next approval of another member than the shares'",
-                        withdrawal: Some(*id),
-                    });
-                }
-                Some((a, hex::encode(a.digest()?)))
-            }
-            None => None,
-        };
+        let (digest, member, next) = answer_keys(id, shares, next)?;
         self.write(|tx, now| {
             let added = insert_shares(tx, id, session, shares, &member, &digest, now)?;
             if let Some((approval, digest)) = &next {

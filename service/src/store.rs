@@ -699,3 +699,157 @@ impl fmt::Debug for DriveGuard {
             .finish()
     }
 }
+
+// The codecs both stores share: how ids, keys, times and rows are written
+// in a database and read back.
+
+/// A Unix time or counter as SQL's signed 64-bit integer.
+pub(crate) fn int(what: &'static str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// A signed 64-bit integer read back as a Unix time or counter.
+pub(crate) fn uint(what: &'static str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::corrupt(what, &value.to_string()))
+}
+
+/// A member as stored: its identity key's compressed SEC1 in hex.
+pub(crate) fn member_text(key: &IdentityPublicKey) -> String {
+    key.to_string()
+}
+
+/// A member read back.
+pub(crate) fn member_from(what: &'static str, text: &str) -> Result<IdentityPublicKey, StoreError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|bytes| IdentityPublicKey::from_sec1(&bytes).ok())
+        .ok_or_else(|| StoreError::corrupt(what, text))
+}
+
+/// A withdrawal id read back.
+pub(crate) fn id_from(what: &'static str, text: &str) -> Result<RequestDigest, StoreError> {
+    text.parse().map_err(|_| StoreError::corrupt(what, text))
+}
+
+/// [`StoreError::IllegalTransition`] unless `from` may become `to`.
+pub(crate) fn require(
+    id: &RequestDigest,
+    from: WithdrawalState,
+    to: WithdrawalState,
+) -> Result<(), StoreError> {
+    if from.may_become(to) {
+        Ok(())
+    } else {
+        Err(StoreError::IllegalTransition { id: *id, from, to })
+    }
+}
+
+/// [`StoreError::Mismatch`] unless a document names withdrawal `id`.
+pub(crate) fn check_names(
+    kind: &'static str,
+    id: &RequestDigest,
+    found: &RequestDigest,
+) -> Result<(), StoreError> {
+    if found == id {
+        Ok(())
+    } else {
+        Err(StoreError::Mismatch {
+            kind,
+            id: *id,
+            found: *found,
+        })
+    }
+}
+
+/// A `withdrawals` row: id, document, state, created_at, updated_at.
+pub(crate) type RecordRow = (String, Vec<u8>, String, i64, i64);
+
+/// The columns of a [`RecordRow`], in order.
+pub(crate) const RECORD_COLUMNS: &str = "id, document, state, created_at, updated_at";
+
+/// A [`RecordRow`] read back.
+pub(crate) fn record_from(row: RecordRow) -> Result<WithdrawalRecord, StoreError> {
+    let (id, request, state, created_at, updated_at) = row;
+    Ok(WithdrawalRecord {
+        id: id_from("withdrawals.id", &id)?,
+        request,
+        state: state.parse()?,
+        created_at: uint("withdrawals.created_at", created_at)?,
+        updated_at: uint("withdrawals.updated_at", updated_at)?,
+    })
+}
+
+/// What the stores check of a packages document before their transaction:
+/// it names withdrawal `id`, and `session` is not 0 (which marks a replaced
+/// approval). Returns its digest and the digests of the approvals it uses,
+/// in hex.
+pub(crate) fn packages_keys(
+    id: &RequestDigest,
+    session: u32,
+    packages: &PackagesDocument,
+) -> Result<(String, Vec<String>), StoreError> {
+    check_names("withdrawal-packages", id, &packages.body().request_digest)?;
+    if session == 0 {
+        return Err(StoreError::OutOfRange {
+            what: "session",
+            value: 0,
+        });
+    }
+    let approvals = packages
+        .body()
+        .approvals
+        .iter()
+        .map(|a| a.digest(packages.group()).map(hex::encode))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::Digest)?;
+    Ok((hex::encode(packages.digest()?), approvals))
+}
+
+/// An answer's keys: the shares' digest, the member, and the next
+/// approval with its digest (hex).
+pub(crate) type AnswerKeys<'a> = (String, String, Option<(&'a ApprovalDocument, String)>);
+
+/// What the stores check of an answer before their transaction: the shares
+/// and the next approval name withdrawal `id` and come from one member.
+/// Returns the shares' digest, the member, and the next approval with its
+/// digest, in hex.
+pub(crate) fn answer_keys<'a>(
+    id: &RequestDigest,
+    shares: &SharesDocument,
+    next: Option<&'a ApprovalDocument>,
+) -> Result<AnswerKeys<'a>, StoreError> {
+    let signed = shares.body();
+    check_names("withdrawal-shares", id, &signed.body.request_digest)?;
+    let next = match next {
+        Some(a) => {
+            check_names("withdrawal-approval", id, &a.body().body.request_digest)?;
+            if a.body().signer != signed.signer {
+                return Err(StoreError::Conflict {
+                    what: "next approval of another member than the shares'",
+                    withdrawal: Some(*id),
+                });
+            }
+            Some((a, hex::encode(a.digest()?)))
+        }
+        None => None,
+    };
+    Ok((
+        hex::encode(shares.digest()?),
+        member_text(&signed.signer),
+        next,
+    ))
+}
+
+impl ApprovalUse {
+    /// From the `used_in` column: NULL unused, 0 replaced, else the session.
+    pub(crate) fn from_column(used_in: Option<i64>) -> Result<Self, StoreError> {
+        Ok(match used_in {
+            None => ApprovalUse::Unused,
+            Some(0) => ApprovalUse::Replaced,
+            Some(n) => ApprovalUse::UsedIn(
+                u32::try_from(n)
+                    .map_err(|_| StoreError::corrupt("approvals.used_in", &n.to_string()))?,
+            ),
+        })
+    }
+}

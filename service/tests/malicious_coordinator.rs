@@ -31,6 +31,8 @@ enum Attack {
     SwapInputMessages,
     /// Another withdrawal's packages served as this one's.
     ReplayPackages(Value),
+    /// Every session shown as unanswered (so that a daemon signs again).
+    ForgetAnswers,
 }
 
 fn tamper(attack: &Attack, mut documents: Value) -> Value {
@@ -53,6 +55,13 @@ fn tamper(attack: &Attack, mut documents: Value) -> Value {
                 let m0 = p[0]["message"].clone();
                 p[0]["message"] = p[1]["message"].clone();
                 p[1]["message"] = m0;
+            }
+        }
+        Attack::ForgetAnswers => {
+            if let Some(sessions) = documents["status"]["sessions"].as_array_mut() {
+                for s in sessions {
+                    s["answered"] = Value::Array(Vec::new());
+                }
             }
         }
         Attack::ReplayPackages(other) => {
@@ -195,6 +204,92 @@ async fn a_dishonest_coordinator_gets_nothing_signed() {
         };
         assert!(refusals.iter().all(|k| k == want), "{name}: {refusals:?}");
     }
+    for d in daemons {
+        d.stop();
+    }
+}
+
+/// A coordinator that keeps showing a session as unanswered and sends its
+/// packages again and again: the daemon posts the answer it gave, and the
+/// signer makes no new approval (nonces, audit entries) for each replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_packages_get_the_same_answer_not_new_approvals() {
+    use kura_service::api::{EventName, WorkEntry};
+    let mut world = World::builder(52, policy(true)).threshold(3, 3).build();
+    let mut coordinator = CoordinatorSide::new(&world);
+    let attack: Shared = Arc::new(Mutex::new(Attack::Honest));
+    let seen: Seen = Arc::default();
+    let store = SqliteStore::open(coordinator.db()).unwrap();
+    let state = AppState::new(Coordinator::new(coordinator.config.clone(), store));
+    let router = {
+        let (attack, seen) = (attack.clone(), seen.clone());
+        server::router(state.clone()).layer(middleware::from_fn(move |req, next| {
+            dishonest(attack.clone(), seen.clone(), req, next)
+        }))
+    };
+    coordinator.start_with(state.clone(), Some(router)).await;
+    let events = Events::default();
+    let mut signers = world.take_signers();
+    // Member 2 approves and then never answers: the withdrawal stays open.
+    let silent = signers.pop().unwrap();
+    let (url, pin) = (coordinator.url(), coordinator.fingerprint());
+    let faulty = tokio::spawn(async move {
+        common::faults::faulty_member(
+            url,
+            pin,
+            silent,
+            common::faults::Fault::Silent,
+            Duration::ZERO,
+        )
+        .await
+    });
+    let daemons: Vec<_> = signers
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| start_daemon(&coordinator, i, s, &world.homes[i], &events))
+        .collect();
+    let requester = requester(&world, &coordinator);
+    let id = requester
+        .submit(request_document(&world, "wd-churn", &world.psbt()))
+        .await
+        .unwrap()
+        .id;
+    wait_events(&events, |e| {
+        e.iter()
+            .filter(|(_, ev)| matches!(ev, DaemonEvent::Signed { id: r, .. } if *r == id))
+            .count()
+            == 2
+    })
+    .await;
+    *attack.lock().unwrap() = Attack::ForgetAnswers;
+    let approved = |world: &World| {
+        audit_events(world, 0)
+            .iter()
+            .filter(|e| *e == "approved")
+            .count()
+    };
+    let before = approved(&world);
+    for seq in 0..5 {
+        daemons[0]
+            .daemon
+            .clone()
+            .handle(WorkEntry {
+                seq: 1_000 + seq,
+                withdrawal: id,
+                kind: EventName::Packages,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(approved(&world), before, "no new approval per replay");
+    assert_eq!(
+        audit_events(&world, 0)
+            .iter()
+            .filter(|e| *e == "share-released")
+            .count(),
+        1
+    );
+    faulty.abort();
     for d in daemons {
         d.stop();
     }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sha2::Digest as _;
 use wallet_core::format::{self, GroupId};
 use wallet_core::withdrawal::signer::Decision;
 use wallet_core::{
@@ -143,6 +144,15 @@ struct Fetched {
     sessions: Vec<(u32, Vec<u8>)>,
 }
 
+/// An answer this daemon gave to a session: its withdrawal, shares and
+/// next approval, as posted.
+#[derive(Clone, Debug)]
+struct Answer {
+    id: RequestDigest,
+    shares: Vec<u8>,
+    next: Vec<u8>,
+}
+
 /// A withdrawal waiting for a person.
 #[derive(Clone, Debug)]
 pub struct Pending {
@@ -202,6 +212,12 @@ pub struct SignerDaemon {
     /// withdrawal: a retry posts these same bytes instead of approving again
     /// (which would withdraw the first approval's nonces).
     unposted: Mutex<BTreeMap<RequestDigest, Vec<u8>>>,
+    /// The answers given, by the SHA-256 of the packages they answer: the
+    /// same packages again (an answer lost, or a coordinator replaying
+    /// them) get the same answer, posted again, rather than a new next
+    /// approval each time. Kept while the withdrawal is open (lost on a
+    /// restart: then the signer redelivers its shares from its audit log).
+    answers: Mutex<std::collections::HashMap<[u8; 32], Answer>>,
     sink: Sink,
     checkpoint: std::sync::OnceLock<Hook>,
     clock: fn() -> u64,
@@ -265,6 +281,7 @@ impl SignerDaemon {
             run_dir: run_dir.to_owned(),
             pending: Mutex::new(BTreeMap::new()),
             unposted: Mutex::new(BTreeMap::new()),
+            answers: Mutex::new(std::collections::HashMap::new()),
             sink: Arc::new(sink),
             checkpoint: std::sync::OnceLock::new(),
             clock: crate::coordinator::system_clock,
@@ -730,6 +747,19 @@ impl SignerDaemon {
         let Some((_, packages)) = sessions.into_iter().find(|(s, _)| *s == session) else {
             return Ok(());
         };
+        let key: [u8; 32] = sha2::Sha256::digest(&packages).into();
+        let given = self
+            .answers
+            .lock()
+            .map_err(|_| DaemonError::Poisoned)?
+            .get(&key)
+            .cloned();
+        if let Some(answer) = given {
+            self.client
+                .shares(&id, session, answer.shares, Some(answer.next))
+                .await?;
+            return Ok(());
+        }
         let packages: WithdrawalPackages = format::decode_for_group(&packages, &self.group)?;
         // The answer carries this signer's next approval: if another member
         // of the session is silent or cheats, the coordinator can open the
@@ -744,6 +774,21 @@ impl SignerDaemon {
                 self.reached(Checkpoint::Signed);
                 let shares = format::encode(&self.group, &answer.shares)?;
                 let next = format::encode(&self.group, &*answer.next)?;
+                {
+                    let mut answers = self.answers.lock().map_err(|_| DaemonError::Poisoned)?;
+                    // Bounded: a coordinator cannot grow it without end.
+                    if answers.len() >= 4096 {
+                        answers.clear();
+                    }
+                    answers.insert(
+                        key,
+                        Answer {
+                            id,
+                            shares: shares.clone(),
+                            next: next.clone(),
+                        },
+                    );
+                }
                 self.client.shares(&id, session, shares, Some(next)).await?;
                 self.reached(Checkpoint::SharesPosted);
                 self.emit(DaemonEvent::Signed { id, session });
@@ -761,7 +806,13 @@ impl SignerDaemon {
         let documents = self.client.documents(&id).await?;
         // Only a withdrawal that really ended (a coordinator's word is not
         // enough to make this signer give up its approval).
-        if !documents.status.state.is_final() || !documents.status.approved_by.contains(&self.me) {
+        if !documents.status.state.is_final() {
+            return Ok(());
+        }
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.retain(|_, a| a.id != id);
+        }
+        if !documents.status.approved_by.contains(&self.me) {
             return Ok(());
         }
         let request: Signed<WithdrawalRequest> =
