@@ -640,7 +640,8 @@ impl<S: Store> Coordinator<S> {
     ///    deadline that did not answer are set aside as late;
     /// 3. otherwise a new session opens with `t` members that have an
     ///    unused approval (fresh commitments: every answer carries the
-    ///    next) and never sent invalid shares, those never late first.
+    ///    next) and never sent invalid shares: the less often late first,
+    ///    then those that already answered a session of this withdrawal.
     ///
     /// A member is pending in at most one session (its approval is used by
     /// one session, its next comes with its answer), a cheater never takes
@@ -742,13 +743,14 @@ impl<S: Store> Coordinator<S> {
             return self.wake_at(due, id);
         }
         // 3. The next session, from the responsive members.
-        self.open_session(id, &sessions, &asides)
+        self.open_session(id, &sessions, &shares, &asides)
     }
 
     fn open_session(
         &self,
         id: &RequestDigest,
         sessions: &[SessionPackages],
+        shares: &[crate::store::SessionShares],
         asides: &[SetAside],
     ) -> Result<(), ServiceError> {
         let t = usize::from(self.config.group.min_signers());
@@ -778,19 +780,21 @@ impl<S: Store> Coordinator<S> {
                 ),
             );
         }
-        let mut ready: Vec<(usize, usize, Signed<Approval>)> = Vec::new();
+        // Among those, a member that answered a session of this withdrawal
+        // has shown it is there now; one that only approved has not.
+        let answered = |m: &IdentityPublicKey| shares.iter().any(|s| s.member == *m);
+        let mut ready: Vec<((usize, bool, usize), Signed<Approval>)> = Vec::new();
         for (i, a) in self.store.approvals(id)?.into_iter().enumerate() {
             if a.used == ApprovalUse::Unused && !cheaters.contains(&a.member) {
                 let approval = self.decode::<Signed<Approval>>(&a.document)?;
-                ready.push((misses(&a.member), i, approval));
+                ready.push(((misses(&a.member), !answered(&a.member), i), approval));
             }
         }
         if ready.len() < t {
             return Ok(());
         }
-        ready.sort_by_key(|(misses, i, _)| (*misses, *i));
-        let approvals: Vec<Signed<Approval>> =
-            ready.into_iter().take(t).map(|(_, _, a)| a).collect();
+        ready.sort_by_key(|(key, _)| *key);
+        let approvals: Vec<Signed<Approval>> = ready.into_iter().take(t).map(|(_, a)| a).collect();
         let request = self.request_of(id)?;
         let packages = match build_packages(
             &self.config.group,
