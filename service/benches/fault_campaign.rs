@@ -574,11 +574,8 @@ fn driver_main(args: &[String]) -> i32 {
     // Every audit log verifies; no approval's nonces signed twice.
     let mut releases = 0;
     for (i, home) in world.homes.iter().enumerate() {
-        let owner = world.identities.values().copied().collect::<Vec<_>>();
-        let log = owner
-            .iter()
-            .find_map(|k| AuditLog::open(&home.join("audit.jsonl"), k).ok());
-        let Some(log) = log else {
+        let owner = world.stores[i].identity_public_key().unwrap();
+        let Ok(log) = AuditLog::open(&home.join("audit.jsonl"), &owner) else {
             violations.push(format!("signer {i}: its audit log does not verify"));
             continue;
         };

@@ -939,7 +939,11 @@ impl Store for PostgresStore {
                 }
             };
             if let Some((approval, digest)) = &next {
-                let state = state_of(tx, id)?;
+                // New shares moved it to Signing; a duplicate left it as it was.
+                let state = match added {
+                    Added::New => WithdrawalState::Signing,
+                    Added::Duplicate => state,
+                };
                 insert_approval(tx, id, approval, digest, state, false, now)?;
             }
             Ok(added)

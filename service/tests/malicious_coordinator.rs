@@ -92,6 +92,23 @@ async fn dishonest(attack: Shared, seen: Seen, request: Request, next: Next) -> 
     Response::from_parts(parts, Body::from(out))
 }
 
+/// Starts `coordinator` as the honest server behind the dishonest layer,
+/// honest until told otherwise; returns the attack to set and what it served.
+async fn start_dishonest(coordinator: &mut CoordinatorSide) -> (Shared, Seen) {
+    let attack: Shared = Arc::new(Mutex::new(Attack::Honest));
+    let seen: Seen = Arc::default();
+    let store = SqliteStore::open(coordinator.db()).unwrap();
+    let state = AppState::new(Coordinator::new(coordinator.config.clone(), store));
+    let router = {
+        let (attack, seen) = (attack.clone(), seen.clone());
+        server::router(state.clone()).layer(middleware::from_fn(move |req, next| {
+            dishonest(attack.clone(), seen.clone(), req, next)
+        }))
+    };
+    coordinator.start_with(state, Some(router)).await;
+    (attack, seen)
+}
+
 fn releases(world: &World) -> usize {
     (0..world.homes.len())
         .map(|i| {
@@ -107,17 +124,7 @@ fn releases(world: &World) -> usize {
 async fn a_dishonest_coordinator_gets_nothing_signed() {
     let mut world = World::builder(51, policy(true)).build();
     let mut coordinator = CoordinatorSide::new(&world);
-    let attack: Shared = Arc::new(Mutex::new(Attack::Honest));
-    let seen: Seen = Arc::default();
-    let store = SqliteStore::open(coordinator.db()).unwrap();
-    let state = AppState::new(Coordinator::new(coordinator.config.clone(), store));
-    let router = {
-        let (attack, seen) = (attack.clone(), seen.clone());
-        server::router(state.clone()).layer(middleware::from_fn(move |req, next| {
-            dishonest(attack.clone(), seen.clone(), req, next)
-        }))
-    };
-    coordinator.start_with(state.clone(), Some(router)).await;
+    let (attack, seen) = start_dishonest(&mut coordinator).await;
     let events = Events::default();
     let daemons = start_daemons(&mut world, &coordinator, &events);
     let requester = requester(&world, &coordinator);
@@ -217,17 +224,7 @@ async fn replayed_packages_get_the_same_answer_not_new_approvals() {
     use kura_service::api::{EventName, WorkEntry};
     let mut world = World::builder(52, policy(true)).threshold(3, 3).build();
     let mut coordinator = CoordinatorSide::new(&world);
-    let attack: Shared = Arc::new(Mutex::new(Attack::Honest));
-    let seen: Seen = Arc::default();
-    let store = SqliteStore::open(coordinator.db()).unwrap();
-    let state = AppState::new(Coordinator::new(coordinator.config.clone(), store));
-    let router = {
-        let (attack, seen) = (attack.clone(), seen.clone());
-        server::router(state.clone()).layer(middleware::from_fn(move |req, next| {
-            dishonest(attack.clone(), seen.clone(), req, next)
-        }))
-    };
-    coordinator.start_with(state.clone(), Some(router)).await;
+    let (attack, _) = start_dishonest(&mut coordinator).await;
     let events = Events::default();
     let mut signers = world.take_signers();
     // Member 2 approves and then never answers: the withdrawal stays open.

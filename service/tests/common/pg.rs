@@ -12,8 +12,6 @@ use std::sync::OnceLock;
 /// The server, as a connection string without a database.
 pub struct PgServer {
     pub base: String,
-    /// Our own cluster's directory (None for `KURA_TEST_POSTGRES`'s).
-    pub dir: Option<PathBuf>,
 }
 
 fn script() -> PathBuf {
@@ -25,7 +23,7 @@ pub fn server() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         if let Ok(base) = std::env::var("KURA_TEST_POSTGRES") {
-            return PgServer { base, dir: None };
+            return PgServer { base };
         }
         let dir = std::env::temp_dir().join(format!(
             "kura-pg-{}-{}",
@@ -55,10 +53,7 @@ pub fn server() -> &'static PgServer {
             .arg(&dir)
             .spawn()
             .expect("the watchdog starts");
-        PgServer {
-            base,
-            dir: Some(dir),
-        }
+        PgServer { base }
     })
 }
 
@@ -93,17 +88,5 @@ impl PgServer {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
         format!("{} dbname={name}", self.base)
-    }
-
-    /// Restarts the server (only our own cluster).
-    pub fn restart(&self) {
-        let dir = self.dir.as_ref().expect("a cluster of this process");
-        let ok = Command::new(script())
-            .arg("restart")
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "the cluster restarts");
     }
 }
