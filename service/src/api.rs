@@ -17,7 +17,18 @@
 //! | POST | `/v1/withdrawals/{id}/sessions/{n}/shares` | the session's members | a [`SessionAnswer`] (`withdrawal-shares` and the next `withdrawal-approval`) → [`Accepted`] |
 //! | GET | `/v1/work?after=N&wait_ms=M` | members, requesters | → [`WorkPage`], waiting up to `M` ms ([`MAX_WAIT_MS`]) for news |
 //!
-//! Every route but the two `auth` ones needs `Authorization: Bearer
+//! The ceremony mailbox ([`crate::relay`]), one per *scope* (a ceremony id,
+//! or the group's id for its maintenance ceremonies), for that scope's
+//! participants only:
+//!
+//! | method | path | who | body → answer |
+//! |---|---|---|---|
+//! | POST | `/v1/ceremonies/{scope}/auth/challenge` | anyone | [`ChallengeRequest`] → [`ChallengeResponse`] |
+//! | POST | `/v1/ceremonies/{scope}/auth/login` | anyone | a `service-login` document of the scope, role `participant` → [`LoginResponse`] |
+//! | POST | `/v1/ceremonies/{scope}/messages` | participants | a [`MailboxPost`] → [`Posted`] |
+//! | GET | `/v1/ceremonies/{scope}/messages?after=N&wait_ms=M` | participants | → [`MailboxPage`]: the broadcasts, the messages addressed to the caller and its own |
+//!
+//! Every route but the `auth` ones needs `Authorization: Bearer
 //! <token>`. Errors are [`ErrorBody`] with a 4xx/5xx status.
 
 use serde::{Deserialize, Serialize};
@@ -90,13 +101,19 @@ pub enum RoleName {
     Signer,
     /// A requester.
     Requester,
+    /// A participant of a ceremony, logging in to its mailbox
+    /// ([`crate::relay`]); the coordinator's own routes refuse it.
+    Participant,
 }
 
-impl From<RoleName> for Role {
-    fn from(r: RoleName) -> Role {
-        match r {
-            RoleName::Signer => Role::Signer,
-            RoleName::Requester => Role::Requester,
+impl RoleName {
+    /// The coordinator's [`Role`] of this name; `None` for
+    /// [`RoleName::Participant`], which only the ceremony mailbox knows.
+    pub fn coordinator_role(self) -> Option<Role> {
+        match self {
+            RoleName::Signer => Some(Role::Signer),
+            RoleName::Requester => Some(Role::Requester),
+            RoleName::Participant => None,
         }
     }
 }
@@ -331,6 +348,78 @@ impl From<EventKind> for EventName {
         }
     }
 }
+
+/// `POST /v1/ceremonies/{scope}/messages`: a ceremony document for the
+/// scope's mailbox, for everyone or for one participant. The mailbox reads
+/// only the document's envelope; what is inside is signed (and, where
+/// secret, sealed) by its author for its readers, who check it themselves.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxPost {
+    /// Its one reader; `None` for a broadcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<IdentityPublicKey>,
+    /// The Kura document, byte for byte.
+    pub document: Box<RawValue>,
+}
+
+/// A mailbox message was recorded (or already was: the same author posted
+/// the same bytes to the same reader).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Posted {
+    /// The mailbox's epoch ([`MailboxPage::epoch`]).
+    pub epoch: String,
+    /// Its place in the scope's mailbox.
+    pub seq: u64,
+    /// Whether it was already there.
+    pub duplicate: bool,
+}
+
+/// `GET /v1/ceremonies/{scope}/messages`: a page of the mailbox as the
+/// caller may see it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxPage {
+    /// Names this run of the mailbox (hex): when it changes, the mailbox
+    /// was restarted and lost what it held, and each participant posts its
+    /// messages again.
+    pub epoch: String,
+    /// Messages after the cursor, oldest first.
+    pub messages: Vec<MailboxMessage>,
+    /// The cursor to ask with next.
+    pub next: u64,
+}
+
+/// One mailbox message.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxMessage {
+    /// Its place in the mailbox.
+    pub seq: u64,
+    /// Who posted it, as the mailbox says: a claim for routing only — the
+    /// document's own signature says who wrote it.
+    pub from: IdentityPublicKey,
+    /// Its reader, or `None` for a broadcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<IdentityPublicKey>,
+    /// The document's kind, from its envelope.
+    pub kind: String,
+    /// The document, byte for byte.
+    pub document: Box<RawValue>,
+}
+
+/// The document kinds the ceremony mailbox carries: the setup and
+/// maintenance documents of `wallet_core::ceremony`.
+pub const CEREMONY_KINDS: &[&str] = &[
+    "dkg-round1",
+    "dkg-round2",
+    "dealing",
+    "refresh-proposal",
+    "refresh-endorsement",
+    "refresh-receipt",
+    "repair-message",
+];
 
 /// An error answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]

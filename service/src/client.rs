@@ -30,6 +30,9 @@ pub struct Client {
     role: RoleName,
     keystore: Arc<dyn Keystore>,
     token: Mutex<Option<String>>,
+    /// Where the `auth` routes are: `/v1` for the coordinator's,
+    /// `/v1/ceremonies/{scope}` for a ceremony mailbox's.
+    auth_prefix: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -105,7 +108,15 @@ impl Client {
             role,
             keystore,
             token: Mutex::new(None),
+            auth_prefix: "/v1".to_owned(),
         })
+    }
+
+    /// Logs in at the `auth` routes under `prefix` instead of the
+    /// coordinator's (a ceremony mailbox: [`crate::ceremony`]).
+    pub(crate) fn with_auth_prefix(mut self, prefix: String) -> Self {
+        self.auth_prefix = prefix;
+        self
     }
 
     /// The URL of the coordinator in use.
@@ -189,8 +200,12 @@ impl Client {
     pub async fn login(&self) -> Result<(), ClientError> {
         let key = self.keystore.identity_public_key()?;
         let ask = ChallengeRequest { key };
+        let prefix = &self.auth_prefix;
         let response = self
-            .send(&|http, base| http.post(format!("{base}/v1/auth/challenge")).json(&ask))
+            .send(&|http, base| {
+                http.post(format!("{base}{prefix}/auth/challenge"))
+                    .json(&ask)
+            })
             .await?;
         let challenge: ChallengeResponse = self.answer(response).await?;
         let login = ServiceLogin {
@@ -205,7 +220,7 @@ impl Client {
         // gone, another sharing its database).
         let response = self
             .send(&|http, base| {
-                http.post(format!("{base}/v1/auth/login"))
+                http.post(format!("{base}{prefix}/auth/login"))
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(document.clone())
             })
@@ -229,7 +244,7 @@ impl Client {
 
     /// Sends a request with the token, logging in again once on a 401 (an
     /// expired token, or a coordinator that lost it).
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<T, ClientError> {
@@ -247,7 +262,7 @@ impl Client {
         Err(ClientError::Malformed("login did not hold".into()))
     }
 
-    fn post_document(
+    pub(crate) fn post_document(
         &self,
         path: String,
         document: Vec<u8>,

@@ -202,7 +202,7 @@ pub fn system_clock() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_32() -> Result<[u8; 32], ServiceError> {
+pub(crate) fn random_32() -> Result<[u8; 32], ServiceError> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| ServiceError::Internal("the system random generator failed".into()))?;
@@ -322,7 +322,12 @@ impl<S: Store> Coordinator<S> {
             Some(key) if key == login.signer => {}
             _ => return Err(unauthenticated("unknown, used or expired challenge")),
         }
-        let role = Role::from(body.role);
+        let role = body.role.coordinator_role().ok_or_else(|| {
+            ServiceError::Forbidden(
+                "a ceremony participant logs in to the ceremony's mailbox, not to the coordinator"
+                    .into(),
+            )
+        })?;
         let allowed = match role {
             Role::Signer => self.is_member(&login.signer),
             Role::Requester => self.is_requester(&login.signer),

@@ -217,6 +217,33 @@ impl ClientError {
     }
 }
 
+/// Why a ceremony run over the mailbox ([`crate::ceremony`]) stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailboxError {
+    /// The mailbox could not be reached, or refused.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The ceremony's own checks refused what arrived (a forged or altered
+    /// message: not authentic), or this participant's step failed.
+    #[error(transparent)]
+    Ceremony(#[from] wallet_core::ceremony::CeremonyError),
+    /// A document of this participant's could not be encoded.
+    #[error("cannot encode a ceremony document")]
+    Format(#[from] FormatError),
+    /// Not every message arrived in time: the mailbox withheld them, or
+    /// their authors have not sent them.
+    #[error("after {}s, no {what} message from {}: they have not sent it, or the mailbox withheld it", waited.as_secs(), missing.join(", "))]
+    Incomplete {
+        /// The kind of message awaited.
+        what: &'static str,
+        /// Whose are missing (labels).
+        missing: Vec<String>,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+}
+
 /// Why the coordinator refused or failed a call. Each maps to one HTTP
 /// status and one stable kind ([`ServiceError::kind`]).
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +270,9 @@ pub enum ServiceError {
         /// The limit.
         limit: usize,
     },
+    /// A bounded queue or mailbox is full.
+    #[error("full: {0}")]
+    Full(String),
     /// The store refused or failed.
     #[error(transparent)]
     Store(StoreError),
@@ -258,6 +288,7 @@ impl ServiceError {
             ServiceError::Unauthenticated(_) => 401,
             ServiceError::Forbidden(_) => 403,
             ServiceError::NotFound(_) => 404,
+            ServiceError::Full(_) => 429,
             ServiceError::BadDocument(FormatError::TooLarge { .. })
             | ServiceError::TooLarge { .. } => 413,
             ServiceError::BadDocument(_) | ServiceError::BadRequest(_) => 400,
@@ -277,6 +308,7 @@ impl ServiceError {
             404 => "not-found",
             409 => "conflict",
             413 => "too-large",
+            429 => "full",
             400 if matches!(self, ServiceError::BadDocument(_)) => "bad-document",
             400 => "bad-request",
             _ => "internal",

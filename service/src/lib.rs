@@ -122,18 +122,20 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod ceremony;
 pub mod client;
 pub mod coordinator;
 pub mod daemon;
 pub mod error;
 pub mod pg;
+pub mod relay;
 pub mod server;
 pub mod sqlite;
 pub mod store;
 pub mod tls;
 
 pub use coordinator::{Coordinator, CoordinatorConfig};
-pub use error::{ClientError, ServiceError, StoreError, TlsError};
+pub use error::{ClientError, MailboxError, ServiceError, StoreError, TlsError};
 pub use pg::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{

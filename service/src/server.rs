@@ -28,6 +28,7 @@ use crate::api::{
 };
 use crate::coordinator::Coordinator;
 use crate::error::ServiceError;
+use crate::relay::{self, Relay, Scope};
 use crate::store::{Added, Store, Submitted, Token};
 use crate::tls::TlsIdentity;
 
@@ -36,6 +37,9 @@ use crate::tls::TlsIdentity;
 pub struct AppState<S> {
     coordinator: Coordinator<S>,
     news: tokio::sync::watch::Sender<u64>,
+    /// The mailbox of the group's maintenance ceremonies (scope: the
+    /// group's id; participants: the roster).
+    relay: Arc<Relay>,
 }
 
 impl<S> std::fmt::Debug for AppState<S> {
@@ -47,17 +51,30 @@ impl<S> std::fmt::Debug for AppState<S> {
 }
 
 impl<S: Store> AppState<S> {
-    /// The state around `coordinator`.
+    /// The state around `coordinator`, with the mailbox of its group's
+    /// maintenance ceremonies (refresh, repair) for the roster.
     pub fn new(coordinator: Coordinator<S>) -> Arc<Self> {
+        let config = coordinator.config();
+        let scope = Scope {
+            id: *config.group.id(),
+            participants: config.roster.values().copied().collect(),
+        };
+        let relay = Arc::new(Relay::new(config.fingerprint, vec![scope]));
         Arc::new(AppState {
             coordinator,
             news: tokio::sync::watch::channel(0).0,
+            relay,
         })
     }
 
     /// The coordinator.
     pub fn coordinator(&self) -> &Coordinator<S> {
         &self.coordinator
+    }
+
+    /// The group's ceremony mailbox.
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
     }
 
     fn changed(&self) {
@@ -173,7 +190,8 @@ fn withdrawal_id(id: &str) -> Result<RequestDigest, ServiceError> {
         .map_err(|_| ServiceError::BadRequest("a withdrawal id is 64 lowercase hex digits".into()))
 }
 
-/// The routes of [`crate::api`] over `state`.
+/// The routes of [`crate::api`] over `state`, the group's ceremony mailbox
+/// ([`crate::relay`]) included.
 pub fn router<S: Store + Send + Sync + 'static>(state: Arc<AppState<S>>) -> Router {
     // Anyone may call the two login routes: their bodies are small.
     let auth = Router::new()
@@ -191,18 +209,41 @@ pub fn router<S: Store + Send + Sync + 'static>(state: Arc<AppState<S>>) -> Rout
         )
         .route("/v1/work", get(work::<S>))
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES));
-    Router::new()
-        .merge(auth)
-        .merge(rest)
+    let relay = relay::routes(state.relay.clone());
+    limited(
+        Router::new()
+            .merge(auth)
+            .merge(rest)
+            .with_state(state)
+            .merge(relay),
+    )
+}
+
+/// A ceremony mailbox alone ([`crate::relay`]), for a DKG before any
+/// coordinator exists, with the limits of this module.
+pub fn relay_router(relay: Arc<Relay>) -> Router {
+    limited(relay::routes(relay))
+}
+
+fn limited(router: Router) -> Router {
+    router
         .fallback(|| async { ServiceError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(time_limit))
-        .with_state(state)
+}
+
+/// Whether a request is a long poll (its time limit is its wait plus 5 s).
+fn is_long_poll(request: &Request) -> bool {
+    let path = request.uri().path();
+    path == "/v1/work"
+        || (request.method() == axum::http::Method::GET
+            && path.starts_with("/v1/ceremonies/")
+            && path.ends_with("/messages"))
 }
 
 /// A whole request gets 10 s (its body included), the long poll its wait
 /// plus 5 s.
 async fn time_limit(request: Request, next: Next) -> Response {
-    let limit = if request.uri().path() == "/v1/work" {
+    let limit = if is_long_poll(&request) {
         Duration::from_millis(api::MAX_WAIT_MS) + Duration::from_secs(5)
     } else {
         Duration::from_secs(10)

@@ -278,6 +278,59 @@ pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError>
     })
 }
 
+/// What a document's envelope says, read without decoding its body: for a
+/// relay that carries documents it has no business opening (the ceremony
+/// mailbox) but should still refuse what is not a Kura document at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Its kind (checked against `[a-z0-9-]{1,64}`).
+    pub kind: String,
+    /// Its suite.
+    pub suite: SuiteId,
+    /// The group (or ceremony) it belongs to.
+    pub group: GroupId,
+}
+
+/// Reads a document's envelope: size, magic, version, a well-formed kind, a
+/// known suite and the group — everything [`decode`] checks before the body.
+///
+/// # Errors
+/// A [`FormatError`] naming the first check that failed.
+pub fn peek(bytes: &[u8]) -> Result<Envelope, FormatError> {
+    use crate::display::inert_bounded;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(FormatError::TooLarge { len: bytes.len() });
+    }
+    let env: EnvelopeIn = serde_json::from_slice(bytes)
+        .map_err(|e| FormatError::Malformed(inert_bounded(&e.to_string(), 512)))?;
+    if env.format != MAGIC {
+        return Err(FormatError::NotKura(inert_bounded(&env.format, 64)));
+    }
+    if env.version != u64::from(FORMAT_VERSION) {
+        return Err(FormatError::UnknownVersion {
+            found: env.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let kind_ok = (1..=64).contains(&env.kind.len())
+        && env
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !kind_ok {
+        return Err(FormatError::invalid("kind", inert_bounded(&env.kind, 64)));
+    }
+    let suite = env
+        .suite
+        .parse::<SuiteId>()
+        .map_err(|_| FormatError::invalid("suite", inert_bounded(&env.suite, 64)))?;
+    Ok(Envelope {
+        kind: env.kind,
+        suite,
+        group: env.group,
+    })
+}
+
 /// Decodes a document like [`decode`] and also requires it to belong to `group`.
 ///
 /// # Errors

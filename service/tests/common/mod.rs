@@ -383,10 +383,13 @@ pub async fn wait_events(events: &Events, what: impl Fn(&[(usize, DaemonEvent)])
 
 /// A raw HTTPS client pinned to the coordinator (no login).
 pub fn raw(coordinator: &CoordinatorSide) -> reqwest::Client {
+    raw_to(coordinator.fingerprint())
+}
+
+/// A raw HTTPS client pinned to `pin` (no login).
+pub fn raw_to(pin: CertFingerprint) -> reqwest::Client {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            kura_service::tls::client_config(coordinator.fingerprint()).unwrap(),
-        )
+        .tls_backend_preconfigured(kura_service::tls::client_config(pin).unwrap())
         .http1_only()
         .build()
         .unwrap()
