@@ -560,3 +560,108 @@ fn round1_asks_for_the_fingerprint_at_a_terminal() {
     assert!(right.contains("fingerprint confirmed"), "{right}");
     assert!(dir.join("r1-ann.json").exists());
 }
+
+/// `kura coordinator relay` for the ceremony, on a free port: the process,
+/// its URL and certificate pin.
+fn relay(dir: &std::path::Path) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut a = args(&[
+        "--json",
+        "coordinator",
+        "relay",
+        "-t",
+        "3",
+        "--ceremony",
+        CEREMONY,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    for n in NAMES {
+        a.push("--card".into());
+        a.push(format!("{n}/identity.json"));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .current_dir(dir)
+        .args(&a)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let url = format!("https://{}", v["listen"].as_str().unwrap());
+    (child, url, v["certificate"].as_str().unwrap().to_owned())
+}
+
+fn run_args(n: &str, url: &str, pin: &str, fp: &str, timeout: &str) -> Vec<String> {
+    let mut a = args(&["--json", "dkg", "run"]);
+    a.extend(common(n));
+    a.extend(args(&[
+        "--fingerprint",
+        fp,
+        "--mailbox",
+        url,
+        "--mailbox-pin",
+        pin,
+        "--out-dir",
+        &format!("done-{n}"),
+        "--timeout",
+        timeout,
+    ]));
+    a
+}
+
+#[test]
+fn a_3_of_5_dkg_through_the_mailbox_and_a_stopped_run_started_again() {
+    let tmp = homes();
+    let dir = tmp.path();
+    let fp = announced(dir);
+    let (mut server, url, pin) = relay(dir);
+    // Ann runs alone first: she sends round 1, waits 1 s for the others,
+    // and stops, naming whose broadcasts are missing.
+    let (code, _, err) = kura(dir, &run_args("ann", &url, &pin, &fp, "1"));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("no dkg-round1 message from") && err.contains("ben"), "{err}");
+    // Then everyone (Ann with the same command): one group.
+    let children: Vec<_> = NAMES
+        .iter()
+        .map(|n| {
+            Command::new(env!("CARGO_BIN_EXE_kura"))
+                .current_dir(dir)
+                .args(run_args(n, &url, &pin, &fp, "60"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut groups = Vec::new();
+    for (n, child) in NAMES.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{n}: {stdout}\n{stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        groups.push((
+            v["data"]["group"].as_str().unwrap().to_owned(),
+            v["data"]["fingerprint"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert!(groups.windows(2).all(|w| w[0] == w[1]), "{groups:?}");
+    // Each keeps what it sent and received; what was sealed stays sealed.
+    let work = std::fs::read_dir(dir.join("done-ann"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let sealed = std::fs::read_to_string(work.join("round2-ann-to-ben.json")).unwrap();
+    assert!(sealed.contains("\"sealed\"") && !sealed.contains("signing_share"));
+    assert!(work.join("round1-eve.json").exists());
+    server.kill().unwrap();
+    let _ = server.wait();
+}

@@ -37,6 +37,13 @@ pub enum DkgCmd {
     ///
     /// Example: kura dkg finish --home alice -t 2 --card … --ceremony $C --round1 r1-*.json --round2 round2-*-to-alice.json --out-dir done --passphrase-file alice.pass
     Finish(FinishArgs),
+    /// All three rounds through a ceremony mailbox (`kura coordinator relay`, or a coordinator's), instead of files.
+    ///
+    /// Every message is still signed and sealed end to end: the mailbox learns nothing and can forge nothing. The
+    /// messages sent and received are kept under --out-dir, so a run stopped half-way can be started again.
+    ///
+    /// Example: kura dkg run --home alice -t 2 --card … --ceremony $C --fingerprint $FP --mailbox https://127.0.0.1:8444 --mailbox-pin $PIN --out-dir done --passphrase-file alice.pass
+    Run(RunArgs),
 }
 
 impl DkgCmd {
@@ -57,6 +64,7 @@ impl DkgCmd {
                 round2(&c.home, &c.ceremony()?, &outcome, &c.secrets, ctx)
             }
             DkgCmd::Finish(a) => finish(&a, ctx),
+            DkgCmd::Run(a) => run(&a, ctx),
         }
     }
 }
@@ -131,6 +139,27 @@ pub struct FinishArgs {
     out_dir: PathBuf,
     /// The network of the address printed; by default the home's (`network` in its kura.json, else its installed
     /// policy's), else bitcoin. A value that contradicts the home's is an error.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    c: CeremonyArgs,
+    /// The ceremony mailbox's URL; repeat for coordinators sharing one certificate.
+    #[arg(long = "mailbox", value_name = "URL", required = true)]
+    mailbox: Vec<String>,
+    /// The fingerprint of the mailbox's certificate, as its operator announced it.
+    #[arg(long, value_name = "FINGERPRINT")]
+    mailbox_pin: String,
+    /// Directory for the messages sent and received (under ceremony-ID/) and the group and roster copies.
+    #[arg(long, value_name = "DIR")]
+    out_dir: PathBuf,
+    /// How long to wait for the other participants' messages, in each round.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    timeout: u64,
+    /// The network of the address printed (as for `kura dkg finish`).
     #[arg(long, value_enum)]
     network: Option<NetworkArg>,
 }
@@ -356,15 +385,29 @@ pub fn round2(
 fn finish(a: &FinishArgs, r: &Ctx) -> anyhow::Result<()> {
     let named = network::resolve(a.network, Some(&a.c.home))?;
     let c = &a.c.ceremony()?;
-    let (round1_files, round2_files, out_dir) = (&a.round1, &a.round2, &a.out_dir);
     let home = Home::open(&a.c.home, "signer", &a.c.secrets)?;
-    let r1 = round1_docs(c, round1_files)?;
-    let r2: Vec<Round2Document<Suite>> = round2_files
+    let r1 = round1_docs(c, &a.round1)?;
+    let r2: Vec<Round2Document<Suite>> = a
+        .round2
         .iter()
         .map(|f| home::read_doc(f, c.id(), "a round-2 message of this ceremony"))
         .collect::<anyhow::Result<_>>()?;
+    finish_with(&home, c, &r1, &r2, &a.out_dir, named, r)
+}
+
+/// Finishes with the messages gathered (from files or a mailbox): keeps
+/// the share, writes the group and roster copies, reports.
+fn finish_with(
+    home: &Home,
+    c: &Ceremony<Suite>,
+    r1: &[Round1Document<Suite>],
+    r2: &[Round2Document<Suite>],
+    out_dir: &Path,
+    named: NetworkArg,
+    r: &Ctx,
+) -> anyhow::Result<()> {
     let ks = home.keystore.as_ref();
-    let done = dkg::finish(c, ks, &r1, &r2).map_err(ceremony_err)?;
+    let done = dkg::finish(c, ks, r1, r2).map_err(ceremony_err)?;
     let group_doc = done.group.to_document()?;
     let roster_doc = done.roster.to_document(done.group.id())?;
     let label = &home.config.label;
@@ -384,4 +427,79 @@ fn finish(a: &FinishArgs, r: &Ctx) -> anyhow::Result<()> {
             done.fingerprint,
         ),
     )
+}
+
+/// `kura dkg run`: the rounds of round1 / round2 / finish with a mailbox
+/// as the courier. What this signer sends is written under the work
+/// directory before it is posted, and read from there on a rerun (round 1
+/// and round 2 each run once per ceremony: their state is take-once), so a
+/// run stopped at any point is started again with the same command.
+fn run(a: &RunArgs, r: &Ctx) -> anyhow::Result<()> {
+    use kura_service::ceremony::{self as over, MailboxClient};
+    let named = network::resolve(a.network, Some(&a.c.home))?;
+    let cer = a.c.ceremony()?;
+    let confirmed = confirm(cer.clone(), a.c.fingerprint.as_deref())?;
+    let home = Home::open(&a.c.home, "signer", &a.c.secrets)?;
+    let ks = home.keystore.as_ref();
+    let label = home.config.label.clone();
+    let me = confirmed.me(ks).map_err(ceremony_err)?;
+    let work = a.out_dir.join(format!("ceremony-{}", cer.id().short()));
+    let pin: kura_service::CertFingerprint = a
+        .mailbox_pin
+        .parse()
+        .context("--mailbox-pin is not a certificate fingerprint")?;
+    let bases: Vec<&str> = a.mailbox.iter().map(String::as_str).collect();
+    let mailbox = MailboxClient::new(&bases, pin, *cer.id(), home.keystore.clone())?;
+    let timeout = std::time::Duration::from_secs(a.timeout);
+    let mine1 = work.join(format!("round1-{label}.json"));
+    let round1: Round1Document<Suite> = if mine1.exists() {
+        home::read_doc(&mine1, cer.id(), "this signer's round-1 message")?
+    } else {
+        let doc = dkg::round1(&confirmed, ks, &mut OsRng).map_err(ceremony_err)?;
+        home::write_new(&mine1, &format::encode(cer.id(), &doc)?)?;
+        doc
+    };
+    r.note(&format!(
+        "{label}: round 1 sent to the mailbox; waiting for every participant's"
+    ));
+    let rt = super::service::runtime()?;
+    let set = rt.block_on(async {
+        over::post_round1(&mailbox, &cer, &round1).await?;
+        over::round1_set(&mailbox, &cer, timeout).await
+    })?;
+    for doc in &set {
+        // Labels are checked ([a-z0-9._-], no ".."): safe in a file name.
+        if let Some(card) = cer.members().get(&doc.body.from) {
+            write_copy(
+                &work.join(format!("round1-{}.json", card.label)),
+                &format::encode(cer.id(), doc)?,
+            )?;
+        }
+    }
+    let peers: Vec<_> = cer.members().iter().filter(|(id, _)| **id != me).collect();
+    let sent2: Vec<PathBuf> = peers
+        .iter()
+        .map(|(_, card)| work.join(format!("round2-{label}-to-{}.json", card.label)))
+        .collect();
+    let outgoing: Vec<Round2Document<Suite>> = if sent2.iter().all(|p| p.exists()) {
+        sent2
+            .iter()
+            .map(|p| home::read_doc(p, cer.id(), "this signer's round-2 message"))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        let out = dkg::round2(&cer, ks, &set, &mut OsRng).map_err(ceremony_err)?;
+        for (to, doc) in &out.messages {
+            let path = work.join(format!("round2-{label}-to-{to}.json"));
+            home::write_new(&path, &format::encode(cer.id(), doc)?)?;
+        }
+        out.messages.into_iter().map(|(_, d)| d).collect()
+    };
+    r.note(&format!(
+        "{label}: round 2 sealed to each peer and sent; waiting for the shares sealed to {label}"
+    ));
+    let received = rt.block_on(async {
+        over::post_round2(&mailbox, &cer, &outgoing).await?;
+        over::round2_for(&mailbox, &cer, me, timeout).await
+    })?;
+    finish_with(&home, &cer, &set, &received, &a.out_dir, named, r)
 }

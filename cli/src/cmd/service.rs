@@ -59,6 +59,15 @@ pub enum CoordinatorCmd {
     ///
     /// Example: kura coordinator serve --dir coord --passphrase-file coord.pass
     Serve(ServeArgs),
+    /// Serve a DKG ceremony's mailbox over HTTPS until interrupted (before any group, so before `init`).
+    ///
+    /// The participants run `kura dkg run --mailbox URL --mailbox-pin FP`; only their identity keys (the cards)
+    /// may log in. Every message stays signed and sealed end to end: the mailbox learns nothing and can forge
+    /// nothing. A new certificate each start: announce the fingerprint it prints. (`kura coordinator serve`
+    /// serves its group's mailbox for refresh and repair itself.)
+    ///
+    /// Example: kura coordinator relay -t 2 --card alice/identity.json --card bob/identity.json --card carol/identity.json --ceremony $C --listen 127.0.0.1:8444
+    Relay(RelayArgs),
 }
 
 impl CoordinatorCmd {
@@ -66,7 +75,71 @@ impl CoordinatorCmd {
         match self {
             CoordinatorCmd::Init(a) => a.run(ctx),
             CoordinatorCmd::Serve(a) => a.run(ctx),
+            CoordinatorCmd::Relay(a) => a.run(ctx),
         }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The ceremony's threshold t.
+    #[arg(long, short = 't')]
+    threshold: u16,
+    /// Every participant's identity card (repeat).
+    #[arg(long = "card", value_name = "FILE", required = true)]
+    cards: Vec<PathBuf>,
+    /// The ceremony nonce (64 hex digits) the convener picked.
+    #[arg(long, value_name = "HEX")]
+    ceremony: String,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8444", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// A DNS name or IP address for the certificate; repeat (default: localhost and the listen address).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+}
+
+impl RelayArgs {
+    fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let ceremony = super::dkg::ceremony(self.threshold, &self.cards, &self.ceremony)?;
+        let mut names = self.names.clone();
+        if names.is_empty() {
+            names = vec!["localhost".into(), self.listen.ip().to_string()];
+        }
+        let tls = TlsIdentity::generate(&names, "kura ceremony mailbox")?;
+        let relay = std::sync::Arc::new(kura_service::relay::Relay::new(
+            tls.fingerprint(),
+            vec![kura_service::relay::Scope::of_ceremony(&ceremony)],
+        ));
+        let listener = std::net::TcpListener::bind(self.listen)
+            .with_context(|| format!("cannot listen on {}", self.listen))?;
+        let local = listener.local_addr()?;
+        ctx.note(&format!(
+            "mailbox of ceremony {} serving https://{local} (certificate {}); stop with Ctrl-C",
+            ceremony.fingerprint(),
+            tls.fingerprint()
+        ));
+        // The pin on stdout, alone, for scripts: $(kura coordinator relay …) would
+        // never return, so it is the first line a caller reads.
+        let pin = tls.fingerprint().to_string();
+        if ctx.json {
+            crate::ctx::print_line(&crate::ctx::json_inert(
+                &serde_json::json!({"event": "relay-serving", "listen": local.to_string(), "certificate": pin}).to_string(),
+            ))?;
+        } else {
+            crate::ctx::print_line(&pin)?;
+        }
+        runtime()?.block_on(server::serve_router(
+            server::relay_router(relay),
+            &tls,
+            listener,
+            interrupted(),
+        ))?;
+        ctx.done(
+            "relay-stopped",
+            serde_json::json!({"listen": local.to_string()}),
+            "mailbox stopped",
+        )
     }
 }
 
@@ -251,7 +324,7 @@ fn show_coordinator(event: &CoordinatorEvent) -> (String, serde_json::Value) {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
