@@ -242,7 +242,7 @@ fn run(out: &Path, json: bool, service: bool) -> anyhow::Result<()> {
     )?;
 
     // 2. DKG, every round a file; round-2 shares sealed to each recipient.
-    let (shares, group) = run_dkg(out, &signers, &o)?;
+    let (shares, group) = run_dkg(out, &signers, &o, service)?;
     let identities: BTreeMap<Identifier<Suite>, IdentityPublicKey> = signers
         .iter()
         .map(|s| Ok((s.id, s.keystore.identity_public_key()?)))
@@ -633,9 +633,10 @@ fn run_dkg(
     out: &Path,
     signers: &[Participant],
     o: &Output,
+    through_mailbox: bool,
 ) -> anyhow::Result<(Vec<KeyShare<Suite>>, PublicGroup<Suite>)> {
-    // The same protocol, step by step, as `kura dkg round1|round2|finish`:
-    // wallet_core::ceremony::dkg, with every document written as a file.
+    // The same protocol, step by step, as `kura dkg round1|round2|finish`
+    // (or `kura dkg run` through a mailbox): wallet_core::ceremony::dkg.
     let cards = signers
         .iter()
         .map(|s| {
@@ -658,6 +659,46 @@ fn run_dkg(
         &dir.join("ceremony.json"),
         &serde_json::to_vec_pretty(&ceremony.plan())?,
     )?;
+    let finished = if through_mailbox {
+        dkg_through_mailbox(&ceremony, signers, o)?
+    } else {
+        dkg_as_files(&ceremony, &dir, signers)?
+    };
+    let mut shares = Vec::new();
+    let mut group: Option<PublicGroup<Suite>> = None;
+    for (s, done) in signers.iter().zip(finished) {
+        MemberState::new(&s.home)
+            .install(
+                s.keystore.as_ref(),
+                &done.share,
+                &done.group,
+                &done.roster,
+                &mut wallet_core::ceremony::state::no_crash,
+            )
+            .map_err(crate::error::ceremony_err)?;
+        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::error::ceremony_err)?;
+        if group.as_ref().is_some_and(|prev| prev != &done.group) {
+            return Err(refused("participants derived different groups"));
+        }
+        if group.is_none() {
+            o.step(&format!(
+                "group fingerprint {} (every signer compares it)",
+                done.fingerprint
+            ));
+        }
+        group = Some(done.group);
+        shares.push(done.share);
+    }
+    Ok((shares, group.context("no group")?))
+}
+
+/// Every round a file under `dir`.
+fn dkg_as_files(
+    ceremony: &Ceremony<Suite>,
+    dir: &Path,
+    signers: &[Participant],
+) -> anyhow::Result<Vec<dkg::Finished<Suite>>> {
+    let fingerprint = ceremony.fingerprint();
     for s in signers {
         // Each signer confirms the fingerprint (here: the one computed from
         // its own copy of the cards, as the convener would announce it).
@@ -683,7 +724,7 @@ fn run_dkg(
     };
     let r1 = read_r1()?;
     for s in signers {
-        let o2 = dkg::round2(&ceremony, s.keystore.as_ref(), &r1, &mut OsRng)
+        let o2 = dkg::round2(ceremony, s.keystore.as_ref(), &r1, &mut OsRng)
             .map_err(crate::error::ceremony_err)?;
         for (to, doc) in &o2.messages {
             write(
@@ -692,39 +733,84 @@ fn run_dkg(
             )?;
         }
     }
-    let mut shares = Vec::new();
-    let mut group: Option<PublicGroup<Suite>> = None;
+    let mut finished = Vec::new();
     for s in signers {
         let mut received: Vec<Round2Document<Suite>> = Vec::new();
         for from in signers.iter().filter(|x| x.id != s.id) {
             let path = dir.join(format!("round2-{}-to-{}.json", from.label, s.label));
             received.push(format::decode_for_group(&fs::read(&path)?, ceremony.id())?);
         }
-        let done = dkg::finish(&ceremony, s.keystore.as_ref(), &read_r1()?, &received)
-            .map_err(crate::error::ceremony_err)?;
-        MemberState::new(&s.home)
-            .install(
-                s.keystore.as_ref(),
-                &done.share,
-                &done.group,
-                &done.roster,
-                &mut wallet_core::ceremony::state::no_crash,
-            )
-            .map_err(crate::error::ceremony_err)?;
-        dkg::forget(&ceremony, s.keystore.as_ref()).map_err(crate::error::ceremony_err)?;
-        if group.as_ref().is_some_and(|prev| prev != &done.group) {
-            return Err(refused("participants derived different groups"));
-        }
-        if s.id == signers.first().map(|f| f.id).unwrap_or(s.id) {
-            o.step(&format!(
-                "group fingerprint {} (every signer compares it)",
-                done.fingerprint
-            ));
-        }
-        group = Some(done.group);
-        shares.push(done.share);
+        finished.push(
+            dkg::finish(ceremony, s.keystore.as_ref(), &read_r1()?, &received)
+                .map_err(crate::error::ceremony_err)?,
+        );
     }
-    Ok((shares, group.context("no group")?))
+    Ok(finished)
+}
+
+/// Every round through a ceremony mailbox over loopback HTTPS (what `kura
+/// coordinator relay` serves), the signers at once, each with its own
+/// login; the mailbox sees only signed broadcasts and sealed shares.
+fn dkg_through_mailbox(
+    ceremony: &Ceremony<Suite>,
+    signers: &[Participant],
+    o: &Output,
+) -> anyhow::Result<Vec<dkg::Finished<Suite>>> {
+    use kura_service::ceremony::{run_dkg, MailboxClient};
+    use kura_service::relay::{Relay, Scope};
+    let tls = kura_service::TlsIdentity::generate(&["127.0.0.1".into()], "kura demo mailbox")?;
+    let relay = std::sync::Arc::new(Relay::new(tls.fingerprint(), vec![Scope::of_ceremony(ceremony)]));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("https://{}", listener.local_addr()?);
+    o.step(&format!(
+        "the DKG's messages go through a ceremony mailbox at {url} (certificate {})",
+        tls.fingerprint()
+    ));
+    let fingerprint = ceremony.fingerprint().to_string();
+    let rt = crate::cmd::service::runtime()?;
+    rt.block_on(async {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                kura_service::server::serve_router(
+                    kura_service::server::relay_router(relay),
+                    &tls,
+                    listener,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+            })
+        };
+        let mut runs = Vec::new();
+        for s in signers {
+            let mailbox =
+                MailboxClient::new(&[&url], tls.fingerprint(), *ceremony.id(), s.keystore.clone())?;
+            let confirmed = ceremony
+                .clone()
+                .confirm(&fingerprint)
+                .map_err(crate::error::ceremony_err)?;
+            let keystore = s.keystore.clone();
+            runs.push(tokio::spawn(async move {
+                run_dkg(
+                    &mailbox,
+                    &confirmed,
+                    keystore.as_ref(),
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+            }));
+        }
+        let mut finished = Vec::new();
+        for run in runs {
+            finished.push(run.await.context("a DKG run failed")??);
+        }
+        let _ = stop.send(());
+        server.await.context("the mailbox failed")??;
+        Ok(finished)
+    })
 }
 
 /// A regtest P2TR address of a fixed key (the demo's exchange and attacker).

@@ -255,3 +255,30 @@ fn homes_continue_after_the_demo(out: &std::path::Path, d: &serde_json::Value) {
         d["address"].as_str().unwrap()
     );
 }
+
+#[test]
+fn demo_with_the_service_runs_its_dkg_through_the_mailbox_and_withdraws_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let run = kura()
+        .args(["demo", "--service", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "stderr: {stderr}");
+    // No round went through a file: the ceremony's plan is the only one.
+    let dkg: Vec<String> = std::fs::read_dir(out.join("dkg"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dkg, vec!["ceremony.json".to_owned()]);
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let service = &v["data"]["service"];
+    assert!(service.is_object(), "{v}");
+    assert_eq!(v["data"]["consensus_verified"], true);
+    // The group the mailbox DKG made signed on the service too.
+    let group: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("group.json")).unwrap()).unwrap();
+    assert_eq!(group["group"], v["data"]["group"]);
+}
