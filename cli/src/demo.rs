@@ -759,7 +759,10 @@ fn dkg_through_mailbox(
     use kura_service::ceremony::{run_dkg, MailboxClient};
     use kura_service::relay::{Relay, Scope};
     let tls = kura_service::TlsIdentity::generate(&["127.0.0.1".into()], "kura demo mailbox")?;
-    let relay = std::sync::Arc::new(Relay::new(tls.fingerprint(), vec![Scope::of_ceremony(ceremony)]));
+    let relay = std::sync::Arc::new(Relay::new(
+        tls.fingerprint(),
+        vec![Scope::of_ceremony(ceremony)],
+    ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("https://{}", listener.local_addr()?);
     o.step(&format!(
@@ -786,8 +789,12 @@ fn dkg_through_mailbox(
         };
         let mut runs = Vec::new();
         for s in signers {
-            let mailbox =
-                MailboxClient::new(&[&url], tls.fingerprint(), *ceremony.id(), s.keystore.clone())?;
+            let mailbox = MailboxClient::new(
+                &[&url],
+                tls.fingerprint(),
+                *ceremony.id(),
+                s.keystore.clone(),
+            )?;
             let confirmed = ceremony
                 .clone()
                 .confirm(&fingerprint)

@@ -30,7 +30,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cmd::{
-    audit, coordinate, dkg, docs, hsm, keygen, maintain, policy, roles, service, sign, wallet,
+    audit, coordinate, dkg, docs, hsm, keygen, mailbox, maintain, policy, roles, service, sign,
+    wallet,
 };
 use ctx::Ctx;
 
@@ -81,6 +82,9 @@ enum Command {
     /// Share repair (t helpers rebuild a lost share).
     #[command(subcommand)]
     Repair(maintain::RepairCmd),
+    /// Refresh and repair files through the coordinator's ceremony mailbox instead of by hand.
+    #[command(subcommand)]
+    Mailbox(mailbox::MailboxCmd),
     /// The group wallet's address.
     #[command(subcommand)]
     Wallet(wallet::WalletCmd),
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dkg(c) => c.run(&ctx),
         Command::Refresh(c) => c.run(&ctx),
         Command::Repair(c) => c.run(&ctx),
+        Command::Mailbox(c) => c.run(&ctx),
         Command::Wallet(c) => c.run(&ctx),
         Command::Withdraw(c) => c.run(&ctx),
         Command::Sign(c) => c.run(&ctx),

@@ -624,7 +624,10 @@ fn a_3_of_5_dkg_through_the_mailbox_and_a_stopped_run_started_again() {
     // and stops, naming whose broadcasts are missing.
     let (code, _, err) = kura(dir, &run_args("ann", &url, &pin, &fp, "1"));
     assert_ne!(code, 0, "{err}");
-    assert!(err.contains("no dkg-round1 message from") && err.contains("ben"), "{err}");
+    assert!(
+        err.contains("no dkg-round1 message from") && err.contains("ben"),
+        "{err}"
+    );
     // Then everyone (Ann with the same command): one group.
     let children: Vec<_> = NAMES
         .iter()

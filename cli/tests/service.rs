@@ -436,3 +436,150 @@ fn killed_daemons_and_coordinator_lose_nothing_and_reuse_no_nonce() {
         service.audit_intact(who);
     }
 }
+
+#[test]
+fn a_refresh_runs_through_the_coordinators_mailbox() {
+    let demo = Demo::new();
+    let service = Service::init(&demo);
+    let _coordinator = service.serve();
+    let run = |who: &str, args: &[&str]| -> serde_json::Value {
+        let mut all: Vec<String> = vec!["--json".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--home".into(), demo.path(&format!("signers/{who}"))]);
+        all.extend(demo.unlock(who));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let o = demo.kura(&refs);
+        assert!(
+            o.status.success(),
+            "{who} {args:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            demo.logs()
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let mailbox = ["--mailbox", &service.url, "--mailbox-pin", &service.pin];
+    let send = |who: &str, file: &str| {
+        let mut a = vec!["mailbox", "send"];
+        a.extend(mailbox);
+        a.push(file);
+        run(who, &a);
+    };
+    // Files that arrived for `who`, of `kind`, at least `n` (own excluded).
+    let fetch = |who: &str, kind: &str, n: usize| -> Vec<String> {
+        let out = demo.path(&format!("inbox-{who}"));
+        let expect = n.to_string();
+        let mut a = vec![
+            "mailbox",
+            "fetch",
+            "--out-dir",
+            &out,
+            "--kind",
+            kind,
+            "--expect",
+            &expect,
+            "--wait",
+            "30",
+        ];
+        a.extend(mailbox);
+        let v = run(who, &a);
+        let files: Vec<String> = v["data"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(files.len(), n, "{who} {kind}: {files:?}");
+        files
+    };
+    let file = |name: &str| demo.path(name);
+    let before = fs::read(demo.dir.join("signers/alice/group.json")).unwrap();
+
+    // Bob proposes; the proposal reaches alice and carol through the mailbox.
+    run(
+        "bob",
+        &["refresh", "propose", "--out", &file("bob-refresh.json")],
+    );
+    send("bob", &file("bob-refresh.json"));
+    let for_carol = fetch("carol", "refresh-proposal", 1).remove(0);
+    let for_alice = fetch("alice", "refresh-proposal", 1).remove(0);
+    // Bob and carol consent (t = 2).
+    run(
+        "bob",
+        &[
+            "refresh",
+            "endorse",
+            &file("bob-refresh.json"),
+            "--out",
+            &file("endorse-bob.json"),
+        ],
+    );
+    send("bob", &file("endorse-bob.json"));
+    run(
+        "carol",
+        &[
+            "refresh",
+            "endorse",
+            &for_carol,
+            "--out",
+            &file("endorse-carol.json"),
+        ],
+    );
+    send("carol", &file("endorse-carol.json"));
+    // Each applies with the endorsements it has (its own and what came).
+    let mut receipts = Vec::new();
+    for (who, proposal, own) in [
+        ("alice", for_alice.clone(), None),
+        (
+            "bob",
+            file("bob-refresh.json"),
+            Some(file("endorse-bob.json")),
+        ),
+        ("carol", for_carol.clone(), Some(file("endorse-carol.json"))),
+    ] {
+        let mut endorsements = fetch(
+            who,
+            "refresh-endorsement",
+            if own.is_some() { 1 } else { 2 },
+        );
+        endorsements.extend(own);
+        let receipt = file(&format!("receipt-{who}.json"));
+        let mut a = vec![
+            "refresh",
+            "apply",
+            proposal.as_str(),
+            "--out",
+            receipt.as_str(),
+        ];
+        for e in &endorsements {
+            a.extend(["--endorsement", e.as_str()]);
+        }
+        run(who, &a);
+        send(who, &receipt);
+        receipts.push((who, receipt));
+    }
+    // Each activates with every member's receipt.
+    for (who, own) in &receipts {
+        let mut all = fetch(who, "refresh-receipt", 2);
+        all.push(own.clone());
+        let mut a = vec!["refresh", "activate"];
+        for r in &all {
+            a.extend(["--receipt", r.as_str()]);
+        }
+        run(who, &a);
+    }
+    // Same group, new shares: the verifying shares in the group file changed.
+    let after = fs::read(demo.dir.join("signers/alice/group.json")).unwrap();
+    assert_ne!(before, after);
+    let (b, a) = (
+        wallet_core::PublicGroup::<wallet_core::Secp256k1Tr>::from_document(&before).unwrap(),
+        wallet_core::PublicGroup::<wallet_core::Secp256k1Tr>::from_document(&after).unwrap(),
+    );
+    assert_eq!(b.id(), a.id());
+    assert_eq!(b.verifying_key(), a.verifying_key());
+    for who in ["bob", "carol"] {
+        assert_eq!(
+            after,
+            fs::read(demo.dir.join(format!("signers/{who}/group.json"))).unwrap()
+        );
+    }
+}

@@ -60,7 +60,9 @@ fn parties(t: u16, n: u16) -> Parties {
 
 /// Raw frost-core: every participant's three parts, one after another.
 fn raw_frost(t: u16, n: u16) -> Duration {
-    let ids: Vec<Identifier<C>> = (1..=n).map(|i| Identifier::try_from(i).expect("id")).collect();
+    let ids: Vec<Identifier<C>> = (1..=n)
+        .map(|i| Identifier::try_from(i).expect("id"))
+        .collect();
     let started = Instant::now();
     let mut secrets1 = BTreeMap::new();
     let mut round1 = BTreeMap::new();
@@ -143,7 +145,9 @@ async fn over_mailbox(t: u16, n: u16) -> Duration {
     let mailboxes: Vec<MailboxClient> = p
         .keystores
         .iter()
-        .map(|ks| MailboxClient::new(&[&url], tls.fingerprint(), *c.id(), ks.clone()).expect("client"))
+        .map(|ks| {
+            MailboxClient::new(&[&url], tls.fingerprint(), *c.id(), ks.clone()).expect("client")
+        })
         .collect();
     let started = Instant::now();
     let mut runs = Vec::new();
@@ -187,7 +191,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let sizes: &[(u16, u16)] = if bench { &[(3, 5), (11, 15)] } else { &[(2, 3)] };
+    let sizes: &[(u16, u16)] = if bench {
+        &[(3, 5), (11, 15)]
+    } else {
+        &[(2, 3)]
+    };
     let runs = if bench { runs } else { 1 };
     println!("DKG: median of {runs} runs (ms)");
     println!("size      raw frost   wallet-core (no network)   mailbox over HTTPS   mailbox / raw");

@@ -23,7 +23,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wallet_core::frost_core::Identifier;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -31,6 +30,7 @@ use wallet_core::ceremony::dkg::{
     self, Ceremony, Confirmed, Finished, Round1Document, Round2Document,
 };
 use wallet_core::format::{self, DocumentBody, GroupId};
+use wallet_core::frost_core::Identifier;
 use wallet_core::{IdentityPublicKey, Keystore, KuraSuite};
 
 use crate::api::{MailboxPage, MailboxPost, Posted, RoleName};
@@ -62,13 +62,25 @@ impl std::fmt::Debug for MailboxClient {
     }
 }
 
+/// A document the mailbox handed on.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    /// Who posted it, as the mailbox says (for routing and file names
+    /// only: the document's own signature says who wrote it).
+    pub from: IdentityPublicKey,
+    /// Its kind, from its envelope.
+    pub kind: String,
+    /// The document, byte for byte.
+    pub document: Vec<u8>,
+}
+
 #[derive(Default)]
 struct ClientState {
     epoch: Option<String>,
     after: u64,
     sent: Vec<(Option<IdentityPublicKey>, Vec<u8>)>,
     /// Every document received, once each (by the digest of its bytes).
-    inbox: Vec<Vec<u8>>,
+    inbox: Vec<Delivered>,
     seen: HashSet<[u8; 32]>,
 }
 
@@ -113,7 +125,9 @@ impl MailboxClient {
         })
         .map_err(|e| ClientError::Encode(e.to_string()))?;
         let path = format!("/v1/ceremonies/{}/messages", self.scope);
-        self.client.call(self.client.post_document(path, body)).await
+        self.client
+            .call(self.client.post_document(path, body))
+            .await
     }
 
     /// Posts a ceremony document for `to`, or for everyone; posting the same
@@ -141,10 +155,19 @@ impl MailboxClient {
         Ok(posted)
     }
 
-    /// Waits up to `wait` for new messages and keeps them; when the
-    /// mailbox was restarted, posts again what this participant posted and
-    /// reads it from the start.
-    async fn fetch(&self, wait: Duration) -> Result<(), ClientError> {
+    /// Everything received so far (this participant's own posts included),
+    /// oldest first.
+    pub async fn inbox(&self) -> Vec<Delivered> {
+        self.state.lock().await.inbox.clone()
+    }
+
+    /// Waits up to `wait` for new messages and keeps them (see
+    /// [`MailboxClient::inbox`]); when the mailbox was restarted, posts
+    /// again what this participant posted and reads it from the start.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn fetch(&self, wait: Duration) -> Result<(), ClientError> {
         let after = self.state.lock().await.after;
         let query = format!("after={after}&wait_ms={}", wait.as_millis());
         let path = format!("/v1/ceremonies/{}/messages?{query}", self.scope);
@@ -169,7 +192,11 @@ impl MailboxClient {
             let bytes = m.document.get().as_bytes().to_vec();
             let digest: [u8; 32] = Sha256::digest(&bytes).into();
             if state.seen.insert(digest) {
-                state.inbox.push(bytes);
+                state.inbox.push(Delivered {
+                    from: m.from,
+                    kind: m.kind,
+                    document: bytes,
+                });
             }
         }
         Ok(())
@@ -197,7 +224,7 @@ impl MailboxClient {
                 .await
                 .inbox
                 .iter()
-                .filter_map(|bytes| format::decode_for_group::<T>(bytes, group).ok())
+                .filter_map(|d| format::decode_for_group::<T>(&d.document, group).ok())
                 .filter(|doc| keep(doc))
                 .collect();
             let missing = complete(&found);
@@ -217,7 +244,10 @@ impl MailboxClient {
                 // The mailbox is restarting, or another coordinator is
                 // taking over: look again shortly.
                 Err(ClientError::Connect { .. }) => {
-                    tokio::time::sleep(RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+                    tokio::time::sleep(
+                        RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                    )
+                    .await;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -314,7 +314,11 @@ impl Relay {
     }
 
     /// The participant of `scope` holding this bearer token.
-    fn authenticate(&self, scope: &GroupId, bearer: &str) -> Result<IdentityPublicKey, ServiceError> {
+    fn authenticate(
+        &self,
+        scope: &GroupId,
+        bearer: &str,
+    ) -> Result<IdentityPublicKey, ServiceError> {
         let mut token = [0u8; 32];
         hex::decode_to_slice(bearer, &mut token)
             .map_err(|_| ServiceError::Unauthenticated("malformed token".into()))?;
@@ -451,9 +455,8 @@ fn no_scope() -> ServiceError {
 }
 
 fn scope_of(text: &str) -> Result<GroupId, ServiceError> {
-    text.parse().map_err(|_| {
-        ServiceError::BadRequest("a ceremony id is 64 lowercase hex digits".into())
-    })
+    text.parse()
+        .map_err(|_| ServiceError::BadRequest("a ceremony id is 64 lowercase hex digits".into()))
 }
 
 /// The most messages one page carries.

@@ -43,7 +43,13 @@ fn parties(n: usize) -> Vec<Party> {
 fn ceremony_of(t: u16, ps: &[Party]) -> Ceremony<C> {
     let cards = ps
         .iter()
-        .map(|p| IdentityCard::new(p.label.clone(), Role::Signer, p.ks.identity_public_key().unwrap()))
+        .map(|p| {
+            IdentityCard::new(
+                p.label.clone(),
+                Role::Signer,
+                p.ks.identity_public_key().unwrap(),
+            )
+        })
         .collect();
     Ceremony::new(t, cards, [9u8; 32]).unwrap()
 }
@@ -75,10 +81,12 @@ impl RelaySide {
         let mut router = server::relay_router(relay);
         if let Some(t) = tamper {
             let t = Arc::new(t);
-            router = router.layer(middleware::from_fn(move |req: Request<AxumBody>, next: Next| {
-                let t = t.clone();
-                async move { rewrite(req, next, &t).await }
-            }));
+            router = router.layer(middleware::from_fn(
+                move |req: Request<AxumBody>, next: Next| {
+                    let t = t.clone();
+                    async move { rewrite(req, next, &t).await }
+                },
+            ));
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let tls2 = tls.clone();
@@ -425,7 +433,11 @@ async fn only_participants_use_the_mailbox_and_only_for_ceremony_documents() {
         .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     // A scope the mailbox does not serve.
-    let other = format!("{}/v1/ceremonies/{}/auth/challenge", side.url, "ab".repeat(32));
+    let other = format!(
+        "{}/v1/ceremonies/{}/auth/challenge",
+        side.url,
+        "ab".repeat(32)
+    );
     let r = http
         .post(other)
         .json(&serde_json::json!({ "key": ps[0].ks.identity_public_key().unwrap() }))
@@ -515,8 +527,13 @@ async fn the_coordinator_relays_its_groups_maintenance_messages_to_members_only(
     side.start().await;
     let group = *world.group.id();
     let mailbox = |i: usize| {
-        MailboxClient::new(&[&side.url()], side.fingerprint(), group, world.stores[i].clone())
-            .unwrap()
+        MailboxClient::new(
+            &[&side.url()],
+            side.fingerprint(),
+            group,
+            world.stores[i].clone(),
+        )
+        .unwrap()
     };
     // A member posts a ceremony document for everyone; another gathers
     // it. (The mailbox carries any ceremony's documents: the scope says
@@ -528,13 +545,18 @@ async fn the_coordinator_relays_its_groups_maintenance_messages_to_members_only(
     let doc = format::encode(c.id(), &r1).unwrap();
     mailbox(0).post(None, doc.clone()).await.unwrap();
     let got = mailbox(1)
-        .gather::<dkg::Round1Document<C>>(c.id(), |_| true, |d| {
-            if d.is_empty() {
-                vec!["member-0".into()]
-            } else {
-                Vec::new()
-            }
-        }, Duration::from_secs(10))
+        .gather::<dkg::Round1Document<C>>(
+            c.id(),
+            |_| true,
+            |d| {
+                if d.is_empty() {
+                    vec!["member-0".into()]
+                } else {
+                    Vec::new()
+                }
+            },
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(got, vec![r1]);

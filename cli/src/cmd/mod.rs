@@ -6,6 +6,7 @@ pub mod dkg;
 pub mod docs;
 pub mod hsm;
 pub mod keygen;
+pub mod mailbox;
 pub mod maintain;
 pub mod policy;
 pub mod roles;
