@@ -1,4 +1,18 @@
-//! The coordinator service's persistent store.
+//! Kura as a service: the coordinator server, its stores, the signer
+//! daemon, the clients, and the ceremony mailbox.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`server`] | the coordinator's HTTPS server ([`server::serve`]) and a ceremony mailbox alone ([`server::relay_router`]) |
+//! | [`coordinator`] | what the server does: logins, withdrawals, ROAST signing sessions |
+//! | [`api`] | the routes and the JSON they carry (version 1) |
+//! | [`store`], [`sqlite`], [`pg`] | where the coordinator keeps everything: [`SqliteStore`], [`PostgresStore`] |
+//! | [`daemon`] | a custodian's signer daemon |
+//! | [`client`] | an HTTPS client of the coordinator (requesters, daemons) |
+//! | [`relay`], [`ceremony`] | the ceremony mailbox (DKG, refresh, repair): server side, participant side ([`ceremony::run_dkg`]) |
+//! | [`tls`] | certificates and pinning |
+//!
+//! # The store
 //!
 //! The coordinator server (issue 12) keeps everything it is told and
 //! everything it decides here, so that a restarted coordinator continues

@@ -505,7 +505,7 @@ async fn only_participants_use_the_mailbox_and_only_for_ceremony_documents() {
         .unwrap();
     let mut padded = doc.clone();
     padded.truncate(padded.len() - 2);
-    padded.extend_from_slice(&vec![b' '; 200]);
+    padded.extend_from_slice(&[b' '; 200]);
     padded.extend_from_slice(b"}\n");
     let err = mailbox.post(None, padded).await.unwrap_err();
     assert_eq!(err.status(), Some(413), "{err}");
