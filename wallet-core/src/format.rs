@@ -236,11 +236,9 @@ pub fn encode<T: DocumentBody>(group: &GroupId, body: &T) -> Result<Vec<u8>, For
     Ok(bytes)
 }
 
-/// Decodes a document of kind `T::KIND` for `T::suite()`, of any group.
-///
-/// # Errors
-/// A [`FormatError`] naming the first check that failed.
-pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError> {
+/// The envelope's size, JSON shape, magic and version: what every reader
+/// checks first.
+fn envelope(bytes: &[u8]) -> Result<EnvelopeIn<'_>, FormatError> {
     use crate::display::inert_bounded;
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(FormatError::TooLarge { len: bytes.len() });
@@ -256,6 +254,16 @@ pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError>
             supported: FORMAT_VERSION,
         });
     }
+    Ok(env)
+}
+
+/// Decodes a document of kind `T::KIND` for `T::suite()`, of any group.
+///
+/// # Errors
+/// A [`FormatError`] naming the first check that failed.
+pub fn decode<T: DocumentBody>(bytes: &[u8]) -> Result<Document<T>, FormatError> {
+    use crate::display::inert_bounded;
+    let env = envelope(bytes)?;
     if env.kind != T::KIND {
         return Err(FormatError::WrongKind {
             expected: T::KIND,
@@ -298,20 +306,7 @@ pub struct Envelope {
 /// A [`FormatError`] naming the first check that failed.
 pub fn peek(bytes: &[u8]) -> Result<Envelope, FormatError> {
     use crate::display::inert_bounded;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(FormatError::TooLarge { len: bytes.len() });
-    }
-    let env: EnvelopeIn = serde_json::from_slice(bytes)
-        .map_err(|e| FormatError::Malformed(inert_bounded(&e.to_string(), 512)))?;
-    if env.format != MAGIC {
-        return Err(FormatError::NotKura(inert_bounded(&env.format, 64)));
-    }
-    if env.version != u64::from(FORMAT_VERSION) {
-        return Err(FormatError::UnknownVersion {
-            found: env.version,
-            supported: FORMAT_VERSION,
-        });
-    }
+    let env = envelope(bytes)?;
     let kind_ok = (1..=64).contains(&env.kind.len())
         && env
             .kind
