@@ -203,7 +203,7 @@ impl MailboxClient {
     }
 
     /// Gathers documents of kind `T` belonging to `group` (a ceremony's id)
-    /// that `keep` accepts, until `complete` says what is missing is
+    /// that `keep` accepts (given who posted each, as the mailbox says), until `complete` says what is missing is
     /// nothing, or `timeout` passes.
     ///
     /// # Errors
@@ -212,7 +212,7 @@ impl MailboxClient {
     pub async fn gather<T: DocumentBody>(
         &self,
         group: &GroupId,
-        keep: impl Fn(&T) -> bool,
+        keep: impl Fn(&IdentityPublicKey, &T) -> bool,
         complete: impl Fn(&[T]) -> Vec<String>,
         timeout: Duration,
     ) -> Result<Vec<T>, MailboxError> {
@@ -224,8 +224,10 @@ impl MailboxClient {
                 .await
                 .inbox
                 .iter()
-                .filter_map(|d| format::decode_for_group::<T>(&d.document, group).ok())
-                .filter(|doc| keep(doc))
+                .filter_map(|d| {
+                    let doc = format::decode_for_group::<T>(&d.document, group).ok()?;
+                    keep(&d.from, &doc).then_some(doc)
+                })
                 .collect();
             let missing = complete(&found);
             if missing.is_empty() {
@@ -297,7 +299,10 @@ pub async fn round1_set<C: KuraSuite>(
     mailbox
         .gather::<Round1Document<C>>(
             c.id(),
-            |_| true,
+            // A document claiming another author than the participant who
+            // posted it is not counted: one participant cannot abort the
+            // ceremony in another's name.
+            |from, d| key_of(c, &d.body.from).as_ref() == Some(from),
             |docs| {
                 let have: BTreeSet<_> = docs.iter().map(|d| d.body.from).collect();
                 missing_labels(c, &have, None)
@@ -345,7 +350,9 @@ pub async fn round2_for<C: KuraSuite>(
     mailbox
         .gather::<Round2Document<C>>(
             c.id(),
-            |d| d.part.to == me,
+            |from, d| {
+                d.part.to == me && d.part.from.and_then(|f| key_of(c, &f)).as_ref() == Some(from)
+            },
             |docs| {
                 let have: BTreeSet<_> = docs.iter().filter_map(|d| d.part.from).collect();
                 missing_labels(c, &have, Some(&me))

@@ -547,7 +547,7 @@ async fn the_coordinator_relays_its_groups_maintenance_messages_to_members_only(
     let got = mailbox(1)
         .gather::<dkg::Round1Document<C>>(
             c.id(),
-            |_| true,
+            |_, _| true,
             |d| {
                 if d.is_empty() {
                     vec!["member-0".into()]
