@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
-use axum::http::{header, request::Parts};
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -477,13 +477,7 @@ impl FromRequestParts<Arc<Relay>> for Participant {
     ) -> Result<Self, Self::Rejection> {
         let Params(scope) = Params::<String>::from_request_parts(parts, relay).await?;
         let scope = scope_of(&scope)?;
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ServiceError::Unauthenticated("no bearer token".into()))?;
-        let key = relay.authenticate(&scope, bearer)?;
+        let key = relay.authenticate(&scope, crate::server::bearer(parts)?)?;
         Ok(Participant { scope, key })
     }
 }

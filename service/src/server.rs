@@ -100,6 +100,17 @@ impl IntoResponse for ServiceError {
     }
 }
 
+/// The `Authorization: Bearer <token>` of a request (the coordinator's
+/// routes and the ceremony mailbox's).
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, ServiceError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ServiceError::Unauthenticated("no bearer token".into()))
+}
+
 /// The logged-in caller of a route.
 #[derive(Debug)]
 pub struct Caller(pub Token);
@@ -111,13 +122,7 @@ impl<S: Store + Send + Sync + 'static> FromRequestParts<Arc<AppState<S>>> for Ca
         parts: &mut Parts,
         state: &Arc<AppState<S>>,
     ) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ServiceError::Unauthenticated("no bearer token".into()))?
-            .to_owned();
+        let bearer = bearer(parts)?.to_owned();
         let state = state.clone();
         let token = blocking(move || state.coordinator.authenticate(&bearer)).await?;
         Ok(Caller(token))
