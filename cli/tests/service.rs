@@ -582,4 +582,36 @@ fn a_refresh_runs_through_the_coordinators_mailbox() {
             fs::read(demo.dir.join(format!("signers/{who}/group.json"))).unwrap()
         );
     }
+    // The next refresh does not pick up this one's proposal: a fetch
+    // counts only what is new since the home's last fetch of that kind
+    // (and finds the old one only when asked for everything).
+    let home = demo.path("signers/carol");
+    let inbox = demo.path("inbox-carol-next");
+    let mut a = vec![
+        "mailbox",
+        "fetch",
+        "--home",
+        &home,
+        "--out-dir",
+        &inbox,
+        "--kind",
+        "refresh-proposal",
+        "--expect",
+        "1",
+        "--wait",
+        "1",
+    ];
+    a.extend(mailbox);
+    let unlock = demo.unlock("carol");
+    a.extend(unlock.iter().map(String::as_str));
+    let o = demo.kura(&a);
+    assert!(!o.status.success(), "an old proposal counted as new");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 of the 1"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    a.push("--all");
+    let o = demo.kura(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -70,6 +70,8 @@ pub struct Delivered {
     pub from: IdentityPublicKey,
     /// Its kind, from its envelope.
     pub kind: String,
+    /// Its place in the mailbox (in the epoch it was read in).
+    pub seq: u64,
     /// The document, byte for byte.
     pub document: Vec<u8>,
 }
@@ -155,6 +157,11 @@ impl MailboxClient {
         Ok(posted)
     }
 
+    /// The mailbox's epoch as last seen (`None` before the first answer).
+    pub async fn epoch(&self) -> Option<String> {
+        self.state.lock().await.epoch.clone()
+    }
+
     /// Everything received so far (this participant's own posts included),
     /// oldest first.
     pub async fn inbox(&self) -> Vec<Delivered> {
@@ -177,13 +184,17 @@ impl MailboxClient {
             .await?;
         let mut state = self.state.lock().await;
         if state.epoch.as_ref().is_some_and(|e| *e != page.epoch) {
+            // The new epoch is taken only once everything is posted again:
+            // a post that fails leaves the old one, and the next fetch
+            // posts again.
             let sent = state.sent.clone();
-            state.epoch = Some(page.epoch);
-            state.after = 0;
             drop(state);
             for (to, document) in &sent {
                 self.send(to.as_ref(), document).await?;
             }
+            let mut state = self.state.lock().await;
+            state.epoch = Some(page.epoch);
+            state.after = 0;
             return Ok(());
         }
         state.epoch = Some(page.epoch);
@@ -195,6 +206,7 @@ impl MailboxClient {
                 state.inbox.push(Delivered {
                     from: m.from,
                     kind: m.kind,
+                    seq: m.seq,
                     document: bytes,
                 });
             }

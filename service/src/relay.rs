@@ -20,10 +20,18 @@
 //! they post and read. A reader sees the broadcasts, the messages addressed
 //! to it and its own.
 //!
-//! The mailbox is kept in memory, bounded ([`RelayLimits`]): a ceremony
+//! What the mailbox does learn is what any courier of the files would:
+//! who takes part, when, and the public parts — the round-1 commitments,
+//! and so the group's public key, before the participants have it. Secret
+//! parts (round-2 shares, refresh and repair pieces) are sealed to their
+//! readers.
+//!
+//! The mailbox is kept in memory, bounded ([`RelayLimits`]; a
+//! participant's newest messages push out its own oldest): a ceremony
 //! takes seconds and every participant holds what it posted, so a restarted
-//! mailbox is filled again by its participants, who see its
+//! mailbox is filled again by its running participants, who see its
 //! [`MailboxPage::epoch`] change and post again ([`crate::ceremony`] does).
+//! A one-shot poster (`kura mailbox send`) posts again by hand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,9 +59,10 @@ use crate::tls::CertFingerprint;
 /// How much one mailbox holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayLimits {
-    /// Messages one participant may post to one scope.
+    /// Messages of one participant one scope holds (past it, the
+    /// participant's oldest are dropped for its newest).
     pub messages_per_participant: usize,
-    /// Bytes one participant may post to one scope.
+    /// Bytes of one participant's messages one scope holds (likewise).
     pub bytes_per_participant: usize,
     /// The largest message.
     pub max_message_bytes: usize,
@@ -100,6 +109,7 @@ impl Scope {
 }
 
 struct Message {
+    seq: u64,
     from: IdentityPublicKey,
     to: Option<IdentityPublicKey>,
     kind: String,
@@ -110,7 +120,9 @@ struct Message {
 struct Mailbox {
     participants: Vec<IdentityPublicKey>,
     limits: RelayLimits,
+    /// Oldest first; `seq` rises strictly.
     messages: Vec<Message>,
+    last_seq: u64,
 }
 
 impl Mailbox {
@@ -119,6 +131,27 @@ impl Mailbox {
             .iter()
             .filter(|m| m.from == *key)
             .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.document.len()))
+    }
+
+    /// Makes room for `caller`'s next message of `len` bytes by dropping
+    /// its own oldest messages: a participant's newest posts push out its
+    /// oldest, and never anyone else's. (A group's mailbox serves its
+    /// maintenance ceremonies for as long as the coordinator runs; a
+    /// ceremony posts far fewer than the limit.)
+    fn make_room(&mut self, caller: &IdentityPublicKey, len: usize) {
+        let (mut count, mut held) = self.posted_by(caller);
+        let limits = self.limits;
+        self.messages.retain(|m| {
+            let over = count >= limits.messages_per_participant
+                || held.saturating_add(len) > limits.bytes_per_participant;
+            if over && m.from == *caller {
+                count -= 1;
+                held -= m.document.len();
+                false
+            } else {
+                true
+            }
+        });
     }
 }
 
@@ -137,17 +170,28 @@ struct Inner {
 }
 
 impl Inner {
-    /// At most this many open challenges and tokens (participants are few:
-    /// past it, expired ones are dropped, then new ones refused).
-    const MAX_GRANTS: usize = 10_000;
+    /// At most this many open challenges, and as many tokens, for one
+    /// participant of one scope: one participant cannot use up what the
+    /// others need to log in.
+    const MAX_GRANTS_PER_KEY: usize = 16;
 
-    fn admit(map: &mut HashMap<[u8; 32], Grant>, now: u64) -> Result<(), ServiceError> {
-        if map.len() >= Self::MAX_GRANTS {
-            map.retain(|_, g| g.expires_at > now);
-        }
-        if map.len() >= Self::MAX_GRANTS {
+    /// Drops the expired grants, then refuses a new one for `grant`'s
+    /// participant and scope when it already holds
+    /// [`Inner::MAX_GRANTS_PER_KEY`]. (Grants are issued only to
+    /// participants, so the map holds at most that many per participant.)
+    fn admit(
+        map: &mut HashMap<[u8; 32], Grant>,
+        grant: &Grant,
+        now: u64,
+    ) -> Result<(), ServiceError> {
+        map.retain(|_, g| g.expires_at > now);
+        let held = map
+            .values()
+            .filter(|g| g.key == grant.key && g.scope == grant.scope)
+            .count();
+        if held >= Self::MAX_GRANTS_PER_KEY {
             return Err(ServiceError::Full(
-                "too many logins in progress; try again later".into(),
+                "this participant has too many logins in progress; try again later".into(),
             ));
         }
         Ok(())
@@ -185,6 +229,7 @@ impl Relay {
                     participants: scope.participants,
                     limits,
                     messages: Vec::new(),
+                    last_seq: 0,
                 },
             );
         }
@@ -249,17 +294,15 @@ impl Relay {
                 "this key is not a participant of this ceremony".into(),
             ));
         }
-        Inner::admit(&mut inner.challenges, now)?;
+        let grant = Grant {
+            scope: *scope,
+            key: *key,
+            expires_at: now.saturating_add(api::CHALLENGE_LIFETIME_SECS),
+        };
+        Inner::admit(&mut inner.challenges, &grant, now)?;
         let challenge = random_32()?;
-        let expires_at = now.saturating_add(api::CHALLENGE_LIFETIME_SECS);
-        inner.challenges.insert(
-            challenge,
-            Grant {
-                scope: *scope,
-                key: *key,
-                expires_at,
-            },
-        );
+        inner.challenges.insert(challenge, grant);
+        let expires_at = grant.expires_at;
         Ok(ChallengeResponse {
             challenge: hex::encode(challenge),
             expires_at,
@@ -296,17 +339,15 @@ impl Relay {
             Some(g) if g.key == login.signer && g.scope == *scope && g.expires_at > now => {}
             _ => return Err(unauthenticated("unknown, used or expired challenge")),
         }
-        Inner::admit(&mut inner.tokens, now)?;
+        let grant = Grant {
+            scope: *scope,
+            key: login.signer,
+            expires_at: now.saturating_add(api::TOKEN_LIFETIME_SECS),
+        };
+        Inner::admit(&mut inner.tokens, &grant, now)?;
         let token = random_32()?;
-        let expires_at = now.saturating_add(api::TOKEN_LIFETIME_SECS);
-        inner.tokens.insert(
-            token_hash(&token),
-            Grant {
-                scope: *scope,
-                key: login.signer,
-                expires_at,
-            },
-        );
+        inner.tokens.insert(token_hash(&token), grant);
+        let expires_at = grant.expires_at;
         Ok(LoginResponse {
             token: hex::encode(token),
             expires_at,
@@ -336,8 +377,9 @@ impl Relay {
     /// # Errors
     /// [`ServiceError::BadDocument`] for what is not a Kura document of a
     /// ceremony kind; [`ServiceError::BadRequest`] for a reader who is not
-    /// a participant (or the caller itself); [`ServiceError::TooLarge`] and
-    /// [`ServiceError::Full`] past the [`RelayLimits`].
+    /// a participant (or the caller itself); [`ServiceError::TooLarge`] for
+    /// a message over [`RelayLimits::max_message_bytes`]. Past the caller's
+    /// count or bytes, its own oldest messages are dropped to make room.
     pub fn post(
         &self,
         scope: &GroupId,
@@ -361,39 +403,34 @@ impl Relay {
                 ));
             }
         }
-        if let Some(i) = mailbox
+        if let Some(m) = mailbox
             .messages
             .iter()
-            .position(|m| m.from == *caller && m.to == post.to && m.digest == digest)
+            .find(|m| m.from == *caller && m.to == post.to && m.digest == digest)
         {
             return Ok(Posted {
                 epoch: self.epoch.clone(),
-                seq: seq_of(i),
+                seq: m.seq,
                 duplicate: true,
             });
         }
         let limits = mailbox.limits;
-        if bytes.len() > limits.max_message_bytes {
+        if bytes.len() > limits.max_message_bytes || bytes.len() > limits.bytes_per_participant {
             return Err(ServiceError::TooLarge {
-                limit: limits.max_message_bytes,
+                limit: limits.max_message_bytes.min(limits.bytes_per_participant),
             });
         }
-        let (count, held) = mailbox.posted_by(caller);
-        if count >= limits.messages_per_participant
-            || held.saturating_add(bytes.len()) > limits.bytes_per_participant
-        {
-            return Err(ServiceError::Full(format!(
-                "this participant already posted {count} messages ({held} bytes) to this ceremony"
-            )));
-        }
+        mailbox.make_room(caller, bytes.len());
+        mailbox.last_seq = mailbox.last_seq.saturating_add(1);
+        let seq = mailbox.last_seq;
         mailbox.messages.push(Message {
+            seq,
             from: *caller,
             to: post.to,
             kind: envelope.kind,
             digest,
             document: Arc::from(post.document.get()),
         });
-        let seq = seq_of(mailbox.messages.len() - 1);
         drop(inner);
         self.news.send_modify(|n| *n = n.wrapping_add(1));
         Ok(Posted {
@@ -404,7 +441,9 @@ impl Relay {
     }
 
     /// What `caller` may read of `scope`'s mailbox after `after`: the
-    /// broadcasts, the messages to it and its own, at most `limit`.
+    /// broadcasts, the messages to it and its own, at most `limit` of them
+    /// and at most [`MAX_PAGE_BYTES`] of documents (but always the first
+    /// one there is).
     ///
     /// # Errors
     /// [`ServiceError::NotFound`] for a scope it does not serve.
@@ -417,21 +456,26 @@ impl Relay {
     ) -> Result<MailboxPage, ServiceError> {
         let inner = self.lock()?;
         let mailbox = inner.mailboxes.get(scope).ok_or_else(no_scope)?;
-        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        let start = mailbox.messages.partition_point(|m| m.seq <= after);
         let mut messages = Vec::new();
-        let mut next = after.min(mailbox.messages.len() as u64);
-        for (i, m) in mailbox.messages.iter().enumerate().skip(start) {
-            if messages.len() >= limit {
-                break;
-            }
-            next = seq_of(i);
+        let mut bytes = 0usize;
+        let mut next = after.min(mailbox.last_seq);
+        for m in mailbox.messages.iter().skip(start) {
             if m.to.is_some_and(|to| to != *caller) && m.from != *caller {
+                next = m.seq;
                 continue;
             }
+            if messages.len() >= limit
+                || (!messages.is_empty() && bytes.saturating_add(m.document.len()) > MAX_PAGE_BYTES)
+            {
+                break;
+            }
+            next = m.seq;
+            bytes = bytes.saturating_add(m.document.len());
             let document = serde_json::value::RawValue::from_string(m.document.to_string())
                 .map_err(|_| ServiceError::Internal("a stored message is not JSON".into()))?;
             messages.push(MailboxMessage {
-                seq: seq_of(i),
+                seq: m.seq,
                 from: m.from,
                 to: m.to,
                 kind: m.kind.clone(),
@@ -446,10 +490,6 @@ impl Relay {
     }
 }
 
-fn seq_of(index: usize) -> u64 {
-    (index as u64).saturating_add(1)
-}
-
 fn no_scope() -> ServiceError {
     ServiceError::NotFound("no such ceremony on this server".into())
 }
@@ -461,6 +501,11 @@ fn scope_of(text: &str) -> Result<GroupId, ServiceError> {
 
 /// The most messages one page carries.
 pub const MAX_PAGE_MESSAGES: usize = 256;
+
+/// The most bytes of documents one page carries (a client reads an answer
+/// of twice [`api::MAX_BODY_BYTES`] at most; one message is at most
+/// [`RelayLimits::max_message_bytes`], 1 MiB by default).
+pub const MAX_PAGE_BYTES: usize = api::MAX_BODY_BYTES;
 
 /// A logged-in participant of the scope in the path.
 struct Participant {

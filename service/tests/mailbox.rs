@@ -16,7 +16,7 @@ use kura_service::ceremony::{self as over, MailboxClient};
 use kura_service::client::Client;
 use kura_service::relay::{Relay, RelayLimits, Scope};
 use kura_service::server;
-use kura_service::{ClientError, MailboxError, TlsIdentity};
+use kura_service::{MailboxError, TlsIdentity};
 use kura_testkit::World;
 use serde_json::Value;
 use wallet_core::ceremony::dkg::{self, Ceremony, Finished};
@@ -511,12 +511,36 @@ async fn only_participants_use_the_mailbox_and_only_for_ceremony_documents() {
     assert_eq!(err.status(), Some(413), "{err}");
     let mut spaced = doc.clone();
     spaced.insert(1, b' ');
-    mailbox.post(None, spaced).await.unwrap();
+    mailbox.post(None, spaced.clone()).await.unwrap();
+    // Past the count, the participant's own oldest message makes room
+    // (a group's mailbox runs for months), and nobody else's.
+    let other = side.mailbox(&c, &ps[1]);
+    let theirs = dkg::round1(&confirmed, &*ps[1].ks, &mut rand_core::OsRng).unwrap();
+    other
+        .post(None, format::encode(c.id(), &theirs).unwrap())
+        .await
+        .unwrap();
     let mut spaced2 = doc.clone();
     spaced2.insert(1, b'\n');
-    let err = mailbox.post(None, spaced2).await.unwrap_err();
-    assert_eq!(err.status(), Some(429), "{err}");
-    assert!(matches!(err, ClientError::Refused { ref kind, .. } if kind == "full"));
+    let third = mailbox.post(None, spaced2.clone()).await.unwrap();
+    assert!(!third.duplicate && third.seq > first.seq);
+    let reader = side.mailbox(&c, &ps[2]);
+    reader.fetch(Duration::ZERO).await.unwrap();
+    let held: Vec<Vec<u8>> = reader
+        .inbox()
+        .await
+        .into_iter()
+        .map(|d| d.document)
+        .collect();
+    // (The mailbox hands on the JSON value, without the final newline.)
+    let sent = |d: &[u8]| d.trim_ascii_end().to_vec();
+    assert_eq!(
+        held.len(),
+        3,
+        "two of the first participant's, one of the other's"
+    );
+    assert!(!held.contains(&sent(&doc)), "the oldest was dropped");
+    assert!(held.contains(&sent(&spaced)) && held.contains(&sent(&spaced2)));
     side.stop().await;
 }
 
@@ -580,4 +604,127 @@ async fn the_coordinator_relays_its_groups_maintenance_messages_to_members_only(
     let err = as_participant.login().await.unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     side.kill().await;
+}
+
+/// A ceremony document padded with spaces to about `len` bytes (still the
+/// same JSON, a different byte string).
+fn padded(doc: &[u8], len: usize, tag: usize) -> Vec<u8> {
+    let mut out = doc.to_vec();
+    let close = out.iter().rposition(|b| *b == b'}').unwrap();
+    let tail = out.split_off(close);
+    let target = len.saturating_sub(tail.len() + tag);
+    out.resize(target.max(out.len()), b' ');
+    out.extend_from_slice(&tail);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_stays_under_what_a_client_reads_and_one_participant_cannot_lock_out_another() {
+    let ps = parties(3);
+    let c = ceremony_of(2, &ps);
+    let tls = tls();
+    let relay = relay_for(&c, &tls);
+    let confirmed = c.clone().confirm(&c.fingerprint().to_string()).unwrap();
+    let r1 = dkg::round1(&confirmed, &*ps[0].ks, &mut rand_core::OsRng).unwrap();
+    let doc = format::encode(c.id(), &r1).unwrap();
+    let me = ps[0].ks.identity_public_key().unwrap();
+
+    // Seven messages of almost 1 MiB each: more than a client reads in one
+    // answer if a page held them all.
+    let big = 1024 * 1024 - 64;
+    for i in 0..7 {
+        let bytes = padded(&doc, big, i);
+        let document =
+            serde_json::value::RawValue::from_string(String::from_utf8(bytes).unwrap()).unwrap();
+        relay
+            .post(
+                c.id(),
+                &me,
+                kura_service::api::MailboxPost { to: None, document },
+            )
+            .unwrap();
+    }
+    let reader = ps[1].ks.identity_public_key().unwrap();
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = relay
+            .messages(
+                c.id(),
+                &reader,
+                after,
+                kura_service::relay::MAX_PAGE_MESSAGES,
+            )
+            .unwrap();
+        if page.messages.is_empty() {
+            break;
+        }
+        let bytes: usize = page.messages.iter().map(|m| m.document.get().len()).sum();
+        assert!(bytes <= kura_service::relay::MAX_PAGE_BYTES, "{bytes}");
+        pages.push(page.messages.len());
+        after = page.next;
+    }
+    assert_eq!(pages.iter().sum::<usize>(), 7, "{pages:?}");
+    assert!(pages.len() >= 2, "{pages:?}");
+    // And over HTTPS the client reads every page.
+    let mut side = RelaySide::start(relay.clone(), tls, None).await;
+    let client = side.mailbox(&c, &ps[1]);
+    for _ in 0..pages.len() {
+        client.fetch(Duration::ZERO).await.unwrap();
+    }
+    assert_eq!(client.inbox().await.len(), 7);
+
+    // One participant asking for challenge after challenge is stopped at
+    // its own cap; another still logs in.
+    let http = common::raw_to(side.tls.fingerprint());
+    let challenge = format!("{}/v1/ceremonies/{}/auth/challenge", side.url, c.id());
+    let mut refused = None;
+    for i in 0..64 {
+        let r = http
+            .post(&challenge)
+            .json(&serde_json::json!({ "key": ps[2].ks.identity_public_key().unwrap() }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            refused = Some((i, r.status().as_u16()));
+            break;
+        }
+    }
+    let (count, status) = refused.expect("a participant's open challenges are capped");
+    assert_eq!(status, 429);
+    assert!(count <= 32, "{count}");
+    let posted = side
+        .mailbox(&c, &ps[1])
+        .post(None, doc.clone())
+        .await
+        .unwrap();
+    assert!(posted.seq > 0);
+    side.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_cannot_supply_anothers_broadcast() {
+    // Member 1 posts member 0's round-1 broadcast as its own (a copy it
+    // read): it does not count as member 0's, nor as member 1's.
+    let ps = parties(3);
+    let c = ceremony_of(2, &ps);
+    let tls = tls();
+    let relay = relay_for(&c, &tls);
+    let mut side = RelaySide::start(relay, tls, None).await;
+    let confirmed = c.clone().confirm(&c.fingerprint().to_string()).unwrap();
+    let r1 = dkg::round1(&confirmed, &*ps[0].ks, &mut rand_core::OsRng).unwrap();
+    let doc = format::encode(c.id(), &r1).unwrap();
+    side.mailbox(&c, &ps[1]).post(None, doc).await.unwrap();
+    let err = over::round1_set(&side.mailbox(&c, &ps[2]), &c, Duration::from_millis(600))
+        .await
+        .unwrap_err();
+    match err {
+        MailboxError::Incomplete { missing, .. } => {
+            assert!(missing.contains(&"member-0".to_owned()), "{missing:?}");
+            assert!(missing.contains(&"member-1".to_owned()), "{missing:?}");
+        }
+        other => panic!("{other}"),
+    }
+    side.stop().await;
 }

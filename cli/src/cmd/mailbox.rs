@@ -78,9 +78,12 @@ pub struct FetchArgs {
     /// Only documents of this kind (e.g. refresh-proposal, refresh-endorsement, refresh-receipt, repair-message).
     #[arg(long, value_name = "KIND")]
     kind: Option<String>,
-    /// Wait until at least this many documents (of --kind, from others) are there.
+    /// Wait until at least this many documents (of --kind, from others, new since this home's last fetch of that kind) are there.
     #[arg(long, default_value_t = 0, value_name = "N")]
     expect: usize,
+    /// Count and write everything the mailbox holds, not only what is new since the last fetch.
+    #[arg(long)]
+    all: bool,
     /// How long to wait for them.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     wait: u64,
@@ -163,24 +166,91 @@ fn send(a: &SendArgs, r: &Ctx) -> anyhow::Result<()> {
     )
 }
 
+/// Where the home remembers, per kind, the last mailbox message a fetch
+/// delivered, so that a fetch for the next ceremony does not count the
+/// documents of the last one. (Not a secret and not trusted: rolled back,
+/// a fetch only delivers old documents again, which the ceremony commands
+/// refuse.)
+const CURSOR_FILE: &str = "mailbox-cursor.json";
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    epoch: String,
+    seen: std::collections::BTreeMap<String, u64>,
+}
+
+impl Cursor {
+    fn read(home: &Path) -> Cursor {
+        home::read_capped(&home.join(CURSOR_FILE), 64 * 1024)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The last message of `kind` delivered in `epoch` (0: none).
+    fn seen(&self, epoch: Option<&str>, kind: &str) -> u64 {
+        if epoch == Some(self.epoch.as_str()) {
+            self.seen.get(kind).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    fn write(&self, home: &Path) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)?;
+        wallet_core::keystore::files::write_atomic(&home.join(CURSOR_FILE), &bytes, true)
+            .with_context(|| format!("cannot write {}", home.join(CURSOR_FILE).display()))
+    }
+}
+
 fn fetch(a: &FetchArgs, r: &Ctx) -> anyhow::Result<()> {
     let o = open(&a.m)?;
     let me = o.home.keystore.identity_public_key()?;
+    let group = *o.mailbox.scope();
     let rt = super::service::runtime()?;
     let deadline = Instant::now() + Duration::from_secs(a.wait);
     let wanted = |kind: &str| a.kind.as_deref().is_none_or(|k| k == kind);
+    let cursor = if a.all {
+        Cursor::default()
+    } else {
+        Cursor::read(&a.m.home)
+    };
     let mut written: Vec<String> = Vec::new();
+    let mut last: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         rt.block_on(o.mailbox.fetch(left.min(Duration::from_secs(5))))?;
+        let epoch = rt.block_on(o.mailbox.epoch());
         written.clear();
+        last.clear();
         for d in rt.block_on(o.mailbox.inbox()) {
-            if d.from == me || !wanted(&d.kind) {
+            if d.from == me || !wanted(&d.kind) || d.seq <= cursor.seen(epoch.as_deref(), &d.kind) {
                 continue;
             }
+            // The mailbox's kind is a claim: the document's own envelope
+            // must say the same kind and this group.
+            match format::peek(&d.document) {
+                Ok(e) if e.group == group && e.kind == d.kind => {}
+                _ => continue,
+            }
             written.push(keep(&a.out_dir, &o.roster, &d)?);
+            let seq = last.entry(d.kind.clone()).or_default();
+            *seq = (*seq).max(d.seq);
         }
         if written.len() >= a.expect {
+            if let Some(epoch) = epoch {
+                let mut next = if cursor.epoch == epoch {
+                    cursor
+                } else {
+                    Cursor::default()
+                };
+                next.epoch = epoch;
+                for (kind, seq) in &last {
+                    let s = next.seen.entry(kind.clone()).or_default();
+                    *s = (*s).max(*seq);
+                }
+                next.write(&a.m.home)?;
+            }
             break;
         }
         if Instant::now() >= deadline {
