@@ -433,7 +433,10 @@ fn finish_with(
 /// as the courier. What this signer sends is written under the work
 /// directory before it is posted, and read from there on a rerun (round 1
 /// and round 2 each run once per ceremony: their state is take-once), so a
-/// run stopped at any point is started again with the same command.
+/// run stopped at any point is started again with the same command — except
+/// in the instant between a round keeping its state and its files being
+/// written, after which the ceremony is started again under a new id (the
+/// keystore refuses a round run twice; nothing secret is lost or exposed).
 fn run(a: &RunArgs, r: &Ctx) -> anyhow::Result<()> {
     use kura_service::ceremony::{self as over, MailboxClient};
     let named = network::resolve(a.network, Some(&a.c.home))?;
@@ -467,15 +470,6 @@ fn run(a: &RunArgs, r: &Ctx) -> anyhow::Result<()> {
         over::post_round1(&mailbox, &cer, &round1).await?;
         over::round1_set(&mailbox, &cer, timeout).await
     })?;
-    for doc in &set {
-        // Labels are checked ([a-z0-9._-], no ".."): safe in a file name.
-        if let Some(card) = cer.members().get(&doc.body.from) {
-            write_copy(
-                &work.join(format!("round1-{}.json", card.label)),
-                &format::encode(cer.id(), doc)?,
-            )?;
-        }
-    }
     let peers: Vec<_> = cer.members().iter().filter(|(id, _)| **id != me).collect();
     let sent2: Vec<PathBuf> = peers
         .iter()
@@ -488,10 +482,21 @@ fn run(a: &RunArgs, r: &Ctx) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?
     } else {
         let out = dkg::round2(&cer, ks, &set, &mut OsRng).map_err(ceremony_err)?;
-        for (to, doc) in &out.messages {
-            let path = work.join(format!("round2-{label}-to-{to}.json"));
-            home::write_new(&path, &format::encode(cer.id(), doc)?)?;
-        }
+        // All or none: a rerun finding some but not all would run round 2
+        // again, which its take-once state refuses.
+        let files = out
+            .messages
+            .iter()
+            .map(|(to, doc)| {
+                let path = work.join(format!("round2-{label}-to-{to}.json"));
+                Ok((path, format::encode(cer.id(), doc)?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let refs: Vec<(&Path, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.as_path(), b.as_slice()))
+            .collect();
+        home::write_all_new(&refs)?;
         out.messages.into_iter().map(|(_, d)| d).collect()
     };
     r.note(&format!(
@@ -501,5 +506,17 @@ fn run(a: &RunArgs, r: &Ctx) -> anyhow::Result<()> {
         over::post_round2(&mailbox, &cer, &outgoing).await?;
         over::round2_for(&mailbox, &cer, me, timeout).await
     })?;
-    finish_with(&home, &cer, &set, &received, &a.out_dir, named, r)
+    finish_with(&home, &cer, &set, &received, &a.out_dir, named, r)?;
+    // A record of every participant's broadcast, once finishing checked
+    // them all. (Labels are checked, [a-z0-9._-] without "..": safe in a
+    // file name.)
+    for doc in &set {
+        if let Some(card) = cer.members().get(&doc.body.from) {
+            write_copy(
+                &work.join(format!("round1-{}.json", card.label)),
+                &format::encode(cer.id(), doc)?,
+            )?;
+        }
+    }
+    Ok(())
 }
