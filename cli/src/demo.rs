@@ -370,7 +370,7 @@ fn run(out: &Path, json: bool, service: bool) -> anyhow::Result<()> {
     for (p, sighash) in tampered
         .packages
         .iter_mut()
-        .zip(review(&stolen, &keys, NETWORK)?.sighashes())
+        .zip(review(&stolen, &group.xpub(), NETWORK)?.sighashes())
     {
         p.message = sighash.as_bytes().to_vec();
     }
@@ -451,7 +451,7 @@ fn run(out: &Path, json: bool, service: bool) -> anyhow::Result<()> {
         wallet_core::audit::verify(&bytes, &s.keystore.identity_public_key()?)
             .map_err(|e| refused(e.to_string()))?;
     }
-    let summary = review(&psbt, &keys, NETWORK)?;
+    let summary = review(&psbt, &group.xpub(), NETWORK)?;
     let hsm = keystore_kind.contains("SoftHSM2");
     let service = if service {
         // The daemons open the tokens and logs themselves.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wallet_core::format::{self, GroupId};
 use wallet_core::frost_core::Identifier;
-use wallet_core::withdrawal::coordinator::check_shares;
+use wallet_core::withdrawal::coordinator::{check_shares, InputKeys};
 use wallet_core::withdrawal::signer::verify_approvals;
 use wallet_core::{
     bitcoin, build_packages, finalize_withdrawal, Approval, IdentityPublicKey, PublicGroup,
@@ -69,7 +69,9 @@ pub struct StoredDocuments {
 #[derive(Default)]
 struct Cache {
     requests: std::collections::HashMap<RequestDigest, Arc<Signed<WithdrawalRequest>>>,
-    sighashes: std::collections::HashMap<RequestDigest, Arc<Vec<wallet_core::SigningDigest>>>,
+    /// Each withdrawal's inputs as this coordinator read its PSBT: sighash
+    /// and the (child) group signing each.
+    sighashes: std::collections::HashMap<RequestDigest, Arc<InputKeys>>,
     /// Each session's packages, decoded.
     sessions: std::collections::HashMap<(RequestDigest, u32), Arc<WithdrawalPackages>>,
     tokens: std::collections::HashMap<[u8; 32], Token>,
@@ -496,10 +498,7 @@ impl<S: Store> Coordinator<S> {
         Ok(added)
     }
 
-    fn sighashes(
-        &self,
-        id: &RequestDigest,
-    ) -> Result<Arc<Vec<wallet_core::SigningDigest>>, ServiceError> {
+    fn sighashes(&self, id: &RequestDigest) -> Result<Arc<InputKeys>, ServiceError> {
         if let Some(s) = self.cache()?.sighashes.get(id) {
             return Ok(s.clone());
         }
@@ -510,15 +509,18 @@ impl<S: Store> Coordinator<S> {
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let summary = wallet_core::withdrawal::review::review(
             &psbt,
-            &self.config.group.taproot(),
+            &self.config.group.xpub(),
             self.config.network,
         )
         .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        let sighashes = Arc::new(summary.sighashes());
+        let inputs = Arc::new(
+            InputKeys::of(&self.config.group, &summary)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?,
+        );
         let mut cache = self.cache()?;
         cache.bound();
-        cache.sighashes.insert(*id, sighashes.clone());
-        Ok(sighashes)
+        cache.sighashes.insert(*id, inputs.clone());
+        Ok(inputs)
     }
 
     /// Records a member's answer to a session, then moves the withdrawal
@@ -568,7 +570,14 @@ impl<S: Store> Coordinator<S> {
             Some(bytes) => Some(self.checked_approval(caller, id, bytes)?),
             None => None,
         };
-        if let Err(e) = check_shares(&self.config.group, &self.config.roster, &packages, shares) {
+        let inputs = self.sighashes(id)?;
+        if let Err(e) = check_shares(
+            &self.config.group,
+            &inputs,
+            &self.config.roster,
+            &packages,
+            shares,
+        ) {
             let detail = e.to_string();
             let aside = SetAside {
                 session,
@@ -628,7 +637,7 @@ impl<S: Store> Coordinator<S> {
             &self.config.group,
             &self.config.roster,
             id,
-            &sighashes,
+            &sighashes.sighashes,
             std::slice::from_ref(approval),
         )
         .map_err(|e| ServiceError::Forbidden(e.to_string()))?;

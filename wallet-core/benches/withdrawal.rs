@@ -257,7 +257,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(30);
     let sighash = wallet_core::withdrawal::review::review(
         &psbt(&d, &dest, 0),
-        &d.group.taproot(),
+        &d.group.xpub(),
         Network::Regtest,
     )
     .unwrap()

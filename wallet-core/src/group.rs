@@ -13,6 +13,7 @@ use std::fmt;
 use frost_core::keys::{KeyPackage, PublicKeyPackage, VerifyingShare};
 use frost_core::{Identifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
 
 use crate::format::{self, DocumentBody, FormatError, GroupId};
 use crate::suite::{KuraSuite, SuiteId};
@@ -124,6 +125,9 @@ pub enum GroupError {
     /// A participant not in the group.
     #[error("participant {0} is not a member of this group")]
     UnknownParticipant(String),
+    /// A child tweak that is not a scalar, or reaches an invalid key.
+    #[error("cannot derive a child of this group: {0}")]
+    Derivation(String),
     /// A malformed document.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -241,6 +245,42 @@ impl<C: KuraSuite> PublicGroup<C> {
             id,
             min_signers,
             participants: labels,
+            public_key_package,
+            signing_package,
+        })
+    }
+
+    /// The same group signing under a child of its key: every verifying
+    /// share and the verifying key plus `tweak·G` (see [`crate::hd`]). The
+    /// id, members and threshold stay the group's (its shares and nonces
+    /// are still found under the group's id).
+    ///
+    /// # Errors
+    /// [`GroupError::Derivation`] when the tweak is not a scalar.
+    pub fn derive_child(&self, tweak: &crate::hd::ChildTweak) -> Result<Self, GroupError> {
+        if tweak.is_zero() {
+            return Ok(self.clone());
+        }
+        let t = tweak_scalar::<C>(tweak)?;
+        let shares = self
+            .public_key_package
+            .verifying_shares()
+            .iter()
+            .map(|(id, share)| {
+                let e = add_tweak::<C>(&share.serialize().unwrap_or_default(), t)?;
+                let share = VerifyingShare::deserialize(e.as_ref())
+                    .map_err(|e| GroupError::Derivation(e.to_string()))?;
+                Ok((*id, share))
+            })
+            .collect::<Result<BTreeMap<_, _>, GroupError>>()?;
+        let key = tweak_verifying_key(self.public_key_package.verifying_key(), t)?;
+        let public_key_package =
+            PublicKeyPackage::new(shares, key, self.public_key_package.min_signers());
+        let signing_package = C::signing_public_key_package(&public_key_package).into_owned();
+        Ok(PublicGroup {
+            id: self.id,
+            min_signers: self.min_signers,
+            participants: self.participants.clone(),
             public_key_package,
             signing_package,
         })
@@ -449,6 +489,48 @@ impl<C: KuraSuite> KeyShare<C> {
         })
     }
 
+    /// This share of the group's child at `tweak` (see
+    /// [`PublicGroup::derive_child`]): the share plus the tweak, its
+    /// verifying share and the verifying key plus `tweak·G`. It belongs to
+    /// the child group derived with the same tweak.
+    ///
+    /// # Errors
+    /// [`GroupError::Derivation`] when the tweak is not a scalar.
+    pub fn derive_child(&self, tweak: &crate::hd::ChildTweak) -> Result<Self, GroupError> {
+        if tweak.is_zero() {
+            return Ok(self.clone());
+        }
+        use frost_core::{Field, Group};
+        let t = tweak_scalar::<C>(tweak)?;
+        let kp = &self.key_package;
+        let mut bytes = kp.signing_share().serialize();
+        let share = (|| {
+            let ser =
+                <<C::Group as Group>::Field as Field>::Serialization::try_from(&bytes[..]).ok()?;
+            let s = <<C::Group as Group>::Field as Field>::deserialize(&ser).ok()? + t;
+            let mut out = <<C::Group as Group>::Field as Field>::serialize(&s);
+            let share = frost_core::keys::SigningShare::<C>::deserialize(out.as_ref()).ok();
+            out.as_mut().zeroize();
+            share
+        })();
+        bytes.zeroize();
+        let share = share.ok_or_else(|| GroupError::Derivation("the tweaked share".into()))?;
+        let verifying_share = VerifyingShare::<C>::from(share);
+        let key = tweak_verifying_key(kp.verifying_key(), t)?;
+        let key_package = KeyPackage::new(
+            *kp.identifier(),
+            share,
+            verifying_share,
+            key,
+            *kp.min_signers(),
+        );
+        Ok(KeyShare {
+            group: self.group,
+            label: self.label.clone(),
+            key_package,
+        })
+    }
+
     /// Checks that this share belongs to `group` under the same identifier,
     /// verifying share and threshold.
     ///
@@ -549,4 +631,38 @@ impl<C: KuraSuite> DocumentBody for KeyShareBody<C> {
     fn suite() -> SuiteId {
         C::SUITE
     }
+}
+
+fn tweak_scalar<C: KuraSuite>(
+    tweak: &crate::hd::ChildTweak,
+) -> Result<frost_core::Scalar<C>, GroupError> {
+    use frost_core::{Field, Group};
+    let bytes = tweak.to_bytes();
+    let ser = <<C::Group as Group>::Field as Field>::Serialization::try_from(&bytes[..])
+        .map_err(|_| GroupError::Derivation("a tweak is 32 bytes".into()))?;
+    <<C::Group as Group>::Field as Field>::deserialize(&ser)
+        .map_err(|_| GroupError::Derivation("the tweak is not a scalar".into()))
+}
+
+/// The serialized point `element` plus `t·G`, serialized.
+fn add_tweak<C: KuraSuite>(
+    element: &[u8],
+    t: frost_core::Scalar<C>,
+) -> Result<<C::Group as frost_core::Group>::Serialization, GroupError> {
+    use frost_core::Group;
+    let bad = |what: &str| GroupError::Derivation(what.to_owned());
+    let ser = <C::Group as Group>::Serialization::try_from(element)
+        .map_err(|_| bad("a point of the group does not parse"))?;
+    let e = <C::Group as Group>::deserialize(&ser)
+        .map_err(|_| bad("a point of the group does not parse"))?;
+    let child = e + <C::Group as Group>::generator() * t;
+    <C::Group as Group>::serialize(&child).map_err(|_| bad("the child key is the identity"))
+}
+
+fn tweak_verifying_key<C: KuraSuite>(
+    key: &VerifyingKey<C>,
+    t: frost_core::Scalar<C>,
+) -> Result<VerifyingKey<C>, GroupError> {
+    let child = add_tweak::<C>(&verifying_key_bytes(key), t)?;
+    VerifyingKey::deserialize(child.as_ref()).map_err(|e| GroupError::Derivation(e.to_string()))
 }

@@ -24,6 +24,7 @@ pub mod display;
 pub mod error;
 pub mod format;
 pub mod group;
+pub mod hd;
 pub mod identity;
 pub mod keygen;
 pub mod keystore;

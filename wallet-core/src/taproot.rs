@@ -23,6 +23,10 @@ pub struct TaprootKeys {
 }
 
 impl TaprootKeys {
+    pub(crate) fn from_parts(internal: UntweakedPublicKey, output: TweakedPublicKey) -> Self {
+        TaprootKeys { internal, output }
+    }
+
     /// The x-only BIP86 internal key (the group verifying key).
     pub fn internal_key(&self) -> XOnlyPublicKey {
         self.internal

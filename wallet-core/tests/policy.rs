@@ -45,6 +45,7 @@ fn policy_text(requester: &IdentityPublicKey, destinations: &[&Address]) -> Stri
 
 struct Fixture {
     keys: TaprootKeys,
+    xpub: wallet_core::hd::GroupXpub,
     requester: IdentityPublicKey,
     allowed: Address,
     policy: Policy,
@@ -53,11 +54,13 @@ struct Fixture {
 fn fixture(seed: u64) -> Fixture {
     let d = deal::<Secp256k1Tr>(2, 3, seed);
     let keys = d.group.taproot();
+    let xpub = d.group.xpub();
     let requester = identity(7);
     let allowed = outside_address(200);
     let policy = Policy::from_toml(&policy_text(&requester, &[&allowed])).unwrap();
     Fixture {
         keys,
+        xpub,
         requester,
         allowed,
         policy,
@@ -84,7 +87,7 @@ impl Fixture {
             })
             .collect();
         let p = psbt(&[coin(&self.own(), coin_sat, 1)], outs);
-        review(&p, &self.keys, network).unwrap()
+        review(&p, &self.xpub, network).unwrap()
     }
 
     fn summary(&self, coin_sat: u64, outputs: &[(ScriptBuf, u64)]) -> WithdrawalSummary {

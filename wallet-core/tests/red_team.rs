@@ -146,7 +146,7 @@ fn coordinator_alters(seed: u64, alter: impl Fn(&World, &mut Vec<TxOut>)) {
     let approvals = w.approve(&req, &[0, 1]);
     let mut packages = w.packages(&req, &approvals);
     let altered_summary =
-        wallet_core::withdrawal::review::review(&altered, &w.group.taproot(), Network::Regtest)
+        wallet_core::withdrawal::review::review(&altered, &w.group.xpub(), Network::Regtest)
             .unwrap();
     for (p, sighash) in packages
         .packages

@@ -78,7 +78,7 @@ fn refused_rule(w: &mut World, req: &Signed<WithdrawalRequest>) -> Rule {
 #[test]
 fn timelocks_and_versions_are_shown_and_refused_by_default() {
     let mut w = world(1);
-    let keys = w.group.taproot();
+    let xpub = w.group.xpub();
     let cases: Vec<(&str, Psbt, Rule, &str)> = vec![
         (
             "height",
@@ -124,7 +124,7 @@ fn timelocks_and_versions_are_shown_and_refused_by_default() {
         ),
     ];
     for (name, p, rule, shown) in cases {
-        let text = review(&p, &keys, Network::Regtest).unwrap().to_string();
+        let text = review(&p, &xpub, Network::Regtest).unwrap().to_string();
         assert!(text.contains(shown), "{name}: {text}");
         let req = w.request(&format!("r-{name}"), &p);
         assert_eq!(refused_rule(&mut w, &req), rule, "{name}");
@@ -144,7 +144,7 @@ fn timelocks_and_versions_are_shown_and_refused_by_default() {
     assert!(text.contains("nSequence 0xffffffff: final"), "{text}");
     assert!(text.contains("not enforced"), "{text}");
     // The everyday transaction shows its defaults too.
-    let text = review(&w.psbt(), &keys, Network::Regtest)
+    let text = review(&w.psbt(), &xpub, Network::Regtest)
         .unwrap()
         .to_string();
     assert!(text.contains("version 2\n"), "{text}");
@@ -350,6 +350,7 @@ fn finalize_clears_a_preset_final_script_sig_and_emits_the_reviewed_txid() {
 fn a_contradicting_non_witness_utxo_is_refused() {
     let w = world(6);
     let keys = w.group.taproot();
+    let xpub = w.group.xpub();
     let own = keys.script_pubkey();
     // world(6)'s first coin is coin(own, 400_000, 6): the same funding tx.
     let honest = funding_tx(&own, 400_000, 6);
@@ -357,12 +358,12 @@ fn a_contradicting_non_witness_utxo_is_refused() {
 
     let mut p = w.psbt();
     p.inputs[0].non_witness_utxo = Some(honest.clone());
-    review(&p, &keys, Network::Regtest).unwrap();
+    review(&p, &xpub, Network::Regtest).unwrap();
 
     // The full previous transaction says 400k, witness_utxo understates it.
     let mut understated = p.clone();
     understated.inputs[0].witness_utxo.as_mut().unwrap().value = Amount::from_sat(390_000);
-    match review(&understated, &keys, Network::Regtest) {
+    match review(&understated, &xpub, Network::Regtest) {
         Err(ReviewError::NonWitnessUtxo { input: 0, reason }) => {
             assert!(reason.contains("0.00400000 BTC"), "{reason}")
         }
@@ -372,7 +373,7 @@ fn a_contradicting_non_witness_utxo_is_refused() {
     let mut wrong = p.clone();
     wrong.inputs[0].non_witness_utxo = Some(funding_tx(&own, 400_000, 99));
     assert!(matches!(
-        review(&wrong, &keys, Network::Regtest),
+        review(&wrong, &xpub, Network::Regtest),
         Err(ReviewError::NonWitnessUtxo { input: 0, .. })
     ));
 }
@@ -418,7 +419,7 @@ fn a_raw_message_equal_to_a_sighash_does_not_sign_the_transaction() {
             script_pubkey: outside_address(66).script_pubkey(),
         }],
     );
-    let sighashes = review(&theft, &w.group.taproot(), Network::Regtest)
+    let sighashes = review(&theft, &w.group.xpub(), Network::Regtest)
         .unwrap()
         .sighashes();
     let body = MessageRequest {
@@ -497,7 +498,7 @@ fn lifetimes_amounts_dust_and_memos_are_bounded() {
         }],
     );
     assert!(matches!(
-        review(&p, &w.group.taproot(), Network::Regtest),
+        review(&p, &w.group.xpub(), Network::Regtest),
         Err(ReviewError::AboveMaxMoney { .. })
     ));
 

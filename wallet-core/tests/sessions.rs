@@ -50,7 +50,14 @@ fn a_second_session_signs_with_the_next_approvals_and_finalizes() {
     let r0 = w.signer(0).sign_session(&req, &s1, NOW).unwrap();
     let r1 = w.signer(1).sign_session(&req, &s1, NOW).unwrap();
     for r in [&r0, &r1] {
-        check_shares(&w.group, &w.identities, &s1, &r.shares).unwrap();
+        check_shares(
+            &w.group,
+            &inputs_of(&w, &req),
+            &w.identities,
+            &s1,
+            &r.shares,
+        )
+        .unwrap();
         assert_eq!(r.next.body.request_digest, s1.request_digest);
         assert_ne!(r.next.body.commitments, first[0].body.commitments);
     }
@@ -84,7 +91,14 @@ fn a_second_session_signs_with_the_next_approvals_and_finalizes() {
     replayed(w.signer(0).sign_session(&req, &reuse, NOW));
     replayed(w.signer(3).sign_session(&req, &reuse, NOW));
     let late = w.signer(2).sign_session(&req, &s1, NOW).unwrap();
-    check_shares(&w.group, &w.identities, &s1, &late.shares).unwrap();
+    check_shares(
+        &w.group,
+        &inputs_of(&w, &req),
+        &w.identities,
+        &s1,
+        &late.shares,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -166,7 +180,20 @@ fn a_forged_share_is_named_on_arrival() {
     let mut body = honest.body.clone();
     body.shares = other.body.shares.clone();
     let forged = Signed::sign(w.group.id(), body, &*w.stores[0]).unwrap();
-    let e = check_shares(&w.group, &w.identities, &s1, &forged).unwrap_err();
+    let e = check_shares(&w.group, &inputs_of(&w, &req), &w.identities, &s1, &forged).unwrap_err();
     assert!(e.to_string().contains("invalid"), "{e}");
-    check_shares(&w.group, &w.identities, &s1, &honest).unwrap();
+    check_shares(&w.group, &inputs_of(&w, &req), &w.identities, &s1, &honest).unwrap();
+}
+
+/// The inputs of `req` as a coordinator reads them.
+fn inputs_of(
+    w: &World,
+    req: &wallet_core::Signed<wallet_core::WithdrawalRequest>,
+) -> wallet_core::withdrawal::coordinator::InputKeys {
+    wallet_core::withdrawal::coordinator::InputKeys::of_request(
+        &w.group,
+        req,
+        wallet_core::bitcoin::Network::Regtest,
+    )
+    .unwrap()
 }

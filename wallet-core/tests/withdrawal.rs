@@ -10,6 +10,7 @@ use wallet_core::Secp256k1Tr;
 fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
     let d = deal::<Secp256k1Tr>(2, 3, 21);
     let keys = d.group.taproot();
+    let xpub = d.group.xpub();
     let own = keys.script_pubkey();
     let coins = [coin(&own, 150_000, 1), coin(&own, 60_000, 2)];
     let dest = outside_address(9);
@@ -27,7 +28,7 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
         ],
     );
     let p2 = parse_psbt(&p.to_string()).unwrap();
-    let summary = review(&p2, &keys, Network::Regtest).unwrap();
+    let summary = review(&p2, &xpub, Network::Regtest).unwrap();
     assert_eq!(summary.fee, Amount::from_sat(2_000));
     assert_eq!(summary.amount_paid(), Amount::from_sat(120_000));
     assert_eq!(summary.amount_leaving(), Amount::from_sat(122_000));
@@ -53,7 +54,7 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
             .unwrap()
         })
         .collect();
-    let tx = finalize(&mut p, &sigs, &keys, Network::Regtest).unwrap();
+    let tx = finalize(&mut p, &sigs, &xpub, Network::Regtest).unwrap();
     assert_eq!(tx.compute_txid(), summary.txid);
     assert_eq!(tx.vsize() as u64, summary.vsize);
     let spent: Vec<_> = coins.iter().map(|(_, o)| o.clone()).collect();
@@ -63,7 +64,7 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
     let mut swapped = psbt(&coins, p2.unsigned_tx.output.clone());
     let reversed = vec![sigs[1], sigs[0]];
     assert!(matches!(
-        finalize(&mut swapped, &reversed, &keys, Network::Regtest),
+        finalize(&mut swapped, &reversed, &xpub, Network::Regtest),
         Err(FinalizeError::InvalidSignature { input: 0 })
     ));
     let mut bad = tx.clone();
@@ -82,6 +83,7 @@ fn a_2_of_3_taproot_withdrawal_passes_bitcoin_core_consensus() {
 fn review_refuses_what_it_must() {
     let d = deal::<Secp256k1Tr>(2, 3, 22);
     let keys = d.group.taproot();
+    let xpub = d.group.xpub();
     let own = keys.script_pubkey();
     let out = |v| TxOut {
         value: Amount::from_sat(v),
@@ -92,7 +94,7 @@ fn review_refuses_what_it_must() {
     let foreign = coin(&outside_address(4).script_pubkey(), 50_000, 3);
     let p = psbt(&[coin(&own, 50_000, 4), foreign], vec![out(90_000)]);
     assert!(matches!(
-        review(&p, &keys, Network::Regtest),
+        review(&p, &xpub, Network::Regtest),
         Err(ReviewError::ForeignInput { input: 1, .. })
     ));
 
@@ -100,7 +102,7 @@ fn review_refuses_what_it_must() {
     let mut p = psbt(&[coin(&own, 50_000, 5)], vec![out(40_000)]);
     p.inputs[0].witness_utxo = None;
     assert!(matches!(
-        review(&p, &keys, Network::Regtest),
+        review(&p, &xpub, Network::Regtest),
         Err(ReviewError::MissingWitnessUtxo { input: 0 })
     ));
 
@@ -116,7 +118,7 @@ fn review_refuses_what_it_must() {
         p.inputs[0].sighash_type = Some(ty.into());
         assert!(
             matches!(
-                review(&p, &keys, Network::Regtest),
+                review(&p, &xpub, Network::Regtest),
                 Err(ReviewError::UnsupportedSighash { input: 0, .. })
             ),
             "{ty}"
@@ -124,27 +126,27 @@ fn review_refuses_what_it_must() {
     }
     // SIGHASH_ALL is accepted and changes the sighash.
     let p = psbt(&[coin(&own, 50_000, 7)], vec![out(40_000)]);
-    let default = review(&p, &keys, Network::Regtest).unwrap();
+    let default = review(&p, &xpub, Network::Regtest).unwrap();
     let mut p_all = p.clone();
     p_all.inputs[0].sighash_type = Some(bitcoin::TapSighashType::All.into());
-    let all = review(&p_all, &keys, Network::Regtest).unwrap();
+    let all = review(&p_all, &xpub, Network::Regtest).unwrap();
     assert_ne!(default.inputs[0].sighash, all.inputs[0].sighash);
 
     // Outputs above inputs; the same coin twice; no outputs; garbage.
     let p = psbt(&[coin(&own, 50_000, 8)], vec![out(50_001)]);
     assert!(matches!(
-        review(&p, &keys, Network::Regtest),
+        review(&p, &xpub, Network::Regtest),
         Err(ReviewError::NegativeFee { .. })
     ));
     let c = coin(&own, 50_000, 9);
     let p = psbt(&[c.clone(), c], vec![out(40_000)]);
     assert!(matches!(
-        review(&p, &keys, Network::Regtest),
+        review(&p, &xpub, Network::Regtest),
         Err(ReviewError::DuplicateInput { input: 1, .. })
     ));
     let p = psbt(&[coin(&own, 50_000, 10)], vec![]);
     assert!(matches!(
-        review(&p, &keys, Network::Regtest),
+        review(&p, &xpub, Network::Regtest),
         Err(ReviewError::NoOutputs)
     ));
     assert!(matches!(
@@ -162,7 +164,7 @@ fn review_refuses_what_it_must() {
         script_pubkey: bitcoin::ScriptBuf::from_bytes(vec![0x6a, 0x01, 0x42]),
     };
     let p = psbt(&[coin(&own, 50_000, 11)], vec![weird]);
-    let s = review(&p, &keys, Network::Regtest).unwrap();
+    let s = review(&p, &xpub, Network::Regtest).unwrap();
     assert_eq!(
         s.outputs[0].destination,
         Destination::NonStandard {
@@ -175,6 +177,7 @@ fn review_refuses_what_it_must() {
 fn an_all_sighash_input_finalizes_with_a_65_byte_signature() {
     let d = deal::<Secp256k1Tr>(2, 3, 23);
     let keys = d.group.taproot();
+    let xpub = d.group.xpub();
     let own = keys.script_pubkey();
     let coins = [coin(&own, 80_000, 12)];
     let mut p = psbt(
@@ -185,7 +188,7 @@ fn an_all_sighash_input_finalizes_with_a_65_byte_signature() {
         }],
     );
     p.inputs[0].sighash_type = Some(bitcoin::TapSighashType::All.into());
-    let summary = review(&p, &keys, Network::Regtest).unwrap();
+    let summary = review(&p, &xpub, Network::Regtest).unwrap();
     let sig = sign_with(
         &d.group,
         &[&d.shares[1], &d.shares[2]],
@@ -193,7 +196,7 @@ fn an_all_sighash_input_finalizes_with_a_65_byte_signature() {
         1,
     )
     .unwrap();
-    let tx = finalize(&mut p, &[sig], &keys, Network::Regtest).unwrap();
+    let tx = finalize(&mut p, &[sig], &xpub, Network::Regtest).unwrap();
     assert_eq!(tx.input[0].witness.nth(0).unwrap().len(), 65);
     consensus_verify(&tx, &[coins[0].1.clone()]).unwrap();
 }

@@ -185,7 +185,7 @@ impl RequestSpec {
             .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
         // What every signer checks, whatever its policy: the signer-independent
         // part of review (the network only changes how addresses are written).
-        let early = review::review(&psbt, &group.taproot(), bitcoin::Network::Bitcoin)
+        let early = review::review(&psbt, &group.xpub(), bitcoin::Network::Bitcoin)
             .map_err(|e| e.to_string())
             .and_then(|summary| {
                 wallet_core::policy::check_any_policy(&summary).map_err(|e| e.to_string())

@@ -66,23 +66,73 @@ pub enum CoordinatorError {
     /// Internal encoding failure.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A child of the group could not be derived.
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
+}
+
+/// What each input of a withdrawal is signed with, as the coordinator
+/// reads the PSBT itself: its sighash and the group under the child key it
+/// spends (the group itself for an input of the group key).
+#[derive(Clone, Debug)]
+pub struct InputKeys {
+    /// The sighash of every input, in order.
+    pub sighashes: Vec<SigningDigest>,
+    /// The group signing each input, in order.
+    pub groups: Vec<PublicGroup<Secp256k1Tr>>,
+}
+
+impl InputKeys {
+    /// Reads a reviewed PSBT's inputs.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Group`] when a child cannot be derived.
+    pub fn of(
+        group: &PublicGroup<Secp256k1Tr>,
+        summary: &super::review::WithdrawalSummary,
+    ) -> Result<Self, CoordinatorError> {
+        Ok(InputKeys {
+            sighashes: summary.sighashes(),
+            groups: summary
+                .inputs
+                .iter()
+                .map(|i| group.derive_child(i.key.tweak()))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Reviews `request`'s PSBT for `group` on `network` and reads it.
+    ///
+    /// # Errors
+    /// [`CoordinatorError`]: a bad request signature, a refused review.
+    pub fn of_request(
+        group: &PublicGroup<Secp256k1Tr>,
+        request: &Signed<WithdrawalRequest>,
+        network: bitcoin::Network,
+    ) -> Result<Self, CoordinatorError> {
+        Ok(request_parts(group, request, network)?.2)
+    }
+
+    fn group(&self, input: usize) -> Result<&PublicGroup<Secp256k1Tr>, CoordinatorError> {
+        self.groups.get(input).ok_or(CoordinatorError::Aggregate {
+            input,
+            source: AggregateError::SignerMismatch(format!("there is no input {input}")),
+        })
+    }
 }
 
 fn request_parts(
     group: &PublicGroup<Secp256k1Tr>,
     request: &Signed<WithdrawalRequest>,
     network: bitcoin::Network,
-) -> Result<(RequestDigest, Psbt, Vec<SigningDigest>), CoordinatorError> {
+) -> Result<(RequestDigest, Psbt, InputKeys), CoordinatorError> {
     let body = request
         .verify(group.id())
         .map_err(|_| CoordinatorError::BadRequest)?;
     let psbt = parse_psbt(&body.psbt)?;
-    let summary = review(&psbt, &group.taproot(), network)?;
-    Ok((
-        request.request_digest(group.id())?,
-        psbt,
-        summary.sighashes(),
-    ))
+    let summary = review(&psbt, &group.xpub(), network)?;
+    let inputs = InputKeys::of(group, &summary)?;
+    Ok((request.request_digest(group.id())?, psbt, inputs))
 }
 
 /// Builds one signing package per input from the signers' approvals. All
@@ -97,8 +147,9 @@ pub fn build_packages(
     approvals: &[Signed<Approval>],
     network: bitcoin::Network,
 ) -> Result<WithdrawalPackages, CoordinatorError> {
-    let (digest, _, sighashes) = request_parts(group, request, network)?;
-    let verified = verify_approvals(group, identities, &digest, &sighashes, approvals)?;
+    let (digest, _, inputs) = request_parts(group, request, network)?;
+    let sighashes = &inputs.sighashes;
+    let verified = verify_approvals(group, identities, &digest, sighashes, approvals)?;
     if verified.len() < usize::from(group.min_signers()) {
         return Err(CoordinatorError::TooFewApprovals {
             have: verified.len(),
@@ -145,7 +196,8 @@ pub fn finalize_withdrawal(
     shares: &[Signed<WithdrawalShares>],
     network: bitcoin::Network,
 ) -> Result<(Psbt, Transaction), CoordinatorError> {
-    let (digest, mut psbt, sighashes) = request_parts(group, request, network)?;
+    let (digest, mut psbt, inputs) = request_parts(group, request, network)?;
+    let sighashes = &inputs.sighashes;
     let mut by_signer = BTreeMap::new();
     for s in shares {
         let bad = |reason: &str| CoordinatorError::BadShares {
@@ -173,11 +225,11 @@ pub fn finalize_withdrawal(
             .iter()
             .filter_map(|(id, v)| v.get(i).map(|s| (*id, *s)))
             .collect();
-        let sig = signing::aggregate(group, &package, &input_shares)
+        let sig = signing::aggregate(inputs.group(i)?, &package, &input_shares)
             .map_err(|source| CoordinatorError::Aggregate { input: i, source })?;
         signatures.push(sig);
     }
-    let tx = finalize(&mut psbt, &signatures, &group.taproot(), network)?;
+    let tx = finalize(&mut psbt, &signatures, &group.xpub(), network)?;
     Ok((psbt, tx))
 }
 
@@ -185,13 +237,14 @@ pub fn finalize_withdrawal(
 /// coordinator that retries sessions sets a cheater aside at once): signed
 /// by the member's identity key, for this request, one share per input, and
 /// each share valid for its input's package under the member's verifying
-/// share.
+/// share of the key that input spends (`inputs`, [`InputKeys`]).
 ///
 /// # Errors
 /// [`CoordinatorError::BadShares`] or [`CoordinatorError::Aggregate`]
 /// naming the member.
 pub fn check_shares(
     group: &PublicGroup<Secp256k1Tr>,
+    inputs: &InputKeys,
     identities: &BTreeMap<Identifier<Secp256k1Tr>, IdentityPublicKey>,
     packages: &WithdrawalPackages,
     shares: &Signed<WithdrawalShares>,
@@ -220,7 +273,7 @@ pub fn check_shares(
             input: i,
             source: e.into(),
         })?;
-        signing::verify_share(group, &package, &participant, share)
+        signing::verify_share(inputs.group(i)?, &package, &participant, share)
             .map_err(|source| CoordinatorError::Aggregate { input: i, source })?;
     }
     Ok(())

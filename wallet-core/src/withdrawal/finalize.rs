@@ -19,8 +19,8 @@ use bitcoin::{taproot, Network, Transaction, Witness};
 use frost_core::Signature;
 
 use super::review::{review, ReviewError};
+use crate::hd::GroupXpub;
 use crate::suite::Secp256k1Tr;
-use crate::taproot::TaprootKeys;
 
 /// Why a PSBT could not be finalized.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,8 @@ pub enum FinalizeError {
 
 /// Finalizes `psbt` with one group signature per input (in input order) and
 /// returns the signed transaction. Every signature is verified with
-/// libsecp256k1 against the output key and the input's sighash before
+/// libsecp256k1 against the output key of the key that input spends (its
+/// declared child of `xpub`, derived again here) and the input's sighash before
 /// anything is written into the PSBT.
 ///
 /// # Errors
@@ -67,10 +68,10 @@ pub enum FinalizeError {
 pub fn finalize(
     psbt: &mut Psbt,
     signatures: &[Signature<Secp256k1Tr>],
-    keys: &TaprootKeys,
+    xpub: &GroupXpub,
     network: Network,
 ) -> Result<Transaction, FinalizeError> {
-    let summary = review(psbt, keys, network)?;
+    let summary = review(psbt, xpub, network)?;
     if signatures.len() != summary.inputs.len() {
         return Err(FinalizeError::SignatureCount {
             signatures: signatures.len(),
@@ -78,7 +79,6 @@ pub fn finalize(
         });
     }
     let secp = Secp256k1::verification_only();
-    let output_key = keys.output_key().to_x_only_public_key();
     let mut checked = Vec::with_capacity(signatures.len());
     for (i, (sig, input)) in signatures.iter().zip(&summary.inputs).enumerate() {
         let bytes = sig
@@ -86,6 +86,7 @@ pub fn finalize(
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
         let sig = schnorr::Signature::from_slice(&bytes)
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
+        let output_key = input.key.taproot().output_key().to_x_only_public_key();
         secp.verify_schnorr(&sig, &Message::from(input.sighash), &output_key)
             .map_err(|_| FinalizeError::InvalidSignature { input: i })?;
         checked.push(taproot::Signature {

@@ -15,7 +15,7 @@ use bitcoin::{
     absolute, Address, Amount, Network, OutPoint, ScriptBuf, Sequence, TxOut, Txid, Witness,
 };
 
-use crate::taproot::TaprootKeys;
+use crate::hd::{Chain, ChildKeys, ChildPath, GroupXpub};
 
 /// Why a PSBT is not something this signer will sign.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -88,6 +88,25 @@ pub enum ReviewError {
         /// The amount.
         amount: Amount,
     },
+    /// An input whose declared derivation (BIP371 `tap_key_origins` with
+    /// this group's fingerprint) is not one this signer derives, or does not
+    /// give the script it spends.
+    #[error("input {input}: {reason}; the input is refused (the signer derives every key itself)")]
+    Derivation {
+        /// Input index.
+        input: usize,
+        /// What is wrong, in the signer's words.
+        reason: String,
+    },
+    /// An output declared as this group's (a `tap_key_origins` with its
+    /// fingerprint) whose script is not the one its path derives.
+    #[error("output {output}: {reason}; the transaction is refused (a change address the signer cannot derive is a lie)")]
+    OutputDerivation {
+        /// Output index.
+        output: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// The sighash could not be computed.
     #[error("sighash of input {input} could not be computed: {reason}")]
     Sighash {
@@ -130,8 +149,14 @@ pub struct OutputSummary {
     pub destination: Destination,
     /// How much.
     pub amount: Amount,
-    /// Whether it pays back to the group's own address.
+    /// Whether it is change: it pays the group key itself, or a change-chain
+    /// child (`m/1/i`) whose script this signer derived from the declared
+    /// path. Everything else leaves the wallet and meets the policy.
     pub is_change: bool,
+    /// The declared path of an output this signer derived as the group's
+    /// (`None` for an output not declared as the group's, and for the
+    /// group key itself).
+    pub path: Option<ChildPath>,
     /// The script it pays (for the dust threshold).
     pub script_pubkey: ScriptBuf,
 }
@@ -149,6 +174,9 @@ pub struct InputSummary {
     pub sighash: TapSighash,
     /// Its nSequence (RBF signalling, BIP68 relative lock).
     pub sequence: Sequence,
+    /// The group's key this input spends, derived here from its declared
+    /// path (the group key itself, path `m`, when it declares none).
+    pub key: ChildKeys,
 }
 
 /// What an input's nSequence means for a transaction of `version`.
@@ -311,17 +339,21 @@ impl fmt::Display for WithdrawalSummary {
         for (i, input) in self.inputs.iter().enumerate() {
             writeln!(
                 f,
-                "  input {i}: {} ({}), {}",
+                "  input {i}: {} ({}) from {}, {}",
                 input.outpoint,
                 input.amount,
+                describe_path(input.key.path()),
                 input.describe_sequence(self.version)
             )?;
         }
         for o in &self.outputs {
-            let change = if o.is_change {
-                "  (change back to this wallet)"
-            } else {
-                ""
+            let change = match (&o.path, o.is_change) {
+                (Some(p), true) => format!("  (change back to this wallet, {p})"),
+                (None, true) => "  (change back to this wallet, the group key)".to_owned(),
+                (Some(p), false) => format!(
+                    "  (this wallet's deposit address {p}: not the change chain, counted as leaving)"
+                ),
+                (None, false) => String::new(),
             };
             writeln!(
                 f,
@@ -386,16 +418,20 @@ fn sighash_type(
     }
 }
 
-/// Reviews a PSBT as a signer of the group with Taproot keys `keys` on
-/// `network`: every input must spend the group's output key (with its
-/// `witness_utxo` present), only SIGHASH_DEFAULT/ALL are accepted, and every
-/// input's key-path sighash is computed here with `Prevouts::All`.
+/// Reviews a PSBT as a signer of the group with extended key `xpub` on
+/// `network`: every input must spend a key of the group — the child its
+/// BIP371 `tap_key_origins` declares (non-hardened, derived here, its BIP86
+/// script equal to the spent one) or the group key itself — with its
+/// `witness_utxo` present; only SIGHASH_DEFAULT/ALL are accepted, and every
+/// input's key-path sighash is computed here with `Prevouts::All`. An output
+/// is change only when its script is the group key's, or the change-chain
+/// child its declared path derives to.
 ///
 /// # Errors
 /// The [`ReviewError`] naming the first problem.
 pub fn review(
     psbt: &Psbt,
-    keys: &TaprootKeys,
+    xpub: &GroupXpub,
     network: Network,
 ) -> Result<WithdrawalSummary, ReviewError> {
     let tx = &psbt.unsigned_tx;
@@ -405,7 +441,8 @@ pub fn review(
     if tx.output.is_empty() {
         return Err(ReviewError::NoOutputs);
     }
-    let own_script = keys.script_pubkey();
+    let own_script = xpub.root().script_pubkey();
+    let mut keys = Vec::with_capacity(tx.input.len());
     let mut prevouts: Vec<TxOut> = Vec::with_capacity(tx.input.len());
     let mut types = Vec::with_capacity(tx.input.len());
     let mut seen = BTreeSet::new();
@@ -414,12 +451,7 @@ pub fn review(
             .witness_utxo
             .as_ref()
             .ok_or(ReviewError::MissingWitnessUtxo { input: i })?;
-        if utxo.script_pubkey != own_script {
-            return Err(ReviewError::ForeignInput {
-                input: i,
-                script: utxo.script_pubkey.to_hex_string(),
-            });
-        }
+        keys.push(input_key(i, input, utxo, xpub)?);
         if !seen.insert(txin.previous_output) {
             return Err(ReviewError::DuplicateInput {
                 input: i,
@@ -439,7 +471,14 @@ pub fn review(
     let mut cache = SighashCache::new(tx);
     let mut inputs = Vec::with_capacity(tx.input.len());
     let mut total_in = Amount::ZERO;
-    for (i, ((txin, utxo), ty)) in tx.input.iter().zip(&prevouts).zip(&types).enumerate() {
+    for (i, (((txin, utxo), ty), key)) in tx
+        .input
+        .iter()
+        .zip(&prevouts)
+        .zip(&types)
+        .zip(keys)
+        .enumerate()
+    {
         let sighash = cache
             .taproot_key_spend_signature_hash(i, &Prevouts::All(&prevouts), *ty)
             .map_err(|e| ReviewError::Sighash {
@@ -455,11 +494,13 @@ pub fn review(
             sighash_type: *ty,
             sighash,
             sequence: txin.sequence,
+            key,
         });
     }
     let mut outputs = Vec::with_capacity(tx.output.len());
     let mut total_out = Amount::ZERO;
-    for (index, out) in tx.output.iter().enumerate() {
+    for (index, (out, declared)) in tx.output.iter().zip(&psbt.outputs).enumerate() {
+        let path = output_path(index, declared, &out.script_pubkey, xpub)?;
         if out.value > Amount::MAX_MONEY {
             return Err(ReviewError::AboveMaxMoney {
                 what: format!("output {index}"),
@@ -473,7 +514,11 @@ pub fn review(
             index,
             destination: destination(&out.script_pubkey, network),
             amount: out.value,
-            is_change: out.script_pubkey == own_script,
+            is_change: out.script_pubkey == own_script
+                || path
+                    .as_ref()
+                    .is_some_and(|p| p.index_on(Chain::Change).is_some()),
+            path,
             script_pubkey: out.script_pubkey.clone(),
         });
     }
@@ -505,6 +550,141 @@ pub fn review(
         version: tx.version.0,
         lock_time: tx.lock_time,
     })
+}
+
+fn describe_path(path: &ChildPath) -> String {
+    if path.is_root() {
+        "the group key".to_owned()
+    } else {
+        format!("key {path}")
+    }
+}
+
+/// The entries of `origins` under this group's fingerprint.
+fn own_origins<'a>(
+    origins: &'a std::collections::BTreeMap<
+        bitcoin::XOnlyPublicKey,
+        (Vec<bitcoin::TapLeafHash>, bitcoin::bip32::KeySource),
+    >,
+    xpub: &GroupXpub,
+) -> Vec<(
+    &'a bitcoin::XOnlyPublicKey,
+    &'a [bitcoin::TapLeafHash],
+    &'a bitcoin::bip32::DerivationPath,
+)> {
+    let fingerprint = xpub.fingerprint();
+    origins
+        .iter()
+        .filter(|(_, (_, (fp, _)))| *fp == fingerprint)
+        .map(|(key, (leaves, (_, path)))| (key, leaves.as_slice(), path))
+        .collect()
+}
+
+/// The group key an input spends: the child its declared path derives to
+/// (checked against the declared key, internal key and spent script), or
+/// the group key itself when it declares none.
+fn input_key(
+    input: usize,
+    psbt_input: &bitcoin::psbt::Input,
+    utxo: &TxOut,
+    xpub: &GroupXpub,
+) -> Result<ChildKeys, ReviewError> {
+    let bad = |reason: String| ReviewError::Derivation { input, reason };
+    let key = match own_origins(&psbt_input.tap_key_origins, xpub).as_slice() {
+        [] => xpub
+            .derive(&ChildPath::root())
+            .map_err(|e| bad(e.to_string()))?,
+        [(declared, leaves, path)] => {
+            if !leaves.is_empty() {
+                return Err(bad(
+                    "its derivation names script leaves; Kura signs key-path spends only".into(),
+                ));
+            }
+            let path = ChildPath::from_bip32(path).map_err(|e| bad(e.to_string()))?;
+            let key = xpub.derive(&path).map_err(|e| bad(e.to_string()))?;
+            if key.taproot().internal_key() != **declared {
+                return Err(bad(format!(
+                    "it declares key {declared} at {path}, but {path} derives {}",
+                    key.taproot().internal_key()
+                )));
+            }
+            key
+        }
+        _ => {
+            return Err(bad(
+                "it declares more than one path under this group's fingerprint".into(),
+            ))
+        }
+    };
+    if let Some(internal) = psbt_input.tap_internal_key {
+        if internal != key.taproot().internal_key() {
+            return Err(bad(format!(
+                "its tap_internal_key {internal} is not the key of {}",
+                key.path()
+            )));
+        }
+    }
+    if utxo.script_pubkey != key.taproot().script_pubkey() {
+        if key.path().is_root() {
+            return Err(ReviewError::ForeignInput {
+                input,
+                script: utxo.script_pubkey.to_hex_string(),
+            });
+        }
+        return Err(bad(format!(
+            "it spends script {}, but the path it declares, {}, derives script {}",
+            utxo.script_pubkey.to_hex_string(),
+            key.path(),
+            key.taproot().script_pubkey().to_hex_string()
+        )));
+    }
+    Ok(key)
+}
+
+/// The declared path of an output that claims to be the group's, once
+/// checked: its script must be the one the path derives.
+fn output_path(
+    output: usize,
+    declared: &bitcoin::psbt::Output,
+    script: &ScriptBuf,
+    xpub: &GroupXpub,
+) -> Result<Option<ChildPath>, ReviewError> {
+    let bad = |reason: String| ReviewError::OutputDerivation { output, reason };
+    match own_origins(&declared.tap_key_origins, xpub).as_slice() {
+        [] => Ok(None),
+        [(key, leaves, path)] => {
+            if !leaves.is_empty() {
+                return Err(bad("its derivation names script leaves".into()));
+            }
+            let path = ChildPath::from_bip32(path).map_err(|e| bad(e.to_string()))?;
+            let child = xpub.derive(&path).map_err(|e| bad(e.to_string()))?;
+            if child.taproot().internal_key() != **key {
+                return Err(bad(format!(
+                    "it declares key {key} at {path}, but {path} derives {}",
+                    child.taproot().internal_key()
+                )));
+            }
+            if declared
+                .tap_internal_key
+                .is_some_and(|k| k != child.taproot().internal_key())
+            {
+                return Err(bad(format!(
+                    "its tap_internal_key is not the key of {path}"
+                )));
+            }
+            if *script != child.taproot().script_pubkey() {
+                return Err(bad(format!(
+                    "it pays script {}, but the path it declares, {path}, derives script {}",
+                    script.to_hex_string(),
+                    child.taproot().script_pubkey().to_hex_string()
+                )));
+            }
+            Ok((!path.is_root()).then_some(path))
+        }
+        _ => Err(bad(
+            "it declares more than one path under this group's fingerprint".into(),
+        )),
+    }
 }
 
 /// A `non_witness_utxo`, when present, must be the transaction `outpoint`

@@ -19,6 +19,7 @@ use super::review::{parse_psbt, review, WithdrawalSummary};
 use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, AuditStore, DecisionGuard};
 use crate::digest::{PackagesDigest, PolicyDigest, RequestDigest, SigningDigest};
 use crate::group::{identifier_hex, Culprit, GroupError, KeyShare, PublicGroup};
+use crate::hd::ChildTweak;
 use crate::identity::IdentityPublicKey;
 use crate::keystore::{self, Keystore, KeystoreError, SecretSlot, SessionId, StoredSignError};
 use crate::policy::Policy;
@@ -303,6 +304,9 @@ struct Checked {
     request_id: RequestId,
     request_digest: RequestDigest,
     messages: Vec<SigningDigest>,
+    /// Per message, the tweak from the group key to the key it is signed
+    /// under (zero for the group key itself).
+    tweaks: Vec<ChildTweak>,
     amount_sat: Option<u64>,
     fee_sat: Option<u64>,
 }
@@ -419,7 +423,7 @@ impl<A: AuditStore> Signer<A> {
         self.check_common(request, now)?;
         let body = &request.body;
         let psbt = parse_psbt(&body.psbt)?;
-        let summary = review(&psbt, &self.group.taproot(), self.policy.network())?;
+        let summary = review(&psbt, &self.group.xpub(), self.policy.network())?;
         let window_start = now.saturating_sub(self.policy.rolling_window_secs());
         let mut released = crate::policy::Released {
             amount_sat: self.audit.history().amount_released_since(window_start),
@@ -447,6 +451,7 @@ impl<A: AuditStore> Signer<A> {
             request_id: body.request_id.clone(),
             request_digest,
             messages: summary.sighashes(),
+            tweaks: summary.inputs.iter().map(|i| *i.key.tweak()).collect(),
             amount_sat: Some(summary.amount_leaving().to_sat()),
             fee_sat: Some(summary.fee.to_sat()),
         };
@@ -477,6 +482,7 @@ impl<A: AuditStore> Signer<A> {
             request_id: request.body.request_id.clone(),
             request_digest: request.request_digest(self.group.id())?,
             messages: vec![super::request::raw_message_digest(&request.body.message)],
+            tweaks: vec![ChildTweak::ZERO],
             amount_sat: None,
             fee_sat: None,
         })
@@ -972,10 +978,19 @@ impl<A: AuditStore> Signer<A> {
             .map(|(i, (package, message))| {
                 let own_c = own.commitments.get(i).ok_or(Refusal::MissingOwnApproval)?;
                 let session = own.session.for_input(i);
+                // Signed under the key this input spends, which this signer
+                // derived itself from the PSBT in its review.
+                let tweak = checked.tweaks.get(i).copied().unwrap_or(ChildTweak::ZERO);
+                let derived = |e: crate::group::GroupError| Refusal::Package {
+                    input: i,
+                    source: e.into(),
+                };
+                let share = self.share.derive_child(&tweak).map_err(derived)?;
+                let group = self.group.derive_child(&tweak).map_err(derived)?;
                 keystore::sign(
                     &*self.keystore,
-                    &self.share,
-                    &self.group,
+                    &share,
+                    &group,
                     &session,
                     package,
                     message.as_bytes(),
