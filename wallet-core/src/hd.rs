@@ -419,3 +419,91 @@ impl PublicGroup<Secp256k1Tr> {
         GroupXpub::of(self)
     }
 }
+
+/// What [`fill_psbt`] added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filled {
+    /// The inputs it gave a derivation (index, path).
+    pub inputs: Vec<(usize, ChildPath)>,
+    /// The outputs it gave a derivation (index, path): change-chain outputs.
+    pub outputs: Vec<(usize, ChildPath)>,
+}
+
+/// Fills the BIP371 fields of the group's own inputs and change outputs of
+/// a PSBT that lacks them (one made by a wallet that does not write key
+/// origins): for every input, and every output, whose script is a child of
+/// `xpub` among the first `lookahead` indices of a chain (inputs: both
+/// chains; outputs: the change chain), it writes `tap_internal_key` and
+/// `tap_key_origins` (the group's fingerprint, the path). Entries already
+/// there are left alone: signers check them whoever wrote them. This is
+/// the requester's convenience, never a signer's trust: a signer derives
+/// every key itself.
+///
+/// # Errors
+/// [`HdError::Invalid`] when an index derives no key (negligible).
+pub fn fill_psbt(
+    psbt: &mut bitcoin::psbt::Psbt,
+    xpub: &GroupXpub,
+    lookahead: u32,
+) -> Result<Filled, HdError> {
+    use std::collections::HashMap;
+    let mut filled = Filled::default();
+    let mut known: Option<HashMap<bitcoin::ScriptBuf, ChildKeys>> = None;
+    let table = |chains: &[Chain]| -> Result<HashMap<bitcoin::ScriptBuf, ChildKeys>, HdError> {
+        let mut map = HashMap::new();
+        for chain in chains {
+            for index in 0..lookahead.min(1 << 31) {
+                let keys = xpub.derive(&ChildPath::new(*chain, index)?)?;
+                map.insert(keys.taproot().script_pubkey(), keys);
+            }
+        }
+        Ok(map)
+    };
+    let fingerprint = xpub.fingerprint();
+    let ours = |origins: &std::collections::BTreeMap<
+        XOnlyPublicKey,
+        (Vec<bitcoin::TapLeafHash>, bitcoin::bip32::KeySource),
+    >| origins.values().any(|(_, (fp, _))| *fp == fingerprint);
+    for (i, input) in psbt.inputs.iter_mut().enumerate() {
+        let Some(utxo) = &input.witness_utxo else {
+            continue;
+        };
+        if ours(&input.tap_key_origins) || utxo.script_pubkey == xpub.root().script_pubkey() {
+            continue;
+        }
+        if known.is_none() {
+            known = Some(table(&[Chain::Receive, Chain::Change])?);
+        }
+        if let Some(keys) = known.as_ref().and_then(|k| k.get(&utxo.script_pubkey)) {
+            let key = keys.taproot().internal_key();
+            input.tap_internal_key = Some(key);
+            input
+                .tap_key_origins
+                .insert(key, (Vec::new(), (fingerprint, keys.path().to_bip32())));
+            filled.inputs.push((i, keys.path().clone()));
+        }
+    }
+    let mut change = None;
+    for (i, (output, txout)) in psbt
+        .outputs
+        .iter_mut()
+        .zip(&psbt.unsigned_tx.output)
+        .enumerate()
+    {
+        if ours(&output.tap_key_origins) || txout.script_pubkey == xpub.root().script_pubkey() {
+            continue;
+        }
+        if change.is_none() {
+            change = Some(table(&[Chain::Change])?);
+        }
+        if let Some(keys) = change.as_ref().and_then(|c| c.get(&txout.script_pubkey)) {
+            let key = keys.taproot().internal_key();
+            output.tap_internal_key = Some(key);
+            output
+                .tap_key_origins
+                .insert(key, (Vec::new(), (fingerprint, keys.path().to_bip32())));
+            filled.outputs.push((i, keys.path().clone()));
+        }
+    }
+    Ok(filled)
+}

@@ -327,3 +327,41 @@ fn only_the_change_chain_is_change() {
     let s = review(&q, &xpub, Network::Regtest).unwrap();
     assert!(!s.outputs[1].is_change);
 }
+
+#[test]
+fn a_requester_fills_the_derivations_a_wallet_left_out() {
+    // A wallet that writes no key origins: the signers refuse the derived
+    // coins as foreign until the requester fills them in.
+    let mut w = world(41, 2, 3);
+    let xpub = w.group.xpub();
+    let (mut p, spent) = derived_psbt(&w, &[2, 40], true, 250_000, 7);
+    for input in &mut p.inputs {
+        input.tap_key_origins.clear();
+        input.tap_internal_key = None;
+    }
+    p.outputs[1] = Default::default();
+    assert!(matches!(
+        review(&p, &xpub, Network::Regtest),
+        Err(ReviewError::ForeignInput { input: 0, .. })
+    ));
+    // Not far enough: index 40 is past a look-ahead of 10.
+    let mut short = p.clone();
+    let f = wallet_core::hd::fill_psbt(&mut short, &xpub, 10).unwrap();
+    assert_eq!(f.inputs, vec![(0, ChildPath::receive(2).unwrap())]);
+    assert!(review(&short, &xpub, Network::Regtest).is_err());
+
+    let f = wallet_core::hd::fill_psbt(&mut p, &xpub, 100).unwrap();
+    assert_eq!(
+        f.inputs,
+        vec![
+            (0, ChildPath::receive(2).unwrap()),
+            (1, ChildPath::receive(40).unwrap())
+        ]
+    );
+    assert_eq!(f.outputs, vec![(1, ChildPath::change(7).unwrap())]);
+    let summary = review(&p, &xpub, Network::Regtest).unwrap();
+    assert!(summary.outputs[1].is_change);
+    let req = w.request("filled", &p);
+    let (_, tx) = w.run(&req, &[1, 2]).unwrap();
+    consensus_verify(&tx, &spent).unwrap();
+}

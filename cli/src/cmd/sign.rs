@@ -99,6 +99,9 @@ pub struct RequestSpec {
     /// Sign the request even if the PSBT fails the checks every signer applies.
     #[arg(long)]
     unchecked: bool,
+    /// How many addresses of each chain to search for the group's own inputs and change that the PSBT leaves without a derivation (BIP371 fields are then filled in).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    lookahead: u32,
     #[command(flatten)]
     secrets: SecretArgs,
 }
@@ -160,6 +163,8 @@ pub struct ShareArgs {
 pub struct SignedRequest {
     pub home: Home,
     pub group: wallet_core::PublicGroup<Secp256k1Tr>,
+    /// The derivations filled in for the group's own inputs and change.
+    pub filled: wallet_core::hd::Filled,
     pub request_id: String,
     pub expires_at: u64,
     /// The `withdrawal-request` document.
@@ -181,8 +186,11 @@ impl RequestSpec {
         }
         let group = home::read_group(group_path)?;
         let bytes = home::read_input(psbt_path, wallet_core::psbt::MAX_PSBT_TEXT_BYTES)?;
-        let psbt = wallet_core::psbt::decode(&bytes)
+        let mut psbt = wallet_core::psbt::decode(&bytes)
             .with_context(|| format!("{} is not a PSBT Kura can read", psbt_path.display()))?;
+        // The group's own inputs and change, where the wallet that made the
+        // PSBT wrote no derivation: every signer derives them again.
+        let filled = wallet_core::hd::fill_psbt(&mut psbt, &group.xpub(), a.lookahead)?;
         // What every signer checks, whatever its policy: the signer-independent
         // part of review (the network only changes how addresses are written).
         let early = review::review(&psbt, &group.xpub(), bitcoin::Network::Bitcoin)
@@ -216,6 +224,7 @@ impl RequestSpec {
         Ok(SignedRequest {
             home,
             group,
+            filled,
             request_id: id.to_owned(),
             expires_at,
             document,
@@ -227,10 +236,25 @@ fn request(a: &RequestArgs, r: &Ctx) -> anyhow::Result<()> {
     let signed = a.spec.sign()?;
     let (id, out) = (&signed.request_id, &a.out);
     home::write_new(out, &signed.document)?;
+    let paths = |v: &[(usize, wallet_core::hd::ChildPath)]| {
+        v.iter()
+            .map(|(i, p)| serde_json::json!({"index": i, "path": p.to_string()}))
+            .collect::<Vec<_>>()
+    };
+    let f = &signed.filled;
+    let note = if f.inputs.is_empty() && f.outputs.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (derivations filled in for {} input(s) and {} change output(s))",
+            f.inputs.len(),
+            f.outputs.len()
+        )
+    };
     r.done(
         "withdraw-request",
-        serde_json::json!({"request_id": id, "expires_at": signed.expires_at, "out": out.display().to_string()}),
-        &format!("signed request {id} written to {}", out.display()),
+        serde_json::json!({"request_id": id, "expires_at": signed.expires_at, "out": out.display().to_string(), "filled_inputs": paths(&f.inputs), "filled_outputs": paths(&f.outputs)}),
+        &format!("signed request {id} written to {}{note}", out.display()),
     )
 }
 
@@ -336,10 +360,10 @@ fn review_json(reviewed: &wallet_core::withdrawal::signer::Reviewed) -> serde_js
         "version": s.version,
         "lock_time": s.lock_time.to_consensus_u32(),
         "lock_time_enforced": s.lock_time_enforced(),
-        "inputs": s.inputs.iter().map(|i| serde_json::json!({"outpoint": i.outpoint.to_string(), "amount_sat": i.amount.to_sat(), "sequence": i.sequence.0})).collect::<Vec<_>>(),
+        "inputs": s.inputs.iter().map(|i| serde_json::json!({"outpoint": i.outpoint.to_string(), "amount_sat": i.amount.to_sat(), "sequence": i.sequence.0, "path": i.key.path().to_string()})).collect::<Vec<_>>(),
         "fee_sat": s.fee.to_sat(),
         "leaving_sat": s.amount_leaving().to_sat(),
-        "outputs": s.outputs.iter().map(|o| serde_json::json!({"destination": o.destination.to_string(), "amount_sat": o.amount.to_sat(), "change": o.is_change})).collect::<Vec<_>>(),
+        "outputs": s.outputs.iter().map(|o| serde_json::json!({"destination": o.destination.to_string(), "amount_sat": o.amount.to_sat(), "change": o.is_change, "path": o.path.as_ref().map(ToString::to_string)})).collect::<Vec<_>>(),
     })
 }
 

@@ -1,9 +1,13 @@
 //! `kura wallet address | descriptor`: where to fund the group's wallet.
+//! Every deposit gets its own address, `m/0/<index>` below the group xpub
+//! (BIP328 construction, [`wallet_core::hd`]); change goes to `m/1/<index>`.
 
 use std::path::PathBuf;
 
 use bitcoin::Network;
 use clap::{Args, Subcommand};
+
+use wallet_core::hd::{Chain, ChildPath};
 
 use crate::ctx::Ctx;
 use crate::home;
@@ -11,13 +15,13 @@ use crate::network::{self, NetworkArg};
 
 #[derive(Debug, Subcommand)]
 pub enum WalletCmd {
-    /// The group's P2TR address: the address alone on stdout (--verbose adds details on stderr).
+    /// A P2TR address of the group: deposit address N with --index N (change address N with --change), else the group key's own; the address alone on stdout (--verbose adds details on stderr).
     ///
-    /// Example: kura wallet address --home alice   (or: --group group/group.json --network regtest)
+    /// Example: kura wallet address --home alice --index 17   (or: --group group/group.json --network regtest --index 17)
     Address(AddressArgs),
-    /// The group's watch-only descriptor `tr(<internal key>)#checksum` (Bitcoin Core, Sparrow, BDK).
+    /// The group's watch-only descriptor: `tr([fp]xpub/<0;1>/*)#checksum` (BIP389: receive and change; Bitcoin Core, Sparrow, BDK), one chain with --chain, the group key alone with --group-key.
     ///
-    /// Example: kura wallet descriptor --group group.json
+    /// Example: kura wallet descriptor --group group.json --network regtest
     Descriptor(DescriptorArgs),
 }
 
@@ -39,7 +43,13 @@ pub struct AddressArgs {
     /// contradicts the home's is an error.
     #[arg(long, value_enum)]
     network: Option<NetworkArg>,
-    /// Also print the network, the keys and the watch-only descriptor, on stderr.
+    /// The index on the chain (deposit addresses are m/0/INDEX); without it, the group key's own address.
+    #[arg(long, value_name = "N")]
+    index: Option<u32>,
+    /// The change chain (m/1/INDEX) instead of the deposit chain.
+    #[arg(long, requires = "index")]
+    change: bool,
+    /// Also print the network, the path, the keys and the watch-only descriptor, on stderr.
     #[arg(long, short = 'v')]
     verbose: bool,
 }
@@ -74,20 +84,32 @@ impl AddressArgs {
         let named = network::resolve(self.network, home.as_deref())?;
         let network = Network::from(named);
         let group = home::read_group(&group_path)?;
-        let keys = group.taproot();
+        let xpub = group.xpub();
+        let chain = if self.change {
+            Chain::Change
+        } else {
+            Chain::Receive
+        };
+        let path = match self.index {
+            Some(i) => ChildPath::new(chain, i)?,
+            None => ChildPath::root(),
+        };
+        let child = xpub.derive(&path)?;
+        let keys = child.taproot();
         let address = keys.address(network);
+        let descriptor = xpub.descriptor(network);
         if self.verbose {
             ctx.note(&format!(
-                "network {named}\ninternal key {}\noutput key {}\nwatch-only descriptor {}",
+                "network {named}\npath {path} below the group xpub (fingerprint {})\ninternal key {}\noutput key {}\nwatch-only descriptor {descriptor}",
+                xpub.fingerprint(),
                 keys.internal_key(),
                 keys.output_key(),
-                keys.descriptor()
             ));
         }
         // One value on stdout: scripts capture it with $(kura wallet address …).
         ctx.done(
             "wallet-address",
-            serde_json::json!({"address": address.to_string(), "network": named.name(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": keys.descriptor()}),
+            serde_json::json!({"address": address.to_string(), "network": named.name(), "path": path.to_string(), "fingerprint": xpub.fingerprint().to_string(), "internal_key": keys.internal_key().to_string(), "output_key": keys.output_key().to_string(), "descriptor": descriptor}),
             &address.to_string(),
         )
     }
@@ -97,15 +119,48 @@ impl AddressArgs {
 pub struct DescriptorArgs {
     #[command(flatten)]
     group: GroupArgs,
+    /// The Bitcoin network (xpub on bitcoin, tpub on the others); by default the home's, as for `kura wallet address`.
+    #[arg(long, value_enum)]
+    network: Option<NetworkArg>,
+    /// One chain only: `tr([fp]xpub/0/*)` (receive) or `tr([fp]xpub/1/*)` (change), for wallets without BIP389.
+    #[arg(long, value_enum, conflicts_with = "group_key")]
+    chain: Option<ChainArg>,
+    /// The group key alone, `tr(<internal key>)`: its one address, as before derivation.
+    #[arg(long)]
+    group_key: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ChainArg {
+    Receive,
+    Change,
 }
 
 impl DescriptorArgs {
     fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let group = home::read_group(&self.group.paths().0)?;
-        let d = group.taproot().descriptor();
+        let (group_path, home) = self.group.paths();
+        let named = network::resolve(self.network, home.as_deref())?;
+        let network = Network::from(named);
+        let group = home::read_group(&group_path)?;
+        let xpub = group.xpub();
+        let d = match (self.group_key, self.chain) {
+            (true, _) => group.taproot().descriptor(),
+            (false, Some(ChainArg::Receive)) => xpub.chain_descriptor(Chain::Receive, network),
+            (false, Some(ChainArg::Change)) => xpub.chain_descriptor(Chain::Change, network),
+            (false, None) => xpub.descriptor(network),
+        };
         ctx.done(
             "wallet-descriptor",
-            serde_json::json!({"descriptor": d}),
+            serde_json::json!({
+                "descriptor": d,
+                "network": named.name(),
+                "multipath": xpub.descriptor(network),
+                "receive": xpub.chain_descriptor(Chain::Receive, network),
+                "change": xpub.chain_descriptor(Chain::Change, network),
+                "group_key": group.taproot().descriptor(),
+                "xpub": xpub.xpub(network).to_string(),
+                "fingerprint": xpub.fingerprint().to_string(),
+            }),
             &d,
         )
     }
