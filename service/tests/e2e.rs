@@ -63,6 +63,42 @@ async fn an_honest_3_of_5_withdrawal_completes_over_https() {
     honest_round(3, 5, 12).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coins_at_derived_deposit_addresses_are_withdrawn_over_https() {
+    // The coordinator checks every share on arrival under the child key its
+    // input spends: were it to check under the group key, every honest
+    // signer would be set aside and the withdrawal would fail.
+    use wallet_core::hd::{fill_psbt, ChildPath};
+    let mut world = World::builder(17, policy(true)).threshold(3, 5).build();
+    let xpub = world.group.xpub();
+    world.coins = [(3u32, 400_000u64), (90, 300_000)]
+        .iter()
+        .enumerate()
+        .map(|(k, (i, v))| {
+            let keys = xpub.derive(&ChildPath::receive(*i).unwrap()).unwrap();
+            kura_testkit::coin(&keys.taproot().script_pubkey(), *v, 0x60 + k as u8)
+        })
+        .collect();
+    let mut psbt = world.psbt();
+    let filled = fill_psbt(&mut psbt, &xpub, 100).unwrap();
+    assert_eq!(filled.inputs.len(), 2);
+    let mut coordinator = CoordinatorSide::new(&world);
+    coordinator.start().await;
+    let events = Events::default();
+    let daemons = start_daemons(&mut world, &coordinator, &events);
+    let requester = requester(&world, &coordinator);
+    let submitted = requester
+        .submit(request_document(&world, "hd-1", &psbt))
+        .await
+        .unwrap();
+    let status = wait_final(&requester, &submitted.id, Duration::from_secs(60)).await;
+    check_final(&status, &world);
+    assert_eq!(status.sessions.len(), 1, "{status:?}");
+    for d in daemons {
+        d.stop();
+    }
+}
+
 /// A login document for `identity`, answering `challenge`, naming `pin`.
 fn login_document(
     world: &World,
