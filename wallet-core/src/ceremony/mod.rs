@@ -50,6 +50,7 @@ use crate::suite::{KuraSuite, SuiteId};
 pub mod dealer;
 pub mod dkg;
 pub mod maintain;
+pub mod reshare;
 pub mod state;
 
 /// Why a ceremony step was refused or failed.
@@ -561,6 +562,8 @@ pub enum SealPurpose {
     RepairDelta,
     /// A repair sigma.
     RepairSigma,
+    /// A reshare dealer's share for a new member.
+    ReshareShare,
 }
 
 impl SealPurpose {
@@ -572,6 +575,7 @@ impl SealPurpose {
             SealPurpose::RefreshShare => "refresh-share",
             SealPurpose::RepairDelta => "repair-delta",
             SealPurpose::RepairSigma => "repair-sigma",
+            SealPurpose::ReshareShare => "reshare-share",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/group.json          the active group   ← the one commit point of every change
 //! DIR/roster.json         its roster (written before group.json)
-//! DIR/staged-group.json   a refreshed group waiting for activation
+//! DIR/staged-group.json   a refreshed or reshared group waiting for activation
+//! DIR/staged-roster.json  a reshared group's new roster (a reshare changes it)
 //! ```
 //!
 //! The share lives in the keystore. Every change writes the new share and
@@ -19,6 +20,15 @@ use super::{CeremonyError, Roster};
 use crate::group::{identifier_hex, KeyShare, PublicGroup};
 use crate::keystore::{self, files, Keystore, SecretSlot};
 use crate::suite::KuraSuite;
+
+/// A reshare waiting for activation: the new group and its roster.
+#[derive(Clone, Debug)]
+pub struct StagedReshare<C: KuraSuite> {
+    /// The reshared group.
+    pub group: PublicGroup<C>,
+    /// Its roster.
+    pub roster: Roster<C>,
+}
 
 /// The point a state change reached; tests stop a change at each one to
 /// check that a crash there is recoverable.
@@ -80,6 +90,30 @@ impl MemberState {
     /// `DIR/staged-group.json`.
     pub fn staged_path(&self) -> PathBuf {
         self.dir.join("staged-group.json")
+    }
+
+    /// `DIR/staged-roster.json`: the roster of a staged reshare.
+    pub fn staged_roster_path(&self) -> PathBuf {
+        self.dir.join("staged-roster.json")
+    }
+
+    /// The staged reshare's group and roster, if a reshare is staged.
+    ///
+    /// # Errors
+    /// An I/O error, a malformed file, a roster that does not fit.
+    pub fn staged_reshare<C: KuraSuite>(&self) -> Result<Option<StagedReshare<C>>, CeremonyError> {
+        let Some(roster) = read(&self.staged_roster_path())? else {
+            return Ok(None);
+        };
+        let group = self.staged::<C>()?.ok_or_else(|| {
+            CeremonyError::NoState(format!(
+                "{} without {}: stage the reshare again",
+                self.staged_roster_path().display(),
+                self.staged_path().display()
+            ))
+        })?;
+        let roster = Roster::from_document(&roster, &group)?;
+        Ok(Some(StagedReshare { group, roster }))
     }
 
     /// `DIR/staged-refresh.txt`: the digest of the proposal the staged share came from.
@@ -201,6 +235,56 @@ impl MemberState {
         Ok(())
     }
 
+    /// Stages a reshared share, group and roster, with `tag` (the digest
+    /// of the reshare proposal): the same group key, another threshold or
+    /// other members. A home of a member joining the group holds no group
+    /// yet; one of a current member keeps using its group until
+    /// [`MemberState::activate`].
+    ///
+    /// # Errors
+    /// [`CeremonyError::Changed`] when the home holds another group.
+    pub fn stage_reshare<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        share: &KeyShare<C>,
+        new_group: &PublicGroup<C>,
+        new_roster: &Roster<C>,
+        tag: &[u8; 32],
+        hook: Hook<'_>,
+    ) -> Result<(), CeremonyError> {
+        if let Some(current) = self.group::<C>()? {
+            if current.id() != new_group.id() {
+                return Err(CeremonyError::Changed(format!(
+                    "the reshare is for group {}, this home holds {}",
+                    new_group.id().short(),
+                    current.id().short()
+                )));
+            }
+        }
+        share.check_member_of(new_group)?;
+        new_roster.identities(new_group)?;
+        let participant = identifier_hex(share.identifier());
+        keystore.put_key_share(
+            &SecretSlot::staged_share(new_group, &participant),
+            &share.to_secret_document()?,
+        )?;
+        hook(Step::ShareKept)?;
+        files::write_atomic(
+            &self.staged_tag_path(),
+            format!("{}\n", hex::encode(tag)).as_bytes(),
+            true,
+        )?;
+        files::write_atomic(
+            &self.staged_roster_path(),
+            &new_roster.to_document(new_group.id())?,
+            true,
+        )?;
+        hook(Step::RosterWritten)?;
+        files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
+        hook(Step::Staged)?;
+        Ok(())
+    }
+
     /// The staged group, if any.
     ///
     /// # Errors
@@ -234,9 +318,22 @@ impl MemberState {
         let slot = SecretSlot::staged_share(&staged, &participant);
         let active = self.group::<C>()?;
         let switched = active.as_ref() == Some(&staged);
+        let roster = self.staged_reshare::<C>()?.map(|r| r.roster);
         if !switched {
             if let Some(current) = &active {
-                same_group(current, &staged)?;
+                match &roster {
+                    // A reshare keeps the key (the group id), not the
+                    // threshold or the members.
+                    Some(_) if current.id() == staged.id() => {}
+                    Some(_) => {
+                        return Err(CeremonyError::Changed(format!(
+                            "the staged reshare is for group {}, this home holds {}",
+                            staged.id().short(),
+                            current.id().short()
+                        )))
+                    }
+                    None => same_group(current, &staged)?,
+                }
             }
             // The staged share must be there and fit before anything switches.
             let doc = keystore.key_share(&slot)?;
@@ -244,6 +341,12 @@ impl MemberState {
             files::write_atomic(&self.group_path(), &staged.to_document()?, true)?;
         }
         hook(Step::GroupSwitched)?;
+        if let Some(roster) = &roster {
+            // The roster follows the group it belongs to (a rerun after a
+            // crash between the two writes it again).
+            files::write_atomic(&self.roster_path(), &roster.to_document(staged.id())?, true)?;
+            hook(Step::RosterWritten)?;
+        }
         // load_share finds the staged share, moves it to the main slot and
         // clears the staged slot (or finds it moved already).
         keystore::load_share(keystore, &staged, id)?;
@@ -255,7 +358,11 @@ impl MemberState {
             &crate::SecretBytes::new(keystore::STAGED_TOMBSTONE.to_vec()),
         )?;
         hook(Step::ShareSwitched)?;
-        for path in [self.staged_path(), self.staged_tag_path()] {
+        for path in [
+            self.staged_roster_path(),
+            self.staged_tag_path(),
+            self.staged_path(),
+        ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -16,6 +16,7 @@ use crate::suite::KuraSuite;
 pub mod dkg;
 pub mod refresh;
 pub mod repair;
+pub mod reshare;
 
 /// Why key generation failed.
 #[derive(Debug, thiserror::Error)]
