@@ -30,8 +30,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cmd::{
-    audit, coordinate, dkg, docs, hsm, keygen, mailbox, maintain, policy, roles, service, sign,
-    wallet,
+    audit, coordinate, dkg, docs, hsm, keygen, mailbox, maintain, policy, reshare, roles, service,
+    sign, wallet,
 };
 use ctx::Ctx;
 
@@ -82,6 +82,9 @@ enum Command {
     /// Share repair (t helpers rebuild a lost share).
     #[command(subcommand)]
     Repair(maintain::RepairCmd),
+    /// Quorum change: members join or leave, the threshold changes; same key and addresses.
+    #[command(subcommand)]
+    Reshare(reshare::ReshareCmd),
     /// Refresh and repair files through the coordinator's ceremony mailbox instead of by hand.
     #[command(subcommand)]
     Mailbox(mailbox::MailboxCmd),
@@ -131,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dkg(c) => c.run(&ctx),
         Command::Refresh(c) => c.run(&ctx),
         Command::Repair(c) => c.run(&ctx),
+        Command::Reshare(c) => c.run(&ctx),
         Command::Mailbox(c) => c.run(&ctx),
         Command::Wallet(c) => c.run(&ctx),
         Command::Withdraw(c) => c.run(&ctx),

@@ -419,6 +419,8 @@ pub const CEREMONY_KINDS: &[&str] = &[
     "refresh-endorsement",
     "refresh-receipt",
     "repair-message",
+    "reshare-proposal",
+    "reshare-deal",
 ];
 
 /// An error answer.

@@ -287,14 +287,14 @@ pub struct RecoverArgs {
 }
 
 /// A signer's home opened with its group, roster and own identifier.
-struct Member {
-    home: Home,
-    group: PublicGroup<Suite>,
-    roster: Roster,
-    me: Identifier<Suite>,
+pub(super) struct Member {
+    pub(super) home: Home,
+    pub(super) group: PublicGroup<Suite>,
+    pub(super) roster: Roster,
+    pub(super) me: Identifier<Suite>,
 }
 
-fn member(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Member> {
+pub(super) fn member(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Member> {
     let home = Home::open(home_dir, "signer", secrets)?;
     let state = MemberState::new(&home.dir);
     let group = state
@@ -314,7 +314,7 @@ fn member(home_dir: &Path, secrets: &SecretArgs) -> anyhow::Result<Member> {
 }
 
 impl Member {
-    fn share(&self) -> anyhow::Result<KeyShare<Suite>> {
+    pub(super) fn share(&self) -> anyhow::Result<KeyShare<Suite>> {
         Ok(keystore::load_share::<Suite>(
             self.home.keystore.as_ref(),
             &self.group,

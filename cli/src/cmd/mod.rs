@@ -9,6 +9,7 @@ pub mod keygen;
 pub mod mailbox;
 pub mod maintain;
 pub mod policy;
+pub mod reshare;
 pub mod roles;
 pub mod service;
 pub mod sign;
