@@ -70,6 +70,7 @@ impl From<FormatError> for GenerateError {
 /// Only if wallet-core fails on these fixed inputs.
 pub fn generate() -> Result<Vec<KnownAnswer>, GenerateError> {
     let mut out = generate_suite::<Secp256k1Tr>()?;
+    out.push(hd()?);
     out.extend(generate_suite::<Secp256k1>()?);
     out.push(state_anchors());
     out.extend(policies()?);
@@ -283,6 +284,47 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         "repair-delta.json",
         format::encode(dealt.group.id(), delta)?,
     );
+    // A reshare of the dealt group to 3-of-4 (dave joins), proposed by bob
+    // and dealt by bob and carol.
+    let dave = identity(0xda)?;
+    let mut new_cards: Vec<IdentityCard> = dealt
+        .roster
+        .members
+        .iter()
+        .map(|m| IdentityCard::new(m.label.clone(), Role::Signer, m.key))
+        .collect();
+    new_cards.push(IdentityCard::new(
+        Label::new("dave").map_err(err)?,
+        Role::Signer,
+        dave.identity_public_key().map_err(err)?,
+    ));
+    let reshare_proposal = wallet_core::ceremony::reshare::propose_reshare(
+        &dealt.group,
+        &dealt.roster,
+        3,
+        new_cards,
+        vec![*b, *cc],
+        bob_ks,
+        &mut rng,
+    )
+    .map_err(err)?;
+    add(
+        "reshare-proposal.json",
+        format::encode(dealt.group.id(), &reshare_proposal)?,
+    );
+    let reshare_deal = wallet_core::ceremony::reshare::deal_reshare(
+        &dealt.group,
+        &dealt.roster,
+        &bob_share,
+        &reshare_proposal,
+        bob_ks,
+        &mut rng,
+    )
+    .map_err(err)?;
+    add(
+        "reshare-deal.json",
+        format::encode(dealt.group.id(), &reshare_deal)?,
+    );
     add(
         "fingerprints.txt",
         format!(
@@ -296,6 +338,60 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         .into_bytes(),
     );
     Ok(files)
+}
+
+/// The group xpub (BIP328 construction) of a fixed dealt group, its
+/// descriptors and the first addresses of each chain on mainnet and
+/// regtest: what custodians import into their wallets.
+fn hd() -> Result<KnownAnswer, GenerateError> {
+    use wallet_core::bitcoin::Network;
+    use wallet_core::hd::{Chain, ChildPath};
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6864); // "hd"
+    let labels: Vec<Label> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|l| Label::new(*l))
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let dealt = keygen::dealer::<Secp256k1Tr, _>(2, &labels, Identifiers::Default, &mut rng)
+        .map_err(err)?;
+    let xpub = dealt.group.xpub();
+    let mut text = format!(
+        "group-key {}\nfingerprint {}\n",
+        hex::encode(
+            dealt
+                .group
+                .verifying_key()
+                .serialize()
+                .map_err(|e| err(e.to_string()))?
+        ),
+        xpub.fingerprint()
+    );
+    for network in [Network::Bitcoin, Network::Regtest] {
+        text.push_str(&format!("xpub {network} {}\n", xpub.xpub(network)));
+        text.push_str(&format!(
+            "descriptor {network} {}\n",
+            xpub.descriptor(network)
+        ));
+        for chain in [Chain::Receive, Chain::Change] {
+            text.push_str(&format!(
+                "descriptor {network} {}\n",
+                xpub.chain_descriptor(chain, network)
+            ));
+            for index in [0, 1, 2, 1000] {
+                let path = ChildPath::new(chain, index).map_err(err)?;
+                let child = xpub.derive(&path).map_err(err)?;
+                text.push_str(&format!(
+                    "address {network} {path} {} tweak {}\n",
+                    child.taproot().address(network),
+                    hex::encode(child.tweak().to_bytes())
+                ));
+            }
+        }
+    }
+    Ok(KnownAnswer {
+        path: "secp256k1-tr/hd.txt".into(),
+        bytes: text.into_bytes(),
+    })
 }
 
 /// The keystore's state anchor (audit head and pinned policy) in its 76-byte

@@ -8,6 +8,7 @@ use wallet_core::ceremony::dkg::{Round1Document, Round2Document};
 use wallet_core::ceremony::maintain::{
     RefreshEndorsement, RefreshProposal, RefreshReceipt, RepairMessage,
 };
+use wallet_core::ceremony::reshare::{ReshareDeal, ReshareProposal};
 use wallet_core::ceremony::{IdentityCard, Roster};
 use wallet_core::format;
 use wallet_core::messages::{CommitmentsMessage, PackageMessage, ShareMessage, SignatureMessage};
@@ -18,9 +19,10 @@ const HINT: &str = "a Kura format changed; if that is deliberate, run `cargo run
 #[test]
 fn committed_known_answers_match_this_build() {
     let generated = known_answer::generate().unwrap();
-    // 17 files per suite, the state anchors, and per policy its TOML and
-    // canonical JSON plus one digests file (three policies).
-    assert_eq!(generated.len(), 2 * 17 + 1 + (2 * 3 + 1));
+    // 19 files per suite, the HD file (Taproot), the state anchors, and per
+    // policy its TOML and canonical JSON plus one digests file (three
+    // policies).
+    assert_eq!(generated.len(), 2 * 19 + 1 + 1 + (2 * 3 + 1));
     for f in &generated {
         let path = known_answer::dir().join(&f.path);
         let committed =
@@ -75,6 +77,8 @@ fn round_trip<C: KuraSuite>() {
     same!(RefreshEndorsement<C>, "refresh-endorsement.json");
     same!(RefreshReceipt<C>, "refresh-receipt.json");
     same!(RepairMessage<C>, "repair-delta.json");
+    same!(ReshareProposal<C>, "reshare-proposal.json");
+    same!(ReshareDeal<C>, "reshare-deal.json");
     let card_bytes = read(s, "identity-card.json");
     let card = IdentityCard::from_json(&card_bytes).unwrap();
     assert_eq!(card.to_json().unwrap(), card_bytes);
@@ -116,4 +120,48 @@ fn state_anchors_read_back_and_junk_is_refused() {
         seen += 1;
     }
     assert_eq!(seen, 2);
+}
+
+#[test]
+fn the_hd_vectors_are_what_an_outside_descriptor_implementation_derives() {
+    use std::str::FromStr;
+    use wallet_core::bitcoin::{Address, Network};
+    let text = std::fs::read_to_string(known_answer::dir().join("secp256k1-tr/hd.txt")).unwrap();
+    let mut checked = 0;
+    let mut descriptors: Vec<(Network, String)> = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        match parts.as_slice() {
+            ["descriptor", net, d] if d.contains("<0;1>") => {
+                descriptors.push((Network::from_str(net).unwrap(), (*d).to_owned()));
+            }
+            ["address", net, path, address, "tweak", _] => {
+                let network = Network::from_str(net).unwrap();
+                let (_, multipath) = descriptors.iter().find(|(n, _)| *n == network).unwrap();
+                let chains =
+                    miniscript::Descriptor::<miniscript::DescriptorPublicKey>::from_str(multipath)
+                        .unwrap()
+                        .into_single_descriptors()
+                        .unwrap();
+                let steps: Vec<u32> = path
+                    .trim_start_matches("m/")
+                    .split('/')
+                    .map(|s| s.parse().unwrap())
+                    .collect();
+                let theirs = chains[steps[0] as usize]
+                    .at_derivation_index(steps[1])
+                    .unwrap()
+                    .address(network)
+                    .unwrap();
+                let ours = Address::from_str(address)
+                    .unwrap()
+                    .require_network(network)
+                    .unwrap();
+                assert_eq!(ours, theirs, "{line}");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, 16);
 }
