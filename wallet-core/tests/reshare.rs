@@ -415,3 +415,60 @@ fn an_activation_stopped_at_any_step_completes_when_run_again() {
             .is_none());
     }
 }
+
+#[test]
+fn a_member_who_leaves_erases_its_share_once_the_new_quorum_holds_theirs() {
+    use wallet_core::ceremony::reshare::retire;
+    let s = setup(2, 3, 6);
+    // signer-3 leaves; dave joins; still 2-of-3.
+    let d = Member::new("dave");
+    let new: Vec<&Member> = s.members.iter().take(2).chain([&d]).collect();
+    let (proposal, deals) = proposal_and_deals(&s, &new, 2, &[0, 1]);
+    let mut receipts = Vec::new();
+    for m in &new {
+        let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks).unwrap();
+        receipts.push(receipt(&a.group, &a.plan.roster, &a.plan.digest, &*m.ks).unwrap());
+    }
+    let leaving = &s.members[2];
+    let state = leaving.state();
+    // Not before every new member holds its share.
+    let e = retire(
+        &state,
+        &s.group,
+        &s.roster,
+        &proposal,
+        &deals,
+        &receipts[..2],
+        &*leaving.ks,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no receipt yet from dave"), "{e}");
+    assert!(keystore::load_share::<C>(&*leaving.ks, &s.group, s.shares[2].identifier()).is_ok());
+    // A member who stays cannot retire by this reshare.
+    let stays = &s.members[0];
+    let e = retire(
+        &stays.state(),
+        &s.group,
+        &s.roster,
+        &proposal,
+        &deals,
+        &receipts,
+        &*stays.ks,
+    )
+    .unwrap_err();
+    assert!(matches!(e, CeremonyError::Misaddressed(_)), "{e}");
+    // With every receipt: the share is erased, the group files are gone.
+    retire(
+        &state,
+        &s.group,
+        &s.roster,
+        &proposal,
+        &deals,
+        &receipts,
+        &*leaving.ks,
+    )
+    .unwrap();
+    assert!(keystore::load_share::<C>(&*leaving.ks, &s.group, s.shares[2].identifier()).is_err());
+    assert!(state.group::<C>().unwrap().is_none());
+    assert!(!state.roster_path().exists());
+}

@@ -42,6 +42,10 @@ pub enum ReshareCmd {
     ///
     /// Example: kura reshare activate --home alice --receipt receipt-alice.json … --receipt receipt-dave.json --passphrase-file alice.pass
     Activate(ActivateArgs),
+    /// A member who leaves: check the reshare and every new member's receipt, then erase this member's share and group files.
+    ///
+    /// Example: kura reshare retire --home carol reshare.json --deal deal-alice.json --deal deal-bob.json --receipt receipt-alice.json … --passphrase-file carol.pass
+    Retire(RetireArgs),
 }
 
 impl ReshareCmd {
@@ -51,6 +55,7 @@ impl ReshareCmd {
             ReshareCmd::Deal(a) => deal(&a, ctx),
             ReshareCmd::Accept(a) => accept(&a, ctx),
             ReshareCmd::Activate(a) => activate(&a, ctx),
+            ReshareCmd::Retire(a) => retire(&a, ctx),
         }
     }
 }
@@ -121,6 +126,23 @@ pub struct ActivateArgs {
     /// The new member's home.
     #[arg(long, value_name = "DIR")]
     home: PathBuf,
+    /// Every new member's receipt; repeat.
+    #[arg(long = "receipt", value_name = "FILE", required = true)]
+    receipts: Vec<PathBuf>,
+    #[command(flatten)]
+    secrets: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The leaving member's home.
+    #[arg(long, value_name = "DIR")]
+    home: PathBuf,
+    /// The reshare proposal it leaves by.
+    proposal: PathBuf,
+    /// Every dealer's deal; repeat.
+    #[arg(long = "deal", value_name = "FILE", required = true)]
+    deals: Vec<PathBuf>,
     /// Every new member's receipt; repeat.
     #[arg(long = "receipt", value_name = "FILE", required = true)]
     receipts: Vec<PathBuf>,
@@ -309,6 +331,41 @@ fn activate(a: &ActivateArgs, r: &Ctx) -> anyhow::Result<()> {
             group.min_signers(),
             group.max_signers(),
             group.id().short()
+        ),
+    )
+}
+
+fn retire(a: &RetireArgs, r: &Ctx) -> anyhow::Result<()> {
+    let m = member(&a.home, &a.secrets)?;
+    let proposal = read_proposal(&a.proposal, &m.group)?;
+    let deals: Vec<ReshareDeal<Suite>> = a
+        .deals
+        .iter()
+        .map(|p| home::read_doc(p, m.group.id(), "a reshare deal for this group"))
+        .collect::<anyhow::Result<_>>()?;
+    let receipts: Vec<RefreshReceipt<Suite>> = a
+        .receipts
+        .iter()
+        .map(|p| home::read_doc(p, m.group.id(), "a reshare receipt for this group"))
+        .collect::<anyhow::Result<_>>()?;
+    let state = MemberState::new(&m.home.dir);
+    let left = reshare::retire(
+        &state,
+        &m.group,
+        &m.roster,
+        &proposal,
+        &deals,
+        &receipts,
+        m.home.keystore.as_ref(),
+    )
+    .map_err(ceremony_err)?;
+    r.done(
+        "reshare-retire",
+        serde_json::json!({"group": left.id().to_string()}),
+        &format!(
+            "{} left group {}: its share is erased from its keystore and the group files from its home",
+            m.home.config.label,
+            left.id().short()
         ),
     )
 }

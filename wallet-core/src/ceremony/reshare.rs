@@ -576,3 +576,63 @@ pub fn activate_reshare<C: KuraSuite>(
     }
     state.activate::<C>(keystore, &me, hook)
 }
+
+/// A member who leaves: checks that the reshare it is leaving by is real
+/// (the proposal and every deal, against the current group and roster),
+/// that this member is not among the new members, and that every new member
+/// has staged its share (a receipt from each); then erases this member's
+/// share and group files ([`super::state::MemberState::retire`]). Returns
+/// the group it left.
+///
+/// # Errors
+/// [`CeremonyError::Misaddressed`] for a member who stays; the checks of
+/// [`reshared`]; a missing or forged receipt.
+pub fn retire<C: KuraSuite>(
+    state: &super::state::MemberState,
+    group: &PublicGroup<C>,
+    roster: &Roster<C>,
+    proposal: &ReshareProposal<C>,
+    deals: &[ReshareDeal<C>],
+    receipts: &[RefreshReceipt<C>],
+    keystore: &dyn Keystore,
+) -> Result<PublicGroup<C>, CeremonyError> {
+    let me = own_entry(roster, keystore)?.participant;
+    let done = reshared(group, roster, proposal, deals)?;
+    let new_roster = &done.plan.roster;
+    if own_entry(new_roster, keystore).is_ok() || new_roster.member(&me).is_some() {
+        return Err(CeremonyError::Misaddressed(
+            "this member stays in the group: it accepts the reshare, it does not retire".into(),
+        ));
+    }
+    let mut have = BTreeSet::new();
+    for r in receipts {
+        let m = new_roster
+            .member(&r.body.from)
+            .ok_or_else(|| CeremonyError::Outsider {
+                what: "a reshare receipt",
+                who: new_roster.describe(&r.body.from),
+            })?;
+        r.verify(group.id(), &m.key, &m.label)?;
+        if r.body.proposal != done.plan.digest {
+            return Err(CeremonyError::Misaddressed(format!(
+                "{}'s receipt is for another change",
+                m.label
+            )));
+        }
+        have.insert(m.participant);
+    }
+    let missing: Vec<String> = new_roster
+        .members
+        .iter()
+        .filter(|m| !have.contains(&m.participant))
+        .map(|m| m.label.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(CeremonyError::Messages(format!(
+            "not retired: no receipt yet from {} — the share is erased only once every new member holds its own",
+            missing.join(", ")
+        )));
+    }
+    state.retire::<C>(keystore, group.id(), &me)?;
+    Ok(done.group)
+}

@@ -17,7 +17,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{CeremonyError, Roster};
+use crate::format::GroupId;
 use crate::group::{identifier_hex, KeyShare, PublicGroup};
+
+/// What a retired member's share slot holds instead of its share.
+pub const RETIRED: &[u8] = b"retired";
 use crate::keystore::{self, files, Keystore, SecretSlot};
 use crate::suite::KuraSuite;
 
@@ -371,6 +375,34 @@ impl MemberState {
         }
         files::sync_dir(&self.dir)?;
         Ok(Some(staged))
+    }
+
+    /// Erases this member's share of its group and the group files: what a
+    /// member who left the group by a reshare does once the new quorum holds
+    /// its shares (see [`super::reshare::retire`], which checks that). The
+    /// share slot is overwritten first, then `group.json` and the roster are
+    /// removed; running it again after a crash completes it.
+    ///
+    /// # Errors
+    /// Keystore and I/O failures; [`CeremonyError::NoState`] for a home
+    /// without a group.
+    pub fn retire<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        group: &GroupId,
+        participant: &frost_core::Identifier<C>,
+    ) -> Result<(), CeremonyError> {
+        let slot = SecretSlot::for_share(C::SUITE, *group, identifier_hex(participant));
+        keystore.put_key_share(&slot, &crate::SecretBytes::new(RETIRED.to_vec()))?;
+        for path in [self.group_path(), self.roster_path()] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(files::io_error(&path)(e).into()),
+            }
+        }
+        files::sync_dir(&self.dir)?;
+        Ok(())
     }
 
     /// Replaces the active share (repair: same group, same verifying share).
