@@ -107,16 +107,16 @@ fn reshare(
                 &a.share,
                 &a.group,
                 &a.plan.roster,
-                &a.plan.digest,
+                &a.tag,
                 &mut no_crash,
             )
             .unwrap();
-        staged.push((a.share, a.group, a.plan.roster.clone(), a.plan));
+        staged.push((a.share, a.group, a.plan.roster.clone(), a.tag));
     }
     let receipts: Vec<_> = new_members
         .iter()
         .zip(&staged)
-        .map(|(m, (_, g, r, p))| receipt(g, r, &p.digest, &*m.ks).unwrap())
+        .map(|(m, (_, g, r, tag))| receipt(g, r, tag, &*m.ks).unwrap())
         .collect();
     for m in new_members {
         activate_reshare::<C>(&m.state(), &receipts, &*m.ks, &mut no_crash)
@@ -344,11 +344,11 @@ fn a_lying_dealer_a_forger_and_a_tampering_courier_are_caught() {
             &a.share,
             &a.group,
             &a.plan.roster,
-            &a.plan.digest,
+            &a.tag,
             &mut no_crash,
         )
         .unwrap();
-    let own = receipt(&a.group, &a.plan.roster, &a.plan.digest, &*d.ks).unwrap();
+    let own = receipt(&a.group, &a.plan.roster, &a.tag, &*d.ks).unwrap();
     let e = activate_reshare::<C>(&d.state(), &[own], &*d.ks, &mut no_crash).unwrap_err();
     assert!(
         e.to_string().contains("no receipt yet from signer-1"),
@@ -376,16 +376,16 @@ fn an_activation_stopped_at_any_step_completes_when_run_again() {
                     &a.share,
                     &a.group,
                     &a.plan.roster,
-                    &a.plan.digest,
+                    &a.tag,
                     &mut no_crash,
                 )
                 .unwrap();
-            staged.push((a.share, a.group, a.plan.roster.clone(), a.plan));
+            staged.push((a.share, a.group, a.plan.roster.clone(), a.tag));
         }
         let receipts: Vec<_> = new
             .iter()
             .zip(&staged)
-            .map(|(m, (_, g, r, p))| receipt(g, r, &p.digest, &*m.ks).unwrap())
+            .map(|(m, (_, g, r, tag))| receipt(g, r, tag, &*m.ks).unwrap())
             .collect();
         let m = &s.members[0];
         let mut crash = |step: Step| {
@@ -427,7 +427,7 @@ fn a_member_who_leaves_erases_its_share_once_the_new_quorum_holds_theirs() {
     let mut receipts = Vec::new();
     for m in &new {
         let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks).unwrap();
-        receipts.push(receipt(&a.group, &a.plan.roster, &a.plan.digest, &*m.ks).unwrap());
+        receipts.push(receipt(&a.group, &a.plan.roster, &a.tag, &*m.ks).unwrap());
     }
     let leaving = &s.members[2];
     let state = leaving.state();
@@ -471,4 +471,52 @@ fn a_member_who_leaves_erases_its_share_once_the_new_quorum_holds_theirs() {
     assert!(keystore::load_share::<C>(&*leaving.ks, &s.group, s.shares[2].identifier()).is_err());
     assert!(state.group::<C>().unwrap().is_none());
     assert!(!state.roster_path().exists());
+}
+
+#[test]
+fn a_dealer_who_gives_members_different_deals_stops_the_activation() {
+    // Dealer signer-1 signs two deals for the same proposal and gives one
+    // to some new members, the other to the rest: each member's checks
+    // pass, but they would hold shares of different sharings (a group that
+    // can never sign again). Receipts name the group each member staged,
+    // so nobody activates.
+    let s = setup(2, 3, 7);
+    let new: Vec<&Member> = s.members.iter().collect();
+    let (proposal, deals) = proposal_and_deals(&s, &new, 2, &[0, 1]);
+    let other = deal_reshare(
+        &s.group,
+        &s.roster,
+        &s.shares[0],
+        &proposal,
+        &*s.members[0].ks,
+        &mut rng(999),
+    )
+    .unwrap();
+    assert_ne!(other.body.commitment, deals[0].body.commitment);
+    let mut receipts = Vec::new();
+    for (k, m) in new.iter().enumerate() {
+        let given = if k == 2 {
+            vec![other.clone(), deals[1].clone()]
+        } else {
+            deals.clone()
+        };
+        let a = accept_reshare(&s.group, &s.roster, &proposal, &given, &*m.ks).unwrap();
+        m.state()
+            .stage_reshare(
+                &*m.ks,
+                &a.share,
+                &a.group,
+                &a.plan.roster,
+                &a.tag,
+                &mut no_crash,
+            )
+            .unwrap();
+        receipts.push(receipt(&a.group, &a.plan.roster, &a.tag, &*m.ks).unwrap());
+    }
+    for m in &new {
+        let e = activate_reshare::<C>(&m.state(), &receipts, &*m.ks, &mut no_crash).unwrap_err();
+        assert!(matches!(e, CeremonyError::Misaddressed(_)), "{e}");
+        // Still on the old group and share.
+        assert_eq!(m.state().group::<C>().unwrap().unwrap(), s.group);
+    }
 }

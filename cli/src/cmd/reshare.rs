@@ -277,12 +277,12 @@ fn accept(a: &AcceptArgs, r: &Ctx) -> anyhow::Result<()> {
             &accepted.share,
             &accepted.group,
             &plan.roster,
-            &plan.digest,
+            &accepted.tag,
             &mut crash_point,
         )
         .map_err(ceremony_err)?;
-    let receipt =
-        maintain::receipt(&accepted.group, &plan.roster, &plan.digest, ks).map_err(ceremony_err)?;
+    let receipt = maintain::receipt(&accepted.group, &plan.roster, &accepted.tag, ks)
+        .map_err(ceremony_err)?;
     write_copy(&a.out, &format::encode(group.id(), &receipt)?)?;
     let fp = group_fingerprint(&accepted.group, &plan.roster);
     r.done(

@@ -110,6 +110,8 @@ pub struct Reshared<C: KuraSuite> {
     pub group: PublicGroup<C>,
     /// The checked proposal (with the new roster).
     pub plan: Plan<C>,
+    /// What every new member's receipt names ([`receipt_tag`]).
+    pub tag: [u8; 32],
 }
 
 /// A new member's outcome of a reshare: its share, to be staged.
@@ -120,6 +122,8 @@ pub struct Accepted<C: KuraSuite> {
     pub group: PublicGroup<C>,
     /// The checked proposal (with the new roster).
     pub plan: Plan<C>,
+    /// What this member stages and its receipt names ([`receipt_tag`]).
+    pub tag: [u8; 32],
 }
 
 impl<C: KuraSuite> std::fmt::Debug for Accepted<C> {
@@ -129,6 +133,27 @@ impl<C: KuraSuite> std::fmt::Debug for Accepted<C> {
             .field("group", &self.group)
             .finish_non_exhaustive()
     }
+}
+
+/// What a reshare's receipts name: the proposal *and* the group it
+/// produced, every verifying share included. Each new member computes the
+/// group from the deals it was given; a dealer who signed two different
+/// deals and gave them to different members would leave them on different
+/// sharings of the key (a group that can never sign again), so activation
+/// needs every new member's receipt to name the same group as its own.
+///
+/// # Errors
+/// Only on an internal encoding failure.
+pub fn receipt_tag<C: KuraSuite>(
+    plan: &Plan<C>,
+    new_group: &PublicGroup<C>,
+) -> Result<[u8; 32], CeremonyError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kura/v1/reshare-receipt\0");
+    h.update(plan.digest);
+    h.update(new_group.to_document()?);
+    Ok(h.finalize().into())
 }
 
 /// What a checked proposal says.
@@ -459,9 +484,11 @@ pub fn reshared<C: KuraSuite>(
     let plan = check_proposal(group, roster, proposal)?;
     let (_, new_group) = check_deals(group, roster, &plan, deals)?;
     plan.roster.identities(&new_group)?;
+    let tag = receipt_tag(&plan, &new_group)?;
     Ok(Reshared {
         group: new_group,
         plan,
+        tag,
     })
 }
 
@@ -508,10 +535,12 @@ pub fn accept_reshare<C: KuraSuite>(
     }
     let share = reshare::combine(group, &new_group, &me.participant, &commitments, &received)?;
     plan.roster.identities(&new_group)?;
+    let tag = receipt_tag(&plan, &new_group)?;
     Ok(Accepted {
         share,
         group: new_group,
         plan,
+        tag,
     })
 }
 
@@ -556,7 +585,7 @@ pub fn activate_reshare<C: KuraSuite>(
         r.verify(new_group.id(), &m.key, &m.label)?;
         if r.body.proposal != tag {
             return Err(CeremonyError::Misaddressed(format!(
-                "{}'s receipt is for another change than the one staged here",
+                "{}'s receipt is for another change, or for another outcome of this one (a dealer gave members different deals): not activated",
                 m.label
             )));
         }
@@ -613,7 +642,7 @@ pub fn retire<C: KuraSuite>(
                 who: new_roster.describe(&r.body.from),
             })?;
         r.verify(group.id(), &m.key, &m.label)?;
-        if r.body.proposal != done.plan.digest {
+        if r.body.proposal != done.tag {
             return Err(CeremonyError::Misaddressed(format!(
                 "{}'s receipt is for another change",
                 m.label
