@@ -420,6 +420,10 @@ impl PublicGroup<Secp256k1Tr> {
     }
 }
 
+/// The most indices of a chain [`fill_psbt`] searches (each costs one
+/// derivation, about 0.1 ms).
+pub const MAX_LOOKAHEAD: u32 = 100_000;
+
 /// What [`fill_psbt`] added.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filled {
@@ -432,7 +436,7 @@ pub struct Filled {
 /// Fills the BIP371 fields of the group's own inputs and change outputs of
 /// a PSBT that lacks them (one made by a wallet that does not write key
 /// origins): for every input, and every output, whose script is a child of
-/// `xpub` among the first `lookahead` indices of a chain (inputs: both
+/// `xpub` among the first `lookahead` indices (at most [`MAX_LOOKAHEAD`]) of a chain (inputs: both
 /// chains; outputs: the change chain), it writes `tap_internal_key` and
 /// `tap_key_origins` (the group's fingerprint, the path). Entries already
 /// there are left alone: signers check them whoever wrote them. This is
@@ -452,7 +456,7 @@ pub fn fill_psbt(
     let table = |chains: &[Chain]| -> Result<HashMap<bitcoin::ScriptBuf, ChildKeys>, HdError> {
         let mut map = HashMap::new();
         for chain in chains {
-            for index in 0..lookahead.min(1 << 31) {
+            for index in 0..lookahead.min(MAX_LOOKAHEAD) {
                 let keys = xpub.derive(&ChildPath::new(*chain, index)?)?;
                 map.insert(keys.taproot().script_pubkey(), keys);
             }

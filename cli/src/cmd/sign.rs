@@ -99,7 +99,7 @@ pub struct RequestSpec {
     /// Sign the request even if the PSBT fails the checks every signer applies.
     #[arg(long)]
     unchecked: bool,
-    /// How many addresses of each chain to search for the group's own inputs and change that the PSBT leaves without a derivation (BIP371 fields are then filled in).
+    /// How many addresses of each chain to search for the group's own inputs and change that the PSBT leaves without a derivation (BIP371 fields are then filled in; at most 100000).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     lookahead: u32,
     #[command(flatten)]
