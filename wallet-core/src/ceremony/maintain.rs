@@ -140,6 +140,57 @@ pub fn receipt<C: KuraSuite>(
     )
 }
 
+/// Checks that `receipts` hold a valid receipt for `tag` from every member
+/// of `roster` (signed by its pinned key, in `scope`). `missing` is the
+/// message when some are missing, with `{}` for their labels; `what` names
+/// the change ("refresh", "reshare").
+///
+/// # Errors
+/// [`CeremonyError::Outsider`], [`CeremonyError::NotAuthentic`],
+/// [`CeremonyError::Misaddressed`] for a receipt of another change (or of
+/// another outcome of it), [`CeremonyError::Messages`] for missing ones.
+pub(crate) fn check_receipts<C: KuraSuite>(
+    scope: &crate::format::GroupId,
+    roster: &Roster<C>,
+    receipts: &[RefreshReceipt<C>],
+    tag: &[u8; 32],
+    what: &str,
+    missing: &str,
+) -> Result<(), CeremonyError> {
+    let mut have = BTreeSet::new();
+    for r in receipts {
+        let m = roster
+            .member(&r.body.from)
+            .ok_or_else(|| CeremonyError::Outsider {
+                what: "a receipt",
+                who: roster.describe(&r.body.from),
+            })?;
+        r.verify(scope, &m.key, &m.label)?;
+        if r.body.proposal != *tag {
+            return Err(CeremonyError::Misaddressed(format!(
+                "{}'s receipt is for another {what} than the one here, or for another outcome of it (members were given different messages)",
+                m.label
+            )));
+        }
+        have.insert(m.participant);
+    }
+    let absent: Vec<String> = roster
+        .members
+        .iter()
+        .filter(|m| !have.contains(&m.participant))
+        .map(|m| m.label.to_string())
+        .collect();
+    if absent.is_empty() {
+        Ok(())
+    } else {
+        Err(CeremonyError::Messages(missing.replacen(
+            "{}",
+            &absent.join(", "),
+            1,
+        )))
+    }
+}
+
 /// Activates a staged refresh once every member's receipt for the staged
 /// proposal is given (crash-safe; see
 /// [`super::state::MemberState::activate`]). `None` when nothing is staged.
@@ -159,35 +210,14 @@ pub fn activate_refresh<C: KuraSuite>(
     let Some(tag) = state.staged_tag()? else {
         return state.activate::<C>(keystore, &me, hook);
     };
-    let mut have = BTreeSet::new();
-    for r in receipts {
-        let m = roster
-            .member(&r.body.from)
-            .ok_or_else(|| CeremonyError::Outsider {
-                what: "a refresh receipt",
-                who: roster.describe(&r.body.from),
-            })?;
-        r.verify(group.id(), &m.key, &m.label)?;
-        if r.body.proposal != tag {
-            return Err(CeremonyError::Misaddressed(format!(
-                "{}'s receipt is for another refresh than the one staged here",
-                m.label
-            )));
-        }
-        have.insert(m.participant);
-    }
-    let missing: Vec<String> = roster
-        .members
-        .iter()
-        .filter(|m| !have.contains(&m.participant))
-        .map(|m| m.label.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(CeremonyError::Messages(format!(
-            "not activated: no receipt yet from {} — every member must have staged the refreshed share first",
-            missing.join(", ")
-        )));
-    }
+    check_receipts(
+        group.id(),
+        roster,
+        receipts,
+        &tag,
+        "refresh",
+        "not activated: no receipt yet from {} — every member must have staged the refreshed share first",
+    )?;
     state.activate::<C>(keystore, &me, hook)
 }
 

@@ -34,7 +34,7 @@ use frost_core::Identifier;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::maintain::RefreshReceipt;
+use super::maintain::{check_receipts, RefreshReceipt};
 use super::{
     group_fingerprint, identifier_for, own_entry, parse_secret, secret_json, Authored,
     CeremonyError, IdentityCard, Role, Roster, RosterEntry, SealPurpose, SealedPart,
@@ -574,35 +574,14 @@ pub fn activate_reshare<C: KuraSuite>(
         CeremonyError::NoState("a staged reshare without its proposal's digest".into())
     })?;
     let me = own_entry(&new_roster, keystore)?.participant;
-    let mut have = BTreeSet::new();
-    for r in receipts {
-        let m = new_roster
-            .member(&r.body.from)
-            .ok_or_else(|| CeremonyError::Outsider {
-                what: "a reshare receipt",
-                who: new_roster.describe(&r.body.from),
-            })?;
-        r.verify(new_group.id(), &m.key, &m.label)?;
-        if r.body.proposal != tag {
-            return Err(CeremonyError::Misaddressed(format!(
-                "{}'s receipt is for another change, or for another outcome of this one (a dealer gave members different deals): not activated",
-                m.label
-            )));
-        }
-        have.insert(m.participant);
-    }
-    let missing: Vec<String> = new_roster
-        .members
-        .iter()
-        .filter(|m| !have.contains(&m.participant))
-        .map(|m| m.label.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(CeremonyError::Messages(format!(
-            "not activated: no receipt yet from {} — every new member must have staged its share first",
-            missing.join(", ")
-        )));
-    }
+    check_receipts(
+        new_group.id(),
+        &new_roster,
+        receipts,
+        &tag,
+        "reshare",
+        "not activated: no receipt yet from {} — every new member must have staged its share first",
+    )?;
     state.activate::<C>(keystore, &me, hook)
 }
 
@@ -633,35 +612,14 @@ pub fn retire<C: KuraSuite>(
             "this member stays in the group: it accepts the reshare, it does not retire".into(),
         ));
     }
-    let mut have = BTreeSet::new();
-    for r in receipts {
-        let m = new_roster
-            .member(&r.body.from)
-            .ok_or_else(|| CeremonyError::Outsider {
-                what: "a reshare receipt",
-                who: new_roster.describe(&r.body.from),
-            })?;
-        r.verify(group.id(), &m.key, &m.label)?;
-        if r.body.proposal != done.tag {
-            return Err(CeremonyError::Misaddressed(format!(
-                "{}'s receipt is for another change",
-                m.label
-            )));
-        }
-        have.insert(m.participant);
-    }
-    let missing: Vec<String> = new_roster
-        .members
-        .iter()
-        .filter(|m| !have.contains(&m.participant))
-        .map(|m| m.label.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(CeremonyError::Messages(format!(
-            "not retired: no receipt yet from {} — the share is erased only once every new member holds its own",
-            missing.join(", ")
-        )));
-    }
+    check_receipts(
+        group.id(),
+        new_roster,
+        receipts,
+        &done.tag,
+        "reshare",
+        "not retired: no receipt yet from {} — the share is erased only once every new member holds its own",
+    )?;
     state.retire::<C>(keystore, group.id(), &me)?;
     Ok(done.group)
 }
