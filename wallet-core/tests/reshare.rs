@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kura_testkit::{deal, libsecp_verify_tr, rng, sign_with};
-use wallet_core::ceremony::maintain::receipt;
+use wallet_core::ceremony::maintain::{receipt, RefreshReceipt};
 use wallet_core::ceremony::reshare::{
-    accept_reshare, activate_reshare, deal_reshare, propose_reshare, reshared, ReshareDeal,
-    ReshareProposal,
+    accept_reshare, activate_reshare, deal_reshare, propose_reshare, reshared, Accepted,
+    ReshareDeal, ReshareProposal,
 };
 use wallet_core::ceremony::state::{no_crash, MemberState, Step};
 use wallet_core::ceremony::{CeremonyError, IdentityCard, Role, Roster, RosterEntry};
@@ -98,9 +98,27 @@ fn reshare(
     dealers: &[usize],
 ) -> (PublicGroup<C>, Vec<KeyShare<C>>) {
     let (proposal, deals) = proposal_and_deals(s, new_members, threshold, dealers);
-    let mut staged = Vec::new();
+    let (staged, receipts) = stage_all(s, new_members, &proposal, &deals);
     for m in new_members {
-        let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks).unwrap();
+        activate_reshare::<C>(&m.state(), &receipts, &*m.ks, &mut no_crash)
+            .unwrap()
+            .unwrap();
+    }
+    let group = staged[0].group.clone();
+    (group, staged.into_iter().map(|a| a.share).collect())
+}
+
+/// Every new member accepts and stages the reshare; their receipts.
+fn stage_all(
+    s: &Setup,
+    new_members: &[&Member],
+    proposal: &ReshareProposal<C>,
+    deals: &[ReshareDeal<C>],
+) -> (Vec<Accepted<C>>, Vec<RefreshReceipt<C>>) {
+    let mut staged = Vec::new();
+    let mut receipts = Vec::new();
+    for m in new_members {
+        let a = accept_reshare(&s.group, &s.roster, proposal, deals, &*m.ks).unwrap();
         m.state()
             .stage_reshare(
                 &*m.ks,
@@ -111,20 +129,10 @@ fn reshare(
                 &mut no_crash,
             )
             .unwrap();
-        staged.push((a.share, a.group, a.plan.roster.clone(), a.tag));
+        receipts.push(receipt(&a.group, &a.plan.roster, &a.tag, &*m.ks).unwrap());
+        staged.push(a);
     }
-    let receipts: Vec<_> = new_members
-        .iter()
-        .zip(&staged)
-        .map(|(m, (_, g, r, tag))| receipt(g, r, tag, &*m.ks).unwrap())
-        .collect();
-    for m in new_members {
-        activate_reshare::<C>(&m.state(), &receipts, &*m.ks, &mut no_crash)
-            .unwrap()
-            .unwrap();
-    }
-    let group = staged[0].1.clone();
-    (group, staged.into_iter().map(|(s, ..)| s).collect())
+    (staged, receipts)
 }
 
 fn proposal_and_deals(
@@ -367,26 +375,7 @@ fn an_activation_stopped_at_any_step_completes_when_run_again() {
         let d = Member::new("dave");
         let new: Vec<&Member> = s.members.iter().chain([&d]).collect();
         let (proposal, deals) = proposal_and_deals(&s, &new, 3, &[0, 1]);
-        let mut staged = Vec::new();
-        for m in &new {
-            let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks).unwrap();
-            m.state()
-                .stage_reshare(
-                    &*m.ks,
-                    &a.share,
-                    &a.group,
-                    &a.plan.roster,
-                    &a.tag,
-                    &mut no_crash,
-                )
-                .unwrap();
-            staged.push((a.share, a.group, a.plan.roster.clone(), a.tag));
-        }
-        let receipts: Vec<_> = new
-            .iter()
-            .zip(&staged)
-            .map(|(m, (_, g, r, tag))| receipt(g, r, tag, &*m.ks).unwrap())
-            .collect();
+        let (staged, receipts) = stage_all(&s, &new, &proposal, &deals);
         let m = &s.members[0];
         let mut crash = |step: Step| {
             if step == stop {
@@ -400,7 +389,7 @@ fn an_activation_stopped_at_any_step_completes_when_run_again() {
         let active = activate_reshare::<C>(&m.state(), &receipts, &*m.ks, &mut no_crash)
             .unwrap()
             .unwrap();
-        let (share, group, _, _) = &staged[0];
+        let (share, group) = (&staged[0].share, &staged[0].group);
         assert_eq!(&active, group, "{stop:?}");
         let st = m.state();
         assert_eq!(&st.group::<C>().unwrap().unwrap(), group);
