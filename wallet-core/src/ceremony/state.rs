@@ -222,7 +222,25 @@ impl MemberState {
             .group::<C>()?
             .ok_or_else(|| CeremonyError::NoState("this home holds no group yet".into()))?;
         same_group(&current, new_group)?;
+        self.write_staged(keystore, share, new_group, None, tag, hook)
+    }
+
+    /// Writes what [`MemberState::stage`] and
+    /// [`MemberState::stage_reshare`] stage: the share in its staged slot,
+    /// the tag, a reshare's roster, and the staged group last.
+    fn write_staged<C: KuraSuite>(
+        &self,
+        keystore: &dyn Keystore,
+        share: &KeyShare<C>,
+        new_group: &PublicGroup<C>,
+        new_roster: Option<&Roster<C>>,
+        tag: &[u8; 32],
+        hook: Hook<'_>,
+    ) -> Result<(), CeremonyError> {
         share.check_member_of(new_group)?;
+        if let Some(roster) = new_roster {
+            roster.identities(new_group)?;
+        }
         let participant = identifier_hex(share.identifier());
         keystore.put_key_share(
             &SecretSlot::staged_share(new_group, &participant),
@@ -234,6 +252,14 @@ impl MemberState {
             format!("{}\n", hex::encode(tag)).as_bytes(),
             true,
         )?;
+        if let Some(roster) = new_roster {
+            files::write_atomic(
+                &self.staged_roster_path(),
+                &roster.to_document(new_group.id())?,
+                true,
+            )?;
+            hook(Step::RosterWritten)?;
+        }
         files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
         hook(Step::Staged)?;
         Ok(())
@@ -265,28 +291,7 @@ impl MemberState {
                 )));
             }
         }
-        share.check_member_of(new_group)?;
-        new_roster.identities(new_group)?;
-        let participant = identifier_hex(share.identifier());
-        keystore.put_key_share(
-            &SecretSlot::staged_share(new_group, &participant),
-            &share.to_secret_document()?,
-        )?;
-        hook(Step::ShareKept)?;
-        files::write_atomic(
-            &self.staged_tag_path(),
-            format!("{}\n", hex::encode(tag)).as_bytes(),
-            true,
-        )?;
-        files::write_atomic(
-            &self.staged_roster_path(),
-            &new_roster.to_document(new_group.id())?,
-            true,
-        )?;
-        hook(Step::RosterWritten)?;
-        files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
-        hook(Step::Staged)?;
-        Ok(())
+        self.write_staged(keystore, share, new_group, Some(new_roster), tag, hook)
     }
 
     /// The staged group, if any.
