@@ -13,7 +13,7 @@ use bitcoin::{Network, TxOut};
 use kura_testkit::*;
 use miniscript::descriptor::{DefiniteDescriptorKey, Descriptor, DescriptorPublicKey};
 use miniscript::psbt::PsbtExt;
-use wallet_core::hd::{Chain, ChildPath, GroupXpub, GROUP_CHAIN_CODE};
+use wallet_core::hd::{Chain, ChildPath, GroupXpub, GROUP_CHAIN_CODE, MAX_LOOKAHEAD};
 use wallet_core::withdrawal::review::{review, ReviewError};
 use wallet_core::withdrawal::signer::RefusalKind;
 use wallet_core::IdentityPublicKey;
@@ -326,6 +326,27 @@ fn only_the_change_chain_is_change() {
     q.outputs[1] = Default::default();
     let s = review(&q, &xpub, Network::Regtest).unwrap();
     assert!(!s.outputs[1].is_change);
+
+    // A change-chain index past any wallet's lookahead is an address
+    // nobody would find again: counted as leaving (below it, change).
+    for (index, change) in [
+        (MAX_LOOKAHEAD - 1, true),
+        (MAX_LOOKAHEAD, false),
+        ((1 << 31) - 1, false),
+    ] {
+        let far = at(&chains[1], index);
+        let (mut r, _) = derived_psbt(&w, &[1], false, 100_000, 0);
+        r.unsigned_tx.output[1].script_pubkey = far.script_pubkey();
+        r.outputs[1] = Default::default();
+        r.update_output_with_descriptor(1, &far).unwrap();
+        let s = review(&r, &xpub, Network::Regtest).unwrap();
+        assert_eq!(s.outputs[1].is_change, change, "change index {index}");
+        assert_eq!(s.outputs[1].path, Some(ChildPath::change(index).unwrap()));
+        if !change {
+            let e = refused(&mut w, &r, &format!("far-change-{index}"));
+            assert!(matches!(e.kind(), RefusalKind::Policy(_)), "{e}");
+        }
+    }
 }
 
 #[test]

@@ -351,7 +351,8 @@ impl fmt::Display for WithdrawalSummary {
                 (Some(p), true) => format!("  (change back to this wallet, {p})"),
                 (None, true) => "  (change back to this wallet, the group key)".to_owned(),
                 (Some(p), false) => format!(
-                    "  (this wallet's deposit address {p}: not the change chain, counted as leaving)"
+                    "  (this wallet's address {p}, not change — a deposit address, or a change index past {}: counted as leaving)",
+                    crate::hd::MAX_LOOKAHEAD
                 ),
                 (None, false) => String::new(),
             };
@@ -425,7 +426,8 @@ fn sighash_type(
 /// `witness_utxo` present; only SIGHASH_DEFAULT/ALL are accepted, and every
 /// input's key-path sighash is computed here with `Prevouts::All`. An output
 /// is change only when its script is the group key's, or the change-chain
-/// child its declared path derives to.
+/// child its declared path derives to at an index below
+/// [`crate::hd::MAX_LOOKAHEAD`].
 ///
 /// # Errors
 /// The [`ReviewError`] naming the first problem.
@@ -514,10 +516,13 @@ pub fn review(
             index,
             destination: destination(&out.script_pubkey, network),
             amount: out.value,
+            // A change index beyond what any wallet looks ahead to is an
+            // address nobody would find again: counted as leaving.
             is_change: out.script_pubkey == own_script
-                || path
-                    .as_ref()
-                    .is_some_and(|p| p.index_on(Chain::Change).is_some()),
+                || path.as_ref().is_some_and(|p| {
+                    p.index_on(Chain::Change)
+                        .is_some_and(|i| i < crate::hd::MAX_LOOKAHEAD)
+                }),
             path,
             script_pubkey: out.script_pubkey.clone(),
         });
