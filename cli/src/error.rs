@@ -132,6 +132,7 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<ExitKind> {
         return Some(match c {
             _ if c.is_refusal() => ExitKind::Refused,
             CeremonyError::Keystore(k) => keystore_kind(k),
+            CeremonyError::Audit(a) => audit_kind(a),
             _ => ExitKind::Input,
         });
     }

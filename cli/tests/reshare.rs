@@ -69,21 +69,84 @@ fn a_two_of_three_group_becomes_three_of_four_and_keeps_its_address() {
     );
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("dealer"), "{}", r.stderr);
+    // dave reads his card's fingerprint out to each dealer.
+    let dave_fp = env
+        .kura(&["--json", "fingerprint", "--card", "dave/identity.json"])
+        .ok()
+        .json()["data"]["cards"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deal = |who: &str, extra: &[&str]| {
+        let out = format!("deal-{who}.json");
+        let mut args = vec![
+            "reshare",
+            "deal",
+            "--home",
+            who,
+            "reshare.json",
+            "--out",
+            &out,
+        ];
+        args.extend(extra);
+        env.kura_as(who, &args)
+    };
+    // Without the joining card's fingerprint, with a wrong one, or without
+    // the operator's yes (no terminal): no deal.
+    let r = deal("bob", &["--yes"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--joining-card"), "{}", r.stderr);
+    let alice_fp = env
+        .kura(&["--json", "fingerprint", "--card", "alice/identity.json"])
+        .ok()
+        .json()["data"]["cards"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = deal("bob", &["--joining-card", &alice_fp, "--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not confirmed"), "{}", r.stderr);
+    let r = deal("bob", &["--joining-card", &dave_fp]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("without confirmation"), "{}", r.stderr);
+    assert!(!env.p("deal-bob.json").exists());
     for d in ["alice", "bob"] {
-        env.kura_as(
-            d,
-            &[
-                "reshare",
-                "deal",
-                "--home",
-                d,
-                "reshare.json",
-                "--out",
-                &format!("deal-{d}.json"),
-            ],
-        )
-        .ok();
+        let r = deal(d, &["--joining-card", &dave_fp, "--yes"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // The plan was shown.
+        assert!(r.stderr.contains("2-of-3 becomes 3-of-4"), "{}", r.stderr);
+        assert!(r.stderr.contains("joining:   dave"), "{}", r.stderr);
     }
+    // A second deal for the same proposal: refused (the audit log says so).
+    let r = env.kura_as(
+        "bob",
+        &[
+            "reshare",
+            "deal",
+            "--home",
+            "bob",
+            "reshare.json",
+            "--out",
+            "deal-bob-2.json",
+            "--joining-card",
+            &dave_fp,
+            "--yes",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!env.p("deal-bob-2.json").exists());
+    assert!(
+        r.stderr.contains("dealt for this reshare proposal already"),
+        "{}",
+        r.stderr
+    );
+    let r = env.kura(&["audit", "show", "--home", "bob"]);
+    assert!(
+        r.stdout.contains("reshare-dealt"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 
     // A joining member without the group's fingerprint is refused; with a
     // wrong one too.

@@ -298,14 +298,35 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         Role::Signer,
         dave.identity_public_key().map_err(err)?,
     ));
+    use wallet_core::ceremony::reshare::{Consent, ReshareTerms};
+    // The proposal's clock: it expires a day after it is dealt.
+    const RESHARE_AT: u64 = 1_800_000_000;
+    let dave_card = new_cards.last().map(|c| c.fingerprint().to_string());
     let reshare_proposal = wallet_core::ceremony::reshare::propose_reshare(
         &dealt.group,
         &dealt.roster,
-        3,
-        new_cards,
-        vec![*b, *cc],
+        ReshareTerms {
+            threshold: 3,
+            members: new_cards,
+            dealers: vec![*b, *cc],
+            expires: RESHARE_AT + 86_400,
+        },
         bob_ks,
         &mut rng,
+    )
+    .map_err(err)?;
+    let consent = Consent::check(
+        &dealt.group,
+        &dealt.roster,
+        &reshare_proposal,
+        &dave_card.iter().map(String::as_str).collect::<Vec<_>>(),
+        RESHARE_AT,
+    )
+    .map_err(err)?;
+    let audit_dir = tempfile::tempdir().map_err(err)?;
+    let mut audit = wallet_core::audit::AuditLog::open(
+        &audit_dir.path().join("audit.jsonl"),
+        &bob_ks.identity_public_key().map_err(err)?,
     )
     .map_err(err)?;
     add(
@@ -316,8 +337,9 @@ fn generate_suite<C: KuraSuite>() -> Result<Vec<KnownAnswer>, GenerateError> {
         &dealt.group,
         &dealt.roster,
         &bob_share,
-        &reshare_proposal,
+        &consent,
         bob_ks,
+        &mut audit,
         &mut rng,
     )
     .map_err(err)?;

@@ -586,7 +586,9 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
                 Ok(())
             }
         };
-        assert!(st.activate::<C>(&ms[0].ks, &id, &mut hook).is_err());
+        assert!(st
+            .activate::<C>(&ms[0].ks, &id, state::Staging::Refresh, &mut hook)
+            .is_err());
         // After the switch the new state is the one in use, and usable.
         assert_eq!(
             usable(&st),
@@ -595,8 +597,13 @@ fn a_crash_at_every_step_of_refresh_activation_is_recoverable() {
         );
         // Rerun completes it.
     }
-    st.activate::<C>(&ms[0].ks, &id, &mut state::no_crash)
-        .unwrap();
+    st.activate::<C>(
+        &ms[0].ks,
+        &id,
+        state::Staging::Refresh,
+        &mut state::no_crash,
+    )
+    .unwrap();
     assert!(st.staged::<C>().unwrap().is_none());
     assert_eq!(share_of(&ms[0], &new_group), new_share);
     // Someone with the disk restores the old group file: the old share is

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kura_testkit::{deal, libsecp_verify_tr, rng, sign_with};
+use wallet_core::audit::AuditLog;
 use wallet_core::ceremony::maintain::{receipt, RefreshReceipt};
 use wallet_core::ceremony::reshare::{
-    accept_reshare, activate_reshare, deal_reshare, propose_reshare, reshared, Accepted,
-    ReshareDeal, ReshareProposal,
+    accept_reshare, activate_reshare, deal_reshare, propose_reshare, reshared, Accepted, Consent,
+    ReshareDeal, ReshareProposal, ReshareTerms,
 };
 use wallet_core::ceremony::state::{no_crash, MemberState, Step};
 use wallet_core::ceremony::{CeremonyError, IdentityCard, Role, Roster, RosterEntry};
@@ -20,6 +21,9 @@ use wallet_core::keystore::{self, Keystore, MemoryKeystore};
 use wallet_core::{KeyShare, Label, PublicGroup, Secp256k1Tr};
 
 type C = Secp256k1Tr;
+
+/// The tests' clock (unix seconds); proposals expire an hour later.
+const NOW: u64 = 1_800_000_000;
 
 struct Member {
     label: Label,
@@ -45,6 +49,52 @@ impl Member {
     fn state(&self) -> MemberState {
         MemberState::new(self.dir.path())
     }
+    fn log(&self) -> AuditLog {
+        AuditLog::open(
+            &self.dir.path().join("audit.jsonl"),
+            &self.ks.identity_public_key().unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+/// Terms dealt by `dealers`, expiring an hour after [`NOW`].
+fn terms(threshold: u16, members: &[&Member], dealers: Vec<Identifier<C>>) -> ReshareTerms<C> {
+    ReshareTerms {
+        threshold,
+        members: members.iter().map(|m| m.card()).collect(),
+        dealers,
+        expires: NOW + 3600,
+    }
+}
+
+/// Dealer `i` of `s` consents (confirming every joining card, as its
+/// operator would by phone) and deals.
+fn deal_as(s: &Setup, i: usize, proposal: &ReshareProposal<C>, seed: u64) -> ReshareDeal<C> {
+    let consent = consent(s, proposal);
+    deal_reshare(
+        &s.group,
+        &s.roster,
+        &s.shares[i],
+        &consent,
+        &*s.members[i].ks,
+        &mut s.members[i].log(),
+        &mut rng(seed),
+    )
+    .unwrap()
+}
+
+/// A consent with every joining card's fingerprint confirmed.
+fn consent(s: &Setup, proposal: &ReshareProposal<C>) -> Consent<C> {
+    let plan =
+        wallet_core::ceremony::reshare::check_proposal(&s.group, &s.roster, proposal).unwrap();
+    let fps: Vec<String> = plan
+        .joining_cards(&s.group)
+        .iter()
+        .map(|c| c.fingerprint().to_string())
+        .collect();
+    let fps: Vec<&str> = fps.iter().map(String::as_str).collect();
+    Consent::check(&s.group, &s.roster, proposal, &fps, NOW).unwrap()
 }
 
 /// A dealt `t`-of-`n` group whose members hold their shares and group.
@@ -118,7 +168,7 @@ fn stage_all(
     let mut staged = Vec::new();
     let mut receipts = Vec::new();
     for m in new_members {
-        let a = accept_reshare(&s.group, &s.roster, proposal, deals, &*m.ks).unwrap();
+        let a = accept_reshare(&s.group, &s.roster, proposal, deals, &*m.ks, NOW).unwrap();
         m.state()
             .stage_reshare(
                 &*m.ks,
@@ -142,31 +192,18 @@ fn proposal_and_deals(
     dealers: &[usize],
 ) -> (ReshareProposal<C>, Vec<ReshareDeal<C>>) {
     let ids: Vec<Identifier<C>> = dealers.iter().map(|i| *s.shares[*i].identifier()).collect();
-    let cards = new_members.iter().map(|m| m.card()).collect();
     let proposer = &s.members[dealers[0]];
     let proposal = propose_reshare(
         &s.group,
         &s.roster,
-        threshold,
-        cards,
-        ids,
+        terms(threshold, new_members, ids),
         &*proposer.ks,
         &mut rng(1),
     )
     .unwrap();
     let deals = dealers
         .iter()
-        .map(|i| {
-            deal_reshare(
-                &s.group,
-                &s.roster,
-                &s.shares[*i],
-                &proposal,
-                &*s.members[*i].ks,
-                &mut rng(100 + *i as u64),
-            )
-            .unwrap()
-        })
+        .map(|i| deal_as(s, *i, &proposal, 100 + *i as u64))
         .collect();
     (proposal, deals)
 }
@@ -272,6 +309,7 @@ fn a_lying_dealer_a_forger_and_a_tampering_courier_are_caught() {
         &proposal,
         &[deals[0].clone(), lying],
         &*d.ks,
+        NOW,
     )
     .unwrap_err();
     assert!(e.to_string().contains("signer-2"), "{e}");
@@ -299,21 +337,20 @@ fn a_lying_dealer_a_forger_and_a_tampering_courier_are_caught() {
         &proposal,
         &[deals[0].clone(), altered],
         &*d.ks,
+        NOW,
     )
     .unwrap_err();
     assert!(matches!(e, CeremonyError::NotAuthentic { .. }), "{e}");
 
     // A deal missing: the reshare waits, naming the dealer.
-    let e = accept_reshare(&s.group, &s.roster, &proposal, &deals[..1], &*d.ks).unwrap_err();
+    let e = accept_reshare(&s.group, &s.roster, &proposal, &deals[..1], &*d.ks, NOW).unwrap_err();
     assert!(e.to_string().contains("no deal yet from signer-2"), "{e}");
 
     // Fewer dealers than the threshold: no quorum.
     let e = propose_reshare(
         &s.group,
         &s.roster,
-        2,
-        new.iter().map(|m| m.card()).collect(),
-        vec![*s.shares[0].identifier()],
+        terms(2, &new, vec![*s.shares[0].identifier()]),
         &*s.members[0].ks,
         &mut rng(9),
     )
@@ -326,26 +363,22 @@ fn a_lying_dealer_a_forger_and_a_tampering_courier_are_caught() {
     // A proposal signed by an outsider (dave, who is not yet a member).
     let mut forged = proposal.clone();
     forged = wallet_core::ceremony::Authored::sign(s.group.id(), forged.body, &*d.ks).unwrap();
-    let e = accept_reshare(&s.group, &s.roster, &forged, &deals, &*d.ks).unwrap_err();
+    let e = accept_reshare(&s.group, &s.roster, &forged, &deals, &*d.ks, NOW).unwrap_err();
     assert!(matches!(e, CeremonyError::NotAuthentic { .. }), "{e}");
 
     // A current member's card under another key (a swapped card).
-    let mut cards: Vec<IdentityCard> = new.iter().map(|m| m.card()).collect();
-    cards[0].key = d.ks.identity_public_key().unwrap();
-    let e = propose_reshare(
-        &s.group,
-        &s.roster,
+    let mut swapped = terms(
         2,
-        cards,
+        &new,
         vec![*s.shares[0].identifier(), *s.shares[1].identifier()],
-        &*s.members[0].ks,
-        &mut rng(9),
-    )
-    .unwrap_err();
+    );
+    swapped.members[0].key = d.ks.identity_public_key().unwrap();
+    let e =
+        propose_reshare(&s.group, &s.roster, swapped, &*s.members[0].ks, &mut rng(9)).unwrap_err();
     assert!(matches!(e, CeremonyError::Cards(_)), "{e}");
 
     // Activation waits for every new member's receipt.
-    let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*d.ks).unwrap();
+    let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*d.ks, NOW).unwrap();
     d.state()
         .stage_reshare(
             &*d.ks,
@@ -415,7 +448,7 @@ fn a_member_who_leaves_erases_its_share_once_the_new_quorum_holds_theirs() {
     let (proposal, deals) = proposal_and_deals(&s, &new, 2, &[0, 1]);
     let mut receipts = Vec::new();
     for m in &new {
-        let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks).unwrap();
+        let a = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*m.ks, NOW).unwrap();
         receipts.push(receipt(&a.group, &a.plan.roster, &a.tag, &*m.ks).unwrap());
     }
     let leaving = &s.members[2];
@@ -472,12 +505,35 @@ fn a_dealer_who_gives_members_different_deals_stops_the_activation() {
     let s = setup(2, 3, 7);
     let new: Vec<&Member> = s.members.iter().collect();
     let (proposal, deals) = proposal_and_deals(&s, &new, 2, &[0, 1]);
+    // (Its own audit log refuses a second deal: it deals on a fresh log.)
+    let fresh = tempfile::tempdir().unwrap();
+    let mut fresh_log = AuditLog::open(
+        &fresh.path().join("audit.jsonl"),
+        &s.members[0].ks.identity_public_key().unwrap(),
+    )
+    .unwrap();
     let other = deal_reshare(
         &s.group,
         &s.roster,
         &s.shares[0],
-        &proposal,
+        &consent(&s, &proposal),
         &*s.members[0].ks,
+        &mut fresh_log,
+        &mut rng(999),
+    );
+    assert!(other.is_err(), "a log behind its anchor must refuse");
+    // ...unless its keystore holder re-anchors it (what only the dealer
+    // itself, with its PIN, can do).
+    fresh_log
+        .reanchor(&*s.members[0].ks, NOW, "a dealer that deals twice")
+        .unwrap();
+    let other = deal_reshare(
+        &s.group,
+        &s.roster,
+        &s.shares[0],
+        &consent(&s, &proposal),
+        &*s.members[0].ks,
+        &mut fresh_log,
         &mut rng(999),
     )
     .unwrap();
@@ -489,7 +545,7 @@ fn a_dealer_who_gives_members_different_deals_stops_the_activation() {
         } else {
             deals.clone()
         };
-        let a = accept_reshare(&s.group, &s.roster, &proposal, &given, &*m.ks).unwrap();
+        let a = accept_reshare(&s.group, &s.roster, &proposal, &given, &*m.ks, NOW).unwrap();
         m.state()
             .stage_reshare(
                 &*m.ks,
@@ -508,4 +564,268 @@ fn a_dealer_who_gives_members_different_deals_stops_the_activation() {
         // Still on the old group and share.
         assert_eq!(m.state().group::<C>().unwrap().unwrap(), s.group);
     }
+}
+
+#[test]
+fn a_proposer_who_slips_in_a_card_of_its_own_gets_no_deal() {
+    use wallet_core::ceremony::reshare::check_proposal;
+    // signer-1 proposes that "dave" joins a 2-of-4 — but with a card whose
+    // key signer-1 holds. Dealt, signer-1 alone would hold two shares of
+    // the new group: it could move the funds alone.
+    let s = setup(2, 3, 8);
+    let dave = Member::new("dave");
+    let fake = Member::new("dave");
+    let new: Vec<&Member> = s.members.iter().chain([&fake]).collect();
+    let ids = vec![*s.shares[0].identifier(), *s.shares[1].identifier()];
+    let proposal = propose_reshare(
+        &s.group,
+        &s.roster,
+        terms(2, &new, ids),
+        &*s.members[0].ks,
+        &mut rng(1),
+    )
+    .unwrap();
+    // Dealer signer-2 confirms the fingerprint the real dave read out to
+    // it: the proposal's dave is not that card, so there is no consent.
+    let real = dave.card().fingerprint().to_string();
+    let e = Consent::check(&s.group, &s.roster, &proposal, &[&real], NOW).unwrap_err();
+    assert!(matches!(e, CeremonyError::Cards(_)), "{e}");
+    assert!(e.to_string().contains("dave"), "{e}");
+    // Nor without confirming any card, nor with a stray extra one.
+    let e = Consent::check(&s.group, &s.roster, &proposal, &[], NOW).unwrap_err();
+    assert!(e.to_string().contains("not confirmed"), "{e}");
+    let fake_fp = fake.card().fingerprint().to_string();
+    let e = Consent::check(&s.group, &s.roster, &proposal, &[&fake_fp, &real], NOW).unwrap_err();
+    assert!(e.to_string().contains("no joining member"), "{e}");
+    let e = Consent::check(&s.group, &s.roster, &proposal, &[&fake_fp, "junk"], NOW).unwrap_err();
+    assert!(matches!(e, CeremonyError::BadFingerprint(_)), "{e}");
+
+    // What the check prevents: a dealer fooled into confirming the fake
+    // card deals, and signer-1 then signs alone with the fake dave's share.
+    let fooled = Consent::check(&s.group, &s.roster, &proposal, &[&fake_fp], NOW).unwrap();
+    let deals: Vec<ReshareDeal<C>> = [0, 1]
+        .iter()
+        .map(|i| {
+            deal_reshare(
+                &s.group,
+                &s.roster,
+                &s.shares[*i],
+                &fooled,
+                &*s.members[*i].ks,
+                &mut s.members[*i].log(),
+                &mut rng(50 + *i as u64),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mine = accept_reshare(
+        &s.group,
+        &s.roster,
+        &proposal,
+        &deals,
+        &*s.members[0].ks,
+        NOW,
+    )
+    .unwrap();
+    let stolen = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*fake.ks, NOW).unwrap();
+    assert!(signs(&mine.group, &[&mine.share, &stolen.share]));
+    assert_eq!(
+        check_proposal(&s.group, &s.roster, &proposal)
+            .unwrap()
+            .joining_cards(&s.group)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_stale_or_expired_proposal_is_not_dealt_or_accepted() {
+    let s = setup(2, 3, 9);
+    let d = Member::new("dave");
+    let new: Vec<&Member> = s.members.iter().chain([&d]).collect();
+    let ids = vec![*s.shares[0].identifier(), *s.shares[1].identifier()];
+    let proposal = propose_reshare(
+        &s.group,
+        &s.roster,
+        terms(2, &new, ids.clone()),
+        &*s.members[0].ks,
+        &mut rng(1),
+    )
+    .unwrap();
+    let fp = d.card().fingerprint().to_string();
+    // At its expiry: no consent, no acceptance.
+    let e = Consent::check(&s.group, &s.roster, &proposal, &[&fp], NOW + 3600).unwrap_err();
+    assert!(matches!(e, CeremonyError::Expired(_)), "{e}");
+    let deals = vec![deal_as(&s, 0, &proposal, 1), deal_as(&s, 1, &proposal, 2)];
+    let e = accept_reshare(&s.group, &s.roster, &proposal, &deals, &*d.ks, NOW + 3600).unwrap_err();
+    assert!(matches!(e, CeremonyError::Expired(_)), "{e}");
+    accept_reshare(&s.group, &s.roster, &proposal, &deals, &*d.ks, NOW + 3599).unwrap();
+
+    // An expiry nobody reaches is refused.
+    let mut far = terms(2, &new, ids.clone());
+    far.expires = NOW + 31 * 86_400;
+    let p = propose_reshare(&s.group, &s.roster, far, &*s.members[0].ks, &mut rng(2)).unwrap();
+    let e = Consent::check(&s.group, &s.roster, &p, &[&fp], NOW).unwrap_err();
+    assert!(e.to_string().contains("more than the 30"), "{e}");
+
+    // A refresh since the proposal (new verifying shares, same key,
+    // roster and threshold — the same group fingerprint): stale.
+    let refreshed = wallet_core::keygen::refresh::dealer_refresh(
+        &s.group,
+        &ids.iter()
+            .chain([s.shares[2].identifier()])
+            .copied()
+            .collect::<Vec<_>>(),
+        &mut rng(3),
+    )
+    .unwrap()
+    .group;
+    assert_eq!(
+        wallet_core::ceremony::group_fingerprint(&refreshed, &s.roster).to_string(),
+        wallet_core::ceremony::group_fingerprint(&s.group, &s.roster).to_string()
+    );
+    let e = Consent::check(&refreshed, &s.roster, &proposal, &[&fp], NOW).unwrap_err();
+    assert!(matches!(e, CeremonyError::Changed(_)), "{e}");
+    assert!(e.to_string().contains("verifying shares"), "{e}");
+}
+
+#[test]
+fn a_dealer_deals_once_per_proposal_and_records_it() {
+    use wallet_core::audit::AuditEvent;
+    let s = setup(2, 3, 10);
+    let d = Member::new("dave");
+    let new: Vec<&Member> = s.members.iter().chain([&d]).collect();
+    let (proposal, _) = proposal_and_deals(&s, &new, 2, &[0, 1]);
+    let digest = wallet_core::ceremony::reshare::check_proposal(&s.group, &s.roster, &proposal)
+        .unwrap()
+        .digest;
+    let m = &s.members[1];
+    let log = m.log();
+    let dealt: Vec<_> = log
+        .entries()
+        .iter()
+        .filter(|e| {
+            matches!(&e.record.event, AuditEvent::ReshareDealt { proposal } if *proposal == hex::encode(digest))
+        })
+        .collect();
+    assert_eq!(dealt.len(), 1);
+    // A second deal for the same proposal: refused, nothing new logged.
+    let e = deal_reshare(
+        &s.group,
+        &s.roster,
+        &s.shares[1],
+        &consent(&s, &proposal),
+        &*m.ks,
+        &mut m.log(),
+        &mut rng(7),
+    )
+    .unwrap_err();
+    assert!(matches!(e, CeremonyError::AlreadyDealt), "{e}");
+    assert_eq!(m.log().entries().len(), log.entries().len());
+    // A disk writer deleting the log does not make the dealer forget: the
+    // log's anchor in the keystore refuses the empty file.
+    std::fs::remove_file(m.dir.path().join("audit.jsonl")).unwrap();
+    let e = deal_reshare(
+        &s.group,
+        &s.roster,
+        &s.shares[1],
+        &consent(&s, &proposal),
+        &*m.ks,
+        &mut m.log(),
+        &mut rng(7),
+    )
+    .unwrap_err();
+    assert!(matches!(e, CeremonyError::Audit(_)), "{e}");
+}
+
+#[test]
+fn a_current_member_under_another_label_is_refused() {
+    // Same key, new label: it would get a new identifier and its old share
+    // would stay in its keystore, never overwritten.
+    let s = setup(2, 3, 11);
+    let new: Vec<&Member> = s.members.iter().collect();
+    let ids = vec![*s.shares[0].identifier(), *s.shares[1].identifier()];
+    let mut relabelled = terms(2, &new, ids);
+    relabelled.members[2].label = Label::new("carol").unwrap();
+    let e = propose_reshare(
+        &s.group,
+        &s.roster,
+        relabelled,
+        &*s.members[0].ks,
+        &mut rng(1),
+    )
+    .unwrap_err();
+    assert!(matches!(e, CeremonyError::Cards(_)), "{e}");
+    assert!(e.to_string().contains("keeps its label"), "{e}");
+}
+
+#[test]
+fn a_staged_reshare_is_activated_only_as_a_reshare_and_as_staged() {
+    use wallet_core::ceremony::maintain::activate_refresh;
+    let s = setup(2, 3, 12);
+    let d = Member::new("dave");
+    let new: Vec<&Member> = s.members.iter().chain([&d]).collect();
+    let (proposal, deals) = proposal_and_deals(&s, &new, 3, &[0, 1]);
+    let (staged, receipts) = stage_all(&s, &new, &proposal, &deals);
+    let m = &s.members[0];
+    let st = m.state();
+
+    // As a refresh (with or without the tag file): refused, nothing switches.
+    let e =
+        activate_refresh::<C>(&st, &s.group, &s.roster, &[], &*m.ks, &mut no_crash).unwrap_err();
+    assert!(matches!(e, CeremonyError::NoState(_)), "{e}");
+    let tag = std::fs::read(st.staged_tag_path()).unwrap();
+    std::fs::remove_file(st.staged_tag_path()).unwrap();
+    let e =
+        activate_refresh::<C>(&st, &s.group, &s.roster, &[], &*m.ks, &mut no_crash).unwrap_err();
+    assert!(matches!(e, CeremonyError::NoState(_)), "{e}");
+    assert_eq!(st.group::<C>().unwrap().unwrap(), s.group);
+    assert!(st.staged::<C>().unwrap().is_some());
+    std::fs::write(st.staged_tag_path(), &tag).unwrap();
+
+    // A disk writer swaps dave's key in the staged roster for its own and
+    // forges dave's receipt: the staging record in the keystore refuses.
+    let mallory = Member::new("dave");
+    let mut roster = staged[0].plan.roster.clone();
+    let dave = roster
+        .members
+        .iter_mut()
+        .find(|e| e.label.as_str() == "dave")
+        .unwrap();
+    dave.key = mallory.ks.identity_public_key().unwrap();
+    let group = &staged[0].group;
+    let original = std::fs::read(st.staged_roster_path()).unwrap();
+    std::fs::write(
+        st.staged_roster_path(),
+        roster.to_document(group.id()).unwrap(),
+    )
+    .unwrap();
+    let mut forged = receipts.clone();
+    forged[3] = receipt(group, &roster, &staged[0].tag, &*mallory.ks).unwrap();
+    let e = activate_reshare::<C>(&st, &forged, &*m.ks, &mut no_crash).unwrap_err();
+    assert!(matches!(e, CeremonyError::NoState(_)), "{e}");
+    assert!(e.to_string().contains("not what was staged"), "{e}");
+    assert_eq!(st.group::<C>().unwrap().unwrap(), s.group);
+    // So is a tag file changed on disk.
+    std::fs::write(st.staged_roster_path(), &original).unwrap();
+    std::fs::write(
+        st.staged_tag_path(),
+        format!("{}\n", hex::encode([7u8; 32])),
+    )
+    .unwrap();
+    let e = activate_reshare::<C>(&st, &receipts, &*m.ks, &mut no_crash).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CeremonyError::NoState(_) | CeremonyError::Messages(_) | CeremonyError::Misaddressed(_)
+        ),
+        "{e}"
+    );
+    assert_eq!(st.group::<C>().unwrap().unwrap(), s.group);
+    // Restored, it activates.
+    std::fs::write(st.staged_tag_path(), &tag).unwrap();
+    activate_reshare::<C>(&st, &receipts, &*m.ks, &mut no_crash)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&st.group::<C>().unwrap().unwrap(), group);
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rand_core::OsRng;
+use wallet_core::audit::AuditLog;
 use wallet_core::ceremony::maintain::{self, RefreshReceipt};
 use wallet_core::ceremony::reshare::{self, ReshareDeal, ReshareProposal};
 use wallet_core::ceremony::state::MemberState;
@@ -32,7 +33,9 @@ pub enum ReshareCmd {
     Propose(ProposeArgs),
     /// A dealer's consent and part: one share per new member, each sealed to its card.
     ///
-    /// Example: kura reshare deal --home bob reshare.json --out deal-bob.json --passphrase-file bob.pass
+    /// Shows the plan (threshold, who joins, leaves and deals, expiry) and asks the operator; each joining member's card fingerprint must be confirmed with that member over another channel.
+    ///
+    /// Example: kura reshare deal --home bob reshare.json --joining-card $DAVE_CARD_FP --out deal-bob.json --passphrase-file bob.pass
     Deal(DealArgs),
     /// A new member: check the proposal and every deal, stage the new share (the current one stays in use), write a signed receipt.
     ///
@@ -74,6 +77,9 @@ pub struct ProposeArgs {
     /// A current member who deals (label); repeat, at least the current threshold.
     #[arg(long = "dealer", value_name = "LABEL", required = true)]
     dealers: Vec<String>,
+    /// Hours until nobody deals or accepts the proposal any more (at most 720: 30 days).
+    #[arg(long, value_name = "HOURS", default_value_t = 72, value_parser = clap::value_parser!(u64).range(1..=720))]
+    expires_in: u64,
     /// Where to write the proposal.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -88,6 +94,12 @@ pub struct DealArgs {
     home: PathBuf,
     /// The reshare proposal.
     proposal: PathBuf,
+    /// The card fingerprint a joining member read out to you (by phone or in person; `kura fingerprint --card` on its card); repeat, once per joining member. Without it, asked at the terminal.
+    #[arg(long = "joining-card", value_name = "FINGERPRINT")]
+    joining_cards: Vec<String>,
+    /// Deal without asking (automation): the plan is still printed on stderr.
+    #[arg(long)]
+    yes: bool,
     /// Where to write the deal.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -173,12 +185,16 @@ fn propose(a: &ProposeArgs, r: &Ctx) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let expires = crate::ctx::now().saturating_add(a.expires_in.saturating_mul(3600));
     let proposal = reshare::propose_reshare(
         &m.group,
         &m.roster,
-        a.threshold,
-        cards,
-        dealers,
+        reshare::ReshareTerms {
+            threshold: a.threshold,
+            members: cards,
+            dealers,
+            expires,
+        },
         m.home.keystore.as_ref(),
         &mut OsRng,
     )
@@ -188,9 +204,9 @@ fn propose(a: &ProposeArgs, r: &Ctx) -> anyhow::Result<()> {
     let (joining, leaving) = plan.changes(&m.group);
     r.done(
         "reshare-propose",
-        serde_json::json!({"group": m.group.id().to_string(), "group_fingerprint": group_fingerprint(&m.group, &m.roster).to_string(), "threshold": plan.threshold, "members": plan.roster.members.len(), "joining": joining, "leaving": leaving, "out": a.out.display().to_string()}),
+        serde_json::json!({"group": m.group.id().to_string(), "group_fingerprint": group_fingerprint(&m.group, &m.roster).to_string(), "threshold": plan.threshold, "members": plan.roster.members.len(), "joining": joining, "leaving": leaving, "expires": plan.expires, "out": a.out.display().to_string()}),
         &format!(
-            "reshare of group {} from {}-of-{} to {}-of-{} proposed in {} (joining: {}; leaving: {}); each dealer runs `kura reshare deal`, then every new member `kura reshare accept`",
+            "reshare of group {} from {}-of-{} to {}-of-{} proposed in {} (joining: {}; leaving: {}); it expires in {} h. Each dealer runs `kura reshare deal` with every joining member's card fingerprint, read out by that member; then every new member `kura reshare accept`",
             m.group.id().short(),
             m.group.min_signers(),
             m.group.max_signers(),
@@ -199,8 +215,75 @@ fn propose(a: &ProposeArgs, r: &Ctx) -> anyhow::Result<()> {
             a.out.display(),
             none_if_empty(&joining),
             none_if_empty(&leaving),
+            a.expires_in,
         ),
     )
+}
+
+/// What a dealer's operator is shown before consenting: the whole plan,
+/// in labels (validated where parsed) and numbers.
+fn describe_plan(
+    group: &PublicGroup<Suite>,
+    roster: &Roster,
+    plan: &reshare::Plan<Suite>,
+    now: u64,
+) -> String {
+    let (joining, leaving) = plan.changes(group);
+    let staying: Vec<String> = plan
+        .roster
+        .members
+        .iter()
+        .filter(|m| group.participants().contains_key(&m.participant))
+        .map(|m| m.label.to_string())
+        .collect();
+    let dealers: Vec<String> = plan.dealers.iter().map(|d| roster.describe(d)).collect();
+    format!(
+        "reshare of group {} proposed by {}:\n  threshold: {}-of-{} becomes {}-of-{}\n  joining:   {}\n  leaving:   {}\n  staying:   {}\n  dealers:   {}\n  expires:   in {} min (unix {})\nThe key and addresses stay the same. Every joining member's card must be the one its person holds: you confirmed its fingerprint with them.",
+        group.id().short(),
+        roster.describe(&plan.proposer),
+        group.min_signers(),
+        group.max_signers(),
+        plan.threshold,
+        plan.roster.members.len(),
+        none_if_empty(&joining),
+        none_if_empty(&leaving),
+        none_if_empty(&staying),
+        dealers.join(", "),
+        plan.expires.saturating_sub(now) / 60,
+        plan.expires,
+    )
+}
+
+/// The joining members' card fingerprints: as given, or typed at the
+/// terminal for each joining member (never shown from the proposal: the
+/// operator types what the member read out).
+fn joining_fingerprints(
+    a: &DealArgs,
+    joining: &[wallet_core::ceremony::IdentityCard],
+) -> anyhow::Result<Vec<String>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !a.joining_cards.is_empty() || joining.is_empty() {
+        return Ok(a.joining_cards.clone());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(crate::error::usage(
+            "members join in this reshare: pass --joining-card FP for each, the fingerprint that member read out to you (`kura fingerprint --card` on its card)",
+        ));
+    }
+    let mut typed = Vec::with_capacity(joining.len());
+    for card in joining {
+        let mut err = std::io::stderr();
+        write!(
+            err,
+            "type the card fingerprint joining member {} read out to you: ",
+            card.label
+        )?;
+        err.flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        typed.push(line.trim().to_owned());
+    }
+    Ok(typed)
 }
 
 fn none_if_empty(labels: &[String]) -> String {
@@ -214,20 +297,43 @@ fn none_if_empty(labels: &[String]) -> String {
 fn deal(a: &DealArgs, r: &Ctx) -> anyhow::Result<()> {
     let m = member(&a.home, &a.secrets)?;
     let proposal = read_proposal(&a.proposal, &m.group)?;
+    let now = crate::ctx::now();
+    let plan = reshare::check_proposal(&m.group, &m.roster, &proposal).map_err(ceremony_err)?;
+    plan.check_fresh(now).map_err(ceremony_err)?;
+    if !plan.dealers.contains(&m.me) {
+        return Err(ceremony_err(
+            wallet_core::ceremony::CeremonyError::Misaddressed(
+                "the reshare does not name this member as a dealer".into(),
+            ),
+        ));
+    }
+    let shown = describe_plan(&m.group, &m.roster, &plan, now);
+    let typed = joining_fingerprints(a, &plan.joining_cards(&m.group))?;
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    let consent = reshare::Consent::check(&m.group, &m.roster, &proposal, &typed, now)
+        .map_err(ceremony_err)?;
+    if a.yes {
+        r.note(&shown);
+    } else {
+        crate::ctx::confirm(
+            &shown,
+            "Deal your part of the key to these members?",
+            "deal",
+            "dealt",
+        )?;
+    }
     let share = m.share()?;
+    let ks = m.home.keystore.as_ref();
+    let mut log = AuditLog::open(&m.home.dir.join("audit.jsonl"), &ks.identity_public_key()?)?;
     let deal = reshare::deal_reshare(
-        &m.group,
-        &m.roster,
-        &share,
-        &proposal,
-        m.home.keystore.as_ref(),
-        &mut OsRng,
+        &m.group, &m.roster, &share, &consent, ks, &mut log, &mut OsRng,
     )
     .map_err(ceremony_err)?;
     home::write_new(&a.out, &format::encode(m.group.id(), &deal)?)?;
+    let (joining, leaving) = plan.changes(&m.group);
     r.done(
         "reshare-deal",
-        serde_json::json!({"out": a.out.display().to_string()}),
+        serde_json::json!({"out": a.out.display().to_string(), "threshold": plan.threshold, "members": plan.roster.members.len(), "joining": joining, "leaving": leaving, "expires": plan.expires}),
         &format!(
             "{} consents to the reshare in {} and deals its part: {} (sealed to each new member)",
             m.home.config.label,
@@ -269,7 +375,8 @@ fn accept(a: &AcceptArgs, r: &Ctx) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let ks = home.keystore.as_ref();
     let accepted =
-        reshare::accept_reshare(&group, &roster, &proposal, &deals, ks).map_err(ceremony_err)?;
+        reshare::accept_reshare(&group, &roster, &proposal, &deals, ks, crate::ctx::now())
+            .map_err(ceremony_err)?;
     let plan = &accepted.plan;
     MemberState::new(&home.dir)
         .stage_reshare(

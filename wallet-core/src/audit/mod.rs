@@ -108,6 +108,12 @@ pub enum AuditEvent {
     Aggregated,
     /// The transaction was finalized.
     Finalized,
+    /// This signer dealt its part of a reshare (a quorum change): once per
+    /// proposal, which this names.
+    ReshareDealt {
+        /// The reshare proposal's digest, hex.
+        proposal: String,
+    },
     /// Free text for operators (never a secret).
     Note {
         /// The note.
@@ -127,6 +133,7 @@ impl AuditEvent {
             AuditEvent::ApprovalSuperseded => "approval-superseded",
             AuditEvent::Aggregated => "aggregated",
             AuditEvent::Finalized => "finalized",
+            AuditEvent::ReshareDealt { .. } => "reshare-dealt",
             AuditEvent::Note { .. } => "note",
         }
     }

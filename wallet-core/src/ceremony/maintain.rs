@@ -197,7 +197,9 @@ pub(crate) fn check_receipts<C: KuraSuite>(
 ///
 /// # Errors
 /// [`CeremonyError::NotAuthentic`] for a forged receipt,
-/// [`CeremonyError::Messages`] naming the members whose receipt is missing.
+/// [`CeremonyError::Messages`] naming the members whose receipt is missing,
+/// [`CeremonyError::NoState`] when what is staged is a reshare, or a
+/// refresh whose tag is missing or not what was staged.
 pub fn activate_refresh<C: KuraSuite>(
     state: &super::state::MemberState,
     group: &PublicGroup<C>,
@@ -207,9 +209,23 @@ pub fn activate_refresh<C: KuraSuite>(
     hook: super::state::Hook<'_>,
 ) -> Result<Option<PublicGroup<C>>, CeremonyError> {
     let me = own_entry(roster, keystore)?.participant;
-    let Some(tag) = state.staged_tag()? else {
-        return state.activate::<C>(keystore, &me, hook);
-    };
+    let refresh = super::state::Staging::Refresh;
+    if state.staged::<C>()?.is_none() || state.switched::<C>()? {
+        // Nothing staged, or an activation to complete (its receipts were
+        // checked before it switched).
+        return state.activate::<C>(keystore, &me, refresh, hook);
+    }
+    if state.staged_reshare::<C>()?.is_some() {
+        return Err(CeremonyError::NoState(
+            "what is staged here is a reshare, not a refresh: activate it with the reshare's receipts".into(),
+        ));
+    }
+    let tag = state.staged_tag()?.ok_or_else(|| {
+        CeremonyError::NoState(format!(
+            "a staged refresh without its proposal's digest ({} is missing): stage it again",
+            state.staged_tag_path().display()
+        ))
+    })?;
     check_receipts(
         group.id(),
         roster,
@@ -218,7 +234,7 @@ pub fn activate_refresh<C: KuraSuite>(
         "refresh",
         "not activated: no receipt yet from {} — every member must have staged the refreshed share first",
     )?;
-    state.activate::<C>(keystore, &me, hook)
+    state.activate::<C>(keystore, &me, refresh, hook)
 }
 
 /// Proposes a refresh of `group` for all its members, signed by the

@@ -132,6 +132,16 @@ pub enum CeremonyError {
     /// No saved state for this step (not run here, or run already).
     #[error("{0}")]
     NoState(String),
+    /// A proposal past its expiry, or one whose expiry is too far away.
+    #[error("{0}")]
+    Expired(String),
+    /// This dealer's audit log records a deal for this reshare proposal
+    /// already: it deals once per proposal.
+    #[error("this member dealt for this reshare proposal already (its audit log says so); it deals once per proposal — ask the proposer for a new proposal if the deal was lost")]
+    AlreadyDealt,
+    /// The audit log could not record a step (nothing was released).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// A key-generation check (bad proof, bad share) with its own blame.
     #[error(transparent)]
     Keygen(#[from] KeygenError),
@@ -166,12 +176,15 @@ impl CeremonyError {
             | CeremonyError::Dealer(_)
             | CeremonyError::NoQuorum { .. }
             | CeremonyError::Changed(_)
+            | CeremonyError::Expired(_)
+            | CeremonyError::AlreadyDealt
             | CeremonyError::Keygen(_) => true,
             CeremonyError::BadFingerprint(_)
             | CeremonyError::NoState(_)
             | CeremonyError::Group(_)
             | CeremonyError::Format(_)
             | CeremonyError::Identity(_)
+            | CeremonyError::Audit(_)
             | CeremonyError::Keystore(_) => false,
         }
     }

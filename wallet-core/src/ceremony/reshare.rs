@@ -2,15 +2,22 @@
 //! falls — with the same group key and addresses, as authenticated
 //! documents ([`crate::keygen::reshare`] is the arithmetic).
 //!
-//! 1. A current member signs a [`ReshareProposal`]: the new threshold, the
-//!    new members' identity cards (current members keep their labels, so
-//!    their identifiers), and the current members who will deal (at least
-//!    the current threshold).
-//! 2. Each of those dealers checks the proposal against its pinned roster
-//!    and signs a [`ReshareDeal`]: its Feldman commitment and one share per
-//!    new member, each sealed to that member's card key. A deal is its
-//!    dealer's consent; the reshare needs every named dealer's, so at least
-//!    `t` current members consent.
+//! 1. A current member signs a [`ReshareProposal`] ([`ReshareTerms`]): the
+//!    new threshold, the new members' identity cards (current members keep
+//!    their labels, so their identifiers), the current members who will
+//!    deal (at least the current threshold), and when it expires. It names
+//!    the exact group it reshares (the digest of its document, verifying
+//!    shares included: a refresh makes it stale).
+//! 2. Each of those dealers checks the proposal against its pinned roster,
+//!    shows its operator the plan, and consents ([`Consent`]) only with the
+//!    fingerprint of every *joining* member's card confirmed out of band —
+//!    a proposer who slipped in a card with its own key would otherwise
+//!    collect `t′` shares of every dealer's polynomial, that is the group
+//!    secret. The dealer records the deal in its audit log (once per
+//!    proposal: a second deal is refused) and signs a [`ReshareDeal`]: its
+//!    Feldman commitment and one share per new member, each sealed to that
+//!    member's card key. The reshare needs every named dealer's deal, so at
+//!    least `t` current members consent.
 //! 3. Each new member checks the proposal (signed by a member of the
 //!    current roster, for the current group fingerprint) and every deal
 //!    (signed by its dealer's pinned key, for this proposal, its commitment
@@ -39,6 +46,7 @@ use super::{
     group_fingerprint, identifier_for, own_entry, parse_secret, secret_json, Authored,
     CeremonyError, IdentityCard, Role, Roster, RosterEntry, SealPurpose, SealedPart,
 };
+use crate::audit::{AuditEvent, AuditLog, AuditRecord};
 use crate::format::{hex_bytes, DocumentBody};
 use crate::group::{KeyShare, Label, PublicGroup};
 use crate::keygen::reshare;
@@ -57,6 +65,12 @@ pub struct ReshareBody<C: KuraSuite> {
     pub proposer: Identifier<C>,
     /// The group fingerprint (key, roster, threshold) it reshares.
     pub group_fingerprint: String,
+    /// The digest of the group document it reshares ([`group_digest`]:
+    /// every verifying share included, so a refresh since makes it stale).
+    #[serde(with = "hex_bytes")]
+    pub group_digest: Vec<u8>,
+    /// Unix seconds after which nobody deals or accepts it.
+    pub expires: u64,
     /// The new threshold.
     pub threshold: u16,
     /// The new members' identity cards (role `signer`).
@@ -74,6 +88,34 @@ impl<C: KuraSuite> DocumentBody for ReshareBody<C> {
 
 /// A signed reshare proposal.
 pub type ReshareProposal<C> = Authored<ReshareBody<C>>;
+
+/// The longest a reshare proposal may stay open: 30 days. A proposal that
+/// claims more is refused (an expiry nobody reaches is none).
+pub const MAX_PROPOSAL_LIFETIME: u64 = 30 * 24 * 3600;
+
+/// What a reshare proposes.
+#[derive(Clone, Debug)]
+pub struct ReshareTerms<C: KuraSuite> {
+    /// The new threshold.
+    pub threshold: u16,
+    /// Every new member's identity card (current members who stay included).
+    pub members: Vec<IdentityCard>,
+    /// The current members who deal (at least the current threshold).
+    pub dealers: Vec<Identifier<C>>,
+    /// Unix seconds after which nobody deals or accepts it (at most
+    /// [`MAX_PROPOSAL_LIFETIME`] from when it is dealt).
+    pub expires: u64,
+}
+
+/// The digest a reshare proposal names its group by: SHA-256 of the group
+/// document (key, threshold, every member's label and verifying share).
+///
+/// # Errors
+/// Only on an internal encoding failure.
+pub fn group_digest<C: KuraSuite>(group: &PublicGroup<C>) -> Result<[u8; 32], CeremonyError> {
+    use sha2::{Digest, Sha256};
+    Ok(Sha256::digest(group.to_document()?).into())
+}
 
 /// One dealer's deal (kind `reshare-deal`), signed by the dealer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,12 +203,16 @@ pub fn receipt_tag<C: KuraSuite>(
 pub struct Plan<C: KuraSuite> {
     /// The proposal's digest (what deals and receipts name).
     pub digest: [u8; 32],
+    /// The proposing member.
+    pub proposer: Identifier<C>,
     /// The new threshold.
     pub threshold: u16,
     /// The new roster (the current one's dealer card kept).
     pub roster: Roster<C>,
     /// The dealers.
     pub dealers: BTreeSet<Identifier<C>>,
+    /// Unix seconds after which nobody deals or accepts it.
+    pub expires: u64,
 }
 
 impl<C: KuraSuite> Plan<C> {
@@ -177,6 +223,39 @@ impl<C: KuraSuite> Plan<C> {
             .iter()
             .map(|m| (m.participant, m.label.clone()))
             .collect()
+    }
+
+    /// The cards of the members who join (not in the current `group`):
+    /// whose fingerprints a dealer confirms before it deals.
+    pub fn joining_cards(&self, group: &PublicGroup<C>) -> Vec<IdentityCard> {
+        self.roster
+            .members
+            .iter()
+            .filter(|m| !group.participants().contains_key(&m.participant))
+            .map(|m| IdentityCard::new(m.label.clone(), Role::Signer, m.key))
+            .collect()
+    }
+
+    /// Refuses a proposal past its expiry at `now`, or one whose expiry is
+    /// more than [`MAX_PROPOSAL_LIFETIME`] away.
+    ///
+    /// # Errors
+    /// [`CeremonyError::Expired`].
+    pub fn check_fresh(&self, now: u64) -> Result<(), CeremonyError> {
+        if now >= self.expires {
+            return Err(CeremonyError::Expired(format!(
+                "the reshare proposal expired at {} (unix time; now {now}): ask for a new one",
+                self.expires
+            )));
+        }
+        if self.expires - now > MAX_PROPOSAL_LIFETIME {
+            return Err(CeremonyError::Expired(format!(
+                "the reshare proposal expires {} days from now, more than the {} allowed",
+                (self.expires - now) / 86_400,
+                MAX_PROPOSAL_LIFETIME / 86_400
+            )));
+        }
+        Ok(())
     }
 
     /// Who joins, who leaves, against the current `group` (labels).
@@ -217,9 +296,22 @@ fn new_roster<C: KuraSuite>(
                 card.label
             )));
         }
-        // A current member keeps its identifier (and so its share's slot,
-        // which activation overwrites), only under its own key; a new
-        // member's comes from its label.
+        // A current member keeps its label, so its identifier (and its
+        // share's slot, which activation overwrites): under another label
+        // it would get a new identifier and its old share would stay in
+        // its keystore, never overwritten.
+        if let Some(current) = roster
+            .members
+            .iter()
+            .find(|m| m.key == card.key && m.label != card.label)
+        {
+            return Err(CeremonyError::Cards(format!(
+                "{}'s card has the key of current member {}: a member keeps its label across a reshare",
+                card.label, current.label
+            )));
+        }
+        // A current member keeps its identifier only under its own key; a
+        // new member's comes from its label.
         let participant = match roster.members.iter().find(|m| m.label == card.label) {
             Some(current) if current.key == card.key => current.participant,
             Some(_) => {
@@ -264,12 +356,14 @@ fn new_roster<C: KuraSuite>(
     })
 }
 
-/// Checks a proposal against the pinned roster and the current group.
+/// Checks a proposal against the pinned roster and the current group
+/// (not its expiry: [`Plan::check_fresh`]).
 ///
 /// # Errors
 /// [`CeremonyError::NotAuthentic`] for one not signed by its proposer,
 /// [`CeremonyError::Outsider`] for a proposer or dealer outside the
-/// group, [`CeremonyError::Changed`] for another group fingerprint,
+/// group, [`CeremonyError::Changed`] for another group fingerprint or
+/// group document (a refresh since),
 /// [`CeremonyError::Cards`] for bad cards, [`CeremonyError::NoQuorum`] for
 /// fewer than `t` dealers, an invalid new threshold.
 pub fn check_proposal<C: KuraSuite>(
@@ -289,6 +383,11 @@ pub fn check_proposal<C: KuraSuite>(
     if !group_fingerprint(group, roster).matches(&body.group_fingerprint) {
         return Err(CeremonyError::Changed(
             "the reshare proposal is for another group, roster or threshold".into(),
+        ));
+    }
+    if body.group_digest != group_digest(group)? {
+        return Err(CeremonyError::Changed(
+            "the reshare proposal is for another state of this group (its verifying shares changed: a refresh or repair since); propose it again".into(),
         ));
     }
     let roster2 = new_roster(roster, &body.members)?;
@@ -314,15 +413,15 @@ pub fn check_proposal<C: KuraSuite>(
     }
     Ok(Plan {
         digest: proposal.digest(group.id())?,
+        proposer: body.proposer,
         threshold: body.threshold,
         roster: roster2,
         dealers,
+        expires: body.expires,
     })
 }
 
-/// Proposes resharing `group` to the members of `cards` with threshold
-/// `threshold`, dealt by `dealers` (current members, at least `t`); signed
-/// by the keystore's member.
+/// Proposes resharing `group` on `terms`; signed by the keystore's member.
 ///
 /// # Errors
 /// [`CeremonyError::NotAMember`] for a keystore outside the roster; the
@@ -330,9 +429,7 @@ pub fn check_proposal<C: KuraSuite>(
 pub fn propose_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
     group: &PublicGroup<C>,
     roster: &Roster<C>,
-    threshold: u16,
-    cards: Vec<IdentityCard>,
-    dealers: Vec<Identifier<C>>,
+    terms: ReshareTerms<C>,
     keystore: &dyn Keystore,
     rng: &mut R,
 ) -> Result<ReshareProposal<C>, CeremonyError> {
@@ -343,30 +440,117 @@ pub fn propose_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
         reshare: reshare.to_vec(),
         proposer: me.participant,
         group_fingerprint: group_fingerprint(group, roster).to_string(),
-        threshold,
-        members: cards,
-        dealers,
+        group_digest: group_digest(group)?.to_vec(),
+        expires: terms.expires,
+        threshold: terms.threshold,
+        members: terms.members,
+        dealers: terms.dealers,
     };
     let proposal = Authored::sign(group.id(), body, keystore)?;
     check_proposal(group, roster, &proposal)?;
     Ok(proposal)
 }
 
-/// A dealer's consent and part: checks the proposal, deals this member's
-/// part of the key to the new members, seals each share to its member.
+/// A dealer's consent to a checked proposal: its plan, not expired, with
+/// the fingerprint of every joining member's card confirmed by the dealer's
+/// operator over another channel (the joining member reads out its card's
+/// fingerprint, `kura fingerprint`). The only way to [`deal_reshare`].
+#[derive(Clone, Debug)]
+pub struct Consent<C: KuraSuite> {
+    plan: Plan<C>,
+    now: u64,
+}
+
+impl<C: KuraSuite> Consent<C> {
+    /// Checks `proposal` ([`check_proposal`], [`Plan::check_fresh`] at
+    /// `now`) and that `joining` holds exactly the fingerprints of the
+    /// joining members' cards ([`Plan::joining_cards`]), each once.
+    ///
+    /// # Errors
+    /// [`CeremonyError::FingerprintMismatch`] naming a joining card whose
+    /// fingerprint was not confirmed (or a confirmed one no joining card
+    /// has); [`CeremonyError::BadFingerprint`]; the checks named.
+    pub fn check(
+        group: &PublicGroup<C>,
+        roster: &Roster<C>,
+        proposal: &ReshareProposal<C>,
+        joining: &[&str],
+        now: u64,
+    ) -> Result<Consent<C>, CeremonyError> {
+        let plan = check_proposal(group, roster, proposal)?;
+        plan.check_fresh(now)?;
+        let cards = plan.joining_cards(group);
+        let mut unmatched: Vec<&str> = joining.to_vec();
+        for card in &cards {
+            let fp = card.fingerprint();
+            match unmatched.iter().position(|typed| fp.matches(typed)) {
+                Some(i) => {
+                    unmatched.swap_remove(i);
+                }
+                None => {
+                    return Err(CeremonyError::Cards(format!(
+                        "joining member {}'s card (fingerprint {fp}) was not confirmed: confirm each joining member's card fingerprint with that member over another channel; do not deal for a card you have not confirmed",
+                        card.label
+                    )))
+                }
+            }
+        }
+        if let Some(extra) = unmatched.first() {
+            // Text that is no fingerprint says so; one that is names no
+            // joining card (a typo, or a card the proposal left out).
+            let fp = cards.first().map(IdentityCard::fingerprint);
+            return Err(match fp {
+                Some(fp) => match fp.confirm(extra) {
+                    Err(e @ CeremonyError::BadFingerprint(_)) => e,
+                    _ => CeremonyError::Cards(format!(
+                        "{} was confirmed, but no joining member's card has that fingerprint",
+                        crate::display::inert_bounded(extra, 80)
+                    )),
+                },
+                None => CeremonyError::Cards(format!(
+                    "{} was confirmed, but nobody joins in this reshare",
+                    crate::display::inert_bounded(extra, 80)
+                )),
+            });
+        }
+        Ok(Consent { plan, now })
+    }
+
+    /// The plan consented to.
+    pub fn plan(&self) -> &Plan<C> {
+        &self.plan
+    }
+}
+
+/// Whether `log` records a deal for the proposal with digest `proposal`.
+pub fn has_dealt(log: &AuditLog, proposal: &[u8; 32]) -> bool {
+    let hex = hex::encode(proposal);
+    log.entries().iter().any(
+        |e| matches!(&e.record.event, AuditEvent::ReshareDealt { proposal } if *proposal == hex),
+    )
+}
+
+/// A dealer's part of the reshare it consented to: deals this member's
+/// part of the key to the new members, seals each share to its member, and
+/// records the deal in the dealer's audit log (durably, before the deal is
+/// returned). A second deal for the same proposal is refused: the log is
+/// anchored in the keystore, so a disk writer cannot make it forget.
 ///
 /// # Errors
-/// [`CeremonyError::Misaddressed`] for a member the proposal does not name
-/// as a dealer; the checks of [`check_proposal`].
+/// [`CeremonyError::AlreadyDealt`] for a proposal this log records a deal
+/// for; [`CeremonyError::Misaddressed`] for a member the proposal does not
+/// name as a dealer; [`CeremonyError::Audit`] when the log cannot record
+/// it (nothing is dealt then).
 pub fn deal_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
     group: &PublicGroup<C>,
     roster: &Roster<C>,
     share: &KeyShare<C>,
-    proposal: &ReshareProposal<C>,
+    consent: &Consent<C>,
     keystore: &dyn Keystore,
+    log: &mut AuditLog,
     rng: &mut R,
 ) -> Result<ReshareDeal<C>, CeremonyError> {
-    let plan = check_proposal(group, roster, proposal)?;
+    let plan = &consent.plan;
     let me = own_entry(roster, keystore)?;
     if me.participant != *share.identifier() {
         return Err(CeremonyError::NotAMember);
@@ -375,6 +559,10 @@ pub fn deal_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
         return Err(CeremonyError::Misaddressed(
             "the reshare does not name this member as a dealer".into(),
         ));
+    }
+    let _guard = log.begin(keystore)?;
+    if has_dealt(log, &plan.digest) {
+        return Err(CeremonyError::AlreadyDealt);
     }
     let ids: BTreeSet<_> = plan.roster.members.iter().map(|m| m.participant).collect();
     let dealt = reshare::deal(share, group, &plan.dealers, &ids, plan.threshold, rng)?;
@@ -396,7 +584,7 @@ pub fn deal_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
             rng,
         )?);
     }
-    Authored::sign(
+    let deal = Authored::sign(
         group.id(),
         DealBody {
             from: me.participant,
@@ -405,7 +593,16 @@ pub fn deal_reshare<C: KuraSuite, R: RngCore + CryptoRng>(
             shares,
         },
         keystore,
-    )
+    )?;
+    let at = consent.now.max(log.last_time());
+    log.append(
+        keystore,
+        at,
+        AuditRecord::new(AuditEvent::ReshareDealt {
+            proposal: hex::encode(plan.digest),
+        }),
+    )?;
+    Ok(deal)
 }
 
 /// Checks every deal (one from each named dealer, signed by its pinned key,
@@ -492,11 +689,12 @@ pub fn reshared<C: KuraSuite>(
     })
 }
 
-/// A new member's side: checks the proposal and every deal, opens its
-/// share from each dealer and combines them; returns its new share and the
-/// new group and roster (to be staged, not yet used).
+/// A new member's side at `now`: checks the proposal (not expired) and
+/// every deal, opens its share from each dealer and combines them; returns
+/// its new share and the new group and roster (to be staged, not yet used).
 ///
 /// # Errors
+/// [`CeremonyError::Expired`] for a proposal past its expiry;
 /// [`CeremonyError::NotAMember`] for a keystore not among the new members;
 /// [`CeremonyError::SealOpen`] for a share that does not open;
 /// [`CeremonyError::Keygen`] naming the dealer of a share that does not
@@ -507,8 +705,10 @@ pub fn accept_reshare<C: KuraSuite>(
     proposal: &ReshareProposal<C>,
     deals: &[ReshareDeal<C>],
     keystore: &dyn Keystore,
+    now: u64,
 ) -> Result<Accepted<C>, CeremonyError> {
     let plan = check_proposal(group, roster, proposal)?;
+    plan.check_fresh(now)?;
     let (commitments, new_group) = check_deals(group, roster, &plan, deals)?;
     let me = own_entry(&plan.roster, keystore)?;
     let mut received: BTreeMap<Identifier<C>, SecretShare<C>> = BTreeMap::new();
@@ -558,17 +758,31 @@ pub fn activate_reshare<C: KuraSuite>(
     keystore: &dyn Keystore,
     hook: super::state::Hook<'_>,
 ) -> Result<Option<PublicGroup<C>>, CeremonyError> {
-    let Some(super::state::StagedReshare {
+    use super::state::{StagedReshare, Staging};
+    if state.staged::<C>()?.is_none() {
+        return Ok(None);
+    }
+    if state.switched::<C>()? {
+        // An activation to complete (its receipts were checked before it
+        // switched); the roster is the staged one, or written already.
+        let roster =
+            match state.staged_reshare::<C>()? {
+                Some(s) => s.roster,
+                None => state.roster(&state.staged::<C>()?.ok_or_else(|| {
+                    CeremonyError::NoState("the staged group went away".into())
+                })?)?,
+            };
+        let me = own_entry(&roster, keystore)?.participant;
+        return state.activate::<C>(keystore, &me, Staging::Reshare, hook);
+    }
+    let Some(StagedReshare {
         group: new_group,
         roster: new_roster,
     }) = state.staged_reshare::<C>()?
     else {
-        return match state.staged::<C>()? {
-            None => Ok(None),
-            Some(_) => Err(CeremonyError::NoState(
-                "what is staged here is a refresh, not a reshare".into(),
-            )),
-        };
+        return Err(CeremonyError::NoState(
+            "what is staged here is a refresh, not a reshare".into(),
+        ));
     };
     let tag = state.staged_tag()?.ok_or_else(|| {
         CeremonyError::NoState("a staged reshare without its proposal's digest".into())
@@ -582,7 +796,7 @@ pub fn activate_reshare<C: KuraSuite>(
         "reshare",
         "not activated: no receipt yet from {} — every new member must have staged its share first",
     )?;
-    state.activate::<C>(keystore, &me, hook)
+    state.activate::<C>(keystore, &me, Staging::Reshare, hook)
 }
 
 /// A member who leaves: checks that the reshare it is leaving by is real

@@ -13,6 +13,13 @@
 //! found in its staged slot ([`crate::keystore::load_share`]) and the switch
 //! completed. A process killed at any point leaves the old state or the new
 //! one usable, and running the same step again completes it.
+//!
+//! The staged files are on a disk anyone may write; what activation relies
+//! on is bound in the keystore. The staged share's slot is named by the
+//! staged group ([`SecretSlot::staged_share`]), and beside it a *staging
+//! record* holds the digest of what was staged with it — its kind, the tag
+//! its receipts name, a reshare's roster — so a swapped tag or roster file
+//! is refused at activation instead of trusted.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +31,45 @@ use crate::group::{identifier_hex, KeyShare, PublicGroup};
 pub const RETIRED: &[u8] = b"retired";
 use crate::keystore::{self, files, Keystore, SecretSlot};
 use crate::suite::KuraSuite;
+
+/// What a staged change is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// A refresh: new shares of the same members and threshold.
+    Refresh,
+    /// A reshare: new members or threshold (a staged roster).
+    Reshare,
+}
+
+impl Staging {
+    fn as_str(self) -> &'static str {
+        match self {
+            Staging::Refresh => "refresh",
+            Staging::Reshare => "reshare",
+        }
+    }
+}
+
+/// The keystore slot of the staging record beside a staged share.
+fn staging_record_slot<C: KuraSuite>(group: &PublicGroup<C>, participant: &str) -> SecretSlot {
+    SecretSlot::staged_share(group, &format!("{participant}/staging"))
+}
+
+/// What the staging record holds: a digest of the kind, the tag and (a
+/// reshare) the roster document, byte for byte as staged.
+fn staging_digest(kind: Staging, tag: &[u8; 32], roster: Option<&[u8]>) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kura/v1/staging-record\0");
+    h.update(kind.as_str().as_bytes());
+    h.update([0]);
+    h.update(tag);
+    if let Some(r) = roster {
+        h.update((r.len() as u64).to_be_bytes());
+        h.update(r);
+    }
+    h.finalize().to_vec()
+}
 
 /// A reshare waiting for activation: the new group and its roster.
 #[derive(Clone, Debug)]
@@ -241,10 +287,21 @@ impl MemberState {
         if let Some(roster) = new_roster {
             roster.identities(new_group)?;
         }
+        let roster_doc = new_roster
+            .map(|r| r.to_document(new_group.id()))
+            .transpose()?;
+        let kind = match new_roster {
+            Some(_) => Staging::Reshare,
+            None => Staging::Refresh,
+        };
         let participant = identifier_hex(share.identifier());
         keystore.put_key_share(
             &SecretSlot::staged_share(new_group, &participant),
             &share.to_secret_document()?,
+        )?;
+        keystore.put_key_share(
+            &staging_record_slot(new_group, &participant),
+            &crate::SecretBytes::new(staging_digest(kind, tag, roster_doc.as_deref())),
         )?;
         hook(Step::ShareKept)?;
         files::write_atomic(
@@ -252,12 +309,8 @@ impl MemberState {
             format!("{}\n", hex::encode(tag)).as_bytes(),
             true,
         )?;
-        if let Some(roster) = new_roster {
-            files::write_atomic(
-                &self.staged_roster_path(),
-                &roster.to_document(new_group.id())?,
-                true,
-            )?;
+        if let Some(doc) = &roster_doc {
+            files::write_atomic(&self.staged_roster_path(), doc, true)?;
             hook(Step::RosterWritten)?;
         }
         files::write_atomic(&self.staged_path(), &new_group.to_document()?, true)?;
@@ -305,18 +358,36 @@ impl MemberState {
             .map_err(Into::into)
     }
 
-    /// Activates the staged share and group: switches `group.json` (the
-    /// commit point), then the main share slot, then clears the staging.
-    /// Running it again after a crash completes it; with nothing staged
-    /// it returns `None`.
+    /// Whether the staged group is the active one already (an activation
+    /// that switched `group.json` and was stopped before it cleared the
+    /// staging): running the activation again only completes it.
     ///
     /// # Errors
-    /// A staged share that is missing or does not fit the staged group;
+    /// An I/O error or a malformed file.
+    pub fn switched<C: KuraSuite>(&self) -> Result<bool, CeremonyError> {
+        Ok(match (self.staged::<C>()?, self.group::<C>()?) {
+            (Some(staged), Some(active)) => staged == active,
+            _ => false,
+        })
+    }
+
+    /// Activates the staged share and group, a change of kind `kind`:
+    /// switches `group.json` (the commit point), then the main share slot,
+    /// then clears the staging. Before anything switches, the staged tag
+    /// and roster files must be what was staged (the staging record in the
+    /// keystore). Running it again after a crash completes it; with nothing
+    /// staged it returns `None`.
+    ///
+    /// # Errors
+    /// [`CeremonyError::NoState`] when what is staged is not of `kind`, or
+    /// its tag or roster file is not what was staged (or is missing); a
+    /// staged share that is missing or does not fit the staged group;
     /// keystore and I/O failures.
     pub fn activate<C: KuraSuite>(
         &self,
         keystore: &dyn Keystore,
         participant: &frost_core::Identifier<C>,
+        kind: Staging,
         hook: Hook<'_>,
     ) -> Result<Option<PublicGroup<C>>, CeremonyError> {
         let Some(staged) = self.staged::<C>()? else {
@@ -325,10 +396,13 @@ impl MemberState {
         let id = participant;
         let participant = identifier_hex(participant);
         let slot = SecretSlot::staged_share(&staged, &participant);
+        let record = staging_record_slot(&staged, &participant);
         let active = self.group::<C>()?;
         let switched = active.as_ref() == Some(&staged);
+        let roster_doc = read(&self.staged_roster_path())?;
         let roster = self.staged_reshare::<C>()?.map(|r| r.roster);
         if !switched {
+            self.check_staging(keystore, &record, kind, roster_doc.as_deref())?;
             if let Some(current) = &active {
                 match &roster {
                     // A reshare keeps the key (the group id), not the
@@ -362,10 +436,12 @@ impl MemberState {
         // No copy of a share may outlive its activation in a staged slot
         // (load_share clears it when it moves the share; this covers a
         // crash between its two writes).
-        keystore.put_key_share(
-            &slot,
-            &crate::SecretBytes::new(keystore::STAGED_TOMBSTONE.to_vec()),
-        )?;
+        for s in [&slot, &record] {
+            keystore.put_key_share(
+                s,
+                &crate::SecretBytes::new(keystore::STAGED_TOMBSTONE.to_vec()),
+            )?;
+        }
         hook(Step::ShareSwitched)?;
         for path in [
             self.staged_roster_path(),
@@ -380,6 +456,49 @@ impl MemberState {
         }
         files::sync_dir(&self.dir)?;
         Ok(Some(staged))
+    }
+
+    /// Refuses an activation of `kind` unless the staged tag and roster
+    /// files are what the staging record in the keystore says was staged.
+    fn check_staging(
+        &self,
+        keystore: &dyn Keystore,
+        record: &SecretSlot,
+        kind: Staging,
+        roster_doc: Option<&[u8]>,
+    ) -> Result<(), CeremonyError> {
+        let staged_kind = match roster_doc {
+            Some(_) => Staging::Reshare,
+            None => Staging::Refresh,
+        };
+        if staged_kind != kind {
+            return Err(CeremonyError::NoState(format!(
+                "what is staged here is a {}, not a {}: activate it with its own receipts",
+                staged_kind.as_str(),
+                kind.as_str()
+            )));
+        }
+        let tag = self.staged_tag()?.ok_or_else(|| {
+            CeremonyError::NoState(format!(
+                "a staged {} without {}: stage it again",
+                kind.as_str(),
+                self.staged_tag_path().display()
+            ))
+        })?;
+        let expected = keystore.key_share(record).map_err(|e| {
+            CeremonyError::NoState(format!(
+                "the keystore holds no record of this staged {} ({e}): stage it again",
+                kind.as_str()
+            ))
+        })?;
+        if expected.expose() != staging_digest(kind, &tag, roster_doc).as_slice() {
+            return Err(CeremonyError::NoState(format!(
+                "{} or {} is not what was staged (the keystore's staging record differs): the files were changed on disk; stage it again",
+                self.staged_tag_path().display(),
+                self.staged_roster_path().display()
+            )));
+        }
+        Ok(())
     }
 
     /// Erases this member's share of its group and the group files: what a
