@@ -14,6 +14,17 @@ fn ok_json(env: &Env, who: &str, args: &[&str]) -> serde_json::Value {
     env.kura_as(who, &all).ok().json()
 }
 
+/// The fingerprint of `who`'s identity card, as that member reads it out.
+fn card_fingerprint(env: &Env, who: &str) -> String {
+    let card = format!("{who}/identity.json");
+    env.kura(&["--json", "fingerprint", "--card", &card])
+        .ok()
+        .json()["data"]["cards"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn a_two_of_three_group_becomes_three_of_four_and_keeps_its_address() {
     let mut env = Env::new();
@@ -70,13 +81,7 @@ fn a_two_of_three_group_becomes_three_of_four_and_keeps_its_address() {
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("dealer"), "{}", r.stderr);
     // dave reads his card's fingerprint out to each dealer.
-    let dave_fp = env
-        .kura(&["--json", "fingerprint", "--card", "dave/identity.json"])
-        .ok()
-        .json()["data"]["cards"][0]["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dave_fp = card_fingerprint(&env, "dave");
     let deal = |who: &str, extra: &[&str]| {
         let out = format!("deal-{who}.json");
         let mut args = vec![
@@ -96,13 +101,7 @@ fn a_two_of_three_group_becomes_three_of_four_and_keeps_its_address() {
     let r = deal("bob", &["--yes"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--joining-card"), "{}", r.stderr);
-    let alice_fp = env
-        .kura(&["--json", "fingerprint", "--card", "alice/identity.json"])
-        .ok()
-        .json()["data"]["cards"][0]["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice_fp = card_fingerprint(&env, "alice");
     let r = deal("bob", &["--joining-card", &alice_fp, "--yes"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("not confirmed"), "{}", r.stderr);
